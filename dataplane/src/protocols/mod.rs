@@ -1,0 +1,65 @@
+//! Protocol parsers: one protocol per file, each pure over bytes.
+//!
+//! A parser is owned by one connection in one shard. It is fed the payload chunks of that
+//! connection in kernel order ([`Chunk`]) and appends finished [`L7Record`]s to a buffer the caller
+//! owns. The kernel copies only the first bytes of each syscall (`data`), but always reports how many
+//! bytes the syscall moved (`total_len`): parsers must use `total_len` to skip bodies they cannot
+//! see, and must never panic or grow without bound on any input.
+
+pub mod http1;
+pub mod route;
+
+/// Which way the bytes went, seen from the traced process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The process read the bytes (recv, read...).
+    Ingress,
+    /// The process wrote the bytes (send, write...).
+    Egress,
+}
+
+/// The traced process's side of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Accepted the connection, or was seen reading a request on it.
+    Server,
+    /// Opened the connection, or was seen writing a request on it.
+    Client,
+    /// Not known yet (connection found mid-stream); parsers infer it from the first request.
+    Unknown,
+}
+
+/// One syscall's worth of payload on one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    pub dir: Direction,
+    /// The captured prefix of what the syscall moved (may be shorter than `total_len`).
+    pub data: &'a [u8],
+    /// Bytes the syscall really moved.
+    pub total_len: u32,
+    /// Kernel monotonic timestamps of syscall entry and exit.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Per-connection sequence number stamped by the kernel.
+    pub seq: u64,
+}
+
+/// A finished exchange recognised by a parser.
+#[derive(Debug, Clone, PartialEq)]
+pub enum L7Record {
+    Http(http1::HttpTransaction),
+}
+
+/// Protocols we can recognise from the first bytes of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http1,
+}
+
+/// Guess the protocol from the first payload seen on a connection; cheap, no allocation.
+pub fn detect(data: &[u8]) -> Option<Protocol> {
+    if http1::detect(data) {
+        return Some(Protocol::Http1);
+    }
+    None
+}

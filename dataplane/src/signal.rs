@@ -1,0 +1,100 @@
+//! The signals that leave a shard for the export core, and the messages that carry them.
+//!
+//! A shard produces [`SpanRecord`]s and [`HistogramDelta`]s; the export core owns everything after
+//! that (batching, resource attributes, OTLP encoding, transport). Timestamps here are already wall
+//! clock (nanoseconds since the Unix epoch). Attribute keys are `&'static str` because every key we
+//! emit is an OpenTelemetry semantic-convention name known at compile time.
+
+/// One attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Double(f64),
+}
+
+/// A list of attributes, keys from the semantic conventions.
+pub type Attrs = Vec<(&'static str, AttrValue)>;
+
+/// Span kind, as in OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    Server,
+    Client,
+}
+
+/// One finished span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRecord {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// All zero when the span is a root.
+    pub parent_span_id: [u8; 8],
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    /// `Some(message)` marks the span status as error.
+    pub error: Option<String>,
+    pub attrs: Attrs,
+    /// The process the span was observed in; the export core turns it into resource attributes.
+    pub pid: u32,
+}
+
+/// Explicit bucket boundaries recommended by the HTTP semantic conventions, in seconds.
+pub const DURATION_BOUNDS_S: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// A histogram delta for one series (metric name + process + attributes) accumulated by a shard
+/// since its previous flush. `bucket_counts.len() == bounds.len() + 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramDelta {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub pid: u32,
+    pub attrs: Attrs,
+    pub bounds: &'static [f64],
+    pub bucket_counts: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Counters a shard keeps for itself (plain integers owned by the shard thread) and sends as a
+/// snapshot; the export core turns them into self-telemetry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub shard: u32,
+    /// Kernel events drained from this shard's rings.
+    pub events_drained: u64,
+    /// Events that failed to decode (short, wrong version, ...).
+    pub events_malformed: u64,
+    /// Events forwarded to another shard / received from one.
+    pub events_forwarded: u64,
+    pub events_received: u64,
+    /// Events dropped because a cross-shard queue was full.
+    pub queue_drops: u64,
+    /// Sequence gaps given up on (an event that never arrived, e.g. lost in the kernel).
+    pub reorder_gaps: u64,
+    /// Flows currently held / evicted because the table was full / expired idle.
+    pub flows_active: u64,
+    pub flows_evicted: u64,
+    pub flows_expired: u64,
+    /// Payloads that no parser recognised, and parser errors.
+    pub unknown_protocol: u64,
+    pub parse_errors: u64,
+    pub spans_emitted: u64,
+    /// Signals dropped because the queue to the export core was full.
+    pub export_queue_drops: u64,
+}
+
+/// What a shard sends to the export core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportMsg {
+    Span(Box<SpanRecord>),
+    Histogram(Box<HistogramDelta>),
+    Stats(ShardStats),
+}
