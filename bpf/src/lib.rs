@@ -1,0 +1,1 @@
+//! Telegen kernel programs and loader.
