@@ -1,1 +1,14 @@
-//! Telegen kernel programs and loader.
+//! Telegen's kernel side: the BPF programs (`src/bpf/*.bpf.c`), the one header that defines every
+//! struct crossing to user space (`src/bpf/telegen.h`, mirrored in [`abi`]), and a loader whose
+//! types follow the lifecycle open -> loaded -> attached, detaching everything on drop.
+
+pub mod abi;
+mod loader;
+
+pub use libbpf_rs::{MapCore, MapHandle, RingBuffer, RingBufferBuilder};
+pub use loader::{comm_key, preflight, BpfError, CpuRing, ProcessFilter, Tracer, TracerOptions};
+
+#[allow(clippy::all, unsafe_op_in_unsafe_fn, rust_2018_idioms, missing_docs)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/telegen.skel.rs"));
+}

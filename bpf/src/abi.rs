@@ -1,0 +1,169 @@
+//! `#[repr(C)]` mirrors of `src/bpf/telegen.h`. Sizes and offsets are checked at compile time.
+
+/// ABI version stamped in every event.
+pub const ABI_VERSION: u8 = 1;
+/// Largest payload prefix the kernel copies per syscall.
+pub const MAX_CAPTURE: u32 = 4096;
+/// Most CPUs the ring array holds.
+pub const MAX_CPUS: u32 = 1024;
+
+pub const EV_DATA: u8 = 1;
+pub const EV_CLOSE: u8 = 2;
+pub const DIR_INGRESS: u8 = 0;
+pub const DIR_EGRESS: u8 = 1;
+pub const ROLE_UNKNOWN: u8 = 0;
+pub const ROLE_SERVER: u8 = 1;
+pub const ROLE_CLIENT: u8 = 2;
+pub const ALLOW_BY_NAME: u8 = 1;
+pub const ALLOW_BY_PID: u8 = 2;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// `struct tg_addr`: IPv4 is stored IPv4-mapped; port in host order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Addr {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u16,
+    pub _pad: u32,
+}
+
+impl Addr {
+    /// The address as `std::net::IpAddr` (IPv4-mapped addresses become IPv4).
+    pub fn ip(&self) -> std::net::IpAddr {
+        let v6 = std::net::Ipv6Addr::from(self.addr);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(v6),
+        }
+    }
+}
+
+/// `struct tg_event`: the header of every ring record; `captured` payload bytes follow.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Event {
+    pub conn_id: u64,
+    pub seq: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub parent_conn_id: u64,
+    pub parent_seq: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    pub bytes: u32,
+    pub captured: u32,
+    pub kind: u8,
+    pub dir: u8,
+    pub role: u8,
+    pub version: u8,
+    pub comm: [u8; 16],
+    pub local: Addr,
+    pub remote: Addr,
+}
+
+/// `struct tg_stats`: per-CPU counters.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub seen: u64,
+    pub emitted: u64,
+    pub dropped: u64,
+    pub conns_opened: u64,
+    pub conns_closed: u64,
+    pub truncated: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Addr>() == 24);
+const _: () = assert!(std::mem::size_of::<Event>() == 136);
+const _: () = assert!(std::mem::size_of::<Stats>() == 48);
+const _: () = assert!(std::mem::offset_of!(Event, pid) == 48);
+const _: () = assert!(std::mem::offset_of!(Event, captured) == 64);
+const _: () = assert!(std::mem::offset_of!(Event, kind) == 68);
+const _: () = assert!(std::mem::offset_of!(Event, comm) == 72);
+const _: () = assert!(std::mem::offset_of!(Event, local) == 88);
+const _: () = assert!(std::mem::offset_of!(Event, remote) == 112);
+
+/// Errors decoding a ring record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {got} bytes is shorter than the {expected}-byte header")]
+    Short { got: usize, expected: usize },
+    #[error("record has ABI version {got}, expected {expected}")]
+    Version { got: u8, expected: u8 },
+    #[error("record claims {claimed} payload bytes but carries {got}")]
+    Payload { claimed: u32, got: usize },
+}
+
+impl Event {
+    /// Decode a ring record into its header (copied out, unaligned-safe) and payload slice.
+    pub fn decode(rec: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
+        const N: usize = std::mem::size_of::<Event>();
+        if rec.len() < N {
+            return Err(DecodeError::Short { got: rec.len(), expected: N });
+        }
+        // SAFETY: `rec` holds at least N bytes; Event is repr(C), made only of integers and
+        // byte arrays (every bit pattern is valid); read_unaligned copes with any alignment.
+        let ev: Event = unsafe { std::ptr::read_unaligned(rec.as_ptr().cast::<Event>()) };
+        if ev.version != ABI_VERSION {
+            return Err(DecodeError::Version { got: ev.version, expected: ABI_VERSION });
+        }
+        let payload = &rec[N..];
+        let claimed = ev.captured as usize;
+        if claimed > payload.len() {
+            return Err(DecodeError::Payload { claimed: ev.captured, got: payload.len() });
+        }
+        Ok((ev, &payload[..claimed]))
+    }
+
+    /// The process name as text (up to the first NUL).
+    pub fn comm(&self) -> &str {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
+        std::str::from_utf8(&self.comm[..end]).unwrap_or("?")
+    }
+
+    /// Serialize (for tests, benches and the synthetic generator): header then payload.
+    pub fn encode_into(&self, payload: &[u8], out: &mut Vec<u8>) {
+        let mut hdr = *self;
+        hdr.captured = payload.len() as u32;
+        // SAFETY: Event is repr(C) plain data with explicit padding fields; viewing it as bytes
+        // for its full size reads only initialised memory.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&hdr as *const Event).cast::<u8>(), std::mem::size_of::<Event>())
+        };
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors() {
+        let ev = Event { conn_id: 7, seq: 3, version: ABI_VERSION, kind: EV_DATA, ..Default::default() };
+        let mut buf = Vec::new();
+        ev.encode_into(b"GET / HTTP/1.1\r\n", &mut buf);
+        let (got, payload) = Event::decode(&buf).unwrap();
+        assert_eq!(got.conn_id, 7);
+        assert_eq!(payload, b"GET / HTTP/1.1\r\n");
+        assert!(matches!(Event::decode(&buf[..10]), Err(DecodeError::Short { .. })));
+        let mut bad = buf.clone();
+        bad[std::mem::offset_of!(Event, version)] = 9;
+        assert!(matches!(Event::decode(&bad), Err(DecodeError::Version { got: 9, .. })));
+        let cut = &buf[..buf.len() - 2];
+        assert!(matches!(Event::decode(cut), Err(DecodeError::Payload { .. })));
+    }
+
+    #[test]
+    fn mapped_v4() {
+        let mut a = Addr::default();
+        a.addr[10] = 0xff;
+        a.addr[11] = 0xff;
+        a.addr[12..].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(a.ip().to_string(), "127.0.0.1");
+    }
+}

@@ -1,0 +1,656 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Telegen's socket tracer. Syscall tracepoints only (no kprobes, no fentry: they are not
+ * available on hardened kernels). Tracks TCP sockets per (tgid, fd), stamps a per-connection
+ * sequence, copies the first bytes of each payload, and writes records to the ring buffer of the
+ * CPU it runs on, waking the consumer only when a lot is pending.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "telegen.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+
+/* Knobs set by the loader before load. */
+const volatile __u32 capture_bytes = 1024;
+const volatile __u32 self_tgid = 0;
+const volatile __u8 filter_enabled = 0;
+const volatile __u64 wakeup_bytes = 1 << 20;
+
+struct conn_key {
+	__u32 tgid;
+	__u32 fd;
+};
+
+struct conn {
+	__u64 conn_id;
+	__u64 seq;
+	__u64 file; /* struct file * the fd pointed at when we started tracking */
+	struct tg_addr local;
+	struct tg_addr remote;
+	__u8 role;
+	__u8 _pad[7];
+};
+
+enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_CONNECT = 4 };
+
+struct call_args {
+	__u64 buf; /* OP_PLAIN: user buffer; OP_IOV: user iovec array */
+	__u64 start_ns;
+	__u32 fd;
+	__u32 iovcnt;
+	__u8 op;
+	__u8 _pad[7];
+};
+
+struct tid_ctx {
+	__u64 conn_id;
+	__u64 seq;
+};
+
+struct scratch {
+	struct tg_event ev;
+	__u8 payload[3 * TG_MAX_CAPTURE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 20);
+	__type(key, struct conn_key);
+	__type(value, struct conn);
+} tg_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct conn_key);
+	__type(value, __u64);
+} tg_notsock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, struct call_args);
+} tg_args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, struct tid_ctx);
+} tg_tid_server SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, __u8);
+} tg_allowed SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, char[16]);
+	__type(value, __u8);
+} tg_comm_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tg_stats);
+} tg_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_conn_counter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} tg_scratch SEC(".maps");
+
+/* Per-CPU ring buffers: user space creates one ring per CPU and puts it at index = cpu. */
+struct tg_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TG_MAX_CPUS);
+	__type(key, __u32);
+	__array(values, struct tg_ring);
+} tg_rings SEC(".maps");
+
+static __always_inline struct tg_stats *stats(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&tg_stats, &zero);
+}
+
+static __always_inline int skip_tgid(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return 1;
+	if (filter_enabled && !bpf_map_lookup_elem(&tg_allowed, &tgid))
+		return 1;
+	return 0;
+}
+
+static __always_inline struct file *fd_file(__u32 fd)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct files_struct *files = BPF_CORE_READ(task, files);
+	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	struct file **arr;
+	struct file *f = NULL;
+
+	if (fd >= max)
+		return NULL;
+	arr = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &arr[fd]);
+	return f;
+}
+
+static __always_inline void map_v4(struct tg_addr *a, __u32 be_addr)
+{
+	a->addr[10] = 0xff;
+	a->addr[11] = 0xff;
+	a->addr[12] = be_addr & 0xff;
+	a->addr[13] = (be_addr >> 8) & 0xff;
+	a->addr[14] = (be_addr >> 16) & 0xff;
+	a->addr[15] = (be_addr >> 24) & 0xff;
+}
+
+/* Fill addresses if `f` is a TCP (stream, inet) socket. Returns 0 when it is. */
+static __always_inline int sock_info(struct file *f, struct conn *c)
+{
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	struct socket *sock;
+	struct sock *sk;
+	short type;
+	__u16 family;
+
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return -1;
+	sock = BPF_CORE_READ(f, private_data);
+	type = BPF_CORE_READ(sock, type);
+	if (type != SOCK_STREAM)
+		return -1;
+	sk = BPF_CORE_READ(sock, sk);
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET) {
+		map_v4(&c->local, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		map_v4(&c->remote, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&c->local.addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&c->remote.addr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		return -1;
+	}
+	c->local.family = family;
+	c->remote.family = family;
+	c->local.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->remote.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return 0;
+}
+
+static __always_inline __u64 new_conn_id(void)
+{
+	__u32 zero = 0;
+	__u64 *ctr = bpf_map_lookup_elem(&tg_conn_counter, &zero);
+	__u64 n = 0;
+
+	if (ctr)
+		n = __sync_fetch_and_add(ctr, 1);
+	return ((__u64)(bpf_get_smp_processor_id() + 1) << 40) | (n & ((1ULL << 40) - 1));
+}
+
+static __always_inline void *cpu_ring(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&tg_rings, &cpu);
+}
+
+static __always_inline void submit(struct scratch *s, __u32 captured)
+{
+	struct tg_stats *st = stats();
+	void *rb = cpu_ring();
+	__u64 size = sizeof(struct tg_event) + (captured & (2 * TG_MAX_CAPTURE - 1));
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	long err = -1;
+
+	if (rb) {
+		if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+		err = bpf_ringbuf_output(rb, s, size, flags);
+	}
+	if (st) {
+		if (err)
+			__sync_fetch_and_add(&st->dropped, 1);
+		else
+			__sync_fetch_and_add(&st->emitted, 1);
+	}
+}
+
+static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u8 kind)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&tg_scratch, &zero);
+
+	if (!s)
+		return NULL;
+	s->ev.conn_id = c->conn_id;
+	s->ev.seq = __sync_fetch_and_add(&c->seq, 1);
+	s->ev.parent_conn_id = 0;
+	s->ev.parent_seq = 0;
+	s->ev.pid = id >> 32;
+	s->ev.tid = (__u32)id;
+	s->ev.bytes = 0;
+	s->ev.captured = 0;
+	s->ev.kind = kind;
+	s->ev.dir = 0;
+	s->ev.role = c->role;
+	s->ev.version = TG_ABI_VERSION;
+	bpf_get_current_comm(&s->ev.comm, sizeof(s->ev.comm));
+	s->ev.local = c->local;
+	s->ev.remote = c->remote;
+	return s;
+}
+
+static __always_inline void emit_close(struct conn *c, __u64 id, __u32 fd)
+{
+	struct scratch *s = scratch_for(c, id, TG_EV_CLOSE);
+	struct tg_stats *st = stats();
+
+	if (!s)
+		return;
+	s->ev.fd = fd;
+	s->ev.start_ns = bpf_ktime_get_ns();
+	s->ev.end_ns = s->ev.start_ns;
+	submit(s, 0);
+	if (st)
+		__sync_fetch_and_add(&st->conns_closed, 1);
+}
+
+/* Start tracking (tgid, fd) as a connection with `role`, replacing whatever was there. */
+static __always_inline struct conn *track(__u64 id, __u32 fd, __u8 role)
+{
+	struct conn_key k = { .tgid = id >> 32, .fd = fd };
+	struct file *f = fd_file(fd);
+	struct conn *old;
+	struct conn nc = {};
+	struct tg_stats *st;
+
+	old = bpf_map_lookup_elem(&tg_conns, &k);
+	if (old) {
+		emit_close(old, id, fd);
+		bpf_map_delete_elem(&tg_conns, &k);
+	}
+	if (!f || sock_info(f, &nc) < 0) {
+		__u64 v = (__u64)f;
+		bpf_map_update_elem(&tg_notsock, &k, &v, BPF_ANY);
+		return NULL;
+	}
+	nc.conn_id = new_conn_id();
+	nc.file = (__u64)f;
+	nc.role = role;
+	bpf_map_update_elem(&tg_conns, &k, &nc, BPF_ANY);
+	st = stats();
+	if (st)
+		__sync_fetch_and_add(&st->conns_opened, 1);
+	return bpf_map_lookup_elem(&tg_conns, &k);
+}
+
+/* The connection behind (tgid, fd), found mid-stream if need be; NULL if fd is not a TCP socket. */
+static __always_inline struct conn *lookup(__u64 id, __u32 fd)
+{
+	struct conn_key k = { .tgid = id >> 32, .fd = fd };
+	struct file *f = fd_file(fd);
+	struct conn *c = bpf_map_lookup_elem(&tg_conns, &k);
+	__u64 *neg;
+
+	if (c && c->file == (__u64)f)
+		return c;
+	if (!c) {
+		neg = bpf_map_lookup_elem(&tg_notsock, &k);
+		if (neg && *neg == (__u64)f)
+			return NULL;
+	}
+	return track(id, fd, TG_ROLE_UNKNOWN);
+}
+
+static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args a = {};
+
+	if (skip_tgid(id >> 32))
+		return 0;
+	if (!lookup(id, fd))
+		return 0;
+	a.buf = buf;
+	a.fd = fd;
+	a.iovcnt = iovcnt;
+	a.op = op;
+	a.start_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&tg_args, &id, &a, BPF_ANY);
+	return 0;
+}
+
+static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a, __u64 want)
+{
+	__u64 n = want;
+
+	if (a->op == OP_PLAIN) {
+		barrier_var(n);
+		if (n > TG_MAX_CAPTURE)
+			n = TG_MAX_CAPTURE;
+		n &= (2 * TG_MAX_CAPTURE - 1);
+		if (bpf_probe_read_user(s->payload, n, (void *)a->buf))
+			return 0;
+		return n;
+	}
+	if (a->op == OP_IOV) {
+		__u64 off = 0;
+		struct iovec iov;
+		int i;
+
+#pragma unroll
+		for (i = 0; i < TG_MAX_IOV; i++) {
+			__u64 len;
+
+			if (i >= a->iovcnt || off >= want || off >= TG_MAX_CAPTURE)
+				break;
+			if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(a->buf + i * sizeof(iov))))
+				break;
+			len = iov.iov_len;
+			if (len > want - off)
+				len = want - off;
+			barrier_var(len);
+			if (len > TG_MAX_CAPTURE)
+				len = TG_MAX_CAPTURE;
+			len &= (2 * TG_MAX_CAPTURE - 1);
+			off &= (TG_MAX_CAPTURE - 1);
+			if (bpf_probe_read_user(s->payload + off, len, iov.iov_base))
+				break;
+			off += len;
+		}
+		if (off > want)
+			off = want;
+		return off;
+	}
+	return 0;
+}
+
+static __always_inline int exit_io(long ret, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
+	struct call_args a;
+	struct conn_key k;
+	struct conn *c;
+	struct scratch *s;
+	struct tg_stats *st;
+	__u32 tid = (__u32)id;
+	__u64 cap = capture_bytes;
+	__u32 captured;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&tg_args, &id);
+	if (a.op == OP_CONNECT)
+		return 0;
+	if (ret <= 0)
+		return 0;
+	k.tgid = id >> 32;
+	k.fd = a.fd;
+	c = bpf_map_lookup_elem(&tg_conns, &k);
+	if (!c)
+		return 0;
+	st = stats();
+	if (st)
+		__sync_fetch_and_add(&st->seen, 1);
+	s = scratch_for(c, id, TG_EV_DATA);
+	if (!s)
+		return 0;
+	s->ev.fd = a.fd;
+	s->ev.dir = dir;
+	s->ev.start_ns = a.start_ns;
+	s->ev.end_ns = bpf_ktime_get_ns();
+	s->ev.bytes = ret > 0xffffffff ? 0xffffffff : (__u32)ret;
+	if (cap > TG_MAX_CAPTURE)
+		cap = TG_MAX_CAPTURE;
+	captured = copy_payload(s, &a, (__u64)ret < cap ? (__u64)ret : cap);
+	s->ev.captured = captured;
+	if (st && (__u64)ret > captured && a.op != OP_SENDFILE)
+		__sync_fetch_and_add(&st->truncated, 1);
+
+	if (c->role == TG_ROLE_SERVER) {
+		if (dir == TG_DIR_INGRESS) {
+			struct tid_ctx t = { .conn_id = c->conn_id, .seq = s->ev.seq };
+			bpf_map_update_elem(&tg_tid_server, &tid, &t, BPF_ANY);
+		} else {
+			bpf_map_delete_elem(&tg_tid_server, &tid);
+		}
+	} else if (c->role == TG_ROLE_CLIENT) {
+		struct tid_ctx *t = bpf_map_lookup_elem(&tg_tid_server, &tid);
+		if (t) {
+			s->ev.parent_conn_id = t->conn_id;
+			s->ev.parent_seq = t->seq;
+		}
+	}
+	submit(s, captured);
+	return 0;
+}
+
+/* ---- connection lifecycle ---- */
+
+static __always_inline int exit_accept(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (ret < 0 || skip_tgid(id >> 32))
+		return 0;
+	track(id, (__u32)ret, TG_ROLE_SERVER);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tg_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tg_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tg_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args a = {};
+
+	if (skip_tgid(id >> 32))
+		return 0;
+	a.fd = (__u32)ctx->args[0];
+	a.op = OP_CONNECT;
+	bpf_map_update_elem(&tg_args, &id, &a, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int tg_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
+	long ret = ctx->ret;
+	__u32 fd;
+
+	if (!ap || ap->op != OP_CONNECT)
+		return 0;
+	fd = ap->fd;
+	bpf_map_delete_elem(&tg_args, &id);
+	if (ret == 0 || ret == -EINPROGRESS)
+		track(id, fd, TG_ROLE_CLIENT);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key k = { .tgid = id >> 32, .fd = (__u32)ctx->args[0] };
+	struct conn *c;
+
+	if (skip_tgid(k.tgid))
+		return 0;
+	bpf_map_delete_elem(&tg_notsock, &k);
+	c = bpf_map_lookup_elem(&tg_conns, &k);
+	if (!c)
+		return 0;
+	emit_close(c, id, k.fd);
+	bpf_map_delete_elem(&tg_conns, &k);
+	return 0;
+}
+
+/* ---- payload syscalls ---- */
+
+#define PLAIN_IO(name, dir)                                                         \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
+	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
+	{                                                                            \
+		return enter_io((__u32)ctx->args[0], ctx->args[1], 0, OP_PLAIN);     \
+	}                                                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		return exit_io(ctx->ret, dir);                                       \
+	}
+
+#define IOV_IO(name, dir)                                                           \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
+	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
+	{                                                                            \
+		return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], \
+				OP_IOV);                                             \
+	}                                                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		return exit_io(ctx->ret, dir);                                       \
+	}
+
+#define MSG_IO(name, dir)                                                           \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
+	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
+	{                                                                            \
+		struct user_msghdr m = {};                                           \
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)ctx->args[1]))        \
+			return 0;                                                    \
+		return enter_io((__u32)ctx->args[0], (__u64)m.msg_iov,               \
+				(__u32)m.msg_iovlen, OP_IOV);                        \
+	}                                                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		return exit_io(ctx->ret, dir);                                       \
+	}
+
+PLAIN_IO(read, TG_DIR_INGRESS)
+PLAIN_IO(write, TG_DIR_EGRESS)
+PLAIN_IO(recvfrom, TG_DIR_INGRESS)
+PLAIN_IO(sendto, TG_DIR_EGRESS)
+IOV_IO(readv, TG_DIR_INGRESS)
+IOV_IO(writev, TG_DIR_EGRESS)
+MSG_IO(recvmsg, TG_DIR_INGRESS)
+MSG_IO(sendmsg, TG_DIR_EGRESS)
+
+/* sendfile moves bytes we cannot see; report the length so parsers can frame bodies. */
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int tg_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io((__u32)ctx->args[0], 0, 0, OP_SENDFILE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int tg_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(ctx->ret, TG_DIR_EGRESS);
+}
+
+/* ---- process filter upkeep (only when a filter is set) ---- */
+
+SEC("tracepoint/sched/sched_process_exec")
+int tg_exec(void *ctx)
+{
+	char comm[16] = {};
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 one = TG_ALLOW_BY_NAME;
+
+	__u8 *allowed;
+
+	if (!filter_enabled)
+		return 0;
+	bpf_get_current_comm(&comm, sizeof(comm));
+	if (bpf_map_lookup_elem(&tg_comm_filter, &comm)) {
+		bpf_map_update_elem(&tg_allowed, &tgid, &one, BPF_ANY);
+		return 0;
+	}
+	/* Allowed by name through its parent, and now another program: no longer ours. */
+	allowed = bpf_map_lookup_elem(&tg_allowed, &tgid);
+	if (allowed && *allowed == TG_ALLOW_BY_NAME)
+		bpf_map_delete_elem(&tg_allowed, &tgid);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_fork")
+int tg_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	__u32 parent = bpf_get_current_pid_tgid() >> 32;
+	__u32 child = ctx->child_pid;
+	__u8 *how;
+	__u8 v;
+
+	if (!filter_enabled)
+		return 0;
+	how = bpf_map_lookup_elem(&tg_allowed, &parent);
+	if (how) {
+		v = *how;
+		bpf_map_update_elem(&tg_allowed, &child, &v, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int tg_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+
+	bpf_map_delete_elem(&tg_tid_server, &tid);
+	if (filter_enabled)
+		bpf_map_delete_elem(&tg_allowed, &tid);
+	return 0;
+}

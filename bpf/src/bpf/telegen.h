@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Every struct that crosses the kernel/user boundary, defined once. The Rust mirror lives in
+ * bpf/src/abi.rs and checks sizes and offsets at compile time; keep the two in step. Explicit
+ * padding, fixed-width types, no bool.
+ */
+#ifndef TELEGEN_H
+#define TELEGEN_H
+
+#define TG_ABI_VERSION 1
+/* Largest payload prefix copied per syscall (the runtime knob must not exceed it). Power of two. */
+#define TG_MAX_CAPTURE 4096
+/* Most CPUs we size the array of per-CPU rings for. */
+#define TG_MAX_CPUS 1024
+/* iovec entries copied per readv/writev/recvmsg/sendmsg. */
+#define TG_MAX_IOV 4
+
+enum tg_kind {
+	TG_EV_DATA = 1,  /* payload moved on a tracked connection */
+	TG_EV_CLOSE = 2, /* the connection was closed (or its fd replaced) */
+};
+
+enum tg_dir {
+	TG_DIR_INGRESS = 0, /* the process read */
+	TG_DIR_EGRESS = 1,  /* the process wrote */
+};
+
+enum tg_role {
+	TG_ROLE_UNKNOWN = 0, /* found mid-stream */
+	TG_ROLE_SERVER = 1,  /* accepted */
+	TG_ROLE_CLIENT = 2,  /* connected */
+};
+
+/* Values of the allowed-process map when a process filter is set. */
+enum tg_allow {
+	TG_ALLOW_BY_NAME = 1, /* its executable name matched (or its parent's did) */
+	TG_ALLOW_BY_PID = 2,  /* named by pid (or a descendant of one) */
+};
+
+/* An endpoint: IPv4 is stored as an IPv4-mapped IPv6 address. Port in host order. */
+struct tg_addr {
+	__u8 addr[16];
+	__u16 port;
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u32 _pad;
+};
+
+/* Header of every ring record; `captured` payload bytes follow it. */
+struct tg_event {
+	__u64 conn_id;        /* unique per connection for the agent's lifetime */
+	__u64 seq;            /* per-connection sequence, stamped in the kernel */
+	__u64 start_ns;       /* syscall entry, bpf_ktime_get_ns */
+	__u64 end_ns;         /* syscall exit */
+	__u64 parent_conn_id; /* client events: server connection this thread was serving, or 0 */
+	__u64 parent_seq;     /* ... and the seq of the last ingress event on it */
+	__u32 pid;            /* tgid */
+	__u32 tid;
+	__u32 fd;
+	__u32 bytes;    /* bytes the syscall moved */
+	__u32 captured; /* payload bytes following this header */
+	__u8 kind;      /* enum tg_kind */
+	__u8 dir;       /* enum tg_dir */
+	__u8 role;      /* enum tg_role */
+	__u8 version;   /* TG_ABI_VERSION */
+	__u8 comm[16];
+	struct tg_addr local;
+	struct tg_addr remote;
+};
+
+/* Per-CPU counters (one entry in a per-CPU array). */
+struct tg_stats {
+	__u64 seen;          /* syscall exits on tracked sockets */
+	__u64 emitted;       /* records written to a ring */
+	__u64 dropped;       /* records lost: ring full or missing */
+	__u64 conns_opened;  /* connections tracked */
+	__u64 conns_closed;
+	__u64 truncated;     /* payloads longer than the capture size */
+};
+
+#ifndef __cplusplus
+_Static_assert(sizeof(struct tg_addr) == 24, "tg_addr size");
+_Static_assert(sizeof(struct tg_event) == 136, "tg_event size");
+_Static_assert(sizeof(struct tg_stats) == 48, "tg_stats size");
+#endif
+
+#endif /* TELEGEN_H */
