@@ -263,11 +263,15 @@ impl Http1Parser {
             return;
         }
         match self.req.state {
-            State::Idle | State::UntilClose | State::Lost => {}
+            // Hidden bytes past the end of a message: whatever follows is unseen, resync.
+            State::Idle => self.req.state = State::Lost,
+            State::UntilClose | State::Lost => {}
             State::Head => self.truncated_request_head(),
             State::Length(n) => {
                 self.add_request_body(hidden.min(n));
-                self.req.state = if hidden >= n {
+                self.req.state = if hidden > n {
+                    State::Lost
+                } else if hidden == n {
                     State::Idle
                 } else {
                     State::Length(n - hidden)
@@ -446,13 +450,18 @@ impl Http1Parser {
             return;
         }
         match self.resp.state {
-            State::Idle => {}
+            State::Idle => self.response_desync(c.end_ns, out),
             State::Head => self.truncated_response_head(c.end_ns, out),
             State::Length(n) => {
                 self.resp.body_bytes += hidden.min(n);
                 self.resp.state = if hidden >= n {
                     self.finish_response(None, c.end_ns, out);
-                    State::Idle
+                    if hidden > n {
+                        self.response_desync(c.end_ns, out);
+                        State::Lost
+                    } else {
+                        State::Idle
+                    }
                 } else {
                     State::Length(n - hidden)
                 };
@@ -473,6 +482,18 @@ impl Http1Parser {
             }
             State::UntilClose | State::Lost => self.resp.body_bytes += hidden,
         }
+    }
+
+    /// Hidden bytes ran past the end of a response: any further responses in them are unseen.
+    /// The requests waiting now are the ones they answered (in order), so flush them as partial
+    /// without a status rather than pair them with later responses; resync at the next status line.
+    fn response_desync(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
+        while let Some(mut p) = self.pending.pop_front() {
+            p.partial = true;
+            out.push(self.transaction(p, None, end_ns, 0, false));
+        }
+        self.resp_paired = false;
+        self.resp.state = State::Lost;
     }
 
     /// A response head: pair it with the oldest waiting request, return the next state.

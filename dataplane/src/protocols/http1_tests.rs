@@ -582,3 +582,29 @@ fn detect_methods() {
     assert!(!detect(b"HTTP/1.1 200 OK"));
     assert!(!detect(b"PRI * HTTP/2.0"));
 }
+
+#[test]
+fn hidden_pipelined_responses_are_not_mispaired() {
+    let mut c = Conn::new(Role::Server);
+    c.send(Ingress, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n");
+    // Both responses in one write, the second one hidden by the capture limit.
+    let mut two = RESP.to_vec();
+    two.extend_from_slice(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    c.send_cap(RESP.len(), Egress, &two);
+    c.send(Ingress, b"GET /3 HTTP/1.1\r\n\r\n")
+        .send(Egress, b"HTTP/1.1 500 E\r\nContent-Length: 0\r\n\r\n");
+    let t = c.txs();
+    let got: Vec<_> = t
+        .iter()
+        .map(|t| (t.target.as_str(), t.status, t.partial))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/1", Some(200), false),
+            ("/2", None, true),
+            ("/3", Some(500), false)
+        ]
+    );
+    assert_eq!(c.p.parse_errors(), 0);
+}
