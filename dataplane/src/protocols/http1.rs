@@ -79,7 +79,12 @@ pub fn detect(data: &[u8]) -> bool {
 }
 
 fn owned(bytes: &[u8], cap: usize) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(cap)]).into_owned()
+    let bytes = &bytes[..bytes.len().min(cap)];
+    // Validation is fast for the usual ASCII; the lossy path only for invalid bytes.
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// A request waiting for its response.

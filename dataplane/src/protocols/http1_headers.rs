@@ -210,25 +210,27 @@ fn headers<'a>(mut rest: &'a [u8], complete: bool, h: &mut Head<'a>) {
             return;
         }
         rest = next;
-        let Some(colon) = memchr(b':', line) else {
+        // Names are short: a plain scan beats a memchr call here.
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
         let name = &line[..colon];
-        let value = trim_ows(&line[colon + 1..]);
+        let value = || trim_ows(&line[colon + 1..]);
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
-                h.host.get_or_insert(value);
+                h.host.get_or_insert(value());
             }
             11 if name.eq_ignore_ascii_case(b"traceparent") => {
-                h.traceparent.get_or_insert(value);
+                h.traceparent.get_or_insert(value());
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => match parse_length(value) {
+            14 if name.eq_ignore_ascii_case(b"content-length") => match parse_length(value()) {
                 Some(n) if h.content_length.is_none_or(|old| old == n) => {
                     h.content_length = Some(n);
                 }
                 _ => h.bad_framing = true,
             },
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                let value = value();
                 let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
                 h.chunked = trim_ows(last).eq_ignore_ascii_case(b"chunked");
             }
