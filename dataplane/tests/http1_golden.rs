@@ -221,3 +221,38 @@ fn golden_details() {
         [Some(200), Some(201), Some(200)]
     );
 }
+
+/// Every real exchange with its first request cut in two at every byte offset.
+#[test]
+fn golden_first_request_split_at_every_offset() {
+    for name in SCENARIOS {
+        let f = load(name);
+        let first = &f.segments[0].1;
+        assert!(f.segments[0].0, "{name}: the client speaks first");
+        for cut in 0..=first.len() {
+            let mut segments = vec![(true, first[..cut].to_vec()), (true, first[cut..].to_vec())];
+            segments.extend(f.segments[1..].iter().cloned());
+            let g = Fixture {
+                segments,
+                expect: Vec::new(),
+            };
+            let (txs, _, errors) = replay(&g, Role::Server, true, FULL, FULL);
+            assert_eq!(errors, 0, "{name} cut {cut}");
+            assert_eq!(txs.len(), f.expect.len(), "{name} cut {cut}");
+            for (t, e) in txs.iter().zip(&f.expect) {
+                assert_eq!(
+                    (
+                        t.target.as_str(),
+                        t.status,
+                        t.response_body_bytes,
+                        t.partial
+                    ),
+                    (e.target.as_str(), Some(e.status), e.response_body, false),
+                    "{name} cut {cut}"
+                );
+            }
+            // (An empty piece is not fed, so the first fed chunk always carries the first byte.)
+            assert_eq!(txs[0].request_seq, 1, "{name} cut {cut}");
+        }
+    }
+}
