@@ -302,7 +302,7 @@ impl Http1Parser {
         if matches!(self.resp.state, State::Lost | State::UntilClose) {
             self.resp.partial = true;
             let end = self.resp.last_end_ns;
-            self.finish_response(None, end, out);
+            self.finish_response(end, out);
             self.resp.state = State::Idle;
         }
     }
@@ -377,7 +377,7 @@ impl Http1Parser {
     fn feed_response(&mut self, c: &Chunk<'_>, data: &[u8], hidden: u64, out: &mut Vec<L7Record>) {
         if self.resp.state == State::Lost && response_start(data) == Start::Yes {
             let end = self.resp.last_end_ns;
-            self.finish_response(None, end, out);
+            self.finish_response(end, out);
             self.resp.state = State::Idle;
         }
         self.resp.last_end_ns = c.end_ns;
@@ -422,7 +422,7 @@ impl Http1Parser {
                     pos += take as usize;
                     self.resp.body_bytes += take;
                     self.resp.state = if take == n {
-                        self.finish_response(None, c.end_ns, out);
+                        self.finish_response(c.end_ns, out);
                         State::Idle
                     } else {
                         State::Length(n - take)
@@ -435,7 +435,7 @@ impl Http1Parser {
                     self.resp.state = match flow {
                         Flow::More => State::Chunked(ch),
                         Flow::Done => {
-                            self.finish_response(None, c.end_ns, out);
+                            self.finish_response(c.end_ns, out);
                             State::Idle
                         }
                         Flow::Error => {
@@ -460,7 +460,7 @@ impl Http1Parser {
             State::Length(n) => {
                 self.resp.body_bytes += hidden.min(n);
                 self.resp.state = if hidden >= n {
-                    self.finish_response(None, c.end_ns, out);
+                    self.finish_response(c.end_ns, out);
                     if hidden > n {
                         self.response_desync(c.end_ns, out);
                         State::Lost
@@ -531,12 +531,12 @@ impl Http1Parser {
             return if complete { State::Idle } else { State::Lost };
         }
         if status == 101 || (is_connect && (200..300).contains(&status)) {
-            self.finish_response(None, end_ns, out);
+            self.finish_response(end_ns, out);
             self.upgraded = true;
             return State::Idle;
         }
         if is_head || status == 204 || status == 304 {
-            self.finish_response(None, end_ns, out);
+            self.finish_response(end_ns, out);
             return State::Idle;
         }
         if self.resp.partial {
@@ -546,7 +546,7 @@ impl Http1Parser {
         } else {
             match h.content_length {
                 Some(0) => {
-                    self.finish_response(None, end_ns, out);
+                    self.finish_response(end_ns, out);
                     State::Idle
                 }
                 Some(n) => State::Length(n),
@@ -568,7 +568,7 @@ impl Http1Parser {
     }
 
     /// The response in progress is over: emit it with its request (if it has one).
-    fn finish_response(&mut self, status: Option<u16>, end_ns: u64, out: &mut Vec<L7Record>) {
+    fn finish_response(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
         let paired = std::mem::take(&mut self.resp_paired);
         let body = std::mem::take(&mut self.resp.body_bytes);
         let partial = std::mem::take(&mut self.resp.partial);
@@ -576,8 +576,7 @@ impl Http1Parser {
             return;
         }
         if let Some(p) = self.pending.pop_front() {
-            let status = status.or(Some(self.resp_status));
-            out.push(self.transaction(p, status, end_ns, body, partial));
+            out.push(self.transaction(p, Some(self.resp_status), end_ns, body, partial));
         }
     }
 
@@ -623,11 +622,11 @@ impl Http1Parser {
                 self.truncated_response_head(self.resp.last_end_ns, out);
             }
             match self.resp.state {
-                State::UntilClose => self.finish_response(None, end_ns, out),
+                State::UntilClose => self.finish_response(end_ns, out),
                 State::Length(_) | State::Chunked(_) | State::Lost => {
                     self.resp.partial = true;
                     let last = self.resp.last_end_ns;
-                    self.finish_response(None, last, out);
+                    self.finish_response(last, out);
                 }
                 State::Idle | State::Head => {}
             }
