@@ -202,6 +202,15 @@ impl Http1Parser {
         }
         let mut pos = 0;
         while pos < data.len() {
+            if self.req.state == State::Head && self.req.buf.is_empty() {
+                // Fast path: the whole head is in this chunk: parse it in place, in one pass.
+                let h = parse_request(&data[pos..], false);
+                if let Some(end) = h.as_ref().and_then(|h| h.end).filter(|&e| e <= MAX_HEAD) {
+                    pos += end;
+                    self.req.state = self.request_parsed(h, true);
+                    continue;
+                }
+            }
             match self.req.state {
                 State::Idle => {
                     pos += skip_crlf(&data[pos..]);
@@ -309,7 +318,11 @@ impl Http1Parser {
 
     /// A complete request head: queue the request, return the request side's next state.
     fn request_head(&mut self, head: &[u8], complete: bool) -> State {
-        let Some(h) = parse_request(head, complete) else {
+        self.request_parsed(parse_request(head, complete), complete)
+    }
+
+    fn request_parsed(&mut self, h: Option<Head<'_>>, complete: bool) -> State {
+        let Some(h) = h else {
             self.errors += 1;
             return State::Lost;
         };
@@ -383,6 +396,14 @@ impl Http1Parser {
         self.resp.last_end_ns = c.end_ns;
         let mut pos = 0;
         while pos < data.len() && !self.upgraded {
+            if self.resp.state == State::Head && self.resp.buf.is_empty() {
+                let h = parse_response(&data[pos..], false);
+                if let Some(end) = h.as_ref().and_then(|h| h.end).filter(|&e| e <= MAX_HEAD) {
+                    pos += end;
+                    self.resp.state = self.response_parsed(h, true, c.end_ns, out);
+                    continue;
+                }
+            }
             match self.resp.state {
                 State::Idle => {
                     pos += skip_crlf(&data[pos..]);
@@ -509,7 +530,17 @@ impl Http1Parser {
         end_ns: u64,
         out: &mut Vec<L7Record>,
     ) -> State {
-        let Some(h) = parse_response(head, complete) else {
+        self.response_parsed(parse_response(head, complete), complete, end_ns, out)
+    }
+
+    fn response_parsed(
+        &mut self,
+        h: Option<Head<'_>>,
+        complete: bool,
+        end_ns: u64,
+        out: &mut Vec<L7Record>,
+    ) -> State {
+        let Some(h) = h else {
             self.errors += 1;
             self.resp_paired = false;
             return State::Lost;

@@ -71,6 +71,8 @@ pub(crate) struct Head<'a> {
     pub chunked: bool,
     /// Framing headers were malformed (bad or conflicting Content-Length).
     pub bad_framing: bool,
+    /// Offset just past the empty line ending the head, when found with CRLF line ends only.
+    pub end: Option<usize>,
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -98,11 +100,14 @@ fn version(v: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Split `head` into its first line and the rest; `None` for the line terminator when the first
+/// Split `head` into its first line and (offset past it, ended in CRLF), `None` when the first
 /// line is not complete.
-fn first_line(head: &[u8]) -> (&[u8], Option<&[u8]>) {
+fn first_line(head: &[u8]) -> (&[u8], Option<(usize, bool)>) {
     match memchr(b'\n', head) {
-        Some(i) => (trim_cr(&head[..i]), Some(&head[i + 1..])),
+        Some(i) => (
+            trim_cr(&head[..i]),
+            Some((i + 1, i > 0 && head[i - 1] == b'\r')),
+        ),
         None => (head, None),
     }
 }
@@ -147,8 +152,8 @@ pub(crate) fn parse_request(head: &[u8], complete: bool) -> Option<Head<'_>> {
     if h.target.is_empty() {
         return None;
     }
-    if let Some(rest) = rest {
-        headers(rest, complete, &mut h);
+    if let Some((off, crlf)) = rest {
+        headers(head, off, crlf, complete, &mut h);
     }
     Some(h)
 }
@@ -178,8 +183,8 @@ pub(crate) fn parse_response(head: &[u8], complete: bool) -> Option<Head<'_>> {
         version,
         ..Head::default()
     };
-    if let Some(rest) = rest {
-        headers(rest, complete, &mut h);
+    if let Some((off, crlf)) = rest {
+        headers(head, off, crlf, complete, &mut h);
     }
     Some(h)
 }
@@ -198,45 +203,49 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Header lines after the start line. Only complete lines are read when the head is truncated.
-fn headers<'a>(mut rest: &'a [u8], complete: bool, h: &mut Head<'a>) {
+/// Header lines of `head` from offset `off` (just past the start line). Only complete lines are
+/// read when the head is truncated. Sets `h.end` when the empty line is found and every line so
+/// far ended in CRLF (`crlf`), so that it agrees with a search for `\r\n\r\n`.
+fn headers<'a>(head: &'a [u8], mut off: usize, mut crlf: bool, complete: bool, h: &mut Head<'a>) {
     loop {
-        let (line, next) = match memchr(b'\n', rest) {
-            Some(i) => (trim_cr(&rest[..i]), &rest[i + 1..]),
-            None if complete => (trim_cr(rest), &rest[rest.len()..]),
+        let rest = &head[off..];
+        let (raw, next) = match memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], off + i + 1),
+            None if complete => (rest, head.len()),
             None => return,
         };
+        crlf &= raw.last() == Some(&b'\r');
+        let line = trim_cr(raw);
+        off = next;
         if line.is_empty() {
+            if crlf {
+                h.end = Some(off);
+            }
             return;
         }
-        rest = next;
-        // Names are short: a plain scan beats a memchr call here.
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
+        // Only four names matter, so look for a colon right where each of them would end
+        // instead of scanning every name: a name never contains a colon, so a match is exact.
+        let is = |name: &[u8]| {
+            line.get(name.len()) == Some(&b':') && line[..name.len()].eq_ignore_ascii_case(name)
         };
-        let name = &line[..colon];
-        let value = || trim_ows(&line[colon + 1..]);
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
-                h.host.get_or_insert(value());
-            }
-            11 if name.eq_ignore_ascii_case(b"traceparent") => {
-                h.traceparent.get_or_insert(value());
-            }
-            14 if name.eq_ignore_ascii_case(b"content-length") => match parse_length(value()) {
+        let value = |n: usize| trim_ows(&line[n + 1..]);
+        if is(b"host") {
+            h.host.get_or_insert(value(4));
+        } else if is(b"traceparent") {
+            h.traceparent.get_or_insert(value(11));
+        } else if is(b"content-length") {
+            match parse_length(value(14)) {
                 Some(n) if h.content_length.is_none_or(|old| old == n) => {
                     h.content_length = Some(n);
                 }
                 _ => h.bad_framing = true,
-            },
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                let value = value();
-                let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
-                h.chunked = trim_ows(last).eq_ignore_ascii_case(b"chunked");
             }
-            _ => {}
+        } else if is(b"transfer-encoding") {
+            let value = value(17);
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
+            h.chunked = trim_ows(last).eq_ignore_ascii_case(b"chunked");
         }
-        if rest.is_empty() {
+        if off >= head.len() {
             return;
         }
     }
@@ -285,6 +294,33 @@ mod tests {
         assert!(parse_request(b"GET /x HTTP/2.0\r\n\r\n", true).is_none());
         assert!(parse_request(b"GET\r\n\r\n", true).is_none());
         assert!(parse_request(b"GET  HTTP/1.1\r\n\r\n", true).is_none());
+    }
+
+    #[test]
+    fn head_end_offsets() {
+        let raw = b"GET / HTTP/1.1\r\nA: b\r\n\r\nBODY";
+        assert_eq!(parse_request(raw, false).unwrap().end, Some(raw.len() - 4));
+        let raw = b"HTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(parse_response(raw, false).unwrap().end, Some(raw.len()));
+        // Bare LF line ends are left to the slow path (which looks for CRLF CRLF).
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\nA: b\r\n\r\n", false)
+                .unwrap()
+                .end,
+            None
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nA: b\n\r\n", false)
+                .unwrap()
+                .end,
+            None
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nA: b\r\n", false)
+                .unwrap()
+                .end,
+            None
+        );
     }
 
     #[test]
