@@ -7,6 +7,8 @@
 //! see, and must never panic or grow without bound on any input.
 
 pub mod http1;
+mod http1_framing;
+mod http1_headers;
 pub mod route;
 
 /// Which way the bytes went, seen from the traced process.
