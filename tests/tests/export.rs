@@ -613,3 +613,20 @@ fn bad_endpoint_is_an_error_at_start() {
         "{r:?}"
     );
 }
+
+#[test]
+fn huge_intervals_do_not_overflow() {
+    let cfg = ExportConfig {
+        flush_interval: Duration::MAX,
+        metrics_interval: Duration::MAX,
+        summary_interval: Some(Duration::MAX),
+        shutdown_timeout: Duration::MAX,
+        max_backoff: Duration::MAX,
+        ..Default::default()
+    };
+    let (run, mut prods) = start(cfg, 1, 8, true);
+    push(&mut prods[0], ExportMsg::Span(Box::new(span_rec(1, 1))));
+    std::thread::sleep(Duration::from_millis(20));
+    let report = run.finish();
+    assert_eq!(report.spans_received, 1);
+}

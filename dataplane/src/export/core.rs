@@ -34,6 +34,13 @@ const KERNEL_STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Rows printed by the live summary.
 const SUMMARY_ROWS: usize = 20;
 
+/// `t + d`, saturating far in the future instead of overflowing (huge configured intervals).
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
+}
+
 fn unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -271,7 +278,7 @@ impl Core {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let start = Instant::now();
-        let mut next_metrics = start + self.cfg.metrics_interval;
+        let mut next_metrics = after(start, self.cfg.metrics_interval);
         let mut next_kstats = start;
         let mut last_summary = start;
         loop {
@@ -287,11 +294,12 @@ impl Core {
             }
             if now >= next_kstats {
                 self.read_kernel_stats();
-                next_kstats = now + KERNEL_STATS_INTERVAL;
+                self.flush_jsonl();
+                next_kstats = after(now, KERNEL_STATS_INTERVAL);
             }
             if now >= next_metrics {
                 self.export_metrics();
-                next_metrics = now + self.cfg.metrics_interval;
+                next_metrics = after(now, self.cfg.metrics_interval);
             }
             if let Some(iv) = self.cfg.summary_interval {
                 if now.duration_since(last_summary) >= iv {
@@ -318,14 +326,9 @@ impl Core {
             let elapsed = Instant::now().duration_since(last_summary);
             self.print_summary(elapsed);
         }
-        if let Some(w) = self.jsonl.as_mut() {
-            if let Err(e) = w.flush() {
-                log::warn!("OTLP JSON file: flush failed: {e}");
-                self.mon.record(SelfEvent::JsonlError);
-            }
-        }
+        self.flush_jsonl();
         if let Some(q) = self.queue.clone() {
-            let deadline = Instant::now() + self.cfg.shutdown_timeout;
+            let deadline = after(Instant::now(), self.cfg.shutdown_timeout);
             while !q.idle() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -561,6 +564,15 @@ impl Core {
         }
         // Keep the file reasonably current without a syscall per line.
         if w.buffer().len() > 64 * 1024 {
+            if let Err(e) = w.flush() {
+                log::warn!("OTLP JSON file: flush failed: {e}");
+                self.mon.record(SelfEvent::JsonlError);
+            }
+        }
+    }
+
+    fn flush_jsonl(&mut self) {
+        if let Some(w) = self.jsonl.as_mut() {
             if let Err(e) = w.flush() {
                 log::warn!("OTLP JSON file: flush failed: {e}");
                 self.mon.record(SelfEvent::JsonlError);

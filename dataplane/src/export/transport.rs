@@ -234,7 +234,7 @@ pub fn backoff_delay(attempt: u32, base: Duration, max: Duration, unit: f64) -> 
     let exp = base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
     let cap = exp.min(max);
     let half = cap / 2;
-    half + half.mul_f64(unit.clamp(0.0, 1.0))
+    half.saturating_add(half.mul_f64(unit.clamp(0.0, 1.0)))
 }
 
 /// `Retry-After` in its delay-seconds form.
