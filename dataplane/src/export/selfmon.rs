@@ -95,6 +95,8 @@ pub enum SelfEvent {
         reason: DropReason,
         whole_batch: bool,
     },
+    /// Batches abandoned in flight at shutdown (their items are counted by a `Dropped` event).
+    BatchesAbandoned(u64),
     Retry,
     JsonlLine,
     JsonlError,
@@ -204,6 +206,7 @@ impl SelfMon {
                 }
                 self.drop_items(kind, items, reason);
             }
+            SelfEvent::BatchesAbandoned(n) => add(&self.batches_dropped, n),
             SelfEvent::Retry => add(&self.retries, 1),
             SelfEvent::JsonlLine => add(&self.jsonl_lines, 1),
             SelfEvent::JsonlError => add(&self.jsonl_errors, 1),

@@ -216,13 +216,8 @@ impl SendQueue {
             }
         }
         let batches = self.inflight_batches.swap(0, Ordering::SeqCst);
-        for _ in 0..batches {
-            self.mon.record(SelfEvent::Dropped {
-                kind: SignalKind::Traces,
-                items: 0,
-                reason: DropReason::Shutdown,
-                whole_batch: true,
-            });
+        if batches > 0 {
+            self.mon.record(SelfEvent::BatchesAbandoned(batches));
         }
         self.mon.set_pending_batches(0);
     }
@@ -493,6 +488,7 @@ mod tests {
         q.abandon();
         let s = mon.snapshot();
         assert_eq!(s.spans_dropped_total(), 10 + 11 + 12 + 13 + 14);
+        assert_eq!(s.batches_dropped, 5);
         assert!(q.idle());
     }
 }
