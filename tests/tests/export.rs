@@ -630,3 +630,60 @@ fn huge_intervals_do_not_overflow() {
     let report = run.finish();
     assert_eq!(report.spans_received, 1);
 }
+
+#[test]
+fn full_batches_split_and_proc_resolver_names_the_process() {
+    let rx = Receiver::start();
+    let mut producers = Vec::new();
+    let mut consumers = Vec::new();
+    let (p, c) = rtrb::RingBuffer::new(256);
+    producers.push(p);
+    consumers.push(c);
+    let stop = StopHandle::new();
+    let s = stop.clone();
+    let cfg = ExportConfig {
+        flush_interval: Duration::from_secs(60), // only full batches and stop flush
+        ..cfg_for(&rx)
+    };
+    let handle = std::thread::spawn(move || {
+        run_export_core(
+            cfg,
+            consumers,
+            Box::new(telegen_dataplane::export::ProcResolver::new()),
+            None,
+            s,
+        )
+    });
+    let pid = std::process::id();
+    for i in 0..1200 {
+        push(
+            &mut producers[0],
+            ExportMsg::Span(Box::new(span_rec(i, pid))),
+        );
+    }
+    assert!(
+        rx.wait_for_spans(1024, Duration::from_secs(5)),
+        "full batches not sent"
+    );
+    stop.stop();
+    let report = handle.join().expect("no panic").expect("core ok");
+    assert_eq!(report.spans_exported, 1200);
+    let sizes: Vec<usize> = rx
+        .trace_requests()
+        .iter()
+        .map(|r| {
+            r.resource_spans
+                .iter()
+                .map(|rs| rs.scope_spans[0].spans.len())
+                .sum()
+        })
+        .collect();
+    assert_eq!(sizes, vec![512, 512, 176]);
+    let exe = std::env::current_exe().expect("exe");
+    let name = exe.file_name().and_then(|n| n.to_str()).expect("name");
+    let (res, _) = &rx.spans()[0];
+    assert_eq!(attr_int(res, "process.pid"), Some(i64::from(pid)));
+    assert_eq!(attr_str(res, "service.name"), Some(name));
+    assert_eq!(attr_str(res, "os.type"), Some("linux"));
+    assert!(attr_str(res, "process.command_line").is_some());
+}
