@@ -1,0 +1,680 @@
+//! The export core's event loop: one thread, one tokio current-thread runtime. Each ~1 ms tick it
+//! drains every shard queue (bounded work per consumer per tick), batches spans per process,
+//! merges histogram deltas into cumulative series, and on its timers flushes partial span
+//! batches, exports metrics and self-telemetry, reads kernel counters and prints the summary.
+//! Encoded batches go to the transport's bounded queue; the HTTP senders and the Prometheus
+//! server run as tasks on the same runtime, so they progress whenever the loop awaits its tick.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+use super::otlp::{self, CumulativeHistogram};
+use super::resource::ResourceResolver;
+use super::selfmon::{self, DropReason, SelfEvent, SelfMon, SignalKind, Snapshot};
+use super::summary::{render_summary, SummaryAgg, SummaryTotals};
+use super::transport::{self, Batch, SendQueue, Target};
+use super::{ExportConfig, ExportError, ExportReport, KernelStatsSource, StopHandle};
+use crate::signal::{AttrValue, Attrs, ExportMsg, HistogramDelta};
+
+/// Messages taken from one consumer per tick at most (the loop skips its sleep when hit).
+const MAX_PER_CONSUMER_PER_TICK: usize = 16_384;
+/// Most cumulative histogram series held; new series beyond it are dropped and counted.
+pub const MAX_SERIES: usize = 100_000;
+const TICK: Duration = Duration::from_millis(1);
+const KERNEL_STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Rows printed by the live summary.
+const SUMMARY_ROWS: usize = 20;
+
+/// `t + d`, saturating far in the future instead of overflowing (huge configured intervals).
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Hashable form of an attribute value (doubles by bit pattern).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum AttrKey {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Double(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    name: &'static str,
+    pid: u32,
+    attrs: Vec<(&'static str, AttrKey)>,
+}
+
+impl SeriesKey {
+    fn new(d: &HistogramDelta) -> Self {
+        Self {
+            name: d.name,
+            pid: d.pid,
+            attrs: d
+                .attrs
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        AttrValue::Str(s) => AttrKey::Str(s.clone()),
+                        AttrValue::Int(i) => AttrKey::Int(*i),
+                        AttrValue::Bool(b) => AttrKey::Bool(*b),
+                        AttrValue::Double(f) => AttrKey::Double(f.to_bits()),
+                    };
+                    (*k, v)
+                })
+                .collect(),
+        }
+    }
+}
+
+struct Series {
+    unit: &'static str,
+    hist: CumulativeHistogram,
+}
+
+/// Merge `d` into `h`; false (nothing changed) when the bucket layouts differ.
+fn merge_delta(h: &mut CumulativeHistogram, d: &HistogramDelta) -> bool {
+    if h.bounds != d.bounds || h.bucket_counts.len() != d.bucket_counts.len() {
+        return false;
+    }
+    for (c, n) in h.bucket_counts.iter_mut().zip(&d.bucket_counts) {
+        *c = c.saturating_add(*n);
+    }
+    if d.count > 0 {
+        if h.count == 0 {
+            h.min = d.min;
+            h.max = d.max;
+        } else {
+            h.min = h.min.min(d.min);
+            h.max = h.max.max(d.max);
+        }
+    }
+    h.count = h.count.saturating_add(d.count);
+    h.sum += d.sum;
+    true
+}
+
+struct Core {
+    cfg: ExportConfig,
+    consumers: Vec<rtrb::Consumer<ExportMsg>>,
+    resolver: Box<dyn ResourceResolver>,
+    kstats: Option<Box<dyn KernelStatsSource>>,
+    stop: StopHandle,
+    mon: Arc<SelfMon>,
+    host: Attrs,
+    start_unix_ns: u64,
+    // span batch
+    spans: BTreeMap<u32, Vec<Span>>,
+    span_count: usize,
+    batch_started: Option<Instant>,
+    // metrics
+    series: HashMap<SeriesKey, Series>,
+    // outputs
+    queue: Option<Arc<SendQueue>>,
+    jsonl: Option<BufWriter<std::fs::File>>,
+    summary: Option<SummaryAgg>,
+    service_names: HashMap<u32, String>,
+}
+
+/// Run the export core on the calling thread until `stop` is triggered, then drain the queues,
+/// flush partial batches and metrics, try to deliver for up to `cfg.shutdown_timeout`, and
+/// return what happened. Errors are returned only at start (bad endpoint/headers, Prometheus
+/// bind failure, JSON file, runtime); once running, failures are counted, never fatal.
+pub fn run_export_core(
+    cfg: ExportConfig,
+    consumers: Vec<rtrb::Consumer<ExportMsg>>,
+    resolver: Box<dyn ResourceResolver>,
+    kstats: Option<Box<dyn KernelStatsSource>>,
+    stop: StopHandle,
+) -> Result<ExportReport, ExportError> {
+    let invalid = |reason: &str| ExportError::InvalidConfig {
+        reason: reason.to_string(),
+    };
+    if cfg.max_spans_per_batch == 0 {
+        return Err(invalid("max_spans_per_batch must be > 0"));
+    }
+    if cfg.max_points_per_batch == 0 {
+        return Err(invalid("max_points_per_batch must be > 0"));
+    }
+    if cfg.max_pending_batches == 0 {
+        return Err(invalid("max_pending_batches must be > 0"));
+    }
+    if cfg.metrics_interval.is_zero() || cfg.summary_interval.is_some_and(|d| d.is_zero()) {
+        return Err(invalid("intervals must be > 0"));
+    }
+    let target = match cfg.endpoint.as_deref() {
+        Some(e) => Some(Target::new(&cfg, e)?),
+        None => None,
+    };
+    let jsonl = match &cfg.jsonl_path {
+        Some(path) => Some(BufWriter::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| ExportError::Jsonl {
+                    path: path.clone(),
+                    source,
+                })?,
+        )),
+        None => None,
+    };
+    let prom = match cfg.prometheus_addr {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| ExportError::PrometheusBind { addr, source })?;
+            Some((addr, l))
+        }
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ExportError::Runtime { source })?;
+    let mon = Arc::new(SelfMon::new());
+    let host = resolver.host();
+    let mut core = Core {
+        summary: cfg.summary_interval.map(|_| SummaryAgg::new()),
+        cfg,
+        consumers,
+        resolver,
+        kstats,
+        stop,
+        mon: mon.clone(),
+        host,
+        start_unix_ns: unix_ns(),
+        spans: BTreeMap::new(),
+        span_count: 0,
+        batch_started: None,
+        series: HashMap::new(),
+        queue: None,
+        jsonl,
+        service_names: HashMap::new(),
+    };
+    rt.block_on(core.run(prom, target))?;
+    drop(rt);
+    Ok(report(&mon.snapshot()))
+}
+
+fn report(s: &Snapshot) -> ExportReport {
+    let reasons = |v: &[u64]| {
+        DropReason::ALL
+            .iter()
+            .zip(v)
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| (r.as_str(), *n))
+            .collect()
+    };
+    ExportReport {
+        spans_received: s.spans_received,
+        spans_exported: s.spans_exported,
+        spans_dropped: s.spans_dropped_total(),
+        spans_dropped_by_reason: reasons(&s.spans_dropped),
+        histogram_deltas_received: s.deltas_received,
+        points_exported: s.points_exported,
+        points_dropped: s.points_dropped_total(),
+        points_dropped_by_reason: reasons(&s.points_dropped),
+        batches_sent: s.batches_sent,
+        batches_failed: s.batches_failed,
+        batches_dropped: s.batches_dropped,
+        retries: s.retries,
+        jsonl_lines: s.jsonl_lines,
+        jsonl_errors: s.jsonl_errors,
+    }
+}
+
+impl Core {
+    async fn run(
+        &mut self,
+        prom: Option<(std::net::SocketAddr, std::net::TcpListener)>,
+        target: Option<Target>,
+    ) -> Result<(), ExportError> {
+        if let Some((addr, l)) = prom {
+            let l = tokio::net::TcpListener::from_std(l)
+                .map_err(|source| ExportError::PrometheusBind { addr, source })?;
+            tokio::spawn(selfmon::serve_prometheus(l, self.mon.clone()));
+        }
+        if let Some(target) = target {
+            let q = Arc::new(SendQueue::new(
+                self.cfg.max_pending_batches,
+                self.mon.clone(),
+            ));
+            let target = Arc::new(target);
+            let client = transport::client(&self.cfg);
+            for id in 0..transport::SENDERS as u64 {
+                tokio::spawn(transport::sender(
+                    id,
+                    q.clone(),
+                    target.clone(),
+                    client.clone(),
+                    self.cfg.request_timeout,
+                    self.cfg.max_retries,
+                    self.cfg.max_backoff,
+                ));
+            }
+            self.queue = Some(q);
+        }
+
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let start = Instant::now();
+        let mut next_metrics = after(start, self.cfg.metrics_interval);
+        let mut next_kstats = start;
+        let mut last_summary = start;
+        loop {
+            // Read before draining: everything pushed before stop() is drained below.
+            let stopping = self.stop.is_stopped();
+            let busy = self.drain(MAX_PER_CONSUMER_PER_TICK);
+            let now = Instant::now();
+            if self
+                .batch_started
+                .is_some_and(|t| now.duration_since(t) >= self.cfg.flush_interval)
+            {
+                self.flush_spans();
+            }
+            if now >= next_kstats {
+                self.read_kernel_stats();
+                self.flush_jsonl();
+                next_kstats = after(now, KERNEL_STATS_INTERVAL);
+            }
+            if now >= next_metrics {
+                self.export_metrics();
+                next_metrics = after(now, self.cfg.metrics_interval);
+            }
+            if let Some(iv) = self.cfg.summary_interval {
+                if now.duration_since(last_summary) >= iv {
+                    self.print_summary(now.duration_since(last_summary));
+                    last_summary = now;
+                }
+            }
+            if stopping {
+                break;
+            }
+            if busy {
+                tokio::task::yield_now().await;
+            } else {
+                tick.tick().await;
+            }
+        }
+
+        // Stop: drain what is left, flush everything, deliver for a bounded time.
+        while self.drain(MAX_PER_CONSUMER_PER_TICK) {}
+        self.flush_spans();
+        self.read_kernel_stats();
+        self.export_metrics();
+        if self.summary.is_some() {
+            let elapsed = Instant::now().duration_since(last_summary);
+            self.print_summary(elapsed);
+        }
+        self.flush_jsonl();
+        if let Some(q) = self.queue.clone() {
+            let deadline = after(Instant::now(), self.cfg.shutdown_timeout);
+            while !q.idle() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if !q.idle() {
+                log::warn!("export core: shutdown timeout reached, dropping undelivered batches");
+                q.abandon();
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass over every consumer; true when some consumer hit the per-tick bound.
+    fn drain(&mut self, bound: usize) -> bool {
+        let mut consumers = std::mem::take(&mut self.consumers);
+        let mut busy = false;
+        let mut spans = 0u64;
+        let mut deltas = 0u64;
+        for c in consumers.iter_mut() {
+            let mut n = 0;
+            while n < bound {
+                let Ok(msg) = c.pop() else { break };
+                n += 1;
+                match msg {
+                    ExportMsg::Span(rec) => {
+                        spans += 1;
+                        self.on_span(*rec);
+                    }
+                    ExportMsg::Histogram(d) => {
+                        deltas += 1;
+                        self.on_delta(&d);
+                    }
+                    ExportMsg::Stats(s) => self.mon.set_shard_stats(s),
+                }
+            }
+            busy |= n == bound;
+        }
+        self.consumers = consumers;
+        if spans > 0 {
+            self.mon.record(SelfEvent::SpansReceived(spans));
+        }
+        if deltas > 0 {
+            self.mon.record(SelfEvent::HistogramDeltasReceived(deltas));
+        }
+        busy
+    }
+
+    fn on_span(&mut self, rec: crate::signal::SpanRecord) {
+        if self.summary.is_some() {
+            let service = self.service_name(rec.pid);
+            if let Some(agg) = self.summary.as_mut() {
+                agg.record(&service, &rec);
+            }
+        }
+        let pid = rec.pid;
+        self.spans
+            .entry(pid)
+            .or_default()
+            .push(otlp::span_to_otlp(rec));
+        self.span_count += 1;
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+        if self.span_count >= self.cfg.max_spans_per_batch {
+            self.flush_spans();
+        }
+    }
+
+    fn service_name(&mut self, pid: u32) -> String {
+        if let Some(s) = self.service_names.get(&pid) {
+            return s.clone();
+        }
+        let attrs = self.resolver.process(pid);
+        let pick = |key: &str| {
+            attrs.iter().find_map(|(k, v)| match v {
+                AttrValue::Str(s) if *k == key => Some(s.clone()),
+                _ => None,
+            })
+        };
+        let name = pick("service.name")
+            .or_else(|| pick("process.executable.name"))
+            .unwrap_or_else(|| format!("pid {pid}"));
+        self.service_names.insert(pid, name.clone());
+        name
+    }
+
+    fn on_delta(&mut self, d: &HistogramDelta) {
+        let key = SeriesKey::new(d);
+        let drop = |mon: &SelfMon, reason| {
+            mon.record(SelfEvent::Dropped {
+                kind: SignalKind::Metrics,
+                items: 1,
+                reason,
+                whole_batch: false,
+            })
+        };
+        if let Some(s) = self.series.get_mut(&key) {
+            if !merge_delta(&mut s.hist, d) {
+                drop(&self.mon, DropReason::BoundsMismatch);
+            }
+            return;
+        }
+        if d.bucket_counts.len() != d.bounds.len() + 1 {
+            drop(&self.mon, DropReason::BoundsMismatch);
+            return;
+        }
+        if self.series.len() >= MAX_SERIES {
+            drop(&self.mon, DropReason::SeriesLimit);
+            return;
+        }
+        let mut hist = CumulativeHistogram {
+            attrs: d.attrs.clone(),
+            bounds: d.bounds,
+            bucket_counts: vec![0; d.bucket_counts.len()],
+            count: 0,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+            start_unix_ns: unix_ns(),
+        };
+        merge_delta(&mut hist, d);
+        self.series.insert(key, Series { unit: d.unit, hist });
+    }
+
+    fn resource_for(&mut self, pid: u32) -> Attrs {
+        let mut attrs = self.host.clone();
+        for (k, v) in self.resolver.process(pid) {
+            match attrs.iter_mut().find(|(hk, _)| *hk == k) {
+                Some(slot) => slot.1 = v,
+                None => attrs.push((k, v)),
+            }
+        }
+        attrs
+    }
+
+    fn flush_spans(&mut self) {
+        self.batch_started = None;
+        if self.span_count == 0 {
+            return;
+        }
+        let items = std::mem::take(&mut self.span_count) as u64;
+        let spans = std::mem::take(&mut self.spans);
+        let groups = spans
+            .into_iter()
+            .map(|(pid, spans)| (otlp::resource(&self.resource_for(pid)), spans))
+            .collect();
+        let req = otlp::traces_request(groups);
+        self.write_jsonl(&req);
+        if self.queue.is_some() {
+            let body = otlp::encode_traces(&req);
+            self.enqueue(SignalKind::Traces, body, items);
+        }
+    }
+
+    fn export_metrics(&mut self) {
+        let now = unix_ns();
+        // pid -> (name, unit) -> points, in a stable order.
+        let mut by_pid: BTreeMap<u32, BTreeMap<(&'static str, &'static str), Vec<_>>> =
+            BTreeMap::new();
+        for (key, s) in &self.series {
+            by_pid
+                .entry(key.pid)
+                .or_default()
+                .entry((key.name, s.unit))
+                .or_default()
+                .push(otlp::histogram_point(&s.hist, now));
+        }
+        let mut groups: Vec<(_, Vec<Metric>)> = Vec::with_capacity(by_pid.len() + 1);
+        for (pid, metrics) in by_pid {
+            let res = otlp::resource(&self.resource_for(pid));
+            let metrics = metrics
+                .into_iter()
+                .map(|((name, unit), points)| otlp::histogram_metric(name, unit, points))
+                .collect();
+            groups.push((res, metrics));
+        }
+        let mut self_attrs = self.host.clone();
+        self_attrs.push(("service.name", AttrValue::Str("telegen".into())));
+        self_attrs.push((
+            "service.version",
+            AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+        ));
+        let families = selfmon::families(&self.mon.snapshot());
+        groups.push((
+            otlp::resource(&self_attrs),
+            selfmon::otlp_metrics(&families, self.start_unix_ns, now),
+        ));
+        for (req, points) in otlp::chunk_metrics(groups, self.cfg.max_points_per_batch) {
+            self.write_jsonl(&req);
+            if self.queue.is_some() {
+                let body = otlp::encode_metrics(&req);
+                self.enqueue(SignalKind::Metrics, body, points);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, kind: SignalKind, body: Vec<u8>, items: u64) {
+        let Some(q) = self.queue.as_ref() else { return };
+        let body = if self.cfg.gzip {
+            match otlp::gzip(&body) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warn!("export core: gzip failed: {e}");
+                    self.mon.record(SelfEvent::Dropped {
+                        kind,
+                        items,
+                        reason: DropReason::Encode,
+                        whole_batch: true,
+                    });
+                    return;
+                }
+            }
+        } else {
+            body
+        };
+        q.push(Batch {
+            kind,
+            body: Bytes::from(body),
+            items,
+        });
+    }
+
+    fn write_jsonl<T: JsonRequest>(&mut self, req: &T) {
+        let Some(w) = self.jsonl.as_mut() else { return };
+        let res = req
+            .to_json_writer(&mut *w)
+            .and_then(|()| w.write_all(b"\n").map_err(|e| e.to_string()));
+        match res {
+            Ok(()) => self.mon.record(SelfEvent::JsonlLine),
+            Err(e) => {
+                log::warn!("OTLP JSON file: write failed: {e}");
+                self.mon.record(SelfEvent::JsonlError);
+            }
+        }
+        // Keep the file reasonably current without a syscall per line.
+        if w.buffer().len() > 64 * 1024 {
+            if let Err(e) = w.flush() {
+                log::warn!("OTLP JSON file: flush failed: {e}");
+                self.mon.record(SelfEvent::JsonlError);
+            }
+        }
+    }
+
+    fn flush_jsonl(&mut self) {
+        if let Some(w) = self.jsonl.as_mut() {
+            if let Err(e) = w.flush() {
+                log::warn!("OTLP JSON file: flush failed: {e}");
+                self.mon.record(SelfEvent::JsonlError);
+            }
+        }
+    }
+
+    fn read_kernel_stats(&mut self) {
+        if let Some(k) = self.kstats.as_mut() {
+            let stats = k.read();
+            self.mon.set_kernel_stats(stats);
+        }
+    }
+
+    fn print_summary(&mut self, interval: Duration) {
+        let Some(agg) = self.summary.as_mut() else {
+            return;
+        };
+        let rows = agg.take_rows();
+        self.service_names.clear();
+        let s = self.mon.snapshot();
+        let totals = SummaryTotals {
+            spans: s.spans_received,
+            kernel_drops: s.kernel_dropped_total(),
+            queue_drops: s.queue_dropped_total(),
+            export_drops: s.spans_dropped_total(),
+        };
+        let text = render_summary(&rows, &totals, interval, SUMMARY_ROWS);
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            log::debug!("summary: stdout write failed: {e}");
+        }
+    }
+}
+
+/// The two request types written as OTLP JSON lines.
+trait JsonRequest {
+    fn to_json_writer(&self, w: &mut BufWriter<std::fs::File>) -> Result<(), String>;
+}
+impl JsonRequest for ExportTraceServiceRequest {
+    fn to_json_writer(&self, w: &mut BufWriter<std::fs::File>) -> Result<(), String> {
+        serde_json::to_writer(w, self).map_err(|e| e.to_string())
+    }
+}
+impl JsonRequest for ExportMetricsServiceRequest {
+    fn to_json_writer(&self, w: &mut BufWriter<std::fs::File>) -> Result<(), String> {
+        serde_json::to_writer(w, self).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(counts: Vec<u64>, min: f64, max: f64) -> HistogramDelta {
+        HistogramDelta {
+            name: "http.server.request.duration",
+            unit: "s",
+            pid: 1,
+            attrs: vec![("http.route", AttrValue::Str("/".into()))],
+            bounds: &[0.1, 1.0],
+            count: counts.iter().sum(),
+            bucket_counts: counts,
+            sum: 1.0,
+            min,
+            max,
+        }
+    }
+
+    #[test]
+    fn merges_cumulatively() {
+        let mut h = CumulativeHistogram {
+            attrs: vec![],
+            bounds: &[0.1, 1.0],
+            bucket_counts: vec![0; 3],
+            count: 0,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+            start_unix_ns: 5,
+        };
+        assert!(merge_delta(&mut h, &delta(vec![1, 0, 2], 0.05, 3.0)));
+        assert!(merge_delta(&mut h, &delta(vec![0, 4, 0], 0.2, 0.9)));
+        assert_eq!(h.bucket_counts, vec![1, 4, 2]);
+        assert_eq!(h.count, 7);
+        assert_eq!((h.min, h.max, h.sum), (0.05, 3.0, 2.0));
+        let mut bad = delta(vec![1, 1], 0.0, 0.0);
+        assert!(!merge_delta(&mut h, &bad));
+        bad.bounds = &[0.5];
+        assert!(!merge_delta(&mut h, &bad));
+        assert_eq!(h.count, 7);
+    }
+
+    #[test]
+    fn series_key_distinguishes_attrs_and_pid() {
+        let a = delta(vec![1, 0, 0], 0.0, 0.0);
+        let mut b = a.clone();
+        b.pid = 2;
+        let mut c = a.clone();
+        c.attrs.push(("x", AttrValue::Double(1.5)));
+        assert_ne!(SeriesKey::new(&a), SeriesKey::new(&b));
+        assert_ne!(SeriesKey::new(&a), SeriesKey::new(&c));
+        assert_eq!(SeriesKey::new(&c), SeriesKey::new(&c.clone()));
+    }
+}
