@@ -332,7 +332,13 @@ pub fn parse_go_buildinfo(data: &[u8]) -> Option<GoBuildInfo> {
     // The module info is framed by 16-byte sentinels; its first line is `path\t<main package>`.
     let main_path = modinfo
         .find("path\t")
-        .map(|i| modinfo[i + 5..].lines().next().unwrap_or_default().to_string())
+        .map(|i| {
+            modinfo[i + 5..]
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
         .unwrap_or_default();
     Some(GoBuildInfo { version, main_path })
 }

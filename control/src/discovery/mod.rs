@@ -322,7 +322,7 @@ impl Discovery {
             container_id: c.id.as_deref(),
             k8s_container_name: c.k8s_container_name.as_deref(),
             container_name: docker_name.as_deref(),
-            exe_name: &p.exe_name(),
+            exe_name: &p.name(),
             cmdline: &p.cmdline,
             host_name: &self.host.hostname,
             pid,

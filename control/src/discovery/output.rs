@@ -176,7 +176,11 @@ mod tests {
             }],
         };
         let t = r.to_table();
-        assert!(t.lines().any(|l| l.starts_with("host.name ") && l.ends_with(" h1")), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("host.name ") && l.ends_with(" h1")),
+            "{t}"
+        );
         assert!(
             t.lines()
                 .any(|l| l.starts_with("7 ") && l.contains("api") && l.contains("go")),

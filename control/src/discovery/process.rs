@@ -124,6 +124,37 @@ impl ProcInfo {
         from.rsplit('/').next().unwrap_or(from).to_string()
     }
 
+    /// The name the process goes by: its `comm` (what `/proc/<pid>/status` calls Name, as the
+    /// semantic conventions suggest), else the executable's base name. Differs from
+    /// [`exe_name`](Self::exe_name) for multi-call binaries (Debian's redis-server is a link to
+    /// redis-check-rdb).
+    pub fn name(&self) -> String {
+        if self.comm.is_empty() {
+            self.exe_name()
+        } else {
+            self.comm.clone()
+        }
+    }
+
+    /// Every name the process could be known by: comm, executable, argv[0] (deduplicated).
+    pub fn names(&self) -> Vec<String> {
+        let mut v = vec![self.comm.clone(), self.exe_name()];
+        if let Some(a) = self.cmdline.first() {
+            let first = a.split_whitespace().next().unwrap_or(a);
+            v.push(
+                first
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(first)
+                    .trim_end_matches(':')
+                    .to_string(),
+            );
+        }
+        v.retain(|n| !n.is_empty());
+        v.dedup();
+        v
+    }
+
     /// Where the executable can be opened from here: `/proc/<pid>/exe` works across mount
     /// namespaces for live processes; fixtures may hold a regular file there instead.
     pub fn exe_file(&self, proc_root: &Path) -> PathBuf {
@@ -143,7 +174,7 @@ impl ProcInfo {
         if self.ppid > 0 {
             a.push(("process.parent_pid", AttrValue::Int(self.ppid as i64)));
         }
-        push_str(&mut a, "process.executable.name", self.exe_name());
+        push_str(&mut a, "process.executable.name", self.name());
         push_str(&mut a, "process.executable.path", &self.exe_path);
         if let Some(c) = self.cmdline.first() {
             push_str(&mut a, "process.command", c);

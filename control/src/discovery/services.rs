@@ -232,8 +232,11 @@ pub fn discover(proc_root: &Path, etc_root: &Path, only: &[u32]) -> Vec<Discover
         let Ok(p) = ProcInfo::read(proc_root, etc_root, pid) else {
             continue; // exited meanwhile
         };
-        let exe = p.exe_name();
-        let found = classify_exe(&exe, &p.cmdline)
+        let exe = p.name();
+        let found = p
+            .names()
+            .iter()
+            .find_map(|n| classify_exe(n, &p.cmdline))
             .map(|c| (c, MatchedBy::Executable))
             .or_else(|| {
                 listen
