@@ -149,11 +149,9 @@ pub fn parse_mountinfo(text: &str) -> ContainerInfo {
         for (i, seg) in segs.iter().enumerate() {
             let next = segs.get(i + 1).copied().unwrap_or("");
             match *seg {
-                "containers" if is_hex64(next) => {
-                    if i > 0 && segs[..i].contains(&"docker") {
-                        info.id.get_or_insert_with(|| next.to_string());
-                        info.runtime.get_or_insert("docker");
-                    }
+                "containers" if is_hex64(next) && segs[..i].contains(&"docker") => {
+                    info.id.get_or_insert_with(|| next.to_string());
+                    info.runtime.get_or_insert("docker");
                 }
                 "overlay-containers" if is_hex64(next) => {
                     overlay_containers.get_or_insert_with(|| next.to_string());

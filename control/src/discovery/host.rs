@@ -78,10 +78,8 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
             "vendor_id" | "CPU implementer" if c.vendor_id.is_empty() => {
                 c.vendor_id = v.to_string()
             }
-            "flags" | "Features" => {
-                if v.split_whitespace().any(|f| f == "hypervisor") {
-                    c.hypervisor_flag = true;
-                }
+            "flags" | "Features" if v.split_whitespace().any(|f| f == "hypervisor") => {
+                c.hypervisor_flag = true;
             }
             _ => {}
         }
