@@ -2,8 +2,9 @@
 //! service account), lists the pods (of this node when its name is known), and turns a pod uid
 //! from the cgroup into pod, namespace, node, container and owner names (ReplicaSet → Deployment,
 //! Job → CronJob, StatefulSet, DaemonSet), plus the pod's labels and annotations for naming.
-//! The client is plain HTTP (e.g. `kubectl proxy`); an `https://` server is reported once and
-//! skipped, since this build carries no TLS stack.
+//! A plain `http://` server (e.g. `kubectl proxy`) is spoken to with the small built-in client;
+//! an `https://` server (in-cluster, or a kubeconfig with a CA) through `ureq` with rustls,
+//! trusting only the configured CA when one is given.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,6 +22,8 @@ pub struct ApiConfig {
     pub server: String,
     pub token: Option<String>,
     pub namespace: Option<String>,
+    /// PEM certificates to trust for an `https://` server (none: the public web PKI roots).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A minimal reader for kubeconfig files: JSON, or the YAML layout kubectl writes (lists of
@@ -57,15 +60,54 @@ pub fn parse_kubeconfig(text: &str) -> Result<ApiConfig, DiscoveryError> {
         .get("server")
         .cloned()
         .ok_or_else(|| bad("cluster has no server"))?;
-    let token = user_name
-        .as_deref()
-        .and_then(|u| pick("users", u))
-        .and_then(|u| u.get("token").cloned());
+    let user = user_name.as_deref().and_then(|u| pick("users", u));
+    let token = user.and_then(|u| u.get("token").cloned()).or_else(|| {
+        user.and_then(|u| u.get("tokenFile").or_else(|| u.get("token-file")))
+            .and_then(|f| read_trim(Path::new(f)))
+    });
+    let ca_pem = match (
+        cluster.get("certificate-authority-data"),
+        cluster.get("certificate-authority"),
+    ) {
+        (Some(b64), _) => {
+            Some(base64_decode(b64).ok_or_else(|| bad("bad certificate-authority-data"))?)
+        }
+        (None, Some(path)) => Some(std::fs::read(path).map_err(|source| DiscoveryError::Io {
+            path: path.into(),
+            source,
+        })?),
+        (None, None) => None,
+    };
     Ok(ApiConfig {
         server: server.trim_end_matches('/').to_string(),
         token,
         namespace,
+        ca_pem,
     })
+}
+
+/// Decodes standard base64 (padding optional, whitespace ignored).
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 type Sections = HashMap<String, Vec<HashMap<String, String>>>;
@@ -153,20 +195,28 @@ fn from_json(text: &str) -> Option<(Sections, Option<String>)> {
     Some((sections, current))
 }
 
-/// The in-cluster configuration, when running in a pod with a service account.
+/// The in-cluster configuration, when running in a pod with a service account
+/// (`KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT` set).
 pub fn in_cluster(sa_dir: &Path) -> Option<ApiConfig> {
     let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
     let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+    Some(in_cluster_at(&host, &port, sa_dir))
+}
+
+/// The in-cluster configuration for an API server at `host:port`, with the token, namespace and
+/// CA certificate from the service account directory.
+pub fn in_cluster_at(host: &str, port: &str, sa_dir: &Path) -> ApiConfig {
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
-        host
+        host.to_string()
     };
-    Some(ApiConfig {
+    ApiConfig {
         server: format!("https://{host}:{port}"),
         token: read_trim(&sa_dir.join("token")),
         namespace: read_trim(&sa_dir.join("namespace")),
-    })
+        ca_pem: std::fs::read(sa_dir.join("ca.crt")).ok(),
+    }
 }
 
 /// A pod as far as resource attributes care.
@@ -316,6 +366,8 @@ pub fn parse_pod(p: &Value) -> Option<PodMeta> {
 /// A small Kubernetes API client with a pod index keyed by uid.
 pub struct K8sClient {
     cfg: ApiConfig,
+    /// The TLS client for an `https://` server.
+    tls: Option<ureq::Agent>,
     node_name: Option<String>,
     timeout: Duration,
     pods: HashMap<String, PodMeta>,
@@ -327,18 +379,32 @@ pub struct K8sClient {
 impl K8sClient {
     /// A client for `cfg`, or `None` (with a warning) when the server cannot be spoken to.
     pub fn new(cfg: ApiConfig, node_name: Option<String>, timeout: Duration) -> Option<K8sClient> {
-        if !cfg.server.starts_with("http://") {
+        let tls = if cfg.server.starts_with("https://") {
+            match tls_agent(cfg.ca_pem.as_deref(), timeout) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    warn_once(
+                        "k8s:tls",
+                        format!("Kubernetes API at {}: {e}; pod names are left out, cgroup data is still attached", cfg.server),
+                    );
+                    return None;
+                }
+            }
+        } else if cfg.server.starts_with("http://") {
+            None
+        } else {
             warn_once(
-                "k8s:tls",
+                "k8s:scheme",
                 format!(
-                    "Kubernetes API at {} needs TLS, which this build does not speak; use a kubeconfig pointing at `kubectl proxy` (http://). Pod names are left out; cgroup data is still attached",
+                    "Kubernetes API server {:?} is not an http(s) URL",
                     cfg.server
                 ),
             );
             return None;
-        }
+        };
         Some(K8sClient {
             cfg,
+            tls,
             node_name,
             timeout,
             pods: HashMap::new(),
@@ -359,14 +425,38 @@ impl K8sClient {
         if let Some(a) = &auth {
             h.push(("Authorization", a.as_str()));
         }
-        let r = http::request("GET", &url, &h, self.timeout)?;
-        if !r.ok() {
+        let (status, body) = match &self.tls {
+            Some(agent) => {
+                let herr = |e: ureq::Error| DiscoveryError::Http {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                };
+                let mut req = agent.get(&url);
+                for (k, v) in &h {
+                    req = req.header(*k, *v);
+                }
+                let mut resp = req.call().map_err(herr)?;
+                let status = resp.status().as_u16();
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(32 << 20)
+                    .read_to_vec()
+                    .map_err(herr)?;
+                (status, body)
+            }
+            None => {
+                let r = http::request("GET", &url, &h, self.timeout)?;
+                (r.status, r.body)
+            }
+        };
+        if !(200..300).contains(&status) {
             return Err(DiscoveryError::Http {
                 url,
-                reason: format!("status {}", r.status),
+                reason: format!("status {status}"),
             });
         }
-        serde_json::from_slice(&r.body).map_err(|e| DiscoveryError::parse(url, e.to_string()))
+        serde_json::from_slice(&body).map_err(|e| DiscoveryError::parse(url, e.to_string()))
     }
 
     /// Re-reads the pod list (of this node when known).
@@ -439,6 +529,33 @@ impl K8sClient {
         }
         self.pods.get(uid).cloned()
     }
+}
+
+/// A TLS client trusting `ca_pem` (or the web PKI roots), with no proxy and a global timeout.
+fn tls_agent(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<ureq::Agent, DiscoveryError> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    let roots = match ca_pem {
+        Some(pem) => {
+            let certs: Vec<_> = parse_pem(pem)
+                .filter_map(|i| match i {
+                    Ok(PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(DiscoveryError::parse("Kubernetes CA", "no PEM certificate"));
+            }
+            RootCerts::new_with_certs(&certs)
+        }
+        None => RootCerts::WebPki,
+    };
+    let cfg = ureq::Agent::config_builder()
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build();
+    Ok(cfg.into())
 }
 
 #[cfg(test)]
@@ -546,12 +663,34 @@ users:
     }
 
     #[test]
-    fn https_is_refused_politely() {
+    fn bad_ca_or_scheme_is_refused_politely() {
         let cfg = ApiConfig {
             server: "https://10.0.0.1:6443".into(),
             token: None,
             namespace: None,
+            ca_pem: Some(b"not a certificate".to_vec()),
+        };
+        assert!(K8sClient::new(cfg.clone(), None, Duration::from_secs(1)).is_none());
+        let cfg = ApiConfig {
+            server: "ftp://x".into(),
+            ca_pem: None,
+            ..cfg
         };
         assert!(K8sClient::new(cfg, None, Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("aGVsbG8gd29ybGQ=").unwrap(), b"hello world");
+        assert!(base64_decode("aGk*").is_none());
+        assert_eq!(base64_decode("YQ").unwrap(), b"a");
+    }
+
+    #[test]
+    fn kubeconfig_ca_data() {
+        let y = "clusters:\n- cluster:\n    certificate-authority-data: aGVsbG8=\n    server: https://127.0.0.1:6443\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user:\n    token: t\n";
+        let c = parse_kubeconfig(y).unwrap();
+        assert_eq!(c.ca_pem.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(c.token.as_deref(), Some("t"));
     }
 }
