@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use telegen::discovery::{
-    attr_str, cloud::CloudOptions, discover_report, run_discover, DiscoverArgs, Discovery,
+    attr_str, cloud::CloudOptions, discover_report, k8s, run_discover, DiscoverArgs, Discovery,
     DiscoveryOptions, MatchedBy, ServiceKind,
 };
 use telegen_dataplane::signal::{AttrValue, Attrs};
@@ -103,9 +103,39 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
+        Self::start_with(None, handler)
+    }
+
+    /// An HTTPS server with the fixture certificate (signed by fixtures/k8s-tls/ca.crt).
+    fn start_tls(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = fixtures().join("k8s-tls");
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("server.crt"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Self::start_with(Some(Arc::new(cfg)), handler)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", l.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let handler = Arc::new(handler);
@@ -115,7 +145,16 @@ impl FakeServer {
                     Ok((conn, _)) => {
                         let h = handler.clone();
                         let s3 = s2.clone();
-                        thread::spawn(move || serve(conn, &*h, &s3));
+                        let tls = tls.clone();
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        thread::spawn(move || match tls {
+                            None => serve(conn, &*h, &s3),
+                            Some(cfg) => {
+                                let sc = rustls::ServerConnection::new(cfg).unwrap();
+                                serve(rustls::StreamOwned::new(sc, conn), &*h, &s3)
+                            }
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -138,9 +177,11 @@ impl Drop for FakeServer {
     }
 }
 
-fn serve(mut conn: TcpStream, h: &(dyn Fn(&Request) -> Reply + Send + Sync), stop: &AtomicBool) {
-    conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+fn serve<S: Read + Write>(
+    mut conn: S,
+    h: &(dyn Fn(&Request) -> Reply + Send + Sync),
+    stop: &AtomicBool,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -170,6 +211,7 @@ fn serve(mut conn: TcpStream, h: &(dyn Fn(&Request) -> Reply + Send + Sync), sto
             out.push_str("\r\n");
             out.push_str(&body);
             let _ = conn.write_all(out.as_bytes());
+            let _ = conn.flush();
         }
         Reply::Hang(d) => {
             let until = Instant::now() + d;
@@ -421,8 +463,12 @@ fn closed_port_fails_fast() {
 // Kubernetes and containers over fixtures.
 
 fn fake_k8s() -> FakeServer {
-    FakeServer::start(|r| {
-        if r.header("Authorization") != Some("Bearer test-token") {
+    FakeServer::start(|r| k8s_reply(r, "test-token"))
+}
+
+fn k8s_reply(r: &Request, token: &str) -> Reply {
+    {
+        if r.header("Authorization") != Some(format!("Bearer {token}").as_str()) {
             return Reply::Http(401, vec![], String::new());
         }
         let path = r.path.split('?').next().unwrap_or("");
@@ -443,7 +489,34 @@ fn fake_k8s() -> FakeServer {
             ),
             _ => Reply::Http(404, vec![], "{}".into()),
         }
-    })
+    }
+}
+
+#[test]
+fn in_cluster_api_over_tls_with_service_account_ca() {
+    let api = FakeServer::start_tls(|r| k8s_reply(r, "sa-token-abc"));
+    let port = api.url.rsplit(':').next().unwrap().to_string();
+    let sa = fixtures().join("k8s-tls");
+    let cfg = k8s::in_cluster_at("127.0.0.1", &port, &sa);
+    assert_eq!(cfg.server, format!("https://127.0.0.1:{port}"));
+    assert_eq!(cfg.namespace.as_deref(), Some("shop"));
+    let mut c =
+        k8s::K8sClient::new(cfg.clone(), Some("node-a".into()), Duration::from_secs(2)).unwrap();
+    let pod = c.pod(POD_UID).expect("pod over TLS");
+    assert_eq!(pod.name, "web-7d4b9-xk2lp");
+    assert_eq!(
+        pod.owners.get("Deployment").map(String::as_str),
+        Some("web")
+    );
+    // A CA that did not sign the server's certificate: refused, nothing attached, no stall.
+    let wrong = k8s::ApiConfig {
+        ca_pem: Some(std::fs::read(sa.join("server.crt")).unwrap()),
+        ..cfg
+    };
+    let mut c = k8s::K8sClient::new(wrong, None, Duration::from_secs(2)).unwrap();
+    let t = Instant::now();
+    assert!(c.pod(POD_UID).is_none());
+    assert!(t.elapsed() < Duration::from_secs(2));
 }
 
 fn write_kubeconfig(server: &str) -> PathBuf {
