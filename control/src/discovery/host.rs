@@ -166,6 +166,42 @@ pub fn hypervisor(dmi: &Dmi) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// Names a hypervisor from its CPUID signature (leaf 0x4000_0000).
+pub fn hypervisor_from_signature(sig: &[u8; 12]) -> Option<&'static str> {
+    Some(match sig {
+        b"KVMKVMKVM\0\0\0" => "kvm",
+        b"Microsoft Hv" => "hyperv",
+        b"VMwareVMware" => "vmware",
+        b"XenVMMXenVMM" => "xen",
+        b"VBoxVBoxVBox" => "virtualbox",
+        b"TCGTCGTCGTCG" => "qemu",
+        b"ACRNACRNACRN" => "acrn",
+        b"bhyve bhyve " => "bhyve",
+        b" lrpepyh  vr" => "parallels",
+        _ => return None,
+    })
+}
+
+/// The running hypervisor's CPUID signature, on x86_64.
+#[cfg(target_arch = "x86_64")]
+pub fn cpuid_hypervisor() -> Option<&'static str> {
+    // SAFETY: CPUID exists on every x86_64 processor and has no side effects; leaf 0x4000_0000
+    // is reserved for hypervisors, and whatever it returns elsewhere is only compared.
+    #[allow(unused_unsafe)]
+    let r = unsafe { std::arch::x86_64::__cpuid(0x4000_0000) };
+    let mut sig = [0u8; 12];
+    sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
+    sig[8..].copy_from_slice(&r.edx.to_le_bytes());
+    hypervisor_from_signature(&sig)
+}
+
+/// The running hypervisor's CPUID signature (not available on this architecture).
+#[cfg(not(target_arch = "x86_64"))]
+pub fn cpuid_hypervisor() -> Option<&'static str> {
+    None
+}
+
 /// Maps Rust's architecture name to the semantic-convention `host.arch` value.
 pub fn semconv_arch(arch: &str) -> &str {
     match arch {
@@ -209,7 +245,13 @@ impl HostInfo {
             .map(|t| parse_cpuinfo(&t))
             .unwrap_or_default();
         let dmi = Dmi::read(sys_root);
-        let hv = hypervisor(&dmi);
+        // DMI first; on the live host, a guest without DMI (Firecracker, some containers) can
+        // still be asked through CPUID.
+        let hv = hypervisor(&dmi).or_else(|| {
+            (cpu.hypervisor_flag && proc_root == Path::new("/proc"))
+                .then(cpuid_hypervisor)
+                .flatten()
+        });
         let is_vm = cpu.hypervisor_flag || hv.is_some();
         HostInfo {
             hostname,
@@ -354,6 +396,15 @@ mod tests {
             Some("AMD EPYC 7R13 Processor")
         );
         assert!(a.contains(&("telegen.host.cpu.count", AttrValue::Int(2))));
+    }
+
+    #[test]
+    fn cpuid_signatures() {
+        assert_eq!(hypervisor_from_signature(b"KVMKVMKVM\0\0\0"), Some("kvm"));
+        assert_eq!(hypervisor_from_signature(b"Microsoft Hv"), Some("hyperv"));
+        assert_eq!(hypervisor_from_signature(b"GenuineIntel"), None);
+        // Must not crash wherever it runs.
+        let _ = cpuid_hypervisor();
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use telegen_dataplane::signal::{AttrValue, Attrs};
 
-use super::util::{push_str, DiscoveryError};
+use super::util::{push_str, warn_once, DiscoveryError};
 
 /// What `/proc/<pid>` says about one process.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +56,14 @@ pub fn user_name(etc_root: &Path, uid: u32) -> Option<String> {
 /// The process's environment as `(key, value)` pairs (needs the same uid or CAP_SYS_PTRACE).
 pub fn environ(proc_root: &Path, pid: u32) -> Vec<(String, String)> {
     std::fs::read(proc_root.join(pid.to_string()).join("environ"))
+        .inspect_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                warn_once(
+                    "proc:environ",
+                    format!("cannot read /proc/{pid}/environ ({e}): OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES of other users' processes are ignored; run as root or with CAP_SYS_PTRACE"),
+                );
+            }
+        })
         .map(|b| {
             b.split(|c| *c == 0)
                 .filter_map(|kv| {

@@ -12,7 +12,7 @@ use telegen_dataplane::signal::{AttrValue, Attrs};
 
 use super::elf::Elf;
 use super::process::ProcInfo;
-use super::util::{parse_env_file, push_str};
+use super::util::{parse_env_file, push_str, warn_once};
 
 /// The TLS library a process uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,22 @@ pub fn detect(proc_root: &Path, p: &ProcInfo) -> RuntimeInfo {
     let maps = std::fs::read_to_string(proc_root.join(p.pid.to_string()).join("maps"))
         .map(|m| mapped_files(&m))
         .unwrap_or_default();
-    let elf = Elf::open(&p.exe_file(proc_root)).ok();
+    let elf = match Elf::open(&p.exe_file(proc_root)) {
+        Ok(e) => Some(e),
+        Err(super::util::DiscoveryError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            warn_once(
+                "proc:exe",
+                format!("cannot open /proc/{}/exe ({source}): runtimes are guessed from names only; run as root or with CAP_SYS_PTRACE", p.pid),
+            );
+            None
+        }
+        Err(e) => {
+            log::debug!("process {}: {e}", p.pid);
+            None
+        }
+    };
     detect_from(proc_root, p, elf.as_ref(), &maps)
 }
 
