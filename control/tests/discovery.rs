@@ -881,6 +881,11 @@ fn real_go_binary() {
     assert!(has(&a, "process.runtime.name", "go"), "{a:?}");
     assert!(attr_str(&a, "process.runtime.version").is_some_and(|v| v.starts_with('1')));
     assert!(has(&a, "telegen.tls.library", "go"));
+    // The module path comes from the same build info.
+    assert!(
+        attr_str(&a, "process.runtime.description").is_some_and(|d| d.contains("example.com/hold")),
+        "{a:?}"
+    );
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
 }
