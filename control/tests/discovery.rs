@@ -996,3 +996,12 @@ fn live_host_never_panics() {
     assert!(has(&h, "os.type", "linux"));
     assert!(attr_str(&h, "host.arch").is_some());
 }
+
+#[test]
+fn discovery_can_move_to_another_thread() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Discovery>();
+    let d = Discovery::new(fixture_options());
+    let h = thread::spawn(move || d.host_resource()).join().unwrap();
+    assert!(has(&h, "host.name", "fixture-host"));
+}
