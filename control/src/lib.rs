@@ -1,1 +1,3 @@
 //! The telegen agent.
+
+pub mod discovery;
