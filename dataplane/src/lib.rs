@@ -4,3 +4,8 @@
 pub mod export;
 pub mod protocols;
 pub mod signal;
+pub mod flow;
+pub mod red;
+pub mod reorder;
+pub mod shard;
+pub mod spans;

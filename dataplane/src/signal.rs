@@ -79,6 +79,10 @@ pub struct ShardStats {
     pub queue_drops: u64,
     /// Sequence gaps given up on (an event that never arrived, e.g. lost in the kernel).
     pub reorder_gaps: u64,
+    /// Events that arrived after their gap was given up on (dropped, counted here).
+    pub events_late: u64,
+    /// Client spans whose parent server span never showed up in time (exported as roots).
+    pub orphan_children: u64,
     /// Flows currently held / evicted because the table was full / expired idle.
     pub flows_active: u64,
     pub flows_evicted: u64,

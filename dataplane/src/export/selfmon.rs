@@ -425,7 +425,7 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
         FamilyKind,
         fn(&ShardStats) -> u64,
     );
-    let shard_fields: [ShardField; 13] = [
+    let shard_fields: [ShardField; 15] = [
         (
             "telegen_shard_events_drained_total",
             "Kernel events drained by the shard.",
@@ -461,6 +461,18 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
             "Sequence gaps given up on.",
             Counter,
             |s| s.reorder_gaps,
+        ),
+        (
+            "telegen_shard_events_late_total",
+            "Events that arrived after their sequence gap was given up on.",
+            Counter,
+            |s| s.events_late,
+        ),
+        (
+            "telegen_shard_orphan_children_total",
+            "Client spans exported as roots because their parent server span never arrived.",
+            Counter,
+            |s| s.orphan_children,
         ),
         (
             "telegen_shard_flows_active",

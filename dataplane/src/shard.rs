@@ -1,0 +1,550 @@
+//! A shard: the per-core owner of a slice of the connections.
+//!
+//! [`ShardCore`] is plain data with no threads and no kernel: the runtime feeds it ring records
+//! and messages from other shards and calls [`ShardCore::tick`] on a timer; tests and benches
+//! drive it directly. Every connection has exactly one owner, `shard_of(conn_id, n)`. A record
+//! drained by another shard is forwarded to the owner, which restores kernel order
+//! ([`crate::reorder`]), runs the connection's parser, builds spans, aggregates RED metrics and
+//! correlates: a client request made by a thread while it served a request (the kernel stamps the
+//! server connection and sequence on the client's records) becomes a child of that server span,
+//! resolved by the shard that owns the server connection. All state is owned; nothing is shared.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use telegen_bpf::abi::{self, Event};
+
+use crate::flow::FlowTable;
+use crate::protocols::http1::{Http1Parser, HttpTransaction};
+use crate::protocols::{detect, Chunk, Direction, L7Record, Protocol, Role};
+use crate::red::Red;
+use crate::signal::{ExportMsg, ShardStats, SpanRecord};
+use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCtx};
+
+/// The shard that owns a connection.
+#[inline]
+pub fn shard_of(conn_id: u64, shards: usize) -> usize {
+    // Fibonacci hashing spreads the CPU-prefixed ids evenly.
+    let h = conn_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) % shards.max(1) as u64) as usize
+}
+
+/// What shards send each other.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// A raw ring record of a connection the receiver owns.
+    Event(Vec<u8>),
+    /// A client span whose parent is a request served on `parent_conn` (owned by the receiver).
+    Child { parent_conn: u64, parent_seq: u64, span: Box<SpanRecord> },
+}
+
+/// The shard's outputs; the runtime implements it with SPSC queues, tests with vectors.
+/// Each method hands the message back when the queue is full.
+pub trait ShardIo {
+    fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg>;
+    fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg>;
+}
+
+/// Tunables of a shard.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub id: usize,
+    pub shards: usize,
+    /// Flows held by this shard at most.
+    pub flow_capacity: usize,
+    /// How long an early record waits for a missing one.
+    pub reorder_timeout_ns: u64,
+    /// How long a client span waits for its parent server span.
+    pub child_wait_ns: u64,
+    /// Flows with no event for this long are finished and dropped.
+    pub flow_idle_ns: u64,
+    /// RED deltas and stats are sent this often.
+    pub flush_interval_ns: u64,
+}
+
+impl ShardConfig {
+    pub fn new(id: usize, shards: usize) -> Self {
+        Self {
+            id,
+            shards,
+            flow_capacity: 1 << 16,
+            reorder_timeout_ns: 50_000_000,
+            child_wait_ns: 10_000_000_000,
+            flow_idle_ns: 120_000_000_000,
+            flush_interval_ns: 1_000_000_000,
+        }
+    }
+}
+
+/// Data events seen without recognising a protocol before a flow is given up on.
+const DETECT_ATTEMPTS: u32 = 8;
+/// Client egress records remembered per flow for parent lookup.
+const PARENT_MEMORY: usize = 16;
+/// Served requests remembered per server connection for late children.
+const SERVED_MEMORY: usize = 16;
+/// Client spans parked waiting for a parent, per shard.
+const MAX_PARKED: usize = 8192;
+/// Server connections whose served requests are remembered.
+const MAX_SERVED_CONNS: usize = 1 << 16;
+
+#[derive(Debug)]
+enum Proto {
+    Detecting(u32),
+    Http1(Http1Parser),
+    Unsupported,
+}
+
+#[derive(Debug)]
+struct Flow {
+    info: FlowInfo,
+    role: Role,
+    proto: Proto,
+    reorder: crate::reorder::Reorder<Vec<u8>>,
+    /// (seq, parent_conn, parent_seq) of recent client egress records.
+    parents: VecDeque<(u64, u64, u64)>,
+    last_ns: u64,
+    parse_errors_seen: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    first_seq: u64,
+    end_seq: u64,
+    ctx: SpanCtx,
+    at_ns: u64,
+}
+
+#[derive(Debug)]
+struct Parked {
+    parent_seq: u64,
+    span: Box<SpanRecord>,
+    deadline_ns: u64,
+}
+
+/// One shard's state.
+#[derive(Debug)]
+pub struct ShardCore {
+    cfg: ShardConfig,
+    flows: FlowTable<Flow>,
+    stats: ShardStats,
+    ids: IdGen,
+    red: Red,
+    clock_offset_ns: u64,
+    served: HashMap<u64, VecDeque<Served>>,
+    parked: HashMap<u64, Vec<Parked>>,
+    parked_count: usize,
+    held_flows: HashSet<u64>,
+    records: Vec<L7Record>,
+    last_flush_ns: u64,
+}
+
+fn role_of(r: u8) -> Role {
+    match r {
+        abi::ROLE_SERVER => Role::Server,
+        abi::ROLE_CLIENT => Role::Client,
+        _ => Role::Unknown,
+    }
+}
+
+impl ShardCore {
+    /// `clock_offset_ns` turns kernel monotonic time into Unix time.
+    pub fn new(cfg: ShardConfig, clock_offset_ns: u64) -> Self {
+        let stats = ShardStats { shard: cfg.id as u32, ..Default::default() };
+        Self {
+            flows: FlowTable::new(cfg.flow_capacity),
+            ids: IdGen::new(cfg.id as u64 + 1),
+            cfg,
+            stats,
+            red: Red::default(),
+            clock_offset_ns,
+            served: HashMap::new(),
+            parked: HashMap::new(),
+            parked_count: 0,
+            held_flows: HashSet::new(),
+            records: Vec::new(),
+            last_flush_ns: 0,
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.cfg.id
+    }
+
+    /// Counters so far (flow gauges refreshed).
+    pub fn stats(&self) -> ShardStats {
+        let mut s = self.stats;
+        s.flows_active = self.flows.len() as u64;
+        s.flows_evicted = self.flows.evicted();
+        s.flows_expired = self.flows.expired();
+        s
+    }
+
+    /// A record drained from one of this shard's rings.
+    pub fn on_record(&mut self, rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
+        self.stats.events_drained += 1;
+        let ev = match Event::decode(rec) {
+            Ok((ev, _)) => ev,
+            Err(_) => {
+                self.stats.events_malformed += 1;
+                return;
+            }
+        };
+        let owner = shard_of(ev.conn_id, self.cfg.shards);
+        if owner == self.cfg.id {
+            self.owned(rec, now_ns, io);
+        } else {
+            match io.forward(owner, ShardMsg::Event(rec.to_vec())) {
+                Ok(()) => self.stats.events_forwarded += 1,
+                Err(_) => self.stats.queue_drops += 1,
+            }
+        }
+    }
+
+    /// A message from another shard.
+    pub fn on_message(&mut self, msg: ShardMsg, now_ns: u64, io: &mut impl ShardIo) {
+        match msg {
+            ShardMsg::Event(rec) => {
+                self.stats.events_received += 1;
+                self.owned(&rec, now_ns, io);
+            }
+            ShardMsg::Child { parent_conn, parent_seq, span } => self.on_child(parent_conn, parent_seq, span, now_ns, io),
+        }
+    }
+
+    fn owned(&mut self, rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
+        let Ok((ev, _)) = Event::decode(rec) else {
+            self.stats.events_malformed += 1;
+            return;
+        };
+        let mut evicted = Vec::new();
+        let flow = self.flows.get_or_insert_with(
+            ev.conn_id,
+            now_ns,
+            || Flow {
+                info: FlowInfo { pid: ev.pid, local: ev.local, remote: ev.remote },
+                role: role_of(ev.role),
+                proto: Proto::Detecting(0),
+                reorder: Default::default(),
+                parents: VecDeque::new(),
+                last_ns: ev.end_ns,
+                parse_errors_seen: 0,
+            },
+            |k, f| evicted.push((k, f)),
+        );
+        let mut ready = Vec::new();
+        match flow.reorder.arrive(ev.seq) {
+            crate::reorder::Verdict::Now => {
+                let closed = self.process(ev.conn_id, rec, io);
+                if !closed {
+                    if let Some(f) = self.flows.get_mut(ev.conn_id, now_ns) {
+                        f.reorder.pop_ready(&mut ready);
+                    }
+                }
+            }
+            crate::reorder::Verdict::Hold => {
+                flow.reorder.hold(ev.seq, rec.to_vec(), now_ns, &mut ready);
+                self.held_flows.insert(ev.conn_id);
+            }
+            crate::reorder::Verdict::Stale => self.stats.events_late += 1,
+        }
+        self.run_ready(ev.conn_id, ready, io);
+        for (k, f) in evicted {
+            self.finish(k, f, io);
+        }
+    }
+
+    fn run_ready(&mut self, conn: u64, ready: Vec<Vec<u8>>, io: &mut impl ShardIo) {
+        for r in ready {
+            if self.process(conn, &r, io) {
+                break;
+            }
+        }
+        if let Some(f) = self.flows.peek(conn) {
+            if f.reorder.held() == 0 {
+                self.held_flows.remove(&conn);
+            }
+        } else {
+            self.held_flows.remove(&conn);
+        }
+    }
+
+    /// Process one in-order record. Returns true when the connection closed (flow removed).
+    fn process(&mut self, conn: u64, rec: &[u8], io: &mut impl ShardIo) -> bool {
+        let Ok((ev, payload)) = Event::decode(rec) else {
+            self.stats.events_malformed += 1;
+            return false;
+        };
+        let Some(flow) = self.flows.get_mut(conn, 0) else { return true };
+        flow.last_ns = ev.end_ns;
+        let mut records = std::mem::take(&mut self.records);
+        if ev.kind == abi::EV_CLOSE {
+            if let Proto::Http1(p) = &mut flow.proto {
+                p.close(ev.end_ns, &mut records);
+            }
+            let gaps = flow.reorder.gaps();
+            let flow = self.flows.remove(conn);
+            self.stats.reorder_gaps += gaps;
+            if let Some(flow) = flow {
+                self.emit_records(conn, &flow, ev.seq, &mut records, io);
+            }
+            self.records = records;
+            return true;
+        }
+        if ev.kind != abi::EV_DATA {
+            self.stats.events_malformed += 1;
+            self.records = records;
+            return false;
+        }
+        let dir = if ev.dir == abi::DIR_EGRESS { Direction::Egress } else { Direction::Ingress };
+        if flow.role == Role::Client && dir == Direction::Egress && ev.parent_conn_id != 0 {
+            if flow.parents.len() >= PARENT_MEMORY {
+                flow.parents.pop_front();
+            }
+            flow.parents.push_back((ev.seq, ev.parent_conn_id, ev.parent_seq));
+        }
+        let chunk = Chunk { dir, data: payload, total_len: ev.bytes, start_ns: ev.start_ns, end_ns: ev.end_ns, seq: ev.seq };
+        if let Proto::Detecting(n) = flow.proto {
+            flow.proto = match detect(payload) {
+                Some(Protocol::Http1) => Proto::Http1(Http1Parser::new(flow.role)),
+                None if n + 1 >= DETECT_ATTEMPTS => {
+                    self.stats.unknown_protocol += 1;
+                    Proto::Unsupported
+                }
+                None => Proto::Detecting(n + 1),
+            };
+        }
+        if let Proto::Http1(p) = &mut flow.proto {
+            p.feed(&chunk, &mut records);
+            let errs = p.parse_errors();
+            self.stats.parse_errors += errs - flow.parse_errors_seen;
+            flow.parse_errors_seen = errs;
+        }
+        if !records.is_empty() {
+            // Re-borrow: emit needs the flow's info and parent memory only.
+            let info = flow.info;
+            let parents = flow.parents.clone();
+            let view = FlowView { info, parents };
+            self.emit_view(conn, &view, ev.seq, &mut records, io);
+        }
+        self.records = records;
+        false
+    }
+
+    fn emit_records(&mut self, conn: u64, flow: &Flow, end_seq: u64, records: &mut Vec<L7Record>, io: &mut impl ShardIo) {
+        let view = FlowView { info: flow.info, parents: flow.parents.clone() };
+        self.emit_view(conn, &view, end_seq, records, io);
+    }
+
+    fn emit_view(&mut self, conn: u64, flow: &FlowView, end_seq: u64, records: &mut Vec<L7Record>, io: &mut impl ShardIo) {
+        for rec in records.drain(..) {
+            match rec {
+                L7Record::Http(tx) => self.on_transaction(conn, flow, end_seq, &tx, io),
+            }
+        }
+    }
+
+    fn on_transaction(&mut self, conn: u64, flow: &FlowView, end_seq: u64, tx: &HttpTransaction, io: &mut impl ShardIo) {
+        match tx.role {
+            Role::Client => {
+                let parent = flow.parents.iter().rev().find(|(s, _, _)| *s == tx.request_seq).map(|&(_, c, s)| (c, s));
+                let ctx = SpanCtx { trace_id: self.ids.trace_id(), span_id: self.ids.span_id() };
+                let span = http_span(tx, &flow.info, ctx, [0; 8], self.clock_offset_ns);
+                self.red.record(&span);
+                match parent {
+                    Some((pconn, pseq)) => {
+                        let owner = shard_of(pconn, self.cfg.shards);
+                        let now = tx.end_ns;
+                        if owner == self.cfg.id {
+                            self.on_child(pconn, pseq, Box::new(span), now, io);
+                        } else if let Err(ShardMsg::Child { span, .. }) =
+                            io.forward(owner, ShardMsg::Child { parent_conn: pconn, parent_seq: pseq, span: Box::new(span) })
+                        {
+                            // Queue full: better a root span than none.
+                            self.stats.queue_drops += 1;
+                            self.stats.orphan_children += 1;
+                            self.export_span(*span, io);
+                        }
+                    }
+                    None => self.export_span(span, io),
+                }
+            }
+            _ => {
+                let (trace_id, parent) = match tx.traceparent.as_deref().and_then(parse_traceparent) {
+                    Some((t, p)) => (t, p),
+                    None => (self.ids.trace_id(), [0; 8]),
+                };
+                let ctx = SpanCtx { trace_id, span_id: self.ids.span_id() };
+                let span = http_span(tx, &flow.info, ctx, parent, self.clock_offset_ns);
+                self.red.record(&span);
+                let served = Served { first_seq: tx.request_seq, end_seq, ctx, at_ns: tx.end_ns };
+                self.remember_served(conn, served);
+                self.adopt_parked(conn, served, io);
+                self.export_span(span, io);
+            }
+        }
+    }
+
+    fn remember_served(&mut self, conn: u64, s: Served) {
+        if self.served.len() >= MAX_SERVED_CONNS && !self.served.contains_key(&conn) {
+            // Forget the stalest connection's history.
+            if let Some(&old) = self.served.iter().min_by_key(|(_, v)| v.back().map(|x| x.at_ns).unwrap_or(0)).map(|(k, _)| k) {
+                self.served.remove(&old);
+            }
+        }
+        let q = self.served.entry(conn).or_default();
+        if q.len() >= SERVED_MEMORY {
+            q.pop_front();
+        }
+        q.push_back(s);
+    }
+
+    fn adopt_parked(&mut self, conn: u64, s: Served, io: &mut impl ShardIo) {
+        let Some(list) = self.parked.get_mut(&conn) else { return };
+        let mut i = 0;
+        let mut adopted = Vec::new();
+        while i < list.len() {
+            if list[i].parent_seq >= s.first_seq && list[i].parent_seq <= s.end_seq {
+                adopted.push(list.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if list.is_empty() {
+            self.parked.remove(&conn);
+        }
+        self.parked_count -= adopted.len();
+        for p in adopted {
+            let mut span = p.span;
+            span.trace_id = s.ctx.trace_id;
+            span.parent_span_id = s.ctx.span_id;
+            self.export_span(*span, io);
+        }
+    }
+
+    fn on_child(&mut self, pconn: u64, pseq: u64, mut span: Box<SpanRecord>, now_ns: u64, io: &mut impl ShardIo) {
+        if let Some(s) = self.served.get(&pconn).and_then(|q| q.iter().find(|s| pseq >= s.first_seq && pseq <= s.end_seq)) {
+            span.trace_id = s.ctx.trace_id;
+            span.parent_span_id = s.ctx.span_id;
+            self.export_span(*span, io);
+            return;
+        }
+        if self.parked_count >= MAX_PARKED {
+            self.stats.orphan_children += 1;
+            self.export_span(*span, io);
+            return;
+        }
+        self.parked_count += 1;
+        self.parked.entry(pconn).or_default().push(Parked { parent_seq: pseq, span, deadline_ns: now_ns + self.cfg.child_wait_ns });
+    }
+
+    fn export_span(&mut self, span: SpanRecord, io: &mut impl ShardIo) {
+        match io.export(ExportMsg::Span(Box::new(span))) {
+            Ok(()) => self.stats.spans_emitted += 1,
+            Err(_) => self.stats.export_queue_drops += 1,
+        }
+    }
+
+    fn finish(&mut self, conn: u64, mut flow: Flow, io: &mut impl ShardIo) {
+        let mut ready = Vec::new();
+        flow.reorder.drain_all(&mut ready);
+        self.stats.reorder_gaps += flow.reorder.gaps();
+        self.held_flows.remove(&conn);
+        let mut records = Vec::new();
+        // Replay whatever was held through the parser, then close it.
+        for r in &ready {
+            if let (Ok((ev, payload)), Proto::Http1(p)) = (Event::decode(r), &mut flow.proto) {
+                if ev.kind == abi::EV_DATA {
+                    let dir = if ev.dir == abi::DIR_EGRESS { Direction::Egress } else { Direction::Ingress };
+                    p.feed(&Chunk { dir, data: payload, total_len: ev.bytes, start_ns: ev.start_ns, end_ns: ev.end_ns, seq: ev.seq }, &mut records);
+                }
+            }
+        }
+        if let Proto::Http1(p) = &mut flow.proto {
+            p.close(flow.last_ns, &mut records);
+        }
+        let end = flow.reorder.next_seq();
+        self.emit_records(conn, &flow, end, &mut records, io);
+    }
+
+    /// Timers: reorder deadlines, parked children, idle flows, RED and stats flush.
+    pub fn tick(&mut self, now_ns: u64, io: &mut impl ShardIo) {
+        if !self.held_flows.is_empty() {
+            let deadline = now_ns.saturating_sub(self.cfg.reorder_timeout_ns);
+            let conns: Vec<u64> = self.held_flows.iter().copied().collect();
+            for conn in conns {
+                let mut ready = Vec::new();
+                if let Some(f) = self.flows.get_mut(conn, now_ns) {
+                    let before = f.reorder.gaps();
+                    f.reorder.expire(deadline, &mut ready);
+                    self.stats.reorder_gaps += f.reorder.gaps() - before;
+                }
+                self.run_ready(conn, ready, io);
+            }
+        }
+        if self.parked_count > 0 {
+            let mut expired = Vec::new();
+            self.parked.retain(|_, list| {
+                let mut i = 0;
+                while i < list.len() {
+                    if list[i].deadline_ns <= now_ns {
+                        expired.push(list.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                !list.is_empty()
+            });
+            self.parked_count -= expired.len();
+            for p in expired {
+                self.stats.orphan_children += 1;
+                self.export_span(*p.span, io);
+            }
+        }
+        if now_ns.saturating_sub(self.last_flush_ns) >= self.cfg.flush_interval_ns {
+            self.last_flush_ns = now_ns;
+            let mut idle = Vec::new();
+            self.flows.expire(now_ns.saturating_sub(self.cfg.flow_idle_ns), 1024, |k, f| idle.push((k, f)));
+            for (k, f) in idle {
+                self.finish(k, f, io);
+            }
+            let horizon = now_ns.saturating_sub(self.cfg.flow_idle_ns);
+            self.served.retain(|_, q| q.back().map(|s| s.at_ns >= horizon).unwrap_or(false));
+            self.flush(io);
+        }
+    }
+
+    fn flush(&mut self, io: &mut impl ShardIo) {
+        let mut deltas = Vec::new();
+        self.red.flush(|d| deltas.push(d));
+        for d in deltas {
+            if io.export(ExportMsg::Histogram(Box::new(d))).is_err() {
+                self.stats.export_queue_drops += 1;
+            }
+        }
+        let s = self.stats();
+        if io.export(ExportMsg::Stats(s)).is_err() {
+            self.stats.export_queue_drops += 1;
+        }
+    }
+
+    /// Shutdown: finish every flow, release parked children, flush metrics and stats.
+    pub fn stop(&mut self, io: &mut impl ShardIo) {
+        let flows: Vec<(u64, Flow)> = self.flows.drain().collect();
+        for (k, f) in flows {
+            self.finish(k, f, io);
+        }
+        let parked: Vec<Parked> = self.parked.drain().flat_map(|(_, v)| v).collect();
+        self.parked_count = 0;
+        for p in parked {
+            self.stats.orphan_children += 1;
+            self.export_span(*p.span, io);
+        }
+        self.flush(io);
+    }
+}
+
+/// What span building needs of a flow (copied so the flow table can be borrowed again).
+#[derive(Debug)]
+struct FlowView {
+    info: FlowInfo,
+    parents: VecDeque<(u64, u64, u64)>,
+}

@@ -1,0 +1,307 @@
+//! From a finished HTTP transaction to an OpenTelemetry span: ids, W3C `traceparent`, and the
+//! attributes of the HTTP semantic conventions. Pure functions plus a small per-shard RNG.
+
+use telegen_bpf::abi::Addr;
+
+use crate::protocols::http1::HttpTransaction;
+use crate::protocols::{route::route_template, Role};
+use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord};
+
+/// A fast per-shard generator for trace and span ids (wyrand), seeded from the kernel.
+#[derive(Debug, Clone)]
+pub struct IdGen(u64);
+
+impl IdGen {
+    pub fn new(salt: u64) -> Self {
+        let mut seed = [0u8; 8];
+        // SAFETY: getrandom writes at most `seed.len()` bytes into the buffer we own.
+        let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+        let mut s = u64::from_ne_bytes(seed);
+        if n != 8 {
+            s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9E37_79B9);
+        }
+        Self(s ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xA076_1D64_78BD_642F);
+        let t = u128::from(self.0) * u128::from(self.0 ^ 0xE703_7ED1_A0B4_28DB);
+        ((t >> 64) ^ t) as u64
+    }
+
+    pub fn span_id(&mut self) -> [u8; 8] {
+        loop {
+            let v = self.next_u64();
+            if v != 0 {
+                return v.to_be_bytes();
+            }
+        }
+    }
+
+    pub fn trace_id(&mut self) -> [u8; 16] {
+        let mut t = [0u8; 16];
+        t[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        t[8..].copy_from_slice(&self.span_id());
+        t
+    }
+}
+
+/// Trace identity of a span, as children need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanCtx {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+fn hex_into(s: &[u8], out: &mut [u8]) -> Option<()> {
+    if s.len() != out.len() * 2 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let h = (s[2 * i] as char).to_digit(16)?;
+        let l = (s[2 * i + 1] as char).to_digit(16)?;
+        *o = (h * 16 + l) as u8;
+    }
+    Some(())
+}
+
+/// Parse a W3C `traceparent` (version 00 or later-compatible): trace id and parent span id.
+/// All-zero ids and malformed values give `None`.
+pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8])> {
+    let b = v.trim().as_bytes();
+    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    if &b[..2] == b"ff" || (b.len() > 55 && (&b[..2] == b"00" || b[55] != b'-')) {
+        return None;
+    }
+    let mut ver = [0u8; 1];
+    hex_into(&b[..2], &mut ver)?;
+    let mut trace = [0u8; 16];
+    let mut span = [0u8; 8];
+    let mut flags = [0u8; 1];
+    hex_into(&b[3..35], &mut trace)?;
+    hex_into(&b[36..52], &mut span)?;
+    hex_into(&b[53..55], &mut flags)?;
+    if trace == [0; 16] || span == [0; 8] {
+        return None;
+    }
+    Some((trace, span))
+}
+
+/// Where a connection goes, as the kernel reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowInfo {
+    pub pid: u32,
+    pub local: Addr,
+    pub remote: Addr,
+}
+
+const KNOWN_METHODS: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+
+/// The method as the conventions want it (`_OTHER` for unknown ones).
+pub fn normalized_method(m: &str) -> &'static str {
+    KNOWN_METHODS.iter().find(|k| **k == m).copied().unwrap_or("_OTHER")
+}
+
+/// Path part of a request target (origin form or absolute form), without query or fragment.
+pub fn target_path(target: &str) -> &str {
+    let t = match target.find("://") {
+        Some(i) => {
+            let rest = &target[i + 3..];
+            rest.find('/').map(|j| &rest[j..]).unwrap_or("/")
+        }
+        None => target,
+    };
+    let end = t.find(['?', '#']).unwrap_or(t.len());
+    &t[..end]
+}
+
+/// Host part of a `Host` header (no port, no brackets).
+fn host_name(h: &str) -> &str {
+    let h = h.trim();
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    h.rsplit_once(':').map(|(a, p)| if p.bytes().all(|c| c.is_ascii_digit()) { a } else { h }).unwrap_or(h)
+}
+
+/// `error.type` for a transaction, if it failed.
+pub fn error_type(tx: &HttpTransaction) -> Option<String> {
+    match tx.status {
+        None => Some("incomplete".to_string()),
+        Some(s) if s >= 500 => Some(s.to_string()),
+        Some(s) if s >= 400 && tx.role == Role::Client => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// Build the span of a transaction. `ctx` is this span's identity, `parent` its parent span id
+/// (zero for a root).
+pub fn http_span(tx: &HttpTransaction, flow: &FlowInfo, ctx: SpanCtx, parent: [u8; 8], clock_offset_ns: u64) -> SpanRecord {
+    let method = normalized_method(&tx.method);
+    let path = target_path(&tx.target);
+    let mut attrs: Attrs = Vec::with_capacity(12);
+    attrs.push(("http.request.method", AttrValue::Str(method.to_string())));
+    if method == "_OTHER" {
+        attrs.push(("http.request.method_original", AttrValue::Str(tx.method.clone())));
+    }
+    if let Some(s) = tx.status {
+        attrs.push(("http.response.status_code", AttrValue::Int(i64::from(s))));
+    }
+    attrs.push(("network.protocol.name", AttrValue::Str("http".into())));
+    attrs.push(("network.protocol.version", AttrValue::Str(tx.version.into())));
+    let err = error_type(tx);
+    let (kind, name) = if tx.role == Role::Client {
+        let server = tx.host.as_deref().map(host_name).map(str::to_string).unwrap_or_else(|| flow.remote.ip().to_string());
+        let full = format!("http://{}:{}{}", server, flow.remote.port, if tx.target.starts_with('/') { &tx.target } else { "/" });
+        attrs.push(("server.address", AttrValue::Str(server)));
+        attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
+        attrs.push(("url.full", AttrValue::Str(full)));
+        attrs.push(("network.peer.address", AttrValue::Str(flow.remote.ip().to_string())));
+        attrs.push(("network.peer.port", AttrValue::Int(i64::from(flow.remote.port))));
+        (SpanKind::Client, method.to_string())
+    } else {
+        let route = route_template(path);
+        let server = tx.host.as_deref().map(host_name).map(str::to_string).unwrap_or_else(|| flow.local.ip().to_string());
+        attrs.push(("url.path", AttrValue::Str(path.to_string())));
+        attrs.push(("url.scheme", AttrValue::Str("http".into())));
+        attrs.push(("server.address", AttrValue::Str(server)));
+        attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
+        attrs.push(("client.address", AttrValue::Str(flow.remote.ip().to_string())));
+        attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
+        let name = format!("{method} {route}");
+        attrs.push(("http.route", AttrValue::Str(route)));
+        (SpanKind::Server, name)
+    };
+    if let Some(e) = &err {
+        attrs.push(("error.type", AttrValue::Str(e.clone())));
+    }
+    SpanRecord {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        parent_span_id: parent,
+        name,
+        kind,
+        start_unix_ns: tx.start_ns.wrapping_add(clock_offset_ns),
+        end_unix_ns: tx.end_ns.max(tx.start_ns).wrapping_add(clock_offset_ns),
+        error: err.map(|e| if e == "incomplete" { "no response".to_string() } else { format!("HTTP {e}") }),
+        attrs,
+        pid: flow.pid,
+    }
+}
+
+/// Offset to add to a kernel monotonic timestamp (`bpf_ktime_get_ns`) to get Unix time.
+pub fn monotonic_to_unix_offset() -> u64 {
+    let mut mono = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the struct we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut mono) };
+    let mono_ns = mono.tv_sec as u64 * 1_000_000_000 + mono.tv_nsec as u64;
+    let unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    unix_ns.saturating_sub(mono_ns)
+}
+
+/// Kernel monotonic "now" in ns, comparable with event timestamps.
+pub fn monotonic_now_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent() {
+        let (t, s) = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(t[0], 0x4b);
+        assert_eq!(s[7], 0xb7);
+        assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").is_none());
+        assert!(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("garbage").is_none());
+        assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+    }
+
+    #[test]
+    fn ids_are_nonzero_and_distinct() {
+        let mut g = IdGen::new(1);
+        let a = g.trace_id();
+        let b = g.trace_id();
+        assert_ne!(a, b);
+        assert_ne!(g.span_id(), [0; 8]);
+    }
+
+    #[test]
+    fn paths_and_methods() {
+        assert_eq!(target_path("/a/b?x=1"), "/a/b");
+        assert_eq!(target_path("http://h:80/p?q"), "/p");
+        assert_eq!(target_path("http://h"), "/");
+        assert_eq!(normalized_method("GET"), "GET");
+        assert_eq!(normalized_method("PURGE"), "_OTHER");
+        assert_eq!(host_name("example.com:8080"), "example.com");
+        assert_eq!(host_name("[::1]:80"), "::1");
+    }
+
+    fn tx(role: Role, status: Option<u16>) -> HttpTransaction {
+        HttpTransaction {
+            role,
+            method: "GET".into(),
+            target: "/users/42?x=1".into(),
+            version: "1.1",
+            host: Some("svc:8080".into()),
+            traceparent: None,
+            status,
+            start_ns: 1_000,
+            end_ns: 3_000,
+            request_seq: 0,
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn server_span_attributes() {
+        let mut flow = FlowInfo { pid: 7, local: Addr::default(), remote: Addr::default() };
+        flow.local.port = 8080;
+        let ctx = SpanCtx { trace_id: [1; 16], span_id: [2; 8] };
+        let s = http_span(&tx(Role::Server, Some(503)), &flow, ctx, [0; 8], 10);
+        assert_eq!(s.kind, SpanKind::Server);
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(s.start_unix_ns, 1_010);
+        let get = |k: &str| s.attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("http.route"), Some(AttrValue::Str("/users/{id}".into())));
+        assert_eq!(get("url.path"), Some(AttrValue::Str("/users/42".into())));
+        assert_eq!(get("server.port"), Some(AttrValue::Int(8080)));
+        assert_eq!(get("server.address"), Some(AttrValue::Str("svc".into())));
+        assert_eq!(get("error.type"), Some(AttrValue::Str("503".into())));
+        assert!(s.error.is_some());
+        let ok = http_span(&tx(Role::Server, Some(404)), &flow, ctx, [0; 8], 0);
+        assert!(ok.error.is_none(), "4xx is not a server error");
+    }
+
+    #[test]
+    fn client_span_attributes() {
+        let mut flow = FlowInfo { pid: 7, local: Addr::default(), remote: Addr::default() };
+        flow.remote.port = 80;
+        let ctx = SpanCtx { trace_id: [1; 16], span_id: [2; 8] };
+        let s = http_span(&tx(Role::Client, Some(404)), &flow, ctx, [3; 8], 0);
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.name, "GET");
+        assert_eq!(s.parent_span_id, [3; 8]);
+        assert!(s.error.is_some(), "4xx is a client error");
+        assert!(s.attrs.iter().any(|(k, v)| *k == "url.full" && *v == AttrValue::Str("http://svc:80/users/42?x=1".into())));
+        let none = http_span(&tx(Role::Client, None), &flow, ctx, [0; 8], 0);
+        assert!(none.attrs.iter().any(|(k, v)| *k == "error.type" && *v == AttrValue::Str("incomplete".into())));
+    }
+}
