@@ -56,6 +56,7 @@ fn spans() -> Vec<SpanRecord> {
                     ("user_agent.original", AttrValue::Str("curl/8.5.0".into())),
                 ],
                 pid: 4242 + (i % 2) as u32,
+                comm: [0; 16],
             }
         })
         .collect()

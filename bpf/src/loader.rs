@@ -347,11 +347,14 @@ impl Tracer {
 
     /// Per-CPU kernel counters, index = CPU.
     pub fn stats(&self) -> Vec<Stats> {
-        let key = 0u32.to_ne_bytes();
-        match self.skel.maps.tg_stats.lookup_percpu(&key, MapFlags::ANY) {
-            Ok(Some(per_cpu)) => per_cpu.iter().map(|v| decode_stats(v)).collect(),
-            _ => Vec::new(),
-        }
+        read_stats(&self.skel.maps.tg_stats)
+    }
+
+    /// A handle on the per-CPU counters that another thread can read (it keeps the map alive,
+    /// not the programs).
+    pub fn stats_reader(&self) -> Result<StatsReader, BpfError> {
+        let map = MapHandle::try_from(&self.skel.maps.tg_stats).map_err(step("sharing the counter map"))?;
+        Ok(StatsReader { map })
     }
 
     /// Bytes of kernel memory held by our maps (approximate: key+value per entry, rings).
@@ -367,6 +370,27 @@ impl Tracer {
             };
         }
         total + u64::from(self.ring_bytes_per_cpu) * self.possible_cpus as u64
+    }
+}
+
+/// Reads the per-CPU counters from any thread.
+#[derive(Debug)]
+pub struct StatsReader {
+    map: MapHandle,
+}
+
+impl StatsReader {
+    /// Per-CPU kernel counters, index = CPU.
+    pub fn read(&self) -> Vec<Stats> {
+        read_stats(&self.map)
+    }
+}
+
+fn read_stats(map: &dyn MapCore) -> Vec<Stats> {
+    let key = 0u32.to_ne_bytes();
+    match map.lookup_percpu(&key, MapFlags::ANY) {
+        Ok(Some(per_cpu)) => per_cpu.iter().map(|v| decode_stats(v)).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -643,7 +643,7 @@ fn discover_report_over_fixtures_as_table_and_json() {
         f.join("docker").as_os_str(),
     ] as [&std::ffi::OsStr; 11])
     .unwrap();
-    assert!(cli.args.json && cli.args.no_cloud);
+    assert!(cli.args.json && cli.args.env.no_cloud);
     let r = discover_report(&cli.args);
     let j = r.to_json();
     assert_eq!(j["host"]["os.name"], "Red Hat Enterprise Linux");

@@ -9,3 +9,4 @@ pub mod red;
 pub mod reorder;
 pub mod shard;
 pub mod spans;
+pub mod runtime;

@@ -133,6 +133,7 @@ mod tests {
                 ("url.path", AttrValue::Str("/x".into())),
             ],
             pid: 1,
+            comm: [0; 16],
         }
     }
 

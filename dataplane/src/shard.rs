@@ -220,7 +220,7 @@ impl ShardCore {
             ev.conn_id,
             now_ns,
             || Flow {
-                info: FlowInfo { pid: ev.pid, local: ev.local, remote: ev.remote },
+                info: FlowInfo { pid: ev.pid, comm: ev.comm, local: ev.local, remote: ev.remote },
                 role: role_of(ev.role),
                 proto: Proto::Detecting(0),
                 reorder: Default::default(),

@@ -40,6 +40,9 @@ pub struct SpanRecord {
     pub attrs: Attrs,
     /// The process the span was observed in; the export core turns it into resource attributes.
     pub pid: u32,
+    /// The kernel's name for that process (NUL padded), a fallback for processes that exited
+    /// before their attributes could be read.
+    pub comm: [u8; 16],
 }
 
 /// Explicit bucket boundaries recommended by the HTTP semantic conventions, in seconds.

@@ -96,6 +96,7 @@ pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8])> {
 #[derive(Debug, Clone, Copy)]
 pub struct FlowInfo {
     pub pid: u32,
+    pub comm: [u8; 16],
     pub local: Addr,
     pub remote: Addr,
 }
@@ -191,6 +192,7 @@ pub fn http_span(tx: &HttpTransaction, flow: &FlowInfo, ctx: SpanCtx, parent: [u
         error: err.map(|e| if e == "incomplete" { "no response".to_string() } else { format!("HTTP {e}") }),
         attrs,
         pid: flow.pid,
+        comm: flow.comm,
     }
 }
 
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn server_span_attributes() {
-        let mut flow = FlowInfo { pid: 7, local: Addr::default(), remote: Addr::default() };
+        let mut flow = FlowInfo { pid: 7, comm: [0; 16], local: Addr::default(), remote: Addr::default() };
         flow.local.port = 8080;
         let ctx = SpanCtx { trace_id: [1; 16], span_id: [2; 8] };
         let s = http_span(&tx(Role::Server, Some(503)), &flow, ctx, [0; 8], 10);
@@ -292,7 +294,7 @@ mod tests {
 
     #[test]
     fn client_span_attributes() {
-        let mut flow = FlowInfo { pid: 7, local: Addr::default(), remote: Addr::default() };
+        let mut flow = FlowInfo { pid: 7, comm: [0; 16], local: Addr::default(), remote: Addr::default() };
         flow.remote.port = 80;
         let ctx = SpanCtx { trace_id: [1; 16], span_id: [2; 8] };
         let s = http_span(&tx(Role::Client, Some(404)), &flow, ctx, [3; 8], 0);

@@ -83,6 +83,7 @@ fn span_rec(i: u32, pid: u32) -> SpanRecord {
             ),
         ],
         pid,
+        comm: [0; 16],
     }
 }
 

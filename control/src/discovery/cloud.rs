@@ -1,7 +1,8 @@
 //! Cloud metadata: AWS (IMDSv2 with a session token), GCP, Azure and Oracle Cloud, through their
 //! link-local metadata services. DMI strings decide which providers are worth asking: on a machine
 //! whose DMI names no cloud nothing is probed; when DMI is unreadable (some containers, some ARM
-//! boards) every provider is probed. All probes run at once on their own threads and share one
+//! boards, micro-VMs) nothing is probed either unless `probe_without_dmi` is set, because a
+//! link-local probe on a network that is not a cloud's goes to an address nobody vouched for. All probes run at once on their own threads and share one
 //! deadline, so a machine without a cloud pays at most that deadline once. Endpoints can be
 //! overridden (flags, env, tests); when any is overridden, only the overridden ones are probed.
 
@@ -71,6 +72,8 @@ pub struct CloudOptions {
     pub gcp_endpoint: Option<String>,
     pub azure_endpoint: Option<String>,
     pub oracle_endpoint: Option<String>,
+    /// Probe every provider when DMI is unreadable (off by default).
+    pub probe_without_dmi: bool,
     /// The budget for all probes together.
     pub timeout: Duration,
 }
@@ -83,6 +86,7 @@ impl Default for CloudOptions {
             gcp_endpoint: None,
             azure_endpoint: None,
             oracle_endpoint: None,
+            probe_without_dmi: false,
             timeout: Duration::from_millis(400),
         }
     }
@@ -118,7 +122,7 @@ pub fn candidates(dmi: &Dmi, opts: &CloudOptions) -> Vec<(Provider, String, bool
         .iter()
         .filter_map(|p| {
             if !dmi.present {
-                Some((*p, DEFAULT_ENDPOINT.to_string(), false))
+                opts.probe_without_dmi.then(|| (*p, DEFAULT_ENDPOINT.to_string(), false))
             } else if p.hinted_by(dmi) {
                 Some((*p, DEFAULT_ENDPOINT.to_string(), true))
             } else {
@@ -420,7 +424,9 @@ mod tests {
         assert_eq!(names(&dmi("azure")), vec![Provider::Azure]);
         assert_eq!(names(&dmi("oracle")), vec![Provider::Oracle]);
         assert!(names(&dmi("baremetal")).is_empty());
-        assert_eq!(names(&dmi("does-not-exist")).len(), 4);
+        assert!(names(&dmi("does-not-exist")).is_empty(), "no DMI: no blind probe by default");
+        let all = CloudOptions { probe_without_dmi: true, ..CloudOptions::default() };
+        assert_eq!(candidates(&dmi("does-not-exist"), &all).len(), 4);
     }
 
     #[test]

@@ -41,6 +41,19 @@ pub struct DiscoverArgs {
     /// Print JSON (one document) instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Only these processes (repeatable); default: every process.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Skip the scan for listening databases and message brokers.
+    #[arg(long)]
+    pub no_services: bool,
+    #[command(flatten)]
+    pub env: DiscoveryFlags,
+}
+
+/// Where discovery looks (shared by `telegen discover` and `telegen run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiscoveryFlags {
     /// Where procfs is mounted (point it at a captured tree to replay fixtures).
     #[arg(long, value_name = "PATH", default_value = "/proc")]
     pub proc_root: PathBuf,
@@ -76,6 +89,10 @@ pub struct DiscoverArgs {
     /// Oracle Cloud instance metadata base URL.
     #[arg(long, value_name = "URL", env = "TELEGEN_ORACLE_METADATA_ENDPOINT")]
     pub oracle_endpoint: Option<String>,
+    /// Probe every cloud's metadata service even when DMI is unreadable (micro-VMs, some
+    /// containers). Off by default: without a DMI hint no link-local address is contacted.
+    #[arg(long)]
+    pub cloud_probe_without_dmi: bool,
     /// Budget for all cloud probes together, in milliseconds.
     #[arg(
         long,
@@ -84,15 +101,16 @@ pub struct DiscoverArgs {
         env = "TELEGEN_CLOUD_TIMEOUT_MS"
     )]
     pub cloud_timeout_ms: u64,
-    /// Only these processes (repeatable); default: every process.
-    #[arg(long = "pid", value_name = "PID")]
-    pub pid: Vec<u32>,
-    /// Skip the scan for listening databases and message brokers.
-    #[arg(long)]
-    pub no_services: bool,
 }
 
 impl DiscoverArgs {
+    /// The discovery options these flags describe.
+    pub fn options(&self) -> DiscoveryOptions {
+        self.env.options()
+    }
+}
+
+impl DiscoveryFlags {
     /// The discovery options these flags describe.
     pub fn options(&self) -> DiscoveryOptions {
         DiscoveryOptions {
@@ -108,6 +126,7 @@ impl DiscoverArgs {
                 gcp_endpoint: self.gcp_endpoint.clone(),
                 azure_endpoint: self.azure_endpoint.clone(),
                 oracle_endpoint: self.oracle_endpoint.clone(),
+                probe_without_dmi: self.cloud_probe_without_dmi,
                 timeout: Duration::from_millis(self.cloud_timeout_ms),
             },
             ..DiscoveryOptions::default()
@@ -362,11 +381,11 @@ pub fn discover_report(args: &DiscoverArgs) -> Report {
     let pids = if explicit {
         args.pid.clone()
     } else {
-        services::pids(&args.proc_root)
+        services::pids(&args.env.proc_root)
     };
     let mut processes = Vec::new();
     for pid in pids {
-        if !explicit && is_kernel_thread(&args.proc_root, pid) {
+        if !explicit && is_kernel_thread(&args.env.proc_root, pid) {
             continue;
         }
         let a = d.process_resource(pid);
@@ -377,7 +396,7 @@ pub fn discover_report(args: &DiscoverArgs) -> Report {
     let services = if args.no_services {
         Vec::new()
     } else {
-        services::discover(&args.proc_root, &args.etc_root, &args.pid)
+        services::discover(&args.env.proc_root, &args.env.etc_root, &args.pid)
     };
     Report {
         host: d.host_resource(),

@@ -25,6 +25,9 @@ use super::transport::{self, Batch, SendQueue, Target};
 use super::{ExportConfig, ExportError, ExportReport, KernelStatsSource, StopHandle};
 use crate::signal::{AttrValue, Attrs, ExportMsg, HistogramDelta};
 
+/// Process names remembered at most (forgotten all at once when full).
+const MAX_COMMS: usize = 65_536;
+
 /// Messages taken from one consumer per tick at most (the loop skips its sleep when hit).
 const MAX_PER_CONSUMER_PER_TICK: usize = 16_384;
 /// Most cumulative histogram series held; new series beyond it are dropped and counted.
@@ -133,6 +136,8 @@ struct Core {
     jsonl: Option<BufWriter<std::fs::File>>,
     summary: Option<SummaryAgg>,
     service_names: HashMap<u32, String>,
+    /// Kernel process names seen on spans, for processes gone before they could be resolved.
+    comms: HashMap<u32, String>,
 }
 
 /// Run the export core on the calling thread until `stop` is triggered, then drain the queues,
@@ -210,6 +215,7 @@ pub fn run_export_core(
         queue: None,
         jsonl,
         service_names: HashMap::new(),
+        comms: HashMap::new(),
     };
     rt.block_on(core.run(prom, target))?;
     drop(rt);
@@ -376,6 +382,13 @@ impl Core {
     }
 
     fn on_span(&mut self, rec: crate::signal::SpanRecord) {
+        if rec.comm[0] != 0 && !self.comms.contains_key(&rec.pid) {
+            if self.comms.len() >= MAX_COMMS {
+                self.comms.clear();
+            }
+            let end = rec.comm.iter().position(|&b| b == 0).unwrap_or(rec.comm.len());
+            self.comms.insert(rec.pid, String::from_utf8_lossy(&rec.comm[..end]).into_owned());
+        }
         if self.summary.is_some() {
             let service = self.service_name(rec.pid);
             if let Some(agg) = self.summary.as_mut() {
@@ -400,7 +413,7 @@ impl Core {
         if let Some(s) = self.service_names.get(&pid) {
             return s.clone();
         }
-        let attrs = self.resolver.process(pid);
+        let attrs = self.process_attrs(pid);
         let pick = |key: &str| {
             attrs.iter().find_map(|(k, v)| match v {
                 AttrValue::Str(s) if *k == key => Some(s.clone()),
@@ -452,9 +465,23 @@ impl Core {
         self.series.insert(key, Series { unit: d.unit, hist });
     }
 
+    /// The resolver's attributes, completed from the kernel's process name when the process
+    /// was already gone.
+    fn process_attrs(&mut self, pid: u32) -> Attrs {
+        let mut attrs = self.resolver.process(pid);
+        if let Some(comm) = self.comms.get(&pid) {
+            for key in ["process.executable.name", "service.name"] {
+                if !attrs.iter().any(|(k, _)| *k == key) {
+                    attrs.push((key, AttrValue::Str(comm.clone())));
+                }
+            }
+        }
+        attrs
+    }
+
     fn resource_for(&mut self, pid: u32) -> Attrs {
         let mut attrs = self.host.clone();
-        for (k, v) in self.resolver.process(pid) {
+        for (k, v) in self.process_attrs(pid) {
             match attrs.iter_mut().find(|(hk, _)| *hk == k) {
                 Some(slot) => slot.1 = v,
                 None => attrs.push((k, v)),

@@ -387,6 +387,7 @@ mod tests {
                 ("x.ratio", AttrValue::Double(0.5)),
             ],
             pid: 42,
+            comm: [0; 16],
         }
     }
 

@@ -212,6 +212,7 @@ mod tests {
                 ("http.response.status_code", AttrValue::Int(status)),
             ],
             pid: 1,
+            comm: [0; 16],
         }
     }
 

@@ -1,0 +1,189 @@
+//! Command-line flags. Every flag is documented (the doc comments are `--help`), `OTEL_*`
+//! environment variables are honoured where the OpenTelemetry specification defines one, and
+//! unknown or contradictory input is rejected with a message that names the problem.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::discovery::{DiscoverArgs, DiscoveryFlags};
+
+/// Telegen: an eBPF telemetry agent. Traces HTTP/1.1 on every process of this host from the
+/// kernel (syscall tracepoints, no kprobes, no change to the applications) and exports spans
+/// and RED metrics over OTLP/HTTP, or, with no collector, shows a live summary and writes the
+/// OTLP data as JSON lines.
+#[derive(Debug, Parser)]
+#[command(name = "telegen", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace this host and export what is seen (needs root, BTF and tracefs).
+    Run(Box<RunArgs>),
+    /// Print what auto-discovery finds for the host and each process, then exit.
+    Discover(DiscoverArgs),
+}
+
+/// Parse a size such as `16M`, `512K`, `1G` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a size (examples: 16M, 512K, 1048576)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Parse a core list such as `0,2-3`.
+pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("`{part}` is not a core number or range (examples: 0, 1-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(format!("core range `{part}` is backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err("no cores listed".into());
+    }
+    Ok(out)
+}
+
+/// `telegen run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// OTLP/HTTP collector base URL (spans go to <URL>/v1/traces, metrics to <URL>/v1/metrics).
+    /// Headers from OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2) are sent with every request.
+    /// Without an endpoint, telegen prints a live summary and writes OTLP JSON lines.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Extra header for the collector (repeatable, `key=value`), added to OTEL_EXPORTER_OTLP_HEADERS.
+    #[arg(long = "otlp-header", value_name = "KEY=VALUE")]
+    pub otlp_headers: Vec<String>,
+
+    /// Write every export as OTLP/JSON lines to this file (default without an endpoint:
+    /// ./telegen-otlp.jsonl).
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Do not write the JSON-lines file when no endpoint is set.
+    #[arg(long, conflicts_with = "output")]
+    pub no_output: bool,
+
+    /// Seconds between live summaries on the terminal [default: 5].
+    #[arg(long, value_name = "SECS", conflicts_with = "no_summary", value_parser = clap::value_parser!(u64).range(1..))]
+    pub summary_interval: Option<u64>,
+
+    /// No live summary.
+    #[arg(long)]
+    pub no_summary: bool,
+
+    /// Cores that run a shard each (list or ranges, e.g. `0,1` or `0-3`). Default: every core
+    /// this process may use.
+    #[arg(long, value_name = "LIST", value_parser = parse_cores)]
+    pub shard_cores: Option<Vec<usize>>,
+
+    /// Core the export thread is pinned to. Default: the last shard core.
+    #[arg(long, value_name = "CORE")]
+    pub export_core: Option<usize>,
+
+    /// Total kernel ring-buffer memory, split over the CPUs (e.g. 16M).
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    pub ring_bytes: u64,
+
+    /// Entries of the kernel's connection table (an LRU hash).
+    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
+    pub conn_table_entries: u32,
+
+    /// Connections each shard tracks at most (user-space flow table, CLOCK eviction).
+    #[arg(long, value_name = "N", default_value_t = 1 << 16)]
+    pub flow_table_entries: usize,
+
+    /// Payload bytes copied from each socket syscall (1-4096).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub capture_bytes: u32,
+
+    /// Trace only this process and its children (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Trace only processes with this executable name (repeatable; the kernel compares the
+    /// first 15 bytes).
+    #[arg(long = "exe", value_name = "NAME")]
+    pub exes: Vec<String>,
+
+    /// Address of the Prometheus endpoint with telegen's own counters (GET /metrics)
+    /// [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_prometheus")]
+    pub prometheus_addr: Option<SocketAddr>,
+
+    /// No Prometheus endpoint.
+    #[arg(long)]
+    pub no_prometheus: bool,
+
+    /// Most spans per OTLP request.
+    #[arg(long, value_name = "N", env = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", default_value_t = 512)]
+    pub batch_spans: usize,
+
+    /// Most metric points per OTLP request.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub batch_points: usize,
+
+    /// Milliseconds between metric exports.
+    #[arg(long, value_name = "MS", env = "OTEL_METRIC_EXPORT_INTERVAL", default_value_t = 10_000)]
+    pub metrics_interval_ms: u64,
+
+    /// Send OTLP bodies without gzip.
+    #[arg(long)]
+    pub no_gzip: bool,
+
+    /// Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+
+    #[command(flatten)]
+    pub discovery: DiscoveryFlags,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_cores() {
+        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_cores("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert!(parse_cores("3-1").is_err());
+        assert!(parse_cores("x").is_err());
+    }
+
+    #[test]
+    fn contradictions_are_rejected() {
+        assert!(Cli::try_parse_from(["telegen", "run", "--output", "a", "--no-output"]).is_err());
+        assert!(Cli::try_parse_from(["telegen", "run", "--bogus"]).is_err());
+        assert!(Cli::try_parse_from(["telegen", "run", "--no-prometheus", "--prometheus-addr", "127.0.0.1:1"]).is_err());
+        assert!(Cli::try_parse_from(["telegen", "run", "--no-summary", "--summary-interval", "2"]).is_err());
+        assert!(Cli::try_parse_from(["telegen", "run", "--ring-bytes", "many"]).is_err());
+        let ok = Cli::try_parse_from(["telegen", "run", "--exe", "nginx", "--pid", "1"]).unwrap();
+        let Command::Run(r) = ok.command else { panic!("run") };
+        assert_eq!(r.exes, vec!["nginx"]);
+    }
+}

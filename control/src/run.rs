@@ -1,0 +1,207 @@
+//! `telegen run`: check the flags and the machine, load and attach the kernel side, start the
+//! data plane, wait for SIGINT/SIGTERM (or `--duration`), then detach, drain and flush in order.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use telegen_bpf::{preflight, ProcessFilter, StatsReader, Tracer, TracerOptions};
+use telegen_dataplane::export::{parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ResourceResolver};
+use telegen_dataplane::runtime::{self, available_cores, RuntimeConfig};
+use telegen_dataplane::shard::ShardConfig;
+use telegen_dataplane::signal::Attrs;
+
+use crate::cli::RunArgs;
+use crate::discovery::Discovery;
+
+/// Auto-discovery as the export core's source of resource attributes.
+struct DiscoveryResolver(Discovery);
+
+impl ResourceResolver for DiscoveryResolver {
+    fn host(&self) -> Attrs {
+        self.0.host_resource()
+    }
+    fn process(&mut self, pid: u32) -> Attrs {
+        self.0.process_resource(pid)
+    }
+}
+
+struct KernelStats(StatsReader);
+
+impl KernelStatsSource for KernelStats {
+    fn read(&mut self) -> Vec<CpuKernelStats> {
+        self.0
+            .read()
+            .iter()
+            .enumerate()
+            .map(|(cpu, s)| CpuKernelStats { cpu: cpu as u32, seen: s.seen, emitted: s.emitted, dropped: s.dropped })
+            .collect()
+    }
+}
+
+/// Everything `run` decided from the flags, checked before anything is loaded.
+struct Plan {
+    tracer: TracerOptions,
+    runtime: RuntimeConfig,
+    export: ExportConfig,
+    duration: Option<Duration>,
+}
+
+fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
+    if args.capture_bytes == 0 || args.capture_bytes > telegen_bpf::abi::MAX_CAPTURE {
+        bail!("--capture-bytes must be between 1 and {} (got {})", telegen_bpf::abi::MAX_CAPTURE, args.capture_bytes);
+    }
+    if args.flow_table_entries == 0 {
+        bail!("--flow-table-entries must be at least 1");
+    }
+    if args.batch_spans == 0 || args.batch_points == 0 {
+        bail!("--batch-spans and --batch-points must be at least 1");
+    }
+    if args.metrics_interval_ms == 0 {
+        bail!("the metrics interval must be at least 1 ms");
+    }
+    for e in &args.exes {
+        if e.is_empty() || e.contains('/') {
+            bail!("--exe takes an executable name, not a path (got `{e}`)");
+        }
+    }
+    let cores = available_cores();
+    let shard_cores = args.shard_cores.clone().unwrap_or_else(|| cores.clone());
+    let export_core = args.export_core.or_else(|| shard_cores.last().copied());
+    runtime::validate_cores(&shard_cores, export_core)?;
+
+    let endpoint = args.otlp_endpoint.clone().filter(|e| !e.trim().is_empty());
+    let mut headers = match std::env::var("OTEL_EXPORTER_OTLP_HEADERS") {
+        Ok(h) if !h.trim().is_empty() => parse_otlp_headers(&h).context("OTEL_EXPORTER_OTLP_HEADERS")?,
+        _ => Vec::new(),
+    };
+    for h in &args.otlp_headers {
+        headers.extend(parse_otlp_headers(h).with_context(|| format!("--otlp-header {h}"))?);
+    }
+    let jsonl_path = match (&args.output, args.no_output, &endpoint) {
+        (Some(p), _, _) => Some(p.clone()),
+        (None, false, None) => Some("telegen-otlp.jsonl".into()),
+        _ => None,
+    };
+    let prometheus_addr: Option<SocketAddr> =
+        if args.no_prometheus { None } else { Some(args.prometheus_addr.unwrap_or_else(|| ([127, 0, 0, 1], 9464).into())) };
+    let export = ExportConfig {
+        endpoint,
+        headers,
+        max_spans_per_batch: args.batch_spans,
+        max_points_per_batch: args.batch_points,
+        metrics_interval: Duration::from_millis(args.metrics_interval_ms),
+        gzip: !args.no_gzip,
+        jsonl_path,
+        summary_interval: if args.no_summary { None } else { Some(Duration::from_secs(args.summary_interval.unwrap_or(5))) },
+        prometheus_addr,
+        ..ExportConfig::default()
+    };
+    let mut shard = ShardConfig::new(0, shard_cores.len());
+    shard.flow_capacity = args.flow_table_entries;
+    Ok(Plan {
+        tracer: TracerOptions {
+            capture_bytes: args.capture_bytes,
+            ring_bytes_total: args.ring_bytes,
+            conn_table_entries: args.conn_table_entries,
+            filter: ProcessFilter { pids: args.pids.clone(), names: args.exes.clone() },
+            ..TracerOptions::default()
+        },
+        runtime: RuntimeConfig { shard_cores, export_core, shard, ..RuntimeConfig::default() },
+        export,
+        duration: args.duration.map(Duration::from_secs),
+    })
+}
+
+/// Block SIGINT/SIGTERM in this thread (threads spawned later inherit the mask), so they are
+/// taken with `sigtimedwait` here and never interrupt a shard.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
+    let ts = libc::timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
+    // SAFETY: `set` is initialised; a null siginfo pointer is allowed.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let plan = plan(args)?;
+    preflight()?;
+    let signals = block_signals();
+
+    let started = Instant::now();
+    let discovery = Discovery::new(args.discovery.options());
+    let (tracer, rings) = Tracer::start(&plan.tracer)?;
+    let kstats = tracer.stats_reader()?;
+    eprintln!(
+        "telegen: tracing {} hooks; {} shard(s) on cores {:?}, export on core {}; rings {} KiB x {} CPUs; ready in {} ms",
+        tracer.hooks().len(),
+        plan.runtime.shard_cores.len(),
+        plan.runtime.shard_cores,
+        plan.runtime.export_core.map(|c| c.to_string()).unwrap_or_else(|| "any".into()),
+        tracer.ring_bytes_per_cpu() / 1024,
+        tracer.possible_cpus(),
+        started.elapsed().as_millis()
+    );
+    match (&plan.export.endpoint, &plan.export.jsonl_path) {
+        (Some(e), _) => eprintln!("telegen: exporting OTLP/HTTP to {e}"),
+        (None, Some(p)) => eprintln!("telegen: no collector set (--otlp-endpoint); writing OTLP JSON lines to {}", p.display()),
+        (None, None) => eprintln!("telegen: no collector and no output file: live summary only"),
+    }
+    if let Some(a) = plan.export.prometheus_addr {
+        eprintln!("telegen: self-telemetry at http://{a}/metrics");
+    }
+    let dp = runtime::start(
+        plan.runtime,
+        rings,
+        plan.export,
+        Box::new(DiscoveryResolver(discovery)),
+        Some(Box::new(KernelStats(kstats))),
+    );
+    let dp = match dp {
+        Ok(dp) => dp,
+        Err(e) => {
+            drop(tracer);
+            return Err(e.into());
+        }
+    };
+
+    let deadline = plan.duration.map(|d| Instant::now() + d);
+    loop {
+        if let Some(sig) = wait_signal(&signals, Duration::from_millis(200)) {
+            eprintln!("telegen: signal {sig}, stopping");
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if dp.finished() {
+            eprintln!("telegen: a data-plane thread exited early; stopping");
+            break;
+        }
+    }
+    // Detach first so no new event arrives, then drain and flush everything in flight.
+    let kernel = tracer.stats();
+    drop(tracer);
+    let report = dp.stop()?;
+    let ring_drops: u64 = kernel.iter().map(|s| s.dropped).sum();
+    let emitted: u64 = kernel.iter().map(|s| s.emitted).sum();
+    let spans: u64 = report.shards.iter().map(|s| s.spans_emitted).sum();
+    let queue_drops: u64 = report.shards.iter().map(|s| s.queue_drops + s.export_queue_drops).sum();
+    eprintln!(
+        "telegen: stopped. kernel events {emitted} (ring drops {ring_drops}); spans {spans} (queue drops {queue_drops}); \
+         exported spans {} / points {}; dropped at export: spans {}, points {}",
+        report.export.spans_exported, report.export.points_exported, report.export.spans_dropped, report.export.points_dropped
+    );
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! The threads: one pinned glommio executor per shard core, one export thread.
+//!
+//! Each shard drains the per-CPU rings assigned to it (CPU `k` goes to shard `k % n`) on a 1 ms
+//! timer (the kernel side writes without wakeups, so there is nothing to wait on), exchanges
+//! records and child spans with the other shards over a full mesh of bounded `rtrb` SPSC queues,
+//! and sends spans, metric deltas and its counters to the export core over one more SPSC queue.
+//! The only shared state is the stop flag, read once per tick, never per event.
+//!
+//! Shutdown is ordered so nothing in flight is lost: the caller detaches the kernel programs
+//! first; then every shard drains its rings and inbound queues, all shards meet at a barrier,
+//! finish their flows (which may forward child spans), meet again, take in those last messages,
+//! and flush; only then is the export core told to stop, and it drains its queues and sends.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use telegen_bpf::{CpuRing, RingBufferBuilder};
+
+use crate::export::{run_export_core, ExportConfig, ExportError, ExportReport, KernelStatsSource, ResourceResolver, StopHandle};
+use crate::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
+use crate::signal::{ExportMsg, ShardStats};
+use crate::spans::{monotonic_now_ns, monotonic_to_unix_offset};
+
+/// Errors starting or stopping the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("no shard cores given")]
+    NoShards,
+    #[error("core {core} does not exist (this machine has cores {available})")]
+    NoSuchCore { core: usize, available: String },
+    #[error("shard core {core} is listed twice")]
+    DuplicateCore { core: usize },
+    #[error("starting shard {shard} on core {core}: {reason}")]
+    Spawn { shard: usize, core: usize, reason: String },
+    #[error("shard {shard} failed: {reason}")]
+    Shard { shard: usize, reason: String },
+    #[error("export core: {0}")]
+    Export(#[from] ExportError),
+    #[error("export thread panicked")]
+    ExportPanicked,
+}
+
+/// How the data plane is laid out.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// One shard per listed core.
+    pub shard_cores: Vec<usize>,
+    /// Core the export thread is pinned to (`None`: not pinned).
+    pub export_core: Option<usize>,
+    /// Template for every shard (id and count are filled in).
+    pub shard: ShardConfig,
+    /// Capacity of each shard-to-shard queue, in messages.
+    pub mesh_capacity: usize,
+    /// Capacity of each shard-to-export queue, in messages.
+    pub export_capacity: usize,
+    /// How often a shard drains its rings.
+    pub tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            shard_cores: vec![0],
+            export_core: None,
+            shard: ShardConfig::new(0, 1),
+            mesh_capacity: 1 << 16,
+            export_capacity: 1 << 16,
+            tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// The cores this process may run on.
+pub fn available_cores() -> Vec<usize> {
+    core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect()
+}
+
+fn describe(cores: &[usize]) -> String {
+    match (cores.first(), cores.last()) {
+        (Some(a), Some(b)) if cores.len() == b - a + 1 => format!("{a}-{b}"),
+        _ => cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// Check a layout against the machine.
+pub fn validate_cores(shard_cores: &[usize], export_core: Option<usize>) -> Result<(), RuntimeError> {
+    if shard_cores.is_empty() {
+        return Err(RuntimeError::NoShards);
+    }
+    let avail = available_cores();
+    for (i, &c) in shard_cores.iter().chain(export_core.iter()).enumerate() {
+        if !avail.contains(&c) {
+            return Err(RuntimeError::NoSuchCore { core: c, available: describe(&avail) });
+        }
+        if i < shard_cores.len() && shard_cores[..i].contains(&c) {
+            return Err(RuntimeError::DuplicateCore { core: c });
+        }
+    }
+    Ok(())
+}
+
+/// A running data plane.
+#[derive(Debug)]
+pub struct Dataplane {
+    shards: Vec<JoinHandle<Result<ShardStats, RuntimeError>>>,
+    export: JoinHandle<Result<ExportReport, ExportError>>,
+    stop: Arc<AtomicBool>,
+    export_stop: StopHandle,
+}
+
+/// What the data plane did, returned at stop.
+#[derive(Debug, Clone)]
+pub struct FinalReport {
+    pub shards: Vec<ShardStats>,
+    pub export: ExportReport,
+}
+
+struct MeshIo {
+    out: Vec<Option<rtrb::Producer<ShardMsg>>>,
+    export: rtrb::Producer<ExportMsg>,
+}
+
+impl ShardIo for MeshIo {
+    fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
+        match self.out.get_mut(to).and_then(Option::as_mut) {
+            Some(p) => p.push(msg).map_err(|rtrb::PushError::Full(m)| m),
+            None => Err(msg),
+        }
+    }
+    fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
+        self.export.push(msg).map_err(|rtrb::PushError::Full(m)| m)
+    }
+}
+
+/// Start shards and the export core.
+pub fn start(
+    cfg: RuntimeConfig,
+    rings: Vec<CpuRing>,
+    export_cfg: ExportConfig,
+    resolver: Box<dyn ResourceResolver>,
+    kstats: Option<Box<dyn KernelStatsSource>>,
+) -> Result<Dataplane, RuntimeError> {
+    validate_cores(&cfg.shard_cores, cfg.export_core)?;
+    let n = cfg.shard_cores.len();
+
+    // Full mesh: inbound[j][i] is the consumer at j of the queue i -> j.
+    let mut outbound: Vec<Vec<Option<rtrb::Producer<ShardMsg>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut inbound: Vec<Vec<rtrb::Consumer<ShardMsg>>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, out) in outbound.iter_mut().enumerate() {
+        for (j, slot) in out.iter_mut().enumerate() {
+            if i != j {
+                let (p, c) = rtrb::RingBuffer::new(cfg.mesh_capacity);
+                *slot = Some(p);
+                inbound[j].push(c);
+            }
+        }
+    }
+    let mut export_consumers = Vec::with_capacity(n);
+    let mut export_producers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (p, c) = rtrb::RingBuffer::new(cfg.export_capacity);
+        export_producers.push(p);
+        export_consumers.push(c);
+    }
+    let mut per_shard_rings: Vec<Vec<CpuRing>> = (0..n).map(|_| Vec::new()).collect();
+    for r in rings {
+        per_shard_rings[r.cpu as usize % n].push(r);
+    }
+
+    let export_stop = StopHandle::new();
+    let export_core = cfg.export_core;
+    let es = export_stop.clone();
+    let export = std::thread::Builder::new()
+        .name("telegen-export".into())
+        .spawn(move || {
+            if let Some(c) = export_core {
+                core_affinity::set_for_current(core_affinity::CoreId { id: c });
+            }
+            run_export_core(export_cfg, export_consumers, resolver, kstats, es)
+        })
+        .map_err(|e| RuntimeError::Spawn { shard: n, core: export_core.unwrap_or(0), reason: e.to_string() })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(n));
+    let offset = monotonic_to_unix_offset();
+    let mut shards = Vec::with_capacity(n);
+    for (id, ((out, inb), (exp, rings))) in outbound
+        .into_iter()
+        .zip(inbound)
+        .zip(export_producers.into_iter().zip(per_shard_rings))
+        .enumerate()
+    {
+        let core = cfg.shard_cores[id];
+        let mut scfg = cfg.shard.clone();
+        scfg.id = id;
+        scfg.shards = n;
+        let stop = stop.clone();
+        let barrier = barrier.clone();
+        let tick = cfg.tick;
+        let handle = std::thread::Builder::new()
+            .name(format!("telegen-shard{id}"))
+            .spawn(move || -> Result<ShardStats, RuntimeError> {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                    log::warn!("shard {id}: could not pin to core {core}; running unpinned");
+                }
+                let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                    .name(&format!("shard{id}"))
+                    .spawn(move || async move {
+                        let io = MeshIo { out, export: exp };
+                        run_shard(ShardCore::new(scfg, offset), io, inb, rings, stop, barrier, tick).await
+                    })
+                    .map_err(|e| RuntimeError::Spawn { shard: id, core, reason: e.to_string() })?;
+                ex.join().map_err(|e| RuntimeError::Shard { shard: id, reason: e.to_string() })?
+            })
+            .map_err(|e| RuntimeError::Spawn { shard: id, core, reason: e.to_string() })?;
+        shards.push(handle);
+    }
+    Ok(Dataplane { shards, export, stop, export_stop })
+}
+
+async fn run_shard(
+    core: ShardCore,
+    io: MeshIo,
+    mut inbound: Vec<rtrb::Consumer<ShardMsg>>,
+    rings: Vec<CpuRing>,
+    stop: Arc<AtomicBool>,
+    barrier: Arc<Barrier>,
+    tick: Duration,
+) -> Result<ShardStats, RuntimeError> {
+    let id = core.id();
+    let core = RefCell::new(core);
+    let io = RefCell::new(io);
+    let now = std::cell::Cell::new(monotonic_now_ns());
+    let rb = if rings.is_empty() {
+        None
+    } else {
+        let mut b = RingBufferBuilder::new();
+        for r in &rings {
+            b.add(&r.map, |rec: &[u8]| {
+                // Never panics: decoding is fallible and counted inside.
+                core.borrow_mut().on_record(rec, now.get(), &mut *io.borrow_mut());
+                0
+            })
+            .map_err(|e| RuntimeError::Shard { shard: id, reason: format!("ring of CPU {}: {e}", r.cpu) })?;
+        }
+        Some(b.build().map_err(|e| RuntimeError::Shard { shard: id, reason: e.to_string() })?)
+    };
+    let drain_rings = || {
+        if let Some(rb) = &rb {
+            // Returns the number of records consumed, or a negative errno.
+            let rc = rb.consume_raw();
+            if rc < 0 {
+                log::warn!("shard {id}: ring consume failed: {}", std::io::Error::from_raw_os_error(-rc));
+            }
+        }
+    };
+    let drain_inbound = |inbound: &mut Vec<rtrb::Consumer<ShardMsg>>| {
+        let mut any = false;
+        for c in inbound.iter_mut() {
+            while let Ok(m) = c.pop() {
+                any = true;
+                core.borrow_mut().on_message(m, now.get(), &mut *io.borrow_mut());
+            }
+        }
+        any
+    };
+    loop {
+        now.set(monotonic_now_ns());
+        let stopping = stop.load(Ordering::Acquire);
+        drain_rings();
+        drain_inbound(&mut inbound);
+        core.borrow_mut().tick(now.get(), &mut *io.borrow_mut());
+        if stopping {
+            break;
+        }
+        glommio::timer::sleep(tick).await;
+    }
+    // Ordered shutdown (see module docs). Blocking at a barrier is fine here: nothing else runs
+    // on this executor.
+    drain_rings();
+    drain_inbound(&mut inbound);
+    barrier.wait();
+    drain_inbound(&mut inbound);
+    barrier.wait();
+    core.borrow_mut().stop(&mut *io.borrow_mut());
+    barrier.wait();
+    while drain_inbound(&mut inbound) {}
+    core.borrow_mut().stop(&mut *io.borrow_mut());
+    let stats = core.borrow().stats();
+    Ok(stats)
+}
+
+impl Dataplane {
+    /// Stop shards (after the caller detached the kernel side), then the export core.
+    pub fn stop(self) -> Result<FinalReport, RuntimeError> {
+        self.stop.store(true, Ordering::Release);
+        let mut shards = Vec::new();
+        let mut first_err = None;
+        for (i, h) in self.shards.into_iter().enumerate() {
+            match h.join() {
+                Ok(Ok(s)) => shards.push(s),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(RuntimeError::Shard { shard: i, reason: "panicked".into() });
+                }
+            }
+        }
+        self.export_stop.stop();
+        let export = self.export.join().map_err(|_| RuntimeError::ExportPanicked)??;
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok(FinalReport { shards, export })
+    }
+
+    /// True once every thread has exited (e.g. after a fatal error).
+    pub fn finished(&self) -> bool {
+        self.export.is_finished() || self.shards.iter().any(|h| h.is_finished())
+    }
+}
