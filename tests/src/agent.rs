@@ -1,0 +1,221 @@
+//! The real agent and real servers, for integration tests: build and start `telegen run` as a
+//! child process, start nginx (Debian's) on a free loopback port, run Python scripts. Every
+//! process started here is killed and reaped on drop, whatever the test did.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Tests that start an agent run one at a time (each traces the whole host's syscalls).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True when BPF is usable. Under `CI=true` a missing prerequisite fails the test loudly;
+/// elsewhere the test prints that it was skipped and why.
+pub fn require_bpf() -> bool {
+    match telegen_bpf::preflight() {
+        Ok(()) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("BPF unavailable under CI=true: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: BPF unavailable: {e}");
+            false
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Path of the `telegen` binary, built once per test process.
+pub fn telegen_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "telegen", "--bin", "telegen"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building telegen failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+        let bin = target.join("debug").join("telegen");
+        assert!(bin.exists(), "{} not found after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A child process killed and reaped on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until something accepts connections on 127.0.0.1:port.
+pub fn wait_port(port: u16, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listening on 127.0.0.1:{port} after {timeout:?}");
+}
+
+/// nginx from Debian serving a temp directory on a free loopback port.
+#[derive(Debug)]
+pub struct Nginx {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Nginx {
+    pub fn start() -> Nginx {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
+            panic!("nginx not found: install it with `apt-get install -y nginx-light` (the README's test command does)")
+        });
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("telegen-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("html")).expect("temp dir");
+        std::fs::write(dir.join("html/index.html"), "hello from nginx\n").expect("index");
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+              fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+              keepalive_requests 10000;\n\
+              server {{ listen 127.0.0.1:{port}; root {d}/html;\n\
+               location /api/ {{ default_type text/plain; return 200 \"api ok\\n\"; }}\n\
+               location = /fail {{ return 503; }}\n }}\n}}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
+        let child = Command::new(bin)
+            .args(["-p", &dir.to_string_lossy(), "-c", &dir.join("nginx.conf").to_string_lossy()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let proc = Proc { child };
+        wait_port(port, Duration::from_secs(10));
+        Nginx { proc, port, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // Master first (it takes its workers down on SIGQUIT/kill of the group).
+        // SAFETY: sending a signal to our own child's pid.
+        unsafe { libc::kill(self.proc.pid() as i32, libc::SIGTERM) };
+        let _ = self.proc.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Run a Python script to completion and return its stdout; panics with stderr on failure.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3").arg("-c").arg(script).args(args).output().expect("run python3");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Start a Python script in the background.
+pub fn python_bg(script: &str, args: &[&str]) -> Proc {
+    let child = Command::new("python3").arg("-c").arg(script).args(args).stdout(Stdio::null()).spawn().expect("python3");
+    Proc { child }
+}
+
+/// `telegen run` as a child process.
+#[derive(Debug)]
+pub struct Agent {
+    proc: Proc,
+    stderr: std::sync::Arc<Mutex<String>>,
+}
+
+impl Agent {
+    /// Start the agent with these extra flags and wait until its programs are attached.
+    pub fn start(args: &[String]) -> Agent {
+        let mut child = Command::new(telegen_bin())
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start telegen");
+        let stderr = child.stderr.take().expect("piped");
+        let log = std::sync::Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("telegen: tracing") {
+                    let _ = tx.send(());
+                }
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut agent = Agent { proc: Proc { child }, stderr: log };
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = agent.proc.child.kill();
+            let _ = agent.proc.child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("agent did not start:\n{}", agent.log());
+        }
+        agent
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns the agent's stderr.
+    pub fn stop(mut self) -> String {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.proc.pid() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.proc.child.try_wait().expect("wait") {
+                std::thread::sleep(Duration::from_millis(50));
+                let log = self.log();
+                assert!(status.success(), "agent exited with {status}:\n{log}");
+                return log;
+            }
+            assert!(Instant::now() < end, "agent did not stop within 60 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Child pids of a process (nginx workers), from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path).unwrap_or_default().split_whitespace().filter_map(|s| s.parse().ok()).collect()
+}
