@@ -102,25 +102,38 @@ impl Event {
     pub fn decode(rec: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
         const N: usize = std::mem::size_of::<Event>();
         if rec.len() < N {
-            return Err(DecodeError::Short { got: rec.len(), expected: N });
+            return Err(DecodeError::Short {
+                got: rec.len(),
+                expected: N,
+            });
         }
         // SAFETY: `rec` holds at least N bytes; Event is repr(C), made only of integers and
         // byte arrays (every bit pattern is valid); read_unaligned copes with any alignment.
         let ev: Event = unsafe { std::ptr::read_unaligned(rec.as_ptr().cast::<Event>()) };
         if ev.version != ABI_VERSION {
-            return Err(DecodeError::Version { got: ev.version, expected: ABI_VERSION });
+            return Err(DecodeError::Version {
+                got: ev.version,
+                expected: ABI_VERSION,
+            });
         }
         let payload = &rec[N..];
         let claimed = ev.captured as usize;
         if claimed > payload.len() {
-            return Err(DecodeError::Payload { claimed: ev.captured, got: payload.len() });
+            return Err(DecodeError::Payload {
+                claimed: ev.captured,
+                got: payload.len(),
+            });
         }
         Ok((ev, &payload[..claimed]))
     }
 
     /// The process name as text (up to the first NUL).
     pub fn comm(&self) -> &str {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
+        let end = self
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.comm.len());
         std::str::from_utf8(&self.comm[..end]).unwrap_or("?")
     }
 
@@ -131,7 +144,10 @@ impl Event {
         // SAFETY: Event is repr(C) plain data with explicit padding fields; viewing it as bytes
         // for its full size reads only initialised memory.
         let bytes = unsafe {
-            std::slice::from_raw_parts((&hdr as *const Event).cast::<u8>(), std::mem::size_of::<Event>())
+            std::slice::from_raw_parts(
+                (&hdr as *const Event).cast::<u8>(),
+                std::mem::size_of::<Event>(),
+            )
         };
         out.extend_from_slice(bytes);
         out.extend_from_slice(payload);
@@ -144,18 +160,33 @@ mod tests {
 
     #[test]
     fn round_trip_and_errors() {
-        let ev = Event { conn_id: 7, seq: 3, version: ABI_VERSION, kind: EV_DATA, ..Default::default() };
+        let ev = Event {
+            conn_id: 7,
+            seq: 3,
+            version: ABI_VERSION,
+            kind: EV_DATA,
+            ..Default::default()
+        };
         let mut buf = Vec::new();
         ev.encode_into(b"GET / HTTP/1.1\r\n", &mut buf);
         let (got, payload) = Event::decode(&buf).unwrap();
         assert_eq!(got.conn_id, 7);
         assert_eq!(payload, b"GET / HTTP/1.1\r\n");
-        assert!(matches!(Event::decode(&buf[..10]), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            Event::decode(&buf[..10]),
+            Err(DecodeError::Short { .. })
+        ));
         let mut bad = buf.clone();
         bad[std::mem::offset_of!(Event, version)] = 9;
-        assert!(matches!(Event::decode(&bad), Err(DecodeError::Version { got: 9, .. })));
+        assert!(matches!(
+            Event::decode(&bad),
+            Err(DecodeError::Version { got: 9, .. })
+        ));
         let cut = &buf[..buf.len() - 2];
-        assert!(matches!(Event::decode(cut), Err(DecodeError::Payload { .. })));
+        assert!(matches!(
+            Event::decode(cut),
+            Err(DecodeError::Payload { .. })
+        ));
     }
 
     #[test]

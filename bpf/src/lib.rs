@@ -6,7 +6,9 @@ pub mod abi;
 mod loader;
 
 pub use libbpf_rs::{MapCore, MapHandle, RingBuffer, RingBufferBuilder};
-pub use loader::{comm_key, preflight, BpfError, CpuRing, ProcessFilter, StatsReader, Tracer, TracerOptions};
+pub use loader::{
+    comm_key, preflight, BpfError, CpuRing, ProcessFilter, StatsReader, Tracer, TracerOptions,
+};
 
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, rust_2018_idioms, missing_docs)]
 mod skel {

@@ -22,12 +22,18 @@ use crate::skel::{TelegenSkel, TelegenSkelBuilder};
 pub enum BpfError {
     #[error("telegen must run as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE (missing: {missing})")]
     Privileges { missing: String },
-    #[error("kernel BTF not found at {path}: the kernel must be built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "kernel BTF not found at {path}: the kernel must be built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     NoBtf { path: String },
     #[error("tracefs is not mounted (looked for {path}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`")]
     NoTracefs { path: String },
     #[error("invalid setting {name}={value}: {why}")]
-    Invalid { name: &'static str, value: u64, why: &'static str },
+    Invalid {
+        name: &'static str,
+        value: u64,
+        why: &'static str,
+    },
     #[error("{step} failed: {source}")]
     Step {
         step: String,
@@ -53,13 +59,20 @@ pub fn preflight() -> Result<(), BpfError> {
     if !Path::new(btf).exists() {
         return Err(BpfError::NoBtf { path: btf.into() });
     }
-    let tracefs = ["/sys/kernel/tracing/events/syscalls", "/sys/kernel/debug/tracing/events/syscalls"];
+    let tracefs = [
+        "/sys/kernel/tracing/events/syscalls",
+        "/sys/kernel/debug/tracing/events/syscalls",
+    ];
     if !tracefs.iter().any(|p| Path::new(p).exists()) {
-        return Err(BpfError::NoTracefs { path: tracefs[0].into() });
+        return Err(BpfError::NoTracefs {
+            path: tracefs[0].into(),
+        });
     }
     let missing = missing_capabilities();
     if !missing.is_empty() {
-        return Err(BpfError::Privileges { missing: missing.join(", ") });
+        return Err(BpfError::Privileges {
+            missing: missing.join(", "),
+        });
     }
     Ok(())
 }
@@ -81,7 +94,11 @@ fn missing_capabilities() -> Vec<&'static str> {
         return Vec::new();
     }
     let mut missing = Vec::new();
-    for (cap, name) in [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYS_RESOURCE, "CAP_SYS_RESOURCE")] {
+    for (cap, name) in [
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_SYS_RESOURCE, "CAP_SYS_RESOURCE"),
+    ] {
         if !has(cap) {
             missing.push(name);
         }
@@ -175,7 +192,11 @@ fn ring_size(total: u64, cpus: usize) -> Result<u32, BpfError> {
         });
     }
     let p = 1u64 << (63 - per.leading_zeros());
-    u32::try_from(p.min(1 << 30)).map_err(|_| BpfError::Invalid { name: "ring-bytes", value: total, why: "too large" })
+    u32::try_from(p.min(1 << 30)).map_err(|_| BpfError::Invalid {
+        name: "ring-bytes",
+        value: total,
+        why: "too large",
+    })
 }
 
 impl Tracer {
@@ -197,7 +218,11 @@ impl Tracer {
         }
         let cpus = libbpf_rs::num_possible_cpus().map_err(step("counting possible CPUs"))?;
         if cpus as u32 > abi::MAX_CPUS {
-            return Err(BpfError::Invalid { name: "possible-cpus", value: cpus as u64, why: "more than 1024 CPUs" });
+            return Err(BpfError::Invalid {
+                name: "possible-cpus",
+                value: cpus as u64,
+                why: "more than 1024 CPUs",
+            });
         }
         let per_cpu = ring_size(opts.ring_bytes_total, cpus)?;
 
@@ -206,18 +231,27 @@ impl Tracer {
         // Tracer drops only after the skeleton (see `impl Drop for Tracer`).
         let storage_ref: &'static mut MaybeUninit<OpenObject> =
             unsafe { &mut *(storage.as_mut() as *mut MaybeUninit<OpenObject>) };
-        let mut open = TelegenSkelBuilder::default().open(storage_ref).map_err(step("opening the BPF object"))?;
+        let mut open = TelegenSkelBuilder::default()
+            .open(storage_ref)
+            .map_err(step("opening the BPF object"))?;
 
-        let ro = open.maps.rodata_data.as_deref_mut().ok_or_else(|| BpfError::Step {
-            step: "setting knobs (no .rodata in the BPF object)".into(),
-            source: libbpf_rs::Error::from_raw_os_error(libc::ENOENT),
-        })?;
+        let ro = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .ok_or_else(|| BpfError::Step {
+                step: "setting knobs (no .rodata in the BPF object)".into(),
+                source: libbpf_rs::Error::from_raw_os_error(libc::ENOENT),
+            })?;
         ro.capture_bytes = opts.capture_bytes;
         ro.self_tgid = std::process::id();
         ro.filter_enabled = u8::from(!opts.filter.is_empty());
         ro.wakeup_bytes = opts.wakeup_bytes.min(u64::from(per_cpu) / 2).max(4096);
 
-        open.maps.tg_conns.set_max_entries(opts.conn_table_entries).map_err(step("sizing the connection table"))?;
+        open.maps
+            .tg_conns
+            .set_max_entries(opts.conn_table_entries)
+            .map_err(step("sizing the connection table"))?;
         // The rings exist before load: the first one is the template the verifier checks the
         // array-of-rings against (an inner map's size is part of its type).
         let mut rings = Vec::with_capacity(cpus);
@@ -226,8 +260,15 @@ impl Tracer {
             ..Default::default()
         };
         for cpu in 0..cpus as u32 {
-            let map = MapHandle::create(MapType::RingBuf, Some(format!("tg_ring{cpu}")), 0, 0, per_cpu, &create_opts)
-                .map_err(step(format!("creating the ring buffer of CPU {cpu}")))?;
+            let map = MapHandle::create(
+                MapType::RingBuf,
+                Some(format!("tg_ring{cpu}")),
+                0,
+                0,
+                per_cpu,
+                &create_opts,
+            )
+            .map_err(step(format!("creating the ring buffer of CPU {cpu}")))?;
             rings.push(CpuRing { cpu, map });
         }
         {
@@ -236,7 +277,8 @@ impl Tracer {
             let fd = rings[0].map.as_fd().as_raw_fd();
             // SAFETY: `outer` is a valid map of the open (not yet loaded) object and `fd` a live
             // ring buffer map; libbpf duplicates the fd for its own use.
-            let rc = unsafe { libbpf_rs::libbpf_sys::bpf_map__set_inner_map_fd(outer.as_ptr(), fd) };
+            let rc =
+                unsafe { libbpf_rs::libbpf_sys::bpf_map__set_inner_map_fd(outer.as_ptr(), fd) };
             if rc != 0 {
                 return Err(BpfError::Step {
                     step: "setting the per-CPU ring template".into(),
@@ -245,7 +287,9 @@ impl Tracer {
             }
         }
 
-        let skel = open.load().map_err(step("loading the BPF programs (verifier)"))?;
+        let skel = open
+            .load()
+            .map_err(step("loading the BPF programs (verifier)"))?;
         let mut tracer = Tracer {
             links: Vec::new(),
             skel: ManuallyDrop::new(skel),
@@ -261,7 +305,10 @@ impl Tracer {
                 .maps
                 .tg_rings
                 .update(&ring.cpu.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-                .map_err(step(format!("installing the ring buffer of CPU {}", ring.cpu)))?;
+                .map_err(step(format!(
+                    "installing the ring buffer of CPU {}",
+                    ring.cpu
+                )))?;
         }
 
         tracer.fill_filter(&opts.filter)?;
@@ -325,7 +372,10 @@ impl Tracer {
         let mut links = Vec::new();
         for prog in self.skel.object_mut().progs_mut() {
             let hook = prog.section().to_string_lossy().into_owned();
-            let link = prog.attach().map_err(|source| BpfError::Attach { hook: hook.clone(), source })?;
+            let link = prog.attach().map_err(|source| BpfError::Attach {
+                hook: hook.clone(),
+                source,
+            })?;
             links.push((hook, link));
         }
         self.links = links;
@@ -353,7 +403,8 @@ impl Tracer {
     /// A handle on the per-CPU counters that another thread can read (it keeps the map alive,
     /// not the programs).
     pub fn stats_reader(&self) -> Result<StatsReader, BpfError> {
-        let map = MapHandle::try_from(&self.skel.maps.tg_stats).map_err(step("sharing the counter map"))?;
+        let map = MapHandle::try_from(&self.skel.maps.tg_stats)
+            .map_err(step("sharing the counter map"))?;
         Ok(StatsReader { map })
     }
 
@@ -364,7 +415,9 @@ impl Tracer {
             let per = u64::from(m.key_size()) + u64::from(m.value_size());
             let n = u64::from(m.max_entries());
             total += match m.map_type() {
-                MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash => per * n * self.possible_cpus as u64,
+                MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash => {
+                    per * n * self.possible_cpus as u64
+                }
                 MapType::RingBuf => n,
                 _ => per * n,
             };
@@ -421,14 +474,26 @@ struct ProcInfo {
 
 fn scan_proc() -> Vec<ProcInfo> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // comm is inside the last parentheses; ppid is the second field after them.
-        let (Some(l), Some(r)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let (Some(l), Some(r)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
         let comm = stat[l + 1..r].to_string();
-        let ppid = stat[r + 1..].split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let ppid = stat[r + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         out.push(ProcInfo { pid, ppid, comm });
     }
     out

@@ -13,7 +13,9 @@ use telegen_bpf::{preflight, RingBufferBuilder, Tracer, TracerOptions};
 fn bpf_or_skip() -> bool {
     match preflight() {
         Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("BPF unavailable under CI: {e}"),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("BPF unavailable under CI: {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED: BPF unavailable: {e}");
             false
@@ -35,7 +37,10 @@ fn drain(rings: &[telegen_bpf::CpuRing], out: &RefCell<Vec<Rec>>) {
     for r in rings {
         b.add(&r.map, |rec: &[u8]| {
             let (ev, p) = Event::decode(rec).expect("record decodes");
-            out.borrow_mut().push(Rec { ev, payload: p.to_vec() });
+            out.borrow_mut().push(Rec {
+                ev,
+                payload: p.to_vec(),
+            });
             0
         })
         .unwrap();
@@ -49,7 +54,11 @@ fn traces_loopback_exchange_from_a_child_process() {
     if !bpf_or_skip() {
         return;
     }
-    let opts = TracerOptions { capture_bytes: 64, ring_bytes_total: 1 << 20, ..Default::default() };
+    let opts = TracerOptions {
+        capture_bytes: 64,
+        ring_bytes_total: 1 << 20,
+        ..Default::default()
+    };
     let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
     assert!(tracer.hooks().iter().any(|h| h.ends_with("sys_exit_read")));
 
@@ -60,7 +69,11 @@ fn traces_loopback_exchange_from_a_child_process() {
         "import socket\ns=socket.create_connection(('127.0.0.1',{port}))\n\
          s.sendall(b'GET /hello HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' + b'x'*200)\nprint(s.recv(100))\ns.close()\n"
     );
-    let mut child = std::process::Command::new("python3").arg("-c").arg(&script).spawn().unwrap();
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .spawn()
+        .unwrap();
     let (mut conn, _) = listener.accept().unwrap();
     let mut buf = [0u8; 512];
     let mut got = 0;
@@ -70,7 +83,8 @@ fn traces_loopback_exchange_from_a_child_process() {
         assert!(n > 0, "client closed early after {got} bytes");
         got += n;
     }
-    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
     assert!(child.wait().unwrap().success());
 
     let recs = RefCell::new(Vec::new());
@@ -78,18 +92,29 @@ fn traces_loopback_exchange_from_a_child_process() {
     let recs = recs.into_inner();
     let child_pid = child.id();
     let mine: Vec<&Rec> = recs.iter().filter(|r| r.ev.pid == child_pid).collect();
-    let out = mine.iter().find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_EGRESS).expect("egress record");
+    let out = mine
+        .iter()
+        .find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_EGRESS)
+        .expect("egress record");
     assert_eq!(out.ev.role, abi::ROLE_CLIENT);
     assert_eq!(out.ev.bytes as usize, REQ_LEN, "bytes moved by the syscall");
     assert_eq!(out.payload.len(), 64, "capture limit honoured");
     assert!(out.payload.starts_with(b"GET /hello HTTP/1.1"));
     assert_eq!(out.ev.remote.port, port);
     assert_eq!(out.ev.remote.ip().to_string(), "127.0.0.1");
-    let inb = mine.iter().find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_INGRESS).expect("ingress record");
+    let inb = mine
+        .iter()
+        .find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_INGRESS)
+        .expect("ingress record");
     assert!(inb.payload.starts_with(b"HTTP/1.1 200 OK"));
     assert_eq!(inb.ev.conn_id, out.ev.conn_id);
-    assert!(inb.ev.seq > out.ev.seq, "kernel sequence orders the exchange");
-    assert!(mine.iter().any(|r| r.ev.kind == abi::EV_CLOSE && r.ev.conn_id == out.ev.conn_id));
+    assert!(
+        inb.ev.seq > out.ev.seq,
+        "kernel sequence orders the exchange"
+    );
+    assert!(mine
+        .iter()
+        .any(|r| r.ev.kind == abi::EV_CLOSE && r.ev.conn_id == out.ev.conn_id));
     // Nothing from our own process.
     assert!(recs.iter().all(|r| r.ev.pid != std::process::id()));
     let stats = tracer.stats();

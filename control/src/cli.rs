@@ -25,7 +25,7 @@ pub enum Command {
     /// Trace this host and export what is seen (needs root, BTF and tracefs).
     Run(Box<RunArgs>),
     /// Print what auto-discovery finds for the host and each process, then exit.
-    Discover(DiscoverArgs),
+    Discover(Box<DiscoverArgs>),
 }
 
 /// Parse a size such as `16M`, `512K`, `1G` or a plain number of bytes.
@@ -37,8 +37,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
         _ => (s, 1),
     };
-    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a size (examples: 16M, 512K, 1048576)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 16M, 512K, 1048576)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// Parse a core list such as `0,2-3`.
@@ -48,7 +52,10 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
         let bad = || format!("`{part}` is not a core number or range (examples: 0, 1-3)");
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
                 if a > b {
                     return Err(format!("core range `{part}` is backwards"));
                 }
@@ -137,7 +144,12 @@ pub struct RunArgs {
     pub no_prometheus: bool,
 
     /// Most spans per OTLP request.
-    #[arg(long, value_name = "N", env = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", default_value_t = 512)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        default_value_t = 512
+    )]
     pub batch_spans: usize,
 
     /// Most metric points per OTLP request.
@@ -145,7 +157,12 @@ pub struct RunArgs {
     pub batch_points: usize,
 
     /// Milliseconds between metric exports.
-    #[arg(long, value_name = "MS", env = "OTEL_METRIC_EXPORT_INTERVAL", default_value_t = 10_000)]
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "OTEL_METRIC_EXPORT_INTERVAL",
+        default_value_t = 10_000
+    )]
     pub metrics_interval_ms: u64,
 
     /// Send OTLP bodies without gzip.
@@ -179,11 +196,23 @@ mod tests {
     fn contradictions_are_rejected() {
         assert!(Cli::try_parse_from(["telegen", "run", "--output", "a", "--no-output"]).is_err());
         assert!(Cli::try_parse_from(["telegen", "run", "--bogus"]).is_err());
-        assert!(Cli::try_parse_from(["telegen", "run", "--no-prometheus", "--prometheus-addr", "127.0.0.1:1"]).is_err());
-        assert!(Cli::try_parse_from(["telegen", "run", "--no-summary", "--summary-interval", "2"]).is_err());
+        assert!(Cli::try_parse_from([
+            "telegen",
+            "run",
+            "--no-prometheus",
+            "--prometheus-addr",
+            "127.0.0.1:1"
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["telegen", "run", "--no-summary", "--summary-interval", "2"])
+                .is_err()
+        );
         assert!(Cli::try_parse_from(["telegen", "run", "--ring-bytes", "many"]).is_err());
         let ok = Cli::try_parse_from(["telegen", "run", "--exe", "nginx", "--pid", "1"]).unwrap();
-        let Command::Run(r) = ok.command else { panic!("run") };
+        let Command::Run(r) = ok.command else {
+            panic!("run")
+        };
         assert_eq!(r.exes, vec!["nginx"]);
     }
 }

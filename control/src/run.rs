@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use telegen_bpf::{preflight, ProcessFilter, StatsReader, Tracer, TracerOptions};
-use telegen_dataplane::export::{parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ResourceResolver};
+use telegen_dataplane::export::{
+    parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ResourceResolver,
+};
 use telegen_dataplane::runtime::{self, available_cores, RuntimeConfig};
 use telegen_dataplane::shard::ShardConfig;
 use telegen_dataplane::signal::Attrs;
@@ -34,7 +36,12 @@ impl KernelStatsSource for KernelStats {
             .read()
             .iter()
             .enumerate()
-            .map(|(cpu, s)| CpuKernelStats { cpu: cpu as u32, seen: s.seen, emitted: s.emitted, dropped: s.dropped })
+            .map(|(cpu, s)| CpuKernelStats {
+                cpu: cpu as u32,
+                seen: s.seen,
+                emitted: s.emitted,
+                dropped: s.dropped,
+            })
             .collect()
     }
 }
@@ -49,7 +56,11 @@ struct Plan {
 
 fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     if args.capture_bytes == 0 || args.capture_bytes > telegen_bpf::abi::MAX_CAPTURE {
-        bail!("--capture-bytes must be between 1 and {} (got {})", telegen_bpf::abi::MAX_CAPTURE, args.capture_bytes);
+        bail!(
+            "--capture-bytes must be between 1 and {} (got {})",
+            telegen_bpf::abi::MAX_CAPTURE,
+            args.capture_bytes
+        );
     }
     if args.flow_table_entries == 0 {
         bail!("--flow-table-entries must be at least 1");
@@ -72,7 +83,9 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
 
     let endpoint = args.otlp_endpoint.clone().filter(|e| !e.trim().is_empty());
     let mut headers = match std::env::var("OTEL_EXPORTER_OTLP_HEADERS") {
-        Ok(h) if !h.trim().is_empty() => parse_otlp_headers(&h).context("OTEL_EXPORTER_OTLP_HEADERS")?,
+        Ok(h) if !h.trim().is_empty() => {
+            parse_otlp_headers(&h).context("OTEL_EXPORTER_OTLP_HEADERS")?
+        }
         _ => Vec::new(),
     };
     for h in &args.otlp_headers {
@@ -83,8 +96,14 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         (None, false, None) => Some("telegen-otlp.jsonl".into()),
         _ => None,
     };
-    let prometheus_addr: Option<SocketAddr> =
-        if args.no_prometheus { None } else { Some(args.prometheus_addr.unwrap_or_else(|| ([127, 0, 0, 1], 9464).into())) };
+    let prometheus_addr: Option<SocketAddr> = if args.no_prometheus {
+        None
+    } else {
+        Some(
+            args.prometheus_addr
+                .unwrap_or_else(|| ([127, 0, 0, 1], 9464).into()),
+        )
+    };
     let export = ExportConfig {
         endpoint,
         headers,
@@ -93,7 +112,11 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         metrics_interval: Duration::from_millis(args.metrics_interval_ms),
         gzip: !args.no_gzip,
         jsonl_path,
-        summary_interval: if args.no_summary { None } else { Some(Duration::from_secs(args.summary_interval.unwrap_or(5))) },
+        summary_interval: if args.no_summary {
+            None
+        } else {
+            Some(Duration::from_secs(args.summary_interval.unwrap_or(5)))
+        },
         prometheus_addr,
         ..ExportConfig::default()
     };
@@ -104,10 +127,18 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             capture_bytes: args.capture_bytes,
             ring_bytes_total: args.ring_bytes,
             conn_table_entries: args.conn_table_entries,
-            filter: ProcessFilter { pids: args.pids.clone(), names: args.exes.clone() },
+            filter: ProcessFilter {
+                pids: args.pids.clone(),
+                names: args.exes.clone(),
+            },
             ..TracerOptions::default()
         },
-        runtime: RuntimeConfig { shard_cores, export_core, shard, ..RuntimeConfig::default() },
+        runtime: RuntimeConfig {
+            shard_cores,
+            export_core,
+            shard,
+            ..RuntimeConfig::default()
+        },
         export,
         duration: args.duration.map(Duration::from_secs),
     })
@@ -128,7 +159,10 @@ fn block_signals() -> libc::sigset_t {
 }
 
 fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
-    let ts = libc::timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
     // SAFETY: `set` is initialised; a null siginfo pointer is allowed.
     let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
     (sig > 0).then_some(sig)
@@ -155,7 +189,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     );
     match (&plan.export.endpoint, &plan.export.jsonl_path) {
         (Some(e), _) => eprintln!("telegen: exporting OTLP/HTTP to {e}"),
-        (None, Some(p)) => eprintln!("telegen: no collector set (--otlp-endpoint); writing OTLP JSON lines to {}", p.display()),
+        (None, Some(p)) => eprintln!(
+            "telegen: no collector set (--otlp-endpoint); writing OTLP JSON lines to {}",
+            p.display()
+        ),
         (None, None) => eprintln!("telegen: no collector and no output file: live summary only"),
     }
     if let Some(a) = plan.export.prometheus_addr {
@@ -197,7 +234,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let ring_drops: u64 = kernel.iter().map(|s| s.dropped).sum();
     let emitted: u64 = kernel.iter().map(|s| s.emitted).sum();
     let spans: u64 = report.shards.iter().map(|s| s.spans_emitted).sum();
-    let queue_drops: u64 = report.shards.iter().map(|s| s.queue_drops + s.export_queue_drops).sum();
+    let queue_drops: u64 = report
+        .shards
+        .iter()
+        .map(|s| s.queue_drops + s.export_queue_drops)
+        .sum();
     eprintln!(
         "telegen: stopped. kernel events {emitted} (ring drops {ring_drops}); spans {spans} (queue drops {queue_drops}); \
          exported spans {} / points {}; dropped at export: spans {}, points {}",

@@ -86,7 +86,14 @@ impl<V> FlowTable<V> {
                     evict(k, v);
                 }
             }
-            self.map.insert(key, Slot { value: make(), referenced: false, last_seen_ns: now_ns });
+            self.map.insert(
+                key,
+                Slot {
+                    value: make(),
+                    referenced: false,
+                    last_seen_ns: now_ns,
+                },
+            );
             self.ring.push_back(key);
         }
         let slot = self.map.get_mut(&key).expect("present: inserted above");
@@ -108,7 +115,9 @@ impl<V> FlowTable<V> {
         // Each key is visited at most twice: once to clear its bit, once to evict.
         for _ in 0..self.ring.len() * 2 + 1 {
             let key = self.ring.pop_front()?;
-            let Some(slot) = self.map.get_mut(&key) else { continue };
+            let Some(slot) = self.map.get_mut(&key) else {
+                continue;
+            };
             if slot.referenced {
                 slot.referenced = false;
                 self.ring.push_back(key);
@@ -127,8 +136,14 @@ impl<V> FlowTable<V> {
         let steps = (budget * 2).min(self.ring.len());
         let mut removed = 0;
         for _ in 0..steps {
-            let Some(key) = self.ring.pop_front() else { break };
-            let idle = self.map.get(&key).map(|s| s.last_seen_ns < deadline_ns).unwrap_or(true);
+            let Some(key) = self.ring.pop_front() else {
+                break;
+            };
+            let idle = self
+                .map
+                .get(&key)
+                .map(|s| s.last_seen_ns < deadline_ns)
+                .unwrap_or(true);
             if idle {
                 if let Some(slot) = self.map.remove(&key) {
                     self.expired += 1;

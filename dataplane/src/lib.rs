@@ -2,11 +2,11 @@
 //! flow table and correlation state, merging into one export core over SPSC queues.
 
 pub mod export;
-pub mod protocols;
-pub mod signal;
 pub mod flow;
+pub mod protocols;
 pub mod red;
 pub mod reorder;
-pub mod shard;
-pub mod spans;
 pub mod runtime;
+pub mod shard;
+pub mod signal;
+pub mod spans;

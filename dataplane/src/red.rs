@@ -68,19 +68,37 @@ impl Red {
         };
         let mut vals = Vec::with_capacity(keys.len());
         for k in keys {
-            vals.push(span.attrs.iter().find(|(n, _)| n == k).map(|(_, v)| val_text(v)).unwrap_or_default());
+            vals.push(
+                span.attrs
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| val_text(v))
+                    .unwrap_or_default(),
+            );
         }
-        let key = Key { kind: span.kind as u8, pid: span.pid, vals };
+        let key = Key {
+            kind: span.kind as u8,
+            pid: span.pid,
+            vals,
+        };
         let secs = span.end_unix_ns.saturating_sub(span.start_unix_ns) as f64 / 1e9;
         let acc = self.series.entry(key).or_insert_with(|| Accum {
-            attrs: span.attrs.iter().filter(|(n, _)| keys.contains(n)).cloned().collect(),
+            attrs: span
+                .attrs
+                .iter()
+                .filter(|(n, _)| keys.contains(n))
+                .cloned()
+                .collect(),
             counts: vec![0; DURATION_BOUNDS_S.len() + 1],
             count: 0,
             sum: 0.0,
             min: f64::INFINITY,
             max: 0.0,
         });
-        let bucket = DURATION_BOUNDS_S.iter().position(|b| secs <= *b).unwrap_or(DURATION_BOUNDS_S.len());
+        let bucket = DURATION_BOUNDS_S
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DURATION_BOUNDS_S.len());
         acc.counts[bucket] += 1;
         acc.count += 1;
         acc.sum += secs;
@@ -148,10 +166,16 @@ mod tests {
         let mut out = Vec::new();
         r.flush(|d| out.push(d));
         assert_eq!(r.series(), 0);
-        let ok = out.iter().find(|d| d.name == "http.server.request.duration" && d.count == 2).unwrap();
+        let ok = out
+            .iter()
+            .find(|d| d.name == "http.server.request.duration" && d.count == 2)
+            .unwrap();
         assert_eq!(ok.bucket_counts[0], 1, "3 ms <= 5 ms");
         assert_eq!(ok.bucket_counts[2], 1, "20 ms <= 25 ms");
-        assert!(ok.attrs.iter().all(|(k, _)| *k != "url.path"), "high-cardinality keys stay off metrics");
+        assert!(
+            ok.attrs.iter().all(|(k, _)| *k != "url.path"),
+            "high-cardinality keys stay off metrics"
+        );
         assert_eq!(out.iter().map(|d| d.count).sum::<u64>(), 4);
     }
 }

@@ -29,7 +29,11 @@ pub struct Reorder<T> {
 
 impl<T> Default for Reorder<T> {
     fn default() -> Self {
-        Self { next: 0, held: BTreeMap::new(), gaps: 0 }
+        Self {
+            next: 0,
+            held: BTreeMap::new(),
+            gaps: 0,
+        }
     }
 }
 
@@ -74,7 +78,10 @@ impl<T> Reorder<T> {
     /// Keep an early record. If too many are held, the gap before the oldest is given up and
     /// the records that became ready are returned through `ready`.
     pub fn hold(&mut self, seq: u64, item: T, now_ns: u64, ready: &mut Vec<T>) {
-        self.held.entry(seq).or_insert(Held { item, held_since_ns: now_ns });
+        self.held.entry(seq).or_insert(Held {
+            item,
+            held_since_ns: now_ns,
+        });
         if self.held.len() > MAX_HELD {
             self.skip_gap();
             self.pop_ready(ready);
@@ -170,7 +177,11 @@ mod tests {
         assert_eq!(ready, vec!["two"]);
         assert_eq!(r.gaps(), 1);
         assert_eq!(r.next_seq(), 3);
-        assert_eq!(r.arrive(1), Verdict::Stale, "the late record is dropped, not replayed");
+        assert_eq!(
+            r.arrive(1),
+            Verdict::Stale,
+            "the late record is dropped, not replayed"
+        );
     }
 
     #[test]

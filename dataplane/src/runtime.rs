@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use telegen_bpf::{CpuRing, RingBufferBuilder};
 
-use crate::export::{run_export_core, ExportConfig, ExportError, ExportReport, KernelStatsSource, ResourceResolver, StopHandle};
+use crate::export::{
+    run_export_core, ExportConfig, ExportError, ExportReport, KernelStatsSource, ResourceResolver,
+    StopHandle,
+};
 use crate::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
 use crate::signal::{ExportMsg, ShardStats};
 use crate::spans::{monotonic_now_ns, monotonic_to_unix_offset};
@@ -34,7 +37,11 @@ pub enum RuntimeError {
     #[error("shard core {core} is listed twice")]
     DuplicateCore { core: usize },
     #[error("starting shard {shard} on core {core}: {reason}")]
-    Spawn { shard: usize, core: usize, reason: String },
+    Spawn {
+        shard: usize,
+        core: usize,
+        reason: String,
+    },
     #[error("shard {shard} failed: {reason}")]
     Shard { shard: usize, reason: String },
     #[error("export core: {0}")]
@@ -75,25 +82,39 @@ impl Default for RuntimeConfig {
 
 /// The cores this process may run on.
 pub fn available_cores() -> Vec<usize> {
-    core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect()
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
 }
 
 fn describe(cores: &[usize]) -> String {
     match (cores.first(), cores.last()) {
         (Some(a), Some(b)) if cores.len() == b - a + 1 => format!("{a}-{b}"),
-        _ => cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        _ => cores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
 /// Check a layout against the machine.
-pub fn validate_cores(shard_cores: &[usize], export_core: Option<usize>) -> Result<(), RuntimeError> {
+pub fn validate_cores(
+    shard_cores: &[usize],
+    export_core: Option<usize>,
+) -> Result<(), RuntimeError> {
     if shard_cores.is_empty() {
         return Err(RuntimeError::NoShards);
     }
     let avail = available_cores();
     for (i, &c) in shard_cores.iter().chain(export_core.iter()).enumerate() {
         if !avail.contains(&c) {
-            return Err(RuntimeError::NoSuchCore { core: c, available: describe(&avail) });
+            return Err(RuntimeError::NoSuchCore {
+                core: c,
+                available: describe(&avail),
+            });
         }
         if i < shard_cores.len() && shard_cores[..i].contains(&c) {
             return Err(RuntimeError::DuplicateCore { core: c });
@@ -147,7 +168,8 @@ pub fn start(
     let n = cfg.shard_cores.len();
 
     // Full mesh: inbound[j][i] is the consumer at j of the queue i -> j.
-    let mut outbound: Vec<Vec<Option<rtrb::Producer<ShardMsg>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut outbound: Vec<Vec<Option<rtrb::Producer<ShardMsg>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
     let mut inbound: Vec<Vec<rtrb::Consumer<ShardMsg>>> = (0..n).map(|_| Vec::new()).collect();
     for (i, out) in outbound.iter_mut().enumerate() {
         for (j, slot) in out.iter_mut().enumerate() {
@@ -181,7 +203,11 @@ pub fn start(
             }
             run_export_core(export_cfg, export_consumers, resolver, kstats, es)
         })
-        .map_err(|e| RuntimeError::Spawn { shard: n, core: export_core.unwrap_or(0), reason: e.to_string() })?;
+        .map_err(|e| RuntimeError::Spawn {
+            shard: n,
+            core: export_core.unwrap_or(0),
+            reason: e.to_string(),
+        })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(n));
@@ -210,15 +236,40 @@ pub fn start(
                     .name(&format!("shard{id}"))
                     .spawn(move || async move {
                         let io = MeshIo { out, export: exp };
-                        run_shard(ShardCore::new(scfg, offset), io, inb, rings, stop, barrier, tick).await
+                        run_shard(
+                            ShardCore::new(scfg, offset),
+                            io,
+                            inb,
+                            rings,
+                            stop,
+                            barrier,
+                            tick,
+                        )
+                        .await
                     })
-                    .map_err(|e| RuntimeError::Spawn { shard: id, core, reason: e.to_string() })?;
-                ex.join().map_err(|e| RuntimeError::Shard { shard: id, reason: e.to_string() })?
+                    .map_err(|e| RuntimeError::Spawn {
+                        shard: id,
+                        core,
+                        reason: e.to_string(),
+                    })?;
+                ex.join().map_err(|e| RuntimeError::Shard {
+                    shard: id,
+                    reason: e.to_string(),
+                })?
             })
-            .map_err(|e| RuntimeError::Spawn { shard: id, core, reason: e.to_string() })?;
+            .map_err(|e| RuntimeError::Spawn {
+                shard: id,
+                core,
+                reason: e.to_string(),
+            })?;
         shards.push(handle);
     }
-    Ok(Dataplane { shards, export, stop, export_stop })
+    Ok(Dataplane {
+        shards,
+        export,
+        stop,
+        export_stop,
+    })
 }
 
 async fn run_shard(
@@ -241,19 +292,29 @@ async fn run_shard(
         for r in &rings {
             b.add(&r.map, |rec: &[u8]| {
                 // Never panics: decoding is fallible and counted inside.
-                core.borrow_mut().on_record(rec, now.get(), &mut *io.borrow_mut());
+                core.borrow_mut()
+                    .on_record(rec, now.get(), &mut *io.borrow_mut());
                 0
             })
-            .map_err(|e| RuntimeError::Shard { shard: id, reason: format!("ring of CPU {}: {e}", r.cpu) })?;
+            .map_err(|e| RuntimeError::Shard {
+                shard: id,
+                reason: format!("ring of CPU {}: {e}", r.cpu),
+            })?;
         }
-        Some(b.build().map_err(|e| RuntimeError::Shard { shard: id, reason: e.to_string() })?)
+        Some(b.build().map_err(|e| RuntimeError::Shard {
+            shard: id,
+            reason: e.to_string(),
+        })?)
     };
     let drain_rings = || {
         if let Some(rb) = &rb {
             // Returns the number of records consumed, or a negative errno.
             let rc = rb.consume_raw();
             if rc < 0 {
-                log::warn!("shard {id}: ring consume failed: {}", std::io::Error::from_raw_os_error(-rc));
+                log::warn!(
+                    "shard {id}: ring consume failed: {}",
+                    std::io::Error::from_raw_os_error(-rc)
+                );
             }
         }
     };
@@ -262,7 +323,8 @@ async fn run_shard(
         for c in inbound.iter_mut() {
             while let Ok(m) = c.pop() {
                 any = true;
-                core.borrow_mut().on_message(m, now.get(), &mut *io.borrow_mut());
+                core.borrow_mut()
+                    .on_message(m, now.get(), &mut *io.borrow_mut());
             }
         }
         any
@@ -306,12 +368,18 @@ impl Dataplane {
                     first_err.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_err.get_or_insert(RuntimeError::Shard { shard: i, reason: "panicked".into() });
+                    first_err.get_or_insert(RuntimeError::Shard {
+                        shard: i,
+                        reason: "panicked".into(),
+                    });
                 }
             }
         }
         self.export_stop.stop();
-        let export = self.export.join().map_err(|_| RuntimeError::ExportPanicked)??;
+        let export = self
+            .export
+            .join()
+            .map_err(|_| RuntimeError::ExportPanicked)??;
         if let Some(e) = first_err {
             return Err(e);
         }

@@ -34,7 +34,11 @@ pub enum ShardMsg {
     /// A raw ring record of a connection the receiver owns.
     Event(Vec<u8>),
     /// A client span whose parent is a request served on `parent_conn` (owned by the receiver).
-    Child { parent_conn: u64, parent_seq: u64, span: Box<SpanRecord> },
+    Child {
+        parent_conn: u64,
+        parent_seq: u64,
+        span: Box<SpanRecord>,
+    },
 }
 
 /// The shard's outputs; the runtime implements it with SPSC queues, tests with vectors.
@@ -89,7 +93,7 @@ const MAX_SERVED_CONNS: usize = 1 << 16;
 #[derive(Debug)]
 enum Proto {
     Detecting(u32),
-    Http1(Http1Parser),
+    Http1(Box<Http1Parser>),
     Unsupported,
 }
 
@@ -148,7 +152,10 @@ fn role_of(r: u8) -> Role {
 impl ShardCore {
     /// `clock_offset_ns` turns kernel monotonic time into Unix time.
     pub fn new(cfg: ShardConfig, clock_offset_ns: u64) -> Self {
-        let stats = ShardStats { shard: cfg.id as u32, ..Default::default() };
+        let stats = ShardStats {
+            shard: cfg.id as u32,
+            ..Default::default()
+        };
         Self {
             flows: FlowTable::new(cfg.flow_capacity),
             ids: IdGen::new(cfg.id as u64 + 1),
@@ -206,7 +213,11 @@ impl ShardCore {
                 self.stats.events_received += 1;
                 self.owned(&rec, now_ns, io);
             }
-            ShardMsg::Child { parent_conn, parent_seq, span } => self.on_child(parent_conn, parent_seq, span, now_ns, io),
+            ShardMsg::Child {
+                parent_conn,
+                parent_seq,
+                span,
+            } => self.on_child(parent_conn, parent_seq, span, now_ns, io),
         }
     }
 
@@ -220,7 +231,12 @@ impl ShardCore {
             ev.conn_id,
             now_ns,
             || Flow {
-                info: FlowInfo { pid: ev.pid, comm: ev.comm, local: ev.local, remote: ev.remote },
+                info: FlowInfo {
+                    pid: ev.pid,
+                    comm: ev.comm,
+                    local: ev.local,
+                    remote: ev.remote,
+                },
                 role: role_of(ev.role),
                 proto: Proto::Detecting(0),
                 reorder: Default::default(),
@@ -273,7 +289,9 @@ impl ShardCore {
             self.stats.events_malformed += 1;
             return false;
         };
-        let Some(flow) = self.flows.get_mut(conn, 0) else { return true };
+        let Some(flow) = self.flows.get_mut(conn, 0) else {
+            return true;
+        };
         flow.last_ns = ev.end_ns;
         let mut records = std::mem::take(&mut self.records);
         if ev.kind == abi::EV_CLOSE {
@@ -294,17 +312,29 @@ impl ShardCore {
             self.records = records;
             return false;
         }
-        let dir = if ev.dir == abi::DIR_EGRESS { Direction::Egress } else { Direction::Ingress };
+        let dir = if ev.dir == abi::DIR_EGRESS {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        };
         if flow.role == Role::Client && dir == Direction::Egress && ev.parent_conn_id != 0 {
             if flow.parents.len() >= PARENT_MEMORY {
                 flow.parents.pop_front();
             }
-            flow.parents.push_back((ev.seq, ev.parent_conn_id, ev.parent_seq));
+            flow.parents
+                .push_back((ev.seq, ev.parent_conn_id, ev.parent_seq));
         }
-        let chunk = Chunk { dir, data: payload, total_len: ev.bytes, start_ns: ev.start_ns, end_ns: ev.end_ns, seq: ev.seq };
+        let chunk = Chunk {
+            dir,
+            data: payload,
+            total_len: ev.bytes,
+            start_ns: ev.start_ns,
+            end_ns: ev.end_ns,
+            seq: ev.seq,
+        };
         if let Proto::Detecting(n) = flow.proto {
             flow.proto = match detect(payload) {
-                Some(Protocol::Http1) => Proto::Http1(Http1Parser::new(flow.role)),
+                Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
                 None if n + 1 >= DETECT_ATTEMPTS => {
                     self.stats.unknown_protocol += 1;
                     Proto::Unsupported
@@ -329,12 +359,29 @@ impl ShardCore {
         false
     }
 
-    fn emit_records(&mut self, conn: u64, flow: &Flow, end_seq: u64, records: &mut Vec<L7Record>, io: &mut impl ShardIo) {
-        let view = FlowView { info: flow.info, parents: flow.parents.clone() };
+    fn emit_records(
+        &mut self,
+        conn: u64,
+        flow: &Flow,
+        end_seq: u64,
+        records: &mut Vec<L7Record>,
+        io: &mut impl ShardIo,
+    ) {
+        let view = FlowView {
+            info: flow.info,
+            parents: flow.parents.clone(),
+        };
         self.emit_view(conn, &view, end_seq, records, io);
     }
 
-    fn emit_view(&mut self, conn: u64, flow: &FlowView, end_seq: u64, records: &mut Vec<L7Record>, io: &mut impl ShardIo) {
+    fn emit_view(
+        &mut self,
+        conn: u64,
+        flow: &FlowView,
+        end_seq: u64,
+        records: &mut Vec<L7Record>,
+        io: &mut impl ShardIo,
+    ) {
         for rec in records.drain(..) {
             match rec {
                 L7Record::Http(tx) => self.on_transaction(conn, flow, end_seq, &tx, io),
@@ -342,11 +389,26 @@ impl ShardCore {
         }
     }
 
-    fn on_transaction(&mut self, conn: u64, flow: &FlowView, end_seq: u64, tx: &HttpTransaction, io: &mut impl ShardIo) {
+    fn on_transaction(
+        &mut self,
+        conn: u64,
+        flow: &FlowView,
+        end_seq: u64,
+        tx: &HttpTransaction,
+        io: &mut impl ShardIo,
+    ) {
         match tx.role {
             Role::Client => {
-                let parent = flow.parents.iter().rev().find(|(s, _, _)| *s == tx.request_seq).map(|&(_, c, s)| (c, s));
-                let ctx = SpanCtx { trace_id: self.ids.trace_id(), span_id: self.ids.span_id() };
+                let parent = flow
+                    .parents
+                    .iter()
+                    .rev()
+                    .find(|(s, _, _)| *s == tx.request_seq)
+                    .map(|&(_, c, s)| (c, s));
+                let ctx = SpanCtx {
+                    trace_id: self.ids.trace_id(),
+                    span_id: self.ids.span_id(),
+                };
                 let span = http_span(tx, &flow.info, ctx, [0; 8], self.clock_offset_ns);
                 self.red.record(&span);
                 match parent {
@@ -355,9 +417,14 @@ impl ShardCore {
                         let now = tx.end_ns;
                         if owner == self.cfg.id {
                             self.on_child(pconn, pseq, Box::new(span), now, io);
-                        } else if let Err(ShardMsg::Child { span, .. }) =
-                            io.forward(owner, ShardMsg::Child { parent_conn: pconn, parent_seq: pseq, span: Box::new(span) })
-                        {
+                        } else if let Err(ShardMsg::Child { span, .. }) = io.forward(
+                            owner,
+                            ShardMsg::Child {
+                                parent_conn: pconn,
+                                parent_seq: pseq,
+                                span: Box::new(span),
+                            },
+                        ) {
                             // Queue full: better a root span than none.
                             self.stats.queue_drops += 1;
                             self.stats.orphan_children += 1;
@@ -368,14 +435,23 @@ impl ShardCore {
                 }
             }
             _ => {
-                let (trace_id, parent) = match tx.traceparent.as_deref().and_then(parse_traceparent) {
+                let (trace_id, parent) = match tx.traceparent.as_deref().and_then(parse_traceparent)
+                {
                     Some((t, p)) => (t, p),
                     None => (self.ids.trace_id(), [0; 8]),
                 };
-                let ctx = SpanCtx { trace_id, span_id: self.ids.span_id() };
+                let ctx = SpanCtx {
+                    trace_id,
+                    span_id: self.ids.span_id(),
+                };
                 let span = http_span(tx, &flow.info, ctx, parent, self.clock_offset_ns);
                 self.red.record(&span);
-                let served = Served { first_seq: tx.request_seq, end_seq, ctx, at_ns: tx.end_ns };
+                let served = Served {
+                    first_seq: tx.request_seq,
+                    end_seq,
+                    ctx,
+                    at_ns: tx.end_ns,
+                };
                 self.remember_served(conn, served);
                 self.adopt_parked(conn, served, io);
                 self.export_span(span, io);
@@ -386,7 +462,12 @@ impl ShardCore {
     fn remember_served(&mut self, conn: u64, s: Served) {
         if self.served.len() >= MAX_SERVED_CONNS && !self.served.contains_key(&conn) {
             // Forget the stalest connection's history.
-            if let Some(&old) = self.served.iter().min_by_key(|(_, v)| v.back().map(|x| x.at_ns).unwrap_or(0)).map(|(k, _)| k) {
+            if let Some(&old) = self
+                .served
+                .iter()
+                .min_by_key(|(_, v)| v.back().map(|x| x.at_ns).unwrap_or(0))
+                .map(|(k, _)| k)
+            {
                 self.served.remove(&old);
             }
         }
@@ -398,7 +479,9 @@ impl ShardCore {
     }
 
     fn adopt_parked(&mut self, conn: u64, s: Served, io: &mut impl ShardIo) {
-        let Some(list) = self.parked.get_mut(&conn) else { return };
+        let Some(list) = self.parked.get_mut(&conn) else {
+            return;
+        };
         let mut i = 0;
         let mut adopted = Vec::new();
         while i < list.len() {
@@ -420,8 +503,19 @@ impl ShardCore {
         }
     }
 
-    fn on_child(&mut self, pconn: u64, pseq: u64, mut span: Box<SpanRecord>, now_ns: u64, io: &mut impl ShardIo) {
-        if let Some(s) = self.served.get(&pconn).and_then(|q| q.iter().find(|s| pseq >= s.first_seq && pseq <= s.end_seq)) {
+    fn on_child(
+        &mut self,
+        pconn: u64,
+        pseq: u64,
+        mut span: Box<SpanRecord>,
+        now_ns: u64,
+        io: &mut impl ShardIo,
+    ) {
+        if let Some(s) = self
+            .served
+            .get(&pconn)
+            .and_then(|q| q.iter().find(|s| pseq >= s.first_seq && pseq <= s.end_seq))
+        {
             span.trace_id = s.ctx.trace_id;
             span.parent_span_id = s.ctx.span_id;
             self.export_span(*span, io);
@@ -433,7 +527,11 @@ impl ShardCore {
             return;
         }
         self.parked_count += 1;
-        self.parked.entry(pconn).or_default().push(Parked { parent_seq: pseq, span, deadline_ns: now_ns + self.cfg.child_wait_ns });
+        self.parked.entry(pconn).or_default().push(Parked {
+            parent_seq: pseq,
+            span,
+            deadline_ns: now_ns + self.cfg.child_wait_ns,
+        });
     }
 
     fn export_span(&mut self, span: SpanRecord, io: &mut impl ShardIo) {
@@ -453,8 +551,22 @@ impl ShardCore {
         for r in &ready {
             if let (Ok((ev, payload)), Proto::Http1(p)) = (Event::decode(r), &mut flow.proto) {
                 if ev.kind == abi::EV_DATA {
-                    let dir = if ev.dir == abi::DIR_EGRESS { Direction::Egress } else { Direction::Ingress };
-                    p.feed(&Chunk { dir, data: payload, total_len: ev.bytes, start_ns: ev.start_ns, end_ns: ev.end_ns, seq: ev.seq }, &mut records);
+                    let dir = if ev.dir == abi::DIR_EGRESS {
+                        Direction::Egress
+                    } else {
+                        Direction::Ingress
+                    };
+                    p.feed(
+                        &Chunk {
+                            dir,
+                            data: payload,
+                            total_len: ev.bytes,
+                            start_ns: ev.start_ns,
+                            end_ns: ev.end_ns,
+                            seq: ev.seq,
+                        },
+                        &mut records,
+                    );
                 }
             }
         }
@@ -502,12 +614,17 @@ impl ShardCore {
         if now_ns.saturating_sub(self.last_flush_ns) >= self.cfg.flush_interval_ns {
             self.last_flush_ns = now_ns;
             let mut idle = Vec::new();
-            self.flows.expire(now_ns.saturating_sub(self.cfg.flow_idle_ns), 1024, |k, f| idle.push((k, f)));
+            self.flows.expire(
+                now_ns.saturating_sub(self.cfg.flow_idle_ns),
+                1024,
+                |k, f| idle.push((k, f)),
+            );
             for (k, f) in idle {
                 self.finish(k, f, io);
             }
             let horizon = now_ns.saturating_sub(self.cfg.flow_idle_ns);
-            self.served.retain(|_, q| q.back().map(|s| s.at_ns >= horizon).unwrap_or(false));
+            self.served
+                .retain(|_, q| q.back().map(|s| s.at_ns >= horizon).unwrap_or(false));
             self.flush(io);
         }
     }
@@ -521,7 +638,7 @@ impl ShardCore {
             }
         }
         let s = self.stats();
-        if io.export(ExportMsg::Stats(s)).is_err() {
+        if io.export(ExportMsg::Stats(Box::new(s))).is_err() {
             self.stats.export_queue_drops += 1;
         }
     }

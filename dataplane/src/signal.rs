@@ -103,5 +103,5 @@ pub struct ShardStats {
 pub enum ExportMsg {
     Span(Box<SpanRecord>),
     Histogram(Box<HistogramDelta>),
-    Stats(ShardStats),
+    Stats(Box<ShardStats>),
 }

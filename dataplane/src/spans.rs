@@ -101,11 +101,17 @@ pub struct FlowInfo {
     pub remote: Addr,
 }
 
-const KNOWN_METHODS: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
 
 /// The method as the conventions want it (`_OTHER` for unknown ones).
 pub fn normalized_method(m: &str) -> &'static str {
-    KNOWN_METHODS.iter().find(|k| **k == m).copied().unwrap_or("_OTHER")
+    KNOWN_METHODS
+        .iter()
+        .find(|k| **k == m)
+        .copied()
+        .unwrap_or("_OTHER")
 }
 
 /// Path part of a request target (origin form or absolute form), without query or fragment.
@@ -127,7 +133,15 @@ fn host_name(h: &str) -> &str {
     if let Some(rest) = h.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    h.rsplit_once(':').map(|(a, p)| if p.bytes().all(|c| c.is_ascii_digit()) { a } else { h }).unwrap_or(h)
+    h.rsplit_once(':')
+        .map(|(a, p)| {
+            if p.bytes().all(|c| c.is_ascii_digit()) {
+                a
+            } else {
+                h
+            }
+        })
+        .unwrap_or(h)
 }
 
 /// `error.type` for a transaction, if it failed.
@@ -142,37 +156,77 @@ pub fn error_type(tx: &HttpTransaction) -> Option<String> {
 
 /// Build the span of a transaction. `ctx` is this span's identity, `parent` its parent span id
 /// (zero for a root).
-pub fn http_span(tx: &HttpTransaction, flow: &FlowInfo, ctx: SpanCtx, parent: [u8; 8], clock_offset_ns: u64) -> SpanRecord {
+pub fn http_span(
+    tx: &HttpTransaction,
+    flow: &FlowInfo,
+    ctx: SpanCtx,
+    parent: [u8; 8],
+    clock_offset_ns: u64,
+) -> SpanRecord {
     let method = normalized_method(&tx.method);
     let path = target_path(&tx.target);
     let mut attrs: Attrs = Vec::with_capacity(12);
     attrs.push(("http.request.method", AttrValue::Str(method.to_string())));
     if method == "_OTHER" {
-        attrs.push(("http.request.method_original", AttrValue::Str(tx.method.clone())));
+        attrs.push((
+            "http.request.method_original",
+            AttrValue::Str(tx.method.clone()),
+        ));
     }
     if let Some(s) = tx.status {
         attrs.push(("http.response.status_code", AttrValue::Int(i64::from(s))));
     }
     attrs.push(("network.protocol.name", AttrValue::Str("http".into())));
-    attrs.push(("network.protocol.version", AttrValue::Str(tx.version.into())));
+    attrs.push((
+        "network.protocol.version",
+        AttrValue::Str(tx.version.into()),
+    ));
     let err = error_type(tx);
     let (kind, name) = if tx.role == Role::Client {
-        let server = tx.host.as_deref().map(host_name).map(str::to_string).unwrap_or_else(|| flow.remote.ip().to_string());
-        let full = format!("http://{}:{}{}", server, flow.remote.port, if tx.target.starts_with('/') { &tx.target } else { "/" });
+        let server = tx
+            .host
+            .as_deref()
+            .map(host_name)
+            .map(str::to_string)
+            .unwrap_or_else(|| flow.remote.ip().to_string());
+        let full = format!(
+            "http://{}:{}{}",
+            server,
+            flow.remote.port,
+            if tx.target.starts_with('/') {
+                &tx.target
+            } else {
+                "/"
+            }
+        );
         attrs.push(("server.address", AttrValue::Str(server)));
         attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
         attrs.push(("url.full", AttrValue::Str(full)));
-        attrs.push(("network.peer.address", AttrValue::Str(flow.remote.ip().to_string())));
-        attrs.push(("network.peer.port", AttrValue::Int(i64::from(flow.remote.port))));
+        attrs.push((
+            "network.peer.address",
+            AttrValue::Str(flow.remote.ip().to_string()),
+        ));
+        attrs.push((
+            "network.peer.port",
+            AttrValue::Int(i64::from(flow.remote.port)),
+        ));
         (SpanKind::Client, method.to_string())
     } else {
         let route = route_template(path);
-        let server = tx.host.as_deref().map(host_name).map(str::to_string).unwrap_or_else(|| flow.local.ip().to_string());
+        let server = tx
+            .host
+            .as_deref()
+            .map(host_name)
+            .map(str::to_string)
+            .unwrap_or_else(|| flow.local.ip().to_string());
         attrs.push(("url.path", AttrValue::Str(path.to_string())));
         attrs.push(("url.scheme", AttrValue::Str("http".into())));
         attrs.push(("server.address", AttrValue::Str(server)));
         attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
-        attrs.push(("client.address", AttrValue::Str(flow.remote.ip().to_string())));
+        attrs.push((
+            "client.address",
+            AttrValue::Str(flow.remote.ip().to_string()),
+        ));
         attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
         let name = format!("{method} {route}");
         attrs.push(("http.route", AttrValue::Str(route)));
@@ -189,7 +243,13 @@ pub fn http_span(tx: &HttpTransaction, flow: &FlowInfo, ctx: SpanCtx, parent: [u
         kind,
         start_unix_ns: tx.start_ns.wrapping_add(clock_offset_ns),
         end_unix_ns: tx.end_ns.max(tx.start_ns).wrapping_add(clock_offset_ns),
-        error: err.map(|e| if e == "incomplete" { "no response".to_string() } else { format!("HTTP {e}") }),
+        error: err.map(|e| {
+            if e == "incomplete" {
+                "no response".to_string()
+            } else {
+                format!("HTTP {e}")
+            }
+        }),
         attrs,
         pid: flow.pid,
         comm: flow.comm,
@@ -198,7 +258,10 @@ pub fn http_span(tx: &HttpTransaction, flow: &FlowInfo, ctx: SpanCtx, parent: [u
 
 /// Offset to add to a kernel monotonic timestamp (`bpf_ktime_get_ns`) to get Unix time.
 pub fn monotonic_to_unix_offset() -> u64 {
-    let mut mono = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut mono = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into the struct we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut mono) };
     let mono_ns = mono.tv_sec as u64 * 1_000_000_000 + mono.tv_nsec as u64;
@@ -211,7 +274,10 @@ pub fn monotonic_to_unix_offset() -> u64 {
 
 /// Kernel monotonic "now" in ns, comparable with event timestamps.
 pub fn monotonic_now_ns() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: as above.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
@@ -223,15 +289,27 @@ mod tests {
 
     #[test]
     fn traceparent() {
-        let (t, s) = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let (t, s) =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         assert_eq!(t[0], 0x4b);
         assert_eq!(s[7], 0xb7);
-        assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
-        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").is_none());
-        assert!(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
-        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01").is_none());
+        assert!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").is_none()
+        );
+        assert!(
+            parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01").is_none()
+        );
         assert!(parse_traceparent("garbage").is_none());
-        assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")
+                .is_some()
+        );
     }
 
     #[test]
@@ -274,15 +352,31 @@ mod tests {
 
     #[test]
     fn server_span_attributes() {
-        let mut flow = FlowInfo { pid: 7, comm: [0; 16], local: Addr::default(), remote: Addr::default() };
+        let mut flow = FlowInfo {
+            pid: 7,
+            comm: [0; 16],
+            local: Addr::default(),
+            remote: Addr::default(),
+        };
         flow.local.port = 8080;
-        let ctx = SpanCtx { trace_id: [1; 16], span_id: [2; 8] };
+        let ctx = SpanCtx {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        };
         let s = http_span(&tx(Role::Server, Some(503)), &flow, ctx, [0; 8], 10);
         assert_eq!(s.kind, SpanKind::Server);
         assert_eq!(s.name, "GET /users/{id}");
         assert_eq!(s.start_unix_ns, 1_010);
-        let get = |k: &str| s.attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
-        assert_eq!(get("http.route"), Some(AttrValue::Str("/users/{id}".into())));
+        let get = |k: &str| {
+            s.attrs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get("http.route"),
+            Some(AttrValue::Str("/users/{id}".into()))
+        );
         assert_eq!(get("url.path"), Some(AttrValue::Str("/users/42".into())));
         assert_eq!(get("server.port"), Some(AttrValue::Int(8080)));
         assert_eq!(get("server.address"), Some(AttrValue::Str("svc".into())));
@@ -294,16 +388,31 @@ mod tests {
 
     #[test]
     fn client_span_attributes() {
-        let mut flow = FlowInfo { pid: 7, comm: [0; 16], local: Addr::default(), remote: Addr::default() };
+        let mut flow = FlowInfo {
+            pid: 7,
+            comm: [0; 16],
+            local: Addr::default(),
+            remote: Addr::default(),
+        };
         flow.remote.port = 80;
-        let ctx = SpanCtx { trace_id: [1; 16], span_id: [2; 8] };
+        let ctx = SpanCtx {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        };
         let s = http_span(&tx(Role::Client, Some(404)), &flow, ctx, [3; 8], 0);
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.name, "GET");
         assert_eq!(s.parent_span_id, [3; 8]);
         assert!(s.error.is_some(), "4xx is a client error");
-        assert!(s.attrs.iter().any(|(k, v)| *k == "url.full" && *v == AttrValue::Str("http://svc:80/users/42?x=1".into())));
+        assert!(s
+            .attrs
+            .iter()
+            .any(|(k, v)| *k == "url.full"
+                && *v == AttrValue::Str("http://svc:80/users/42?x=1".into())));
         let none = http_span(&tx(Role::Client, None), &flow, ctx, [0; 8], 0);
-        assert!(none.attrs.iter().any(|(k, v)| *k == "error.type" && *v == AttrValue::Str("incomplete".into())));
+        assert!(none
+            .attrs
+            .iter()
+            .any(|(k, v)| *k == "error.type" && *v == AttrValue::Str("incomplete".into())));
     }
 }

@@ -35,8 +35,13 @@ struct Harness {
 
 impl Harness {
     fn new(n: usize) -> Self {
-        let shards = (0..n).map(|i| ShardCore::new(ShardConfig::new(i, n), 0)).collect();
-        let net = Net { queues: (0..n).map(|_| VecDeque::new()).collect(), exported: Vec::new() };
+        let shards = (0..n)
+            .map(|i| ShardCore::new(ShardConfig::new(i, n), 0))
+            .collect();
+        let net = Net {
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            exported: Vec::new(),
+        };
         Self { shards, net }
     }
     /// A record drained by shard `drainer` (as if from its CPU's ring).
@@ -68,7 +73,17 @@ impl Harness {
         }
     }
     fn spans(&self) -> Vec<&SpanRecord> {
-        self.net.exported.iter().filter_map(|m| if let ExportMsg::Span(s) = m { Some(&**s) } else { None }).collect()
+        self.net
+            .exported
+            .iter()
+            .filter_map(|m| {
+                if let ExportMsg::Span(s) = m {
+                    Some(&**s)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 }
 
@@ -115,8 +130,22 @@ fn out_of_order_across_shards_pairs_correctly() {
     // responses arriving before their requests.
     let mut recs = Vec::new();
     for i in 0..3u64 {
-        recs.push(rec(conn, 2 * i, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 1000 * i));
-        recs.push(rec(conn, 2 * i + 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 1000 * i + 500));
+        recs.push(rec(
+            conn,
+            2 * i,
+            abi::ROLE_SERVER,
+            abi::DIR_INGRESS,
+            REQ,
+            1000 * i,
+        ));
+        recs.push(rec(
+            conn,
+            2 * i + 1,
+            abi::ROLE_SERVER,
+            abi::DIR_EGRESS,
+            RESP,
+            1000 * i + 500,
+        ));
     }
     for pair in recs.chunks(2) {
         h.drain(1, &pair[1]);
@@ -127,7 +156,9 @@ fn out_of_order_across_shards_pairs_correctly() {
     for s in &spans {
         assert_eq!(s.kind, SpanKind::Server);
         assert_eq!(s.name, "GET /users/{id}");
-        assert!(s.attrs.contains(&("http.response.status_code", AttrValue::Int(200))));
+        assert!(s
+            .attrs
+            .contains(&("http.response.status_code", AttrValue::Int(200))));
     }
     let owner = shard_of(conn, 2);
     assert_eq!(h.shards[owner].stats().reorder_gaps, 0);
@@ -138,15 +169,34 @@ fn out_of_order_across_shards_pairs_correctly() {
 fn traceparent_is_honoured_and_child_joins_trace_across_shards() {
     // Find a server and a client connection owned by different shards.
     let server = 0x1_0000_0001u64;
-    let client = (2..100u64).map(|i| 0x2_0000_0000 + i).find(|c| shard_of(*c, 2) != shard_of(server, 2)).unwrap();
+    let client = (2..100u64)
+        .map(|i| 0x2_0000_0000 + i)
+        .find(|c| shard_of(*c, 2) != shard_of(server, 2))
+        .unwrap();
     let mut h = Harness::new(2);
     let req = b"GET /checkout HTTP/1.1\r\nHost: shop\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
-    h.drain(0, &rec(server, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, req, 100));
+    h.drain(
+        0,
+        &rec(server, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, req, 100),
+    );
     // While serving, the same thread calls out; the kernel stamped (server, seq 0).
-    h.drain(1, &with_parent(rec(client, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 200), server, 0));
-    h.drain(0, &rec(client, 1, abi::ROLE_CLIENT, abi::DIR_INGRESS, RESP, 300));
+    h.drain(
+        1,
+        &with_parent(
+            rec(client, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 200),
+            server,
+            0,
+        ),
+    );
+    h.drain(
+        0,
+        &rec(client, 1, abi::ROLE_CLIENT, abi::DIR_INGRESS, RESP, 300),
+    );
     assert_eq!(h.spans().len(), 0, "the child waits for its parent");
-    h.drain(1, &rec(server, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400));
+    h.drain(
+        1,
+        &rec(server, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400),
+    );
     let spans = h.spans();
     assert_eq!(spans.len(), 2);
     let srv = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
@@ -186,15 +236,27 @@ fn lost_record_is_skipped_after_timeout_and_counted() {
 fn metrics_count_requests_and_stop_flushes() {
     let mut h = Harness::new(2);
     for c in 0..10u64 {
-        h.drain((c % 2) as usize, &rec(c + 1, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 0));
-        h.drain((c % 2) as usize, &rec(c + 1, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 10));
+        h.drain(
+            (c % 2) as usize,
+            &rec(c + 1, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 0),
+        );
+        h.drain(
+            (c % 2) as usize,
+            &rec(c + 1, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 10),
+        );
     }
     h.stop();
     let count: u64 = h
         .net
         .exported
         .iter()
-        .filter_map(|m| if let ExportMsg::Histogram(d) = m { Some(d.count) } else { None })
+        .filter_map(|m| {
+            if let ExportMsg::Histogram(d) = m {
+                Some(d.count)
+            } else {
+                None
+            }
+        })
         .sum();
     assert_eq!(count, 10);
     assert_eq!(h.spans().len(), 10);
@@ -209,7 +271,10 @@ fn malformed_records_are_counted_not_fatal() {
     h.drain(0, &bad);
     // Garbage payloads on a connection never panic.
     for i in 0..20 {
-        h.drain(0, &rec(2, i, abi::ROLE_UNKNOWN, abi::DIR_INGRESS, &[0xff; 40], 0));
+        h.drain(
+            0,
+            &rec(2, i, abi::ROLE_UNKNOWN, abi::DIR_INGRESS, &[0xff; 40], 0),
+        );
     }
     assert_eq!(h.shards[0].stats().events_malformed, 2);
     assert_eq!(h.shards[0].stats().unknown_protocol, 1);

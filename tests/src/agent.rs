@@ -20,7 +20,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
 pub fn require_bpf() -> bool {
     match telegen_bpf::preflight() {
         Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("BPF unavailable under CI=true: {e}"),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("BPF unavailable under CI=true: {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED: BPF unavailable: {e}");
             false
@@ -29,7 +31,10 @@ pub fn require_bpf() -> bool {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Path of the `telegen` binary, built once per test process.
@@ -43,7 +48,9 @@ pub fn telegen_bin() -> PathBuf {
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building telegen failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
         let bin = target.join("debug").join("telegen");
         assert!(bin.exists(), "{} not found after build", bin.display());
         bin
@@ -53,7 +60,11 @@ pub fn telegen_bin() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A child process killed and reaped on drop.
@@ -117,7 +128,12 @@ impl Nginx {
         );
         std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
         let child = Command::new(bin)
-            .args(["-p", &dir.to_string_lossy(), "-c", &dir.join("nginx.conf").to_string_lossy()])
+            .args([
+                "-p",
+                &dir.to_string_lossy(),
+                "-c",
+                &dir.join("nginx.conf").to_string_lossy(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -140,14 +156,29 @@ impl Drop for Nginx {
 
 /// Run a Python script to completion and return its stdout; panics with stderr on failure.
 pub fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3").arg("-c").arg(script).args(args).output().expect("run python3");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Start a Python script in the background.
 pub fn python_bg(script: &str, args: &[&str]) -> Proc {
-    let child = Command::new("python3").arg("-c").arg(script).args(args).stdout(Stdio::null()).spawn().expect("python3");
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3");
     Proc { child }
 }
 
@@ -182,7 +213,10 @@ impl Agent {
                 l.push('\n');
             }
         });
-        let mut agent = Agent { proc: Proc { child }, stderr: log };
+        let mut agent = Agent {
+            proc: Proc { child },
+            stderr: log,
+        };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = agent.proc.child.kill();
             let _ = agent.proc.child.wait();
@@ -193,7 +227,10 @@ impl Agent {
     }
 
     pub fn log(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit; returns the agent's stderr.
@@ -208,7 +245,11 @@ impl Agent {
                 assert!(status.success(), "agent exited with {status}:\n{log}");
                 return log;
             }
-            assert!(Instant::now() < end, "agent did not stop within 60 s:\n{}", self.log());
+            assert!(
+                Instant::now() < end,
+                "agent did not stop within 60 s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -217,5 +258,9 @@ impl Agent {
 /// Child pids of a process (nginx workers), from /proc.
 pub fn children(pid: u32) -> Vec<u32> {
     let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path).unwrap_or_default().split_whitespace().filter_map(|s| s.parse().ok()).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }

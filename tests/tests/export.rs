@@ -537,11 +537,11 @@ fn prometheus_endpoint_serves_the_counters() {
     let (run, mut prods) = start(cfg, 1, 64, true);
     push(
         &mut prods[0],
-        ExportMsg::Stats(ShardStats {
+        ExportMsg::Stats(Box::new(ShardStats {
             shard: 0,
             queue_drops: 3,
             ..Default::default()
-        }),
+        })),
     );
     for i in 0..4 {
         push(&mut prods[0], ExportMsg::Span(Box::new(span_rec(i, 1))));

@@ -8,7 +8,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use telegen_tests::agent::{children, python, python_bg, require_bpf, serial, wait_port, free_port, Agent, Nginx};
+use telegen_tests::agent::{
+    children, free_port, python, python_bg, require_bpf, serial, wait_port, Agent, Nginx,
+};
 use telegen_tests::receiver::{attr_int, attr_str, Receiver};
 
 fn agent_for(recv: &Receiver, pids: &[u32]) -> Agent {
@@ -29,12 +31,22 @@ fn agent_for(recv: &Receiver, pids: &[u32]) -> Agent {
 }
 
 fn server_spans(recv: &Receiver) -> Vec<(Vec<KeyValue>, Span)> {
-    recv.spans().into_iter().filter(|(_, s)| s.kind == SpanKind::Server as i32).collect()
+    recv.spans()
+        .into_iter()
+        .filter(|(_, s)| s.kind == SpanKind::Server as i32)
+        .collect()
 }
 
 fn curl(args: &[&str]) -> String {
-    let out = std::process::Command::new("curl").args(args).output().expect("curl (apt-get install -y curl)");
-    assert!(out.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("curl")
+        .args(args)
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -78,8 +90,22 @@ fn nginx_with_curl_one_server_span_per_request_and_metrics_agree() {
     for i in 0..20 {
         curl(&["-s", "-o", "/dev/null", &format!("{base}/api/users/{i}")]);
     }
-    let urls: Vec<String> = (0..5).map(|i| format!("{base}/api/orders/{}", 1000 + i)).collect();
-    let mut a = vec!["-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null"];
+    let urls: Vec<String> = (0..5)
+        .map(|i| format!("{base}/api/orders/{}", 1000 + i))
+        .collect();
+    let mut a = vec![
+        "-s",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+    ];
     a.extend(urls.iter().map(String::as_str));
     curl(&a);
     curl(&["-s", "-o", "/dev/null", &format!("{base}/missing")]);
@@ -91,30 +117,72 @@ fn nginx_with_curl_one_server_span_per_request_and_metrics_agree() {
     assert_eq!(spans.len(), expected, "server spans (agent log:\n{log})");
     let workers = children(nginx.proc.pid());
     for (res, s) in &spans {
-        assert_eq!(attr_str(res, "process.executable.name"), Some("nginx"), "{res:?}");
+        assert_eq!(
+            attr_str(res, "process.executable.name"),
+            Some("nginx"),
+            "{res:?}"
+        );
         let pid = attr_int(res, "process.pid").expect("process.pid") as u32;
-        assert!(workers.contains(&pid) || pid == nginx.proc.pid(), "span from pid {pid}, workers {workers:?}");
+        assert!(
+            workers.contains(&pid) || pid == nginx.proc.pid(),
+            "span from pid {pid}, workers {workers:?}"
+        );
         assert!(attr_str(res, "host.name").is_some());
         assert_eq!(attr_str(&s.attributes, "http.request.method"), Some("GET"));
-        assert_eq!(attr_int(&s.attributes, "server.port"), Some(i64::from(nginx.port)));
+        assert_eq!(
+            attr_int(&s.attributes, "server.port"),
+            Some(i64::from(nginx.port))
+        );
         assert_eq!(attr_str(&s.attributes, "client.address"), Some("127.0.0.1"));
-        assert_eq!(attr_str(&s.attributes, "network.protocol.version"), Some("1.1"));
+        assert_eq!(
+            attr_str(&s.attributes, "network.protocol.version"),
+            Some("1.1")
+        );
         assert!(s.end_time_unix_nano >= s.start_time_unix_nano);
-        assert!(s.start_time_unix_nano > 1_600_000_000_000_000_000, "wall-clock timestamps");
+        assert!(
+            s.start_time_unix_nano > 1_600_000_000_000_000_000,
+            "wall-clock timestamps"
+        );
     }
-    let users: Vec<_> = spans.iter().filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/users/{id}")).collect();
+    let users: Vec<_> = spans
+        .iter()
+        .filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/users/{id}"))
+        .collect();
     assert_eq!(users.len(), 20);
-    assert!(users.iter().all(|(_, s)| s.name == "GET /api/users/{id}" && attr_int(&s.attributes, "http.response.status_code") == Some(200)));
-    let paths: Vec<&str> = users.iter().filter_map(|(_, s)| attr_str(&s.attributes, "url.path")).collect();
+    assert!(users.iter().all(|(_, s)| s.name == "GET /api/users/{id}"
+        && attr_int(&s.attributes, "http.response.status_code") == Some(200)));
+    let paths: Vec<&str> = users
+        .iter()
+        .filter_map(|(_, s)| attr_str(&s.attributes, "url.path"))
+        .collect();
     assert!(paths.contains(&"/api/users/7"));
-    let orders = spans.iter().filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/orders/{id}")).count();
+    let orders = spans
+        .iter()
+        .filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/orders/{id}"))
+        .count();
     assert_eq!(orders, 5, "keep-alive requests each get a span");
-    let missing = spans.iter().find(|(_, s)| attr_str(&s.attributes, "url.path") == Some("/missing")).expect("404 span");
-    assert_eq!(attr_int(&missing.1.attributes, "http.response.status_code"), Some(404));
-    assert!(attr_str(&missing.1.attributes, "error.type").is_none(), "404 is not a server error");
-    let fail = spans.iter().find(|(_, s)| attr_str(&s.attributes, "url.path") == Some("/fail")).expect("503 span");
+    let missing = spans
+        .iter()
+        .find(|(_, s)| attr_str(&s.attributes, "url.path") == Some("/missing"))
+        .expect("404 span");
+    assert_eq!(
+        attr_int(&missing.1.attributes, "http.response.status_code"),
+        Some(404)
+    );
+    assert!(
+        attr_str(&missing.1.attributes, "error.type").is_none(),
+        "404 is not a server error"
+    );
+    let fail = spans
+        .iter()
+        .find(|(_, s)| attr_str(&s.attributes, "url.path") == Some("/fail"))
+        .expect("503 span");
     assert_eq!(attr_str(&fail.1.attributes, "error.type"), Some("503"));
-    assert_eq!(fail.1.status.as_ref().map(|s| s.code), Some(2), "status error");
+    assert_eq!(
+        fail.1.status.as_ref().map(|s| s.code),
+        Some(2),
+        "status error"
+    );
     // Without traceparent every request starts its own trace.
     let mut traces: Vec<_> = spans.iter().map(|(_, s)| s.trace_id.clone()).collect();
     traces.sort();
@@ -122,7 +190,11 @@ fn nginx_with_curl_one_server_span_per_request_and_metrics_agree() {
     assert_eq!(traces.len(), expected);
     assert!(spans.iter().all(|(_, s)| s.parent_span_id.is_empty()));
 
-    assert_eq!(metric_count(&recv, "http.server.request.duration"), expected as u64, "metric counts equal requests");
+    assert_eq!(
+        metric_count(&recv, "http.server.request.duration"),
+        expected as u64,
+        "metric counts equal requests"
+    );
 }
 
 const KEEPALIVE_AND_PIPELINED: &str = r#"
@@ -160,10 +232,18 @@ fn python_keepalive_and_pipelined_clients_are_paired_exactly() {
     let log = agent.stop();
     let spans = server_spans(&recv);
     assert_eq!(spans.len(), 15, "agent log:\n{log}");
-    let keep = spans.iter().filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/keep/{id}")).count();
-    let pipe = spans.iter().filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/pipe/{id}")).count();
+    let keep = spans
+        .iter()
+        .filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/keep/{id}"))
+        .count();
+    let pipe = spans
+        .iter()
+        .filter(|(_, s)| attr_str(&s.attributes, "http.route") == Some("/api/pipe/{id}"))
+        .count();
     assert_eq!((keep, pipe), (10, 5));
-    assert!(spans.iter().all(|(_, s)| attr_int(&s.attributes, "http.response.status_code") == Some(200)));
+    assert!(spans
+        .iter()
+        .all(|(_, s)| attr_int(&s.attributes, "http.response.status_code") == Some(200)));
     assert_eq!(metric_count(&recv, "http.server.request.duration"), 15);
 }
 
@@ -205,25 +285,73 @@ fn traceparent_is_honoured_and_outgoing_calls_become_children() {
     let log = agent.stop();
 
     let all = recv.spans();
-    let py: Vec<_> = all.iter().filter(|(r, _)| attr_int(r, "process.pid") == Some(i64::from(server.pid()))).collect();
-    let py_server: Vec<_> = py.iter().filter(|(_, s)| s.kind == SpanKind::Server as i32).collect();
-    let py_client: Vec<_> = py.iter().filter(|(_, s)| s.kind == SpanKind::Client as i32).collect();
-    assert_eq!(py_server.len(), 2, "agent log:\n{log}\nspans: {:?}", all.iter().map(|(_, s)| &s.name).collect::<Vec<_>>());
+    let py: Vec<_> = all
+        .iter()
+        .filter(|(r, _)| attr_int(r, "process.pid") == Some(i64::from(server.pid())))
+        .collect();
+    let py_server: Vec<_> = py
+        .iter()
+        .filter(|(_, s)| s.kind == SpanKind::Server as i32)
+        .collect();
+    let py_client: Vec<_> = py
+        .iter()
+        .filter(|(_, s)| s.kind == SpanKind::Client as i32)
+        .collect();
+    assert_eq!(
+        py_server.len(),
+        2,
+        "agent log:\n{log}\nspans: {:?}",
+        all.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
+    );
     assert_eq!(py_client.len(), 2);
-    let joined = py_server.iter().find(|(_, s)| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736").expect("server span joined the caller's trace");
-    assert_eq!(hex(&joined.1.parent_span_id), "00f067aa0ba902b7", "caller's span is the parent");
+    let joined = py_server
+        .iter()
+        .find(|(_, s)| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736")
+        .expect("server span joined the caller's trace");
+    assert_eq!(
+        hex(&joined.1.parent_span_id),
+        "00f067aa0ba902b7",
+        "caller's span is the parent"
+    );
     assert_eq!(joined.1.name, "GET /checkout/{id}");
-    let fresh = py_server.iter().find(|(_, s)| s.trace_id != joined.1.trace_id).expect("second request has its own trace");
-    assert!(fresh.1.parent_span_id.is_empty(), "no traceparent: a root span");
+    let fresh = py_server
+        .iter()
+        .find(|(_, s)| s.trace_id != joined.1.trace_id)
+        .expect("second request has its own trace");
+    assert!(
+        fresh.1.parent_span_id.is_empty(),
+        "no traceparent: a root span"
+    );
     for srv in [joined, fresh] {
-        let child = py_client.iter().find(|(_, c)| c.trace_id == srv.1.trace_id).expect("client call in the server's trace");
-        assert_eq!(child.1.parent_span_id, srv.1.span_id, "client call is a child of the server span");
-        assert_eq!(attr_int(&child.1.attributes, "server.port"), Some(i64::from(nginx.port)));
-        assert_eq!(attr_str(&child.1.attributes, "url.full").map(|u| u.ends_with("/api/inventory/42")), Some(true));
-        assert!(child.1.start_time_unix_nano >= srv.1.start_time_unix_nano && child.1.end_time_unix_nano <= srv.1.end_time_unix_nano);
+        let child = py_client
+            .iter()
+            .find(|(_, c)| c.trace_id == srv.1.trace_id)
+            .expect("client call in the server's trace");
+        assert_eq!(
+            child.1.parent_span_id, srv.1.span_id,
+            "client call is a child of the server span"
+        );
+        assert_eq!(
+            attr_int(&child.1.attributes, "server.port"),
+            Some(i64::from(nginx.port))
+        );
+        assert_eq!(
+            attr_str(&child.1.attributes, "url.full").map(|u| u.ends_with("/api/inventory/42")),
+            Some(true)
+        );
+        assert!(
+            child.1.start_time_unix_nano >= srv.1.start_time_unix_nano
+                && child.1.end_time_unix_nano <= srv.1.end_time_unix_nano
+        );
     }
     // nginx served the two inventory calls.
-    let inv = all.iter().filter(|(_, s)| s.kind == SpanKind::Server as i32 && attr_str(&s.attributes, "url.path") == Some("/api/inventory/42")).count();
+    let inv = all
+        .iter()
+        .filter(|(_, s)| {
+            s.kind == SpanKind::Server as i32
+                && attr_str(&s.attributes, "url.path") == Some("/api/inventory/42")
+        })
+        .count();
     assert_eq!(inv, 2);
     assert_eq!(metric_count(&recv, "http.client.request.duration"), 2);
 }

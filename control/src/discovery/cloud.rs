@@ -122,7 +122,8 @@ pub fn candidates(dmi: &Dmi, opts: &CloudOptions) -> Vec<(Provider, String, bool
         .iter()
         .filter_map(|p| {
             if !dmi.present {
-                opts.probe_without_dmi.then(|| (*p, DEFAULT_ENDPOINT.to_string(), false))
+                opts.probe_without_dmi
+                    .then(|| (*p, DEFAULT_ENDPOINT.to_string(), false))
             } else if p.hinted_by(dmi) {
                 Some((*p, DEFAULT_ENDPOINT.to_string(), true))
             } else {
@@ -424,8 +425,14 @@ mod tests {
         assert_eq!(names(&dmi("azure")), vec![Provider::Azure]);
         assert_eq!(names(&dmi("oracle")), vec![Provider::Oracle]);
         assert!(names(&dmi("baremetal")).is_empty());
-        assert!(names(&dmi("does-not-exist")).is_empty(), "no DMI: no blind probe by default");
-        let all = CloudOptions { probe_without_dmi: true, ..CloudOptions::default() };
+        assert!(
+            names(&dmi("does-not-exist")).is_empty(),
+            "no DMI: no blind probe by default"
+        );
+        let all = CloudOptions {
+            probe_without_dmi: true,
+            ..CloudOptions::default()
+        };
         assert_eq!(candidates(&dmi("does-not-exist"), &all).len(), 4);
     }
 

@@ -366,7 +366,7 @@ impl Core {
                         deltas += 1;
                         self.on_delta(&d);
                     }
-                    ExportMsg::Stats(s) => self.mon.set_shard_stats(s),
+                    ExportMsg::Stats(s) => self.mon.set_shard_stats(*s),
                 }
             }
             busy |= n == bound;
@@ -386,8 +386,15 @@ impl Core {
             if self.comms.len() >= MAX_COMMS {
                 self.comms.clear();
             }
-            let end = rec.comm.iter().position(|&b| b == 0).unwrap_or(rec.comm.len());
-            self.comms.insert(rec.pid, String::from_utf8_lossy(&rec.comm[..end]).into_owned());
+            let end = rec
+                .comm
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(rec.comm.len());
+            self.comms.insert(
+                rec.pid,
+                String::from_utf8_lossy(&rec.comm[..end]).into_owned(),
+            );
         }
         if self.summary.is_some() {
             let service = self.service_name(rec.pid);
