@@ -7,7 +7,8 @@ mod loader;
 
 pub use libbpf_rs::{MapCore, MapHandle, RingBuffer, RingBufferBuilder};
 pub use loader::{
-    comm_key, preflight, BpfError, CpuRing, ProcessFilter, StatsReader, Tracer, TracerOptions,
+    comm_key, loaded_programs, preflight, BpfError, CpuRing, ProcessFilter, StatsReader, Tracer,
+    TracerOptions,
 };
 
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, rust_2018_idioms, missing_docs)]

@@ -55,6 +55,13 @@ fn step(step: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> BpfError {
 
 /// Check privileges, BTF and tracefs before touching BPF.
 pub fn preflight() -> Result<(), BpfError> {
+    // Privileges first: without them tracefs may merely look absent.
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        return Err(BpfError::Privileges {
+            missing: missing.join(", "),
+        });
+    }
     let btf = "/sys/kernel/btf/vmlinux";
     if !Path::new(btf).exists() {
         return Err(BpfError::NoBtf { path: btf.into() });
@@ -515,4 +522,13 @@ mod tests {
         assert_eq!(&comm_key("nginx")[..6], b"nginx\0");
         assert_eq!(comm_key("a-very-long-executable-name")[15], 0);
     }
+}
+
+/// Names of Telegen's programs (`tg_*`) currently loaded in the kernel, by anyone. Used by tests
+/// and at exit to prove nothing was left behind.
+pub fn loaded_programs() -> Vec<String> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .map(|p| p.name.to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tg_"))
+        .collect()
 }

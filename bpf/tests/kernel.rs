@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use telegen_bpf::abi::{self, Event};
-use telegen_bpf::{preflight, RingBufferBuilder, Tracer, TracerOptions};
+use telegen_bpf::{loaded_programs, preflight, RingBufferBuilder, Tracer, TracerOptions};
 
 fn bpf_or_skip() -> bool {
     match preflight() {
@@ -120,4 +120,43 @@ fn traces_loopback_exchange_from_a_child_process() {
     let stats = tracer.stats();
     assert!(stats.iter().map(|s| s.emitted).sum::<u64>() >= 3);
     assert_eq!(stats.iter().map(|s| s.dropped).sum::<u64>(), 0);
+    assert!(!loaded_programs().is_empty());
+    drop(tracer);
+    drop(rings);
+    assert!(
+        loaded_programs().is_empty(),
+        "programs left after drop: {:?}",
+        loaded_programs()
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_before_loading() {
+    if !bpf_or_skip() {
+        return;
+    }
+    for opts in [
+        TracerOptions {
+            capture_bytes: 0,
+            ..Default::default()
+        },
+        TracerOptions {
+            capture_bytes: 5000,
+            ..Default::default()
+        },
+        TracerOptions {
+            ring_bytes_total: 1024,
+            ..Default::default()
+        },
+        TracerOptions {
+            conn_table_entries: 10,
+            ..Default::default()
+        },
+    ] {
+        let err = Tracer::start(&opts).expect_err("refused");
+        assert!(
+            matches!(err, telegen_bpf::BpfError::Invalid { .. }),
+            "{err}"
+        );
+    }
 }

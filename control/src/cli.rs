@@ -45,8 +45,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// A list of cores, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreList(pub Vec<usize>);
+
 /// Parse a core list such as `0,2-3`.
-pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cores(s: &str) -> Result<CoreList, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || format!("`{part}` is not a core number or range (examples: 0, 1-3)");
@@ -67,7 +71,7 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     if out.is_empty() {
         return Err("no cores listed".into());
     }
-    Ok(out)
+    Ok(CoreList(out))
 }
 
 /// `telegen run`.
@@ -103,7 +107,7 @@ pub struct RunArgs {
     /// Cores that run a shard each (list or ranges, e.g. `0,1` or `0-3`). Default: every core
     /// this process may use.
     #[arg(long, value_name = "LIST", value_parser = parse_cores)]
-    pub shard_cores: Option<Vec<usize>>,
+    pub shard_cores: Option<CoreList>,
 
     /// Core the export thread is pinned to. Default: the last shard core.
     #[arg(long, value_name = "CORE")]
@@ -187,7 +191,7 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999G").is_err());
-        assert_eq!(parse_cores("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_cores("0,2-3").unwrap().0, vec![0, 2, 3]);
         assert!(parse_cores("3-1").is_err());
         assert!(parse_cores("x").is_err());
     }

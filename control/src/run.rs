@@ -77,7 +77,11 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         }
     }
     let cores = available_cores();
-    let shard_cores = args.shard_cores.clone().unwrap_or_else(|| cores.clone());
+    let shard_cores = args
+        .shard_cores
+        .clone()
+        .map(|c| c.0)
+        .unwrap_or_else(|| cores.clone());
     let export_core = args.export_core.or_else(|| shard_cores.last().copied());
     runtime::validate_cores(&shard_cores, export_core)?;
 
