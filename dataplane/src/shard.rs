@@ -188,8 +188,8 @@ impl ShardCore {
     /// A record drained from one of this shard's rings.
     pub fn on_record(&mut self, rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
         self.stats.events_drained += 1;
-        let ev = match Event::decode(rec) {
-            Ok((ev, _)) => ev,
+        let (ev, payload) = match Event::decode(rec) {
+            Ok(d) => d,
             Err(_) => {
                 self.stats.events_malformed += 1;
                 return;
@@ -197,7 +197,7 @@ impl ShardCore {
         };
         let owner = shard_of(ev.conn_id, self.cfg.shards);
         if owner == self.cfg.id {
-            self.owned(rec, now_ns, io);
+            self.owned(&ev, payload, rec, now_ns, io);
         } else {
             match io.forward(owner, ShardMsg::Event(rec.to_vec())) {
                 Ok(()) => self.stats.events_forwarded += 1,
@@ -211,7 +211,10 @@ impl ShardCore {
         match msg {
             ShardMsg::Event(rec) => {
                 self.stats.events_received += 1;
-                self.owned(&rec, now_ns, io);
+                match Event::decode(&rec) {
+                    Ok((ev, payload)) => self.owned(&ev, payload, &rec, now_ns, io),
+                    Err(_) => self.stats.events_malformed += 1,
+                }
             }
             ShardMsg::Child {
                 parent_conn,
@@ -221,11 +224,7 @@ impl ShardCore {
         }
     }
 
-    fn owned(&mut self, rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
-        let Ok((ev, _)) = Event::decode(rec) else {
-            self.stats.events_malformed += 1;
-            return;
-        };
+    fn owned(&mut self, ev: &Event, payload: &[u8], rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
         let mut evicted = Vec::new();
         let flow = self.flows.get_or_insert_with(
             ev.conn_id,
@@ -249,7 +248,7 @@ impl ShardCore {
         let mut ready = Vec::new();
         match flow.reorder.arrive(ev.seq) {
             crate::reorder::Verdict::Now => {
-                let closed = self.process(ev.conn_id, rec, io);
+                let closed = self.process(ev.conn_id, ev, payload, io);
                 if !closed {
                     if let Some(f) = self.flows.get_mut(ev.conn_id, now_ns) {
                         f.reorder.pop_ready(&mut ready);
@@ -270,7 +269,12 @@ impl ShardCore {
 
     fn run_ready(&mut self, conn: u64, ready: Vec<Vec<u8>>, io: &mut impl ShardIo) {
         for r in ready {
-            if self.process(conn, &r, io) {
+            // Held records were decoded once already; this cannot fail, but stay fallible.
+            let Ok((ev, payload)) = Event::decode(&r) else {
+                self.stats.events_malformed += 1;
+                continue;
+            };
+            if self.process(conn, &ev, payload, io) {
                 break;
             }
         }
@@ -284,11 +288,7 @@ impl ShardCore {
     }
 
     /// Process one in-order record. Returns true when the connection closed (flow removed).
-    fn process(&mut self, conn: u64, rec: &[u8], io: &mut impl ShardIo) -> bool {
-        let Ok((ev, payload)) = Event::decode(rec) else {
-            self.stats.events_malformed += 1;
-            return false;
-        };
+    fn process(&mut self, conn: u64, ev: &Event, payload: &[u8], io: &mut impl ShardIo) -> bool {
         let Some(flow) = self.flows.get_mut(conn, 0) else {
             return true;
         };
