@@ -6,6 +6,9 @@ use telegen_bpf::abi::{self, Event};
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
 use telegen_dataplane::signal::ExportMsg;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Discards everything (counts it, so the work is not optimised away).
 #[derive(Default)]
 struct Sink {

@@ -6,7 +6,9 @@
 //! Entries idle longer than the caller's deadline are expired by [`FlowTable::expire`], which does
 //! a bounded amount of work per call. Every key in `map` is in `ring` exactly once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 
 #[derive(Debug)]
 struct Slot<V> {
@@ -29,7 +31,7 @@ impl<V> FlowTable<V> {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
-            map: HashMap::with_capacity(capacity.min(1 << 16)),
+            map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
             ring: VecDeque::with_capacity(capacity.min(1 << 16)),
             capacity,
             evicted: 0,

@@ -1,7 +1,7 @@
 //! RED metrics (rate, errors, duration) aggregated in a shard: one explicit-bucket histogram per
 //! series, flushed as deltas to the export core, which keeps them cumulative.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::signal::{AttrValue, Attrs, HistogramDelta, SpanKind, SpanRecord, DURATION_BOUNDS_S};
 

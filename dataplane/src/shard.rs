@@ -9,7 +9,9 @@
 //! server connection and sequence on the client's records) becomes a child of that server span,
 //! resolved by the shard that owns the server connection. All state is owned; nothing is shared.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use telegen_bpf::abi::{self, Event};
 
@@ -163,10 +165,10 @@ impl ShardCore {
             stats,
             red: Red::default(),
             clock_offset_ns,
-            served: HashMap::new(),
-            parked: HashMap::new(),
+            served: HashMap::default(),
+            parked: HashMap::default(),
             parked_count: 0,
-            held_flows: HashSet::new(),
+            held_flows: HashSet::default(),
             records: Vec::new(),
             last_flush_ns: 0,
         }
