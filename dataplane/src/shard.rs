@@ -226,7 +226,14 @@ impl ShardCore {
         }
     }
 
-    fn owned(&mut self, ev: &Event, payload: &[u8], rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
+    fn owned(
+        &mut self,
+        ev: &Event,
+        payload: &[u8],
+        rec: &[u8],
+        now_ns: u64,
+        io: &mut impl ShardIo,
+    ) {
         let mut evicted = Vec::new();
         let flow = self.flows.get_or_insert_with(
             ev.conn_id,
