@@ -506,6 +506,15 @@ fn scan_proc() -> Vec<ProcInfo> {
     out
 }
 
+/// Names of Telegen's programs (`tg_*`) currently loaded in the kernel, by anyone. Used by tests
+/// and at exit to prove nothing was left behind.
+pub fn loaded_programs() -> Vec<String> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .map(|p| p.name.to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tg_"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,13 +531,4 @@ mod tests {
         assert_eq!(&comm_key("nginx")[..6], b"nginx\0");
         assert_eq!(comm_key("a-very-long-executable-name")[15], 0);
     }
-}
-
-/// Names of Telegen's programs (`tg_*`) currently loaded in the kernel, by anyone. Used by tests
-/// and at exit to prove nothing was left behind.
-pub fn loaded_programs() -> Vec<String> {
-    libbpf_rs::query::ProgInfoIter::default()
-        .map(|p| p.name.to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("tg_"))
-        .collect()
 }
