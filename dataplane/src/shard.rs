@@ -321,26 +321,14 @@ impl ShardCore {
             self.records = records;
             return false;
         }
-        let dir = if ev.dir == abi::DIR_EGRESS {
-            Direction::Egress
-        } else {
-            Direction::Ingress
-        };
-        if flow.role == Role::Client && dir == Direction::Egress && ev.parent_conn_id != 0 {
+        let chunk = chunk_of(ev, payload);
+        if flow.role == Role::Client && chunk.dir == Direction::Egress && ev.parent_conn_id != 0 {
             if flow.parents.len() >= PARENT_MEMORY {
                 flow.parents.pop_front();
             }
             flow.parents
                 .push_back((ev.seq, ev.parent_conn_id, ev.parent_seq));
         }
-        let chunk = Chunk {
-            dir,
-            data: payload,
-            total_len: ev.bytes,
-            start_ns: ev.start_ns,
-            end_ns: ev.end_ns,
-            seq: ev.seq,
-        };
         if let Proto::Detecting(n) = flow.proto {
             flow.proto = match detect(payload) {
                 Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
@@ -560,22 +548,7 @@ impl ShardCore {
         for r in &ready {
             if let (Ok((ev, payload)), Proto::Http1(p)) = (Event::decode(r), &mut flow.proto) {
                 if ev.kind == abi::EV_DATA {
-                    let dir = if ev.dir == abi::DIR_EGRESS {
-                        Direction::Egress
-                    } else {
-                        Direction::Ingress
-                    };
-                    p.feed(
-                        &Chunk {
-                            dir,
-                            data: payload,
-                            total_len: ev.bytes,
-                            start_ns: ev.start_ns,
-                            end_ns: ev.end_ns,
-                            seq: ev.seq,
-                        },
-                        &mut records,
-                    );
+                    p.feed(&chunk_of(&ev, payload), &mut records);
                 }
             }
         }
@@ -665,6 +638,23 @@ impl ShardCore {
             self.export_span(*p.span, io);
         }
         self.flush(io);
+    }
+}
+
+/// The parser's view of one data record.
+fn chunk_of<'a>(ev: &Event, payload: &'a [u8]) -> Chunk<'a> {
+    let dir = if ev.dir == abi::DIR_EGRESS {
+        Direction::Egress
+    } else {
+        Direction::Ingress
+    };
+    Chunk {
+        dir,
+        data: payload,
+        total_len: ev.bytes,
+        start_ns: ev.start_ns,
+        end_ns: ev.end_ns,
+        seq: ev.seq,
     }
 }
 
