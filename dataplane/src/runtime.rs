@@ -6,6 +6,10 @@
 //! and sends spans, metric deltas and its counters to the export core over one more SPSC queue.
 //! The only shared state is the stop flag, read once per tick, never per event.
 //!
+//! Records normally come from the kernel's per-CPU rings; [`start_with_sources`] gives each shard
+//! a [`RecordSource`] instead (the `perf/` harness feeds generated ring records that way, through
+//! exactly the same shard, mesh and export path).
+//!
 //! Shutdown is ordered so nothing in flight is lost: the caller detaches the kernel programs
 //! first; then every shard drains its rings and inbound queues, all shards meet at a barrier,
 //! finish their flows (which may forward child spans), meet again, take in those last messages,
@@ -156,7 +160,24 @@ impl ShardIo for MeshIo {
     }
 }
 
-/// Start shards and the export core.
+/// A user-space producer of ring records for one shard, drained on the shard's tick instead of
+/// (or in addition to nothing but) kernel rings. Used by benchmarks and the `perf/` harness.
+pub trait RecordSource: Send + 'static {
+    /// Hand every record available now (each one exactly as the kernel would have written it:
+    /// an encoded `abi::Event` header followed by its payload) to `sink`; return how many.
+    /// Called once per tick on the shard's thread; must not block.
+    fn drain(&mut self, sink: &mut dyn FnMut(&[u8])) -> usize;
+}
+
+/// Where one shard's records come from.
+enum Source {
+    /// The kernel rings of the CPUs this shard drains.
+    Rings(Vec<CpuRing>),
+    /// A user-space source (see [`RecordSource`]).
+    Feed(Box<dyn RecordSource>),
+}
+
+/// Start shards and the export core, with kernel ring `k` drained by shard `k % n`.
 pub fn start(
     cfg: RuntimeConfig,
     rings: Vec<CpuRing>,
@@ -165,6 +186,47 @@ pub fn start(
     kstats: Option<Box<dyn KernelStatsSource>>,
 ) -> Result<Dataplane, RuntimeError> {
     validate_cores(&cfg.shard_cores, cfg.export_core)?;
+    let n = cfg.shard_cores.len();
+    let mut per_shard_rings: Vec<Vec<CpuRing>> = (0..n).map(|_| Vec::new()).collect();
+    for r in rings {
+        per_shard_rings[r.cpu as usize % n].push(r);
+    }
+    let sources = per_shard_rings.into_iter().map(Source::Rings).collect();
+    start_inner(cfg, sources, export_cfg, resolver, kstats)
+}
+
+/// Start shards and the export core with one user-space [`RecordSource`] per shard (index =
+/// shard id) instead of kernel rings. Everything after the source is the production path.
+pub fn start_with_sources(
+    cfg: RuntimeConfig,
+    sources: Vec<Box<dyn RecordSource>>,
+    export_cfg: ExportConfig,
+    resolver: Box<dyn ResourceResolver>,
+    kstats: Option<Box<dyn KernelStatsSource>>,
+) -> Result<Dataplane, RuntimeError> {
+    validate_cores(&cfg.shard_cores, cfg.export_core)?;
+    if sources.len() != cfg.shard_cores.len() {
+        return Err(RuntimeError::Spawn {
+            shard: sources.len(),
+            core: 0,
+            reason: format!(
+                "{} record sources for {} shards (one each expected)",
+                sources.len(),
+                cfg.shard_cores.len()
+            ),
+        });
+    }
+    let sources = sources.into_iter().map(Source::Feed).collect();
+    start_inner(cfg, sources, export_cfg, resolver, kstats)
+}
+
+fn start_inner(
+    cfg: RuntimeConfig,
+    sources: Vec<Source>,
+    export_cfg: ExportConfig,
+    resolver: Box<dyn ResourceResolver>,
+    kstats: Option<Box<dyn KernelStatsSource>>,
+) -> Result<Dataplane, RuntimeError> {
     let n = cfg.shard_cores.len();
 
     // Full mesh: inbound[j][i] is the consumer at j of the queue i -> j.
@@ -186,10 +248,6 @@ pub fn start(
         let (p, c) = rtrb::RingBuffer::new(cfg.export_capacity);
         export_producers.push(p);
         export_consumers.push(c);
-    }
-    let mut per_shard_rings: Vec<Vec<CpuRing>> = (0..n).map(|_| Vec::new()).collect();
-    for r in rings {
-        per_shard_rings[r.cpu as usize % n].push(r);
     }
 
     let export_stop = StopHandle::new();
@@ -213,10 +271,10 @@ pub fn start(
     let barrier = Arc::new(Barrier::new(n));
     let offset = monotonic_to_unix_offset();
     let mut shards = Vec::with_capacity(n);
-    for (id, ((out, inb), (exp, rings))) in outbound
+    for (id, ((out, inb), (exp, source))) in outbound
         .into_iter()
         .zip(inbound)
-        .zip(export_producers.into_iter().zip(per_shard_rings))
+        .zip(export_producers.into_iter().zip(sources))
         .enumerate()
     {
         let core = cfg.shard_cores[id];
@@ -240,7 +298,7 @@ pub fn start(
                             ShardCore::new(scfg, offset),
                             io,
                             inb,
-                            rings,
+                            source,
                             stop,
                             barrier,
                             tick,
@@ -276,7 +334,7 @@ async fn run_shard(
     core: ShardCore,
     io: MeshIo,
     mut inbound: Vec<rtrb::Consumer<ShardMsg>>,
-    rings: Vec<CpuRing>,
+    source: Source,
     stop: Arc<AtomicBool>,
     barrier: Arc<Barrier>,
     tick: Duration,
@@ -285,6 +343,10 @@ async fn run_shard(
     let core = RefCell::new(core);
     let io = RefCell::new(io);
     let now = std::cell::Cell::new(monotonic_now_ns());
+    let (rings, feed) = match source {
+        Source::Rings(r) => (r, None),
+        Source::Feed(f) => (Vec::new(), Some(RefCell::new(f))),
+    };
     let rb = if rings.is_empty() {
         None
     } else {
@@ -316,6 +378,12 @@ async fn run_shard(
                     std::io::Error::from_raw_os_error(-rc)
                 );
             }
+        }
+        if let Some(feed) = &feed {
+            feed.borrow_mut().drain(&mut |rec: &[u8]| {
+                core.borrow_mut()
+                    .on_record(rec, now.get(), &mut *io.borrow_mut());
+            });
         }
     };
     let drain_inbound = |inbound: &mut Vec<rtrb::Consumer<ShardMsg>>| {

@@ -22,7 +22,7 @@ use super::resource::ResourceResolver;
 use super::selfmon::{self, DropReason, SelfEvent, SelfMon, SignalKind, Snapshot};
 use super::summary::{render_summary, SummaryAgg, SummaryTotals};
 use super::transport::{self, Batch, SendQueue, Target};
-use super::{ExportConfig, ExportError, ExportReport, KernelStatsSource, StopHandle};
+use super::{EncodedBatch, ExportConfig, ExportError, ExportReport, KernelStatsSource, StopHandle};
 use crate::signal::{AttrValue, Attrs, ExportMsg, HistogramDelta};
 
 /// Process names remembered at most (forgotten all at once when full).
@@ -129,6 +129,8 @@ struct Core {
     spans: BTreeMap<u32, Vec<Span>>,
     span_count: usize,
     batch_started: Option<Instant>,
+    /// Scratch for the discard sink's span end times (reused).
+    span_ends: Vec<u64>,
     // metrics
     series: HashMap<SeriesKey, Series>,
     // outputs
@@ -162,6 +164,11 @@ pub fn run_export_core(
     }
     if cfg.max_pending_batches == 0 {
         return Err(invalid("max_pending_batches must be > 0"));
+    }
+    if cfg.discard.is_some() && cfg.endpoint.is_some() {
+        return Err(invalid(
+            "the benchmark discard sink cannot be combined with an endpoint",
+        ));
     }
     if cfg.metrics_interval.is_zero() || cfg.summary_interval.is_some_and(|d| d.is_zero()) {
         return Err(invalid("intervals must be > 0"));
@@ -211,6 +218,7 @@ pub fn run_export_core(
         spans: BTreeMap::new(),
         span_count: 0,
         batch_started: None,
+        span_ends: Vec::new(),
         series: HashMap::new(),
         queue: None,
         jsonl,
@@ -510,9 +518,21 @@ impl Core {
             .collect();
         let req = otlp::traces_request(groups);
         self.write_jsonl(&req);
-        if self.queue.is_some() {
+        if self.queue.is_some() || self.cfg.discard.is_some() {
             let body = otlp::encode_traces(&req);
-            self.enqueue(SignalKind::Traces, body, items);
+            let mut ends = std::mem::take(&mut self.span_ends);
+            if self.cfg.discard.is_some() {
+                ends.clear();
+                ends.extend(
+                    req.resource_spans
+                        .iter()
+                        .flat_map(|r| &r.scope_spans)
+                        .flat_map(|s| &s.spans)
+                        .map(|s| s.end_time_unix_nano),
+                );
+            }
+            self.enqueue(SignalKind::Traces, body, items, &ends);
+            self.span_ends = ends;
         }
     }
 
@@ -551,15 +571,18 @@ impl Core {
         ));
         for (req, points) in otlp::chunk_metrics(groups, self.cfg.max_points_per_batch) {
             self.write_jsonl(&req);
-            if self.queue.is_some() {
+            if self.queue.is_some() || self.cfg.discard.is_some() {
                 let body = otlp::encode_metrics(&req);
-                self.enqueue(SignalKind::Metrics, body, points);
+                self.enqueue(SignalKind::Metrics, body, points, &[]);
             }
         }
     }
 
-    fn enqueue(&mut self, kind: SignalKind, body: Vec<u8>, items: u64) {
-        let Some(q) = self.queue.as_ref() else { return };
+    fn enqueue(&mut self, kind: SignalKind, body: Vec<u8>, items: u64, span_ends: &[u64]) {
+        if self.queue.is_none() && self.cfg.discard.is_none() {
+            return;
+        }
+        let encoded_bytes = body.len();
         let body = if self.cfg.gzip {
             match otlp::gzip(&body) {
                 Ok(b) => b,
@@ -577,6 +600,18 @@ impl Core {
         } else {
             body
         };
+        if let Some(d) = &self.cfg.discard {
+            d.deliver(&EncodedBatch {
+                kind,
+                items,
+                encoded_bytes,
+                body: &body,
+                span_end_unix_ns: span_ends,
+            });
+            self.mon.record(SelfEvent::BatchSent { kind, items });
+            return;
+        }
+        let Some(q) = self.queue.as_ref() else { return };
         q.push(Batch {
             kind,
             body: Bytes::from(body),

@@ -56,6 +56,52 @@ pub struct ExportConfig {
     pub prometheus_addr: Option<SocketAddr>,
     /// How long, after stop, the core keeps trying to deliver what is pending (5 s).
     pub shutdown_timeout: Duration,
+    /// Benchmark transport (not a user option): every batch is encoded and gzipped exactly as
+    /// for a collector, then handed to this sink and counted as sent, instead of going over
+    /// HTTP. Cannot be combined with `endpoint`. Used by the `perf/` harness.
+    pub discard: Option<DiscardSink>,
+}
+
+/// One encoded batch, as given to a [`DiscardSink`].
+#[derive(Debug)]
+pub struct EncodedBatch<'a> {
+    pub kind: selfmon::SignalKind,
+    /// Spans or metric data points inside.
+    pub items: u64,
+    /// Size of the protobuf encoding before gzip.
+    pub encoded_bytes: usize,
+    /// The request body as it would be sent (gzipped when `gzip` is on).
+    pub body: &'a [u8],
+    /// End time (Unix ns) of every span in a traces batch; empty for metrics.
+    pub span_end_unix_ns: &'a [u64],
+}
+
+/// Callback of the benchmark transport; runs on the export thread, so it must be cheap.
+type DiscardFn = dyn Fn(&EncodedBatch<'_>) + Send + Sync;
+
+/// The benchmark transport's sink (see [`ExportConfig::discard`]).
+#[derive(Clone)]
+pub struct DiscardSink(Arc<DiscardFn>);
+
+impl DiscardSink {
+    pub fn new(f: impl Fn(&EncodedBatch<'_>) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+    pub(crate) fn deliver(&self, b: &EncodedBatch<'_>) {
+        (self.0)(b)
+    }
+}
+
+impl std::fmt::Debug for DiscardSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscardSink")
+    }
+}
+
+impl PartialEq for DiscardSink {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for ExportConfig {
@@ -76,6 +122,7 @@ impl Default for ExportConfig {
             summary_interval: None,
             prometheus_addr: None,
             shutdown_timeout: Duration::from_secs(5),
+            discard: None,
         }
     }
 }
