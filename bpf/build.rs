@@ -3,7 +3,8 @@ use std::{env, path::PathBuf};
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGS: &[&str] = &["telegen"];
+/// `telegen`: the tracer; `floor`: the do-nothing programs of the overhead floor (perf harness).
+const PROGS: &[&str] = &["telegen", "floor"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));

@@ -3,8 +3,10 @@
 //! types follow the lifecycle open -> loaded -> attached, detaching everything on drop.
 
 pub mod abi;
+mod floor;
 mod loader;
 
+pub use floor::{tracer_hooks, Floor};
 pub use libbpf_rs::{MapCore, MapHandle, RingBuffer, RingBufferBuilder};
 pub use loader::{
     comm_key, loaded_programs, preflight, BpfError, CpuRing, ProcessFilter, StatsReader, Tracer,
@@ -14,4 +16,9 @@ pub use loader::{
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, rust_2018_idioms, missing_docs)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/telegen.skel.rs"));
+}
+
+#[allow(clippy::all, unsafe_op_in_unsafe_fn, rust_2018_idioms, missing_docs)]
+mod floor_skel {
+    include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
 }

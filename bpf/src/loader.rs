@@ -48,7 +48,7 @@ pub enum BpfError {
     },
 }
 
-fn step(step: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> BpfError {
+pub(crate) fn step(step: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> BpfError {
     let step = step.into();
     move |source| BpfError::Step { step, source }
 }
@@ -377,6 +377,8 @@ impl Tracer {
 
     fn attach_all(&mut self) -> Result<(), BpfError> {
         let mut links = Vec::new();
+        // Every program is attached by its section name; `crate::tracer_hooks` reads the same
+        // names, so the overhead floor attaches to exactly these hooks.
         for prog in self.skel.object_mut().progs_mut() {
             let hook = prog.section().to_string_lossy().into_owned();
             let link = prog.attach().map_err(|source| BpfError::Attach {

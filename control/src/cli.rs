@@ -177,6 +177,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
 
+    /// Benchmark mode for the perf harness's overhead floor: attach a program that returns at
+    /// once to every hook the tracer uses, wait for SIGINT/SIGTERM (or --duration), detach, exit.
+    /// Nothing is traced or exported.
+    #[arg(long, hide = true)]
+    pub floor: bool,
+
     #[command(flatten)]
     pub discovery: DiscoveryFlags,
 }

@@ -176,7 +176,36 @@ fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
     (sig > 0).then_some(sig)
 }
 
+/// `telegen run --floor`: the overhead floor of the perf harness (see `telegen_bpf::Floor`).
+fn run_floor(args: &RunArgs) -> anyhow::Result<()> {
+    preflight()?;
+    let signals = block_signals();
+    let floor = telegen_bpf::Floor::attach()?;
+    eprintln!(
+        "telegen: floor mode: {} hooks attached to a program that returns at once",
+        floor.hooks().len()
+    );
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs(d));
+    loop {
+        if let Some(sig) = wait_signal(&signals, Duration::from_millis(200)) {
+            eprintln!("telegen: signal {sig}, detaching");
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    drop(floor);
+    eprintln!("telegen: floor detached");
+    Ok(())
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    if args.floor {
+        return run_floor(args);
+    }
     let plan = plan(args)?;
     preflight()?;
     let signals = block_signals();
