@@ -1,0 +1,514 @@
+//! `telegen-perf`: Telegen's performance harness (issue 3). Runs the synthetic data-plane phase
+//! (no kernel) and the overhead phase (real kernel, nginx + wrk, three modes), prints a table and
+//! writes one JSON report with the headline figures, the raw figures of every run and the
+//! targets with met/missed flags. No figure is asserted anywhere; the synthetic phase does fail
+//! (exit status 2) when its correctness checks fail, because the speed of a broken path means
+//! nothing.
+
+mod feed;
+mod gen;
+mod otlpcount;
+mod overhead;
+mod procfs;
+mod receiver;
+mod synthetic;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use serde_json::{json, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    /// Data-plane throughput with generated kernel records (no kernel needed).
+    Synthetic,
+    /// nginx + wrk with no agent, the floor and the full agent (root and BPF needed).
+    Overhead,
+}
+
+/// Telegen's performance harness: data-plane throughput per core (synthetic, no kernel),
+/// overhead of the agent on nginx under wrk (baseline, floor, full agent), capture, CPU and
+/// memory. Prints a table and writes a JSON report. Needs root, BPF, nginx and wrk for the
+/// overhead phase (scripts/perf.sh installs them).
+#[derive(Debug, Parser)]
+#[command(name = "telegen-perf", version)]
+struct Args {
+    /// Run only this phase (default: both).
+    #[arg(long, value_enum)]
+    only: Option<Phase>,
+
+    /// Short smoke run: 2-second phases, one round, fewer connections (for CI; figures are
+    /// indicative only).
+    #[arg(long)]
+    quick: bool,
+
+    /// Where to write the JSON report.
+    #[arg(long, value_name = "PATH", default_value = "perf-report.json")]
+    out: PathBuf,
+
+    /// Seconds measured per synthetic run (after the warm-up) [default: 10; --quick: 2].
+    #[arg(long, value_name = "SECS")]
+    synthetic_secs: Option<u64>,
+
+    /// Warm-up seconds before each synthetic measurement [default: 2; --quick: 1].
+    #[arg(long, value_name = "SECS")]
+    warmup_secs: Option<u64>,
+
+    /// Shard counts to run the synthetic phase with (each on the first N cores).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
+    shards: Vec<usize>,
+
+    /// Keep-alive connections in the synthetic workload [default: 1024; --quick: 256].
+    #[arg(long, value_name = "N")]
+    conns: Option<usize>,
+
+    /// Most transactions in flight (generated, not yet encoded) in the synthetic phase.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    window: u64,
+
+    /// Percent of records written on a CPU other than their connection's home CPU.
+    #[arg(long, value_name = "PCT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
+    migrate_pct: u32,
+
+    /// Percent of requests carrying a W3C traceparent.
+    #[arg(long, value_name = "PCT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
+    traceparent_pct: u32,
+
+    /// Seed of the synthetic workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Shard reorder timeout in ms [default: the agent's]. A shard starved of CPU for longer
+    /// than this (e.g. on a machine busy with other work) gives up on records still in another
+    /// shard's queue, which the report counts as reorder gaps; a CI smoke run raises it.
+    #[arg(long, value_name = "MS")]
+    reorder_timeout_ms: Option<u64>,
+
+    /// Bytes of each generator-to-shard queue.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    queue_bytes: usize,
+
+    /// Seconds of each wrk run in the overhead phase [default: 10; --quick: 2].
+    #[arg(long, value_name = "SECS")]
+    overhead_secs: Option<u64>,
+
+    /// Rounds of (baseline, floor, agent); medians are reported [default: 2; --quick: 1].
+    #[arg(long, value_name = "N")]
+    rounds: Option<u32>,
+
+    /// wrk threads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    wrk_threads: u32,
+
+    /// wrk connections (keep-alive).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    wrk_connections: u32,
+
+    /// The telegen binary [default: `telegen` next to this binary].
+    #[arg(long, value_name = "PATH")]
+    telegen_bin: Option<PathBuf>,
+
+    /// After the overhead rounds, run the full agent under load this long, sampling its RSS and
+    /// BPF map memory, to check memory stays flat (0: skip).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    soak_secs: u64,
+
+    /// Seconds between memory samples of the soak run.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    soak_sample_secs: u64,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The 1-minute load average (other work competing for the cores).
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(*p)?;
+    }
+    cur.as_f64()
+}
+
+fn target(name: &str, want: &str, value: Option<f64>, met: Option<bool>) -> Value {
+    json!({"name": name, "target": want, "value": value, "met": met})
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("telegen-perf: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let load_before = loadavg();
+    let mut progress = |line: String| {
+        eprintln!("[perf {:>4.0}s] {line}", started.elapsed().as_secs_f64());
+    };
+    let q = args.quick;
+    let want = |p: Phase| args.only.is_none_or(|o| o == p);
+    let cores = telegen_dataplane::runtime::available_cores();
+
+    let mut synthetic_runs = Vec::new();
+    if want(Phase::Synthetic) {
+        for &n in &args.shards {
+            if n == 0 || n > cores.len() {
+                progress(format!(
+                    "synthetic: skipping {n} shard(s): this machine has {} core(s)",
+                    cores.len()
+                ));
+                continue;
+            }
+            let cfg = synthetic::SyntheticConfig {
+                shard_cores: cores[..n].to_vec(),
+                warmup: Duration::from_secs(args.warmup_secs.unwrap_or(if q { 1 } else { 2 })),
+                measure: Duration::from_secs(args.synthetic_secs.unwrap_or(if q { 2 } else { 10 })),
+                conns: args.conns.unwrap_or(if q { 256 } else { 1024 }),
+                window: args.window,
+                migrate_pct: args.migrate_pct,
+                traceparent_pct: args.traceparent_pct,
+                seed: args.seed,
+                queue_bytes: args.queue_bytes,
+                reorder_timeout_ns: args.reorder_timeout_ms.map(|ms| ms * 1_000_000),
+            };
+            synthetic_runs.push(synthetic::run(&cfg, &mut progress)?);
+        }
+    }
+
+    let mut overhead = Value::Null;
+    if want(Phase::Overhead) {
+        let bin = match &args.telegen_bin {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .map(|d| d.join("telegen"))
+                .unwrap_or_else(|| "telegen".into()),
+        };
+        let cfg = overhead::OverheadConfig {
+            secs: args.overhead_secs.unwrap_or(if q { 2 } else { 10 }),
+            rounds: args.rounds.unwrap_or(if q { 1 } else { 2 }),
+            wrk_threads: args.wrk_threads,
+            wrk_conns: args.wrk_connections,
+            telegen_bin: bin,
+            soak_secs: args.soak_secs,
+            soak_sample_secs: args.soak_sample_secs,
+        };
+        overhead = match overhead::run(&cfg, &mut progress) {
+            Ok(v) => v,
+            Err(e) => {
+                let bpf_missing = telegen_bpf::preflight().err();
+                match bpf_missing {
+                    Some(b) if std::env::var("CI").as_deref() != Ok("true") => {
+                        progress(format!("overhead: SKIPPED: BPF unavailable: {b}"));
+                        json!({"skipped": format!("BPF unavailable: {b}")})
+                    }
+                    _ => return Err(e.context("overhead phase")),
+                }
+            }
+        };
+    }
+
+    let mut report = build_report(args, &synthetic_runs, overhead);
+    report["machine"]["loadavg_before"] = json!(load_before);
+    report["machine"]["loadavg_after"] = json!(loadavg());
+    report["machine"]["note"] = json!(
+        "other processes on this machine compete for the same cores: compare loadavg with the core count; tx_per_shard_cpu_s is the contention-independent figure"
+    );
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("{}", table(&report));
+    println!("report written to {}", args.out.display());
+    if report["synthetic_correct"] == json!(false) {
+        eprintln!("telegen-perf: the synthetic path lost or miscounted transactions (see checks in the report)");
+        return Ok(2);
+    }
+    Ok(0)
+}
+
+fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
+    let by_shards = |n: u64| runs.iter().find(|r| r["shards"].as_u64() == Some(n));
+    let one = by_shards(1);
+    let two = by_shards(2);
+    let tx1 = one.and_then(|r| num(r, &["tx_per_s"]));
+    let tx2 = two.and_then(|r| num(r, &["tx_per_s"]));
+    let scaling = match (tx1, tx2) {
+        (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+        _ => None,
+    };
+    let per_core = one.and_then(|r| num(r, &["tx_per_s_per_core"]));
+    let ov = if overhead.get("skipped").is_some() {
+        &Value::Null
+    } else {
+        &overhead
+    };
+    let o = |k: &str| num(ov, &[k]);
+    let peak = o("peak_rss_bytes");
+    let maps = o("bpf_map_bytes");
+    let mem = match (peak, maps) {
+        (Some(a), Some(b)) => Some(a + b),
+        _ => None,
+    };
+    let ring_drops = ov.get("ring_drops").and_then(Value::as_u64);
+    let capture = o("capture_ratio");
+    let mcapture = o("metric_capture_ratio");
+    let soak_growth = num(ov, &["soak", "growth_ratio"]);
+    let ge = |v: Option<f64>, t: f64| v.map(|v| v >= t);
+    let synthetic_correct =
+        (!runs.is_empty()).then(|| runs.iter().all(|r| r["checks"]["ok"] == json!(true)));
+    let targets = vec![
+        target(
+            "tx_per_s_per_core (1 shard)",
+            ">= 2000000",
+            per_core,
+            ge(per_core, 2_000_000.0),
+        ),
+        target(
+            "shards_scaling (2 vs 1 shard)",
+            ">= 1.8",
+            scaling,
+            ge(scaling, 1.8),
+        ),
+        target(
+            "overhead_ratio_vs_baseline",
+            ">= 0.97",
+            o("overhead_ratio_vs_baseline"),
+            ge(o("overhead_ratio_vs_baseline"), 0.97),
+        ),
+        target(
+            "overhead_ratio_vs_floor",
+            ">= 0.90",
+            o("overhead_ratio_vs_floor"),
+            ge(o("overhead_ratio_vs_floor"), 0.90),
+        ),
+        target(
+            "capture_ratio (spans / requests)",
+            ">= 1.0",
+            capture,
+            ge(capture, 1.0),
+        ),
+        target(
+            "metric_capture_ratio",
+            ">= 1.0",
+            mcapture,
+            ge(mcapture, 1.0),
+        ),
+        target(
+            "ring_drops",
+            "== 0",
+            ring_drops.map(|d| d as f64),
+            ring_drops.map(|d| d == 0),
+        ),
+        target(
+            "peak_rss_bytes + bpf_map_bytes",
+            "<= 256 MiB",
+            mem,
+            mem.map(|m| m <= 256.0 * MIB),
+        ),
+        target(
+            "memory growth over the soak run",
+            "<= 5%",
+            soak_growth,
+            soak_growth.map(|g| g <= 0.05),
+        ),
+    ];
+    json!({
+        "tool": "telegen-perf",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "quick": args.quick,
+        "machine": {
+            "cores": telegen_dataplane::runtime::available_cores().len(),
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        },
+        "tx_per_s_per_core": per_core,
+        "events_per_s_per_core": one.and_then(|r| num(r, &["events_per_s_per_core"])),
+        "tx_per_shard_cpu_s": one.and_then(|r| num(r, &["tx_per_shard_cpu_s"])),
+        "shards_scaling": scaling,
+        "delay_p50_ms": one.and_then(|r| num(r, &["delay_event_to_encoded_batch_ms", "p50"])),
+        "delay_p99_ms": one.and_then(|r| num(r, &["delay_event_to_encoded_batch_ms", "p99"])),
+        "synthetic_drops": runs.iter().filter_map(|r| r["drops"].as_u64()).sum::<u64>(),
+        "synthetic_correct": synthetic_correct,
+        "overhead_ratio_vs_baseline": o("overhead_ratio_vs_baseline"),
+        "overhead_ratio_vs_floor": o("overhead_ratio_vs_floor"),
+        "capture_ratio": capture,
+        "metric_capture_ratio": mcapture,
+        "ring_drops": ring_drops,
+        "agent_cpu_s_per_million_req": o("agent_cpu_s_per_million_req"),
+        "peak_rss_bytes": peak.map(|v| v as u64),
+        "bpf_map_bytes": maps.map(|v| v as u64),
+        "req_per_s": ov.get("req_per_s").cloned().unwrap_or(Value::Null),
+        "targets": targets,
+        "synthetic": {"runs": runs},
+        "overhead": overhead,
+    })
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.abs() >= 1e6 => format!("{:.2}M", x / 1e6),
+        Some(x) if x.abs() >= 1e4 => format!("{:.0}", x),
+        Some(x) => format!("{:.3}", x),
+    }
+}
+
+fn table(r: &Value) -> String {
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    rows.push((
+        "machine: cores, load average before / after".into(),
+        format!(
+            "{}, {} / {}",
+            r["machine"]["cores"], r["machine"]["loadavg_before"], r["machine"]["loadavg_after"]
+        ),
+        String::new(),
+        String::new(),
+    ));
+    for run in r["synthetic"]["runs"].as_array().into_iter().flatten() {
+        let n = run["shards"].as_u64().unwrap_or(0);
+        let g = |p: &[&str]| num(run, p);
+        rows.push((
+            format!("synthetic {n} shard(s): tx/s (events/s)"),
+            format!(
+                "{} ({})",
+                fmt_num(g(&["tx_per_s"])),
+                fmt_num(g(&["events_per_s"]))
+            ),
+            String::new(),
+            String::new(),
+        ));
+        rows.push((
+            format!("synthetic {n} shard(s): tx/s per core | per shard-CPU-s"),
+            format!(
+                "{} | {}",
+                fmt_num(g(&["tx_per_s_per_core"])),
+                fmt_num(g(&["tx_per_shard_cpu_s"]))
+            ),
+            String::new(),
+            String::new(),
+        ));
+        rows.push((
+            format!("synthetic {n} shard(s): delay p50 / p99 (ms)"),
+            format!(
+                "{} / {}",
+                fmt_num(g(&["delay_event_to_encoded_batch_ms", "p50"])),
+                fmt_num(g(&["delay_event_to_encoded_batch_ms", "p99"]))
+            ),
+            String::new(),
+            String::new(),
+        ));
+        rows.push((
+            format!("synthetic {n} shard(s): CPU shards/export/gen"),
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                g(&["cpu_utilisation", "shards"]).unwrap_or(0.0),
+                g(&["cpu_utilisation", "export"]).unwrap_or(0.0),
+                g(&["cpu_utilisation", "generator"]).unwrap_or(0.0)
+            ),
+            String::new(),
+            String::new(),
+        ));
+        rows.push((
+            format!("synthetic {n} shard(s): spans == tx, drops"),
+            format!(
+                "{} ({} / {}), {}",
+                run["checks"]["ok"],
+                run["spans_encoded"],
+                run["generator"]["transactions"],
+                run["drops"]
+            ),
+            String::new(),
+            String::new(),
+        ));
+    }
+    if let Some(rps) = r["req_per_s"].as_object() {
+        rows.push((
+            "overhead: req/s baseline / floor / agent".into(),
+            format!(
+                "{} / {} / {}",
+                fmt_num(rps.get("baseline").and_then(Value::as_f64)),
+                fmt_num(rps.get("floor").and_then(Value::as_f64)),
+                fmt_num(rps.get("agent").and_then(Value::as_f64))
+            ),
+            String::new(),
+            String::new(),
+        ));
+        rows.push((
+            "overhead: agent CPU s per million req".into(),
+            fmt_num(num(r, &["agent_cpu_s_per_million_req"])),
+            String::new(),
+            String::new(),
+        ));
+        rows.push((
+            "overhead: peak RSS / BPF maps (MiB)".into(),
+            format!(
+                "{:.1} / {:.1}",
+                num(r, &["peak_rss_bytes"]).unwrap_or(0.0) / MIB,
+                num(r, &["bpf_map_bytes"]).unwrap_or(0.0) / MIB
+            ),
+            String::new(),
+            String::new(),
+        ));
+    }
+    if let Some(s) = r["overhead"].get("soak") {
+        rows.push((
+            "soak: RSS first / last / max (MiB)".into(),
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                num(s, &["first", "rss_bytes"]).unwrap_or(0.0) / MIB,
+                num(s, &["last", "rss_bytes"]).unwrap_or(0.0) / MIB,
+                num(s, &["max", "rss_bytes"]).unwrap_or(0.0) / MIB
+            ),
+            String::new(),
+            String::new(),
+        ));
+    }
+    for t in r["targets"].as_array().into_iter().flatten() {
+        let v = t["value"].as_f64();
+        let shown = if t["name"].as_str().is_some_and(|n| n.contains("bytes")) {
+            v.map(|x| format!("{:.1} MiB", x / MIB))
+                .unwrap_or("-".into())
+        } else {
+            fmt_num(v)
+        };
+        rows.push((
+            format!("target: {}", t["name"].as_str().unwrap_or("")),
+            shown,
+            t["target"].as_str().unwrap_or("").to_string(),
+            match t["met"].as_bool() {
+                Some(true) => "met".into(),
+                Some(false) => "MISSED".into(),
+                None => "not run".into(),
+            },
+        ));
+    }
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (a, b, c, d) in rows {
+        out.push_str(&format!("{a:<w0$}  {b:>w1$}  {c:<w2$}  {d}\n"));
+    }
+    out
+}

@@ -1,0 +1,482 @@
+//! Overhead phase (real kernel): nginx (Debian) serving a small static file on loopback, loaded
+//! by `wrk` with keep-alive, with the same duration, threads and connections in three modes on
+//! the same machine: no agent; the floor (`telegen run --floor`: do-nothing programs on the
+//! tracer's hooks); the full agent exporting to a local OTLP receiver. The modes alternate per
+//! round and the median of each is reported. The agent traces only nginx (`--pid <master>`,
+//! which covers its workers), as a user watching one service would run it; everything else is
+//! the agent's defaults (shards on every core, 16 MiB of rings, 1 KiB captured per syscall).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::procfs;
+use crate::receiver::Receiver;
+
+#[derive(Debug, Clone)]
+pub struct OverheadConfig {
+    pub secs: u64,
+    pub rounds: u32,
+    pub wrk_threads: u32,
+    pub wrk_conns: u32,
+    pub telegen_bin: PathBuf,
+    pub soak_secs: u64,
+    pub soak_sample_secs: u64,
+}
+
+/// What one wrk run reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrkResult {
+    pub requests: u64,
+    pub req_per_s: f64,
+    pub socket_errors: u64,
+    pub non_2xx: u64,
+}
+
+/// Parse wrk's text output.
+pub fn parse_wrk(out: &str) -> Option<WrkResult> {
+    let mut r = WrkResult::default();
+    let mut have = (false, false);
+    for line in out.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            r.req_per_s = v.trim().parse().ok()?;
+            have.0 = true;
+        } else if line.contains(" requests in ") {
+            r.requests = line.split_whitespace().next()?.parse().ok()?;
+            have.1 = true;
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            r.socket_errors = v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            r.non_2xx = v.trim().parse().unwrap_or(0);
+        }
+    }
+    (have.0 && have.1).then_some(r)
+}
+
+/// A child killed and reaped on drop.
+struct Kid(Child);
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Run wrk for `secs` against `url`, printing progress each second.
+fn wrk(
+    cfg: &OverheadConfig,
+    secs: u64,
+    url: &str,
+    label: &str,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<WrkResult> {
+    let child = Command::new("wrk")
+        .args([
+            format!("-t{}", cfg.wrk_threads),
+            format!("-c{}", cfg.wrk_conns),
+            format!("-d{secs}s"),
+            url.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting wrk (apt-get install wrk): {e}"))?;
+    let mut kid = Kid(child);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = kid.0.try_wait()? {
+            let mut out = String::new();
+            if let Some(mut s) = kid.0.stdout.take() {
+                std::io::Read::read_to_string(&mut s, &mut out)?;
+            }
+            anyhow::ensure!(status.success(), "wrk failed ({status}): {out}");
+            return parse_wrk(&out).ok_or_else(|| anyhow::anyhow!("unexpected wrk output: {out}"));
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(secs + 60),
+            "wrk did not finish"
+        );
+        progress(format!(
+            "{label}: {:.0} s left",
+            end.saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                .ceil()
+        ));
+        std::thread::sleep(
+            Duration::from_secs(1).min(
+                end.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(100)),
+            ),
+        );
+    }
+}
+
+/// `telegen` as a child, with its stderr collected; ready once `ready` appears on stderr.
+struct Telegen {
+    kid: Kid,
+    log: Arc<Mutex<String>>,
+}
+
+impl Telegen {
+    fn start(bin: &Path, args: &[String], ready: &'static str) -> anyhow::Result<Telegen> {
+        let mut child = Command::new(bin)
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", bin.display()))?;
+        let stderr = child.stderr.take();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let Some(stderr) = stderr else { return };
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(ready) {
+                    let _ = tx.send(());
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let t = Telegen {
+            kid: Kid(child),
+            log,
+        };
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            anyhow::bail!("telegen did not start:\n{}", t.log());
+        }
+        Ok(t)
+    }
+
+    fn pid(&self) -> u32 {
+        self.kid.0.id()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns its stderr.
+    fn stop(mut self) -> anyhow::Result<String> {
+        signal(&self.kid.0, libc::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.kid.0.try_wait()? {
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.log();
+                anyhow::ensure!(status.success(), "telegen exited with {status}:\n{log}");
+                return Ok(log);
+            }
+            anyhow::ensure!(
+                Instant::now() < end,
+                "telegen did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The number after `key` in `text` (e.g. "ring drops 0").
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.rfind(key)? + key.len()..];
+    rest.trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Memory samples of a process taken by a background thread.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<(f64, u64, u64)>>,
+}
+
+impl Sampler {
+    fn start(pid: u32, every: Duration) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut out = Vec::new();
+            let mut next = t0;
+            while !s.load(Ordering::Relaxed) {
+                if Instant::now() >= next {
+                    let rss = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
+                    let maps = procfs::bpf_map_bytes(pid).unwrap_or(0);
+                    out.push((t0.elapsed().as_secs_f64(), rss, maps));
+                    next += every;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            out
+        });
+        Sampler { stop, handle }
+    }
+    fn finish(self) -> Vec<(f64, u64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+fn agent_run(
+    cfg: &OverheadConfig,
+    nginx_pid: u32,
+    url: &str,
+    secs: u64,
+    sample_every: Duration,
+    label: &str,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<Value> {
+    let receiver = Receiver::start()?;
+    let prom = telegen_tests::agent::free_port();
+    let args = vec![
+        "--pid".to_string(),
+        nginx_pid.to_string(),
+        "--otlp-endpoint".into(),
+        receiver.endpoint(),
+        "--no-summary".into(),
+        "--prometheus-addr".into(),
+        format!("127.0.0.1:{prom}"),
+    ];
+    let agent = Telegen::start(&cfg.telegen_bin, &args, "telegen: tracing")?;
+    let pid = agent.pid();
+    std::thread::sleep(Duration::from_millis(300));
+    let sampler = Sampler::start(pid, sample_every);
+    let cpu0 = procfs::process_cpu_s(pid).unwrap_or(0.0);
+    let w = wrk(cfg, secs, url, label, progress)?;
+    let cpu1 = procfs::process_cpu_s(pid).unwrap_or(0.0);
+    let hwm = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
+    let rss = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
+    let maps = procfs::bpf_map_bytes(pid).unwrap_or(0);
+    let samples = sampler.finish();
+    progress(format!("{label}: stopping the agent (flush)"));
+    let log = agent.stop()?;
+    let got = receiver.take();
+    let summary = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("telegen: stopped."))
+        .unwrap_or("")
+        .to_string();
+    let cpu = cpu1 - cpu0;
+    let req = w.requests.max(1) as f64;
+    let max_rss = samples.iter().map(|s| s.1).max().unwrap_or(rss);
+    let max_maps = samples.iter().map(|s| s.2).max().unwrap_or(maps);
+    Ok(json!({
+        "mode": "agent",
+        "req_per_s": w.req_per_s,
+        "requests": w.requests,
+        "socket_errors": w.socket_errors,
+        "non_2xx": w.non_2xx,
+        "agent_cpu_s": cpu,
+        "agent_cpu_s_per_million_req": cpu / req * 1e6,
+        "peak_rss_bytes": hwm,
+        "rss_bytes_at_end": rss,
+        "bpf_map_bytes": maps.max(max_maps),
+        "max_sampled_rss_bytes": max_rss,
+        "spans_received": got.spans,
+        "server_spans_received": got.server_spans,
+        "http_server_request_duration_count": got.server_duration_count,
+        "trace_requests": got.trace_requests,
+        "metric_requests": got.metric_requests,
+        "bad_requests": got.bad_requests,
+        "span_capture_ratio": got.server_spans as f64 / req,
+        "metric_capture_ratio": got.server_duration_count as f64 / req,
+        "ring_drops": number_after(&summary, "ring drops"),
+        "kernel_events": number_after(&summary, "kernel events"),
+        "queue_drops": number_after(&summary, "queue drops"),
+        "export_dropped_spans": number_after(&summary, "dropped at export: spans"),
+        "exit_summary": summary,
+        "samples": samples.iter().map(|(t, r, m)| json!({"t_s": t, "rss_bytes": r, "bpf_map_bytes": m})).collect::<Vec<_>>(),
+    }))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v.get(k).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        cfg.telegen_bin.exists(),
+        "{} not found (build it: cargo build --release -p telegen)",
+        cfg.telegen_bin.display()
+    );
+    anyhow::ensure!(
+        ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .iter()
+            .any(|p| Path::new(p).exists()),
+        "nginx not found: apt-get install -y nginx-light (scripts/perf.sh does)"
+    );
+    telegen_bpf::preflight()?;
+    let nginx = telegen_tests::agent::Nginx::start();
+    let url = format!("http://127.0.0.1:{}/index.html", nginx.port);
+    let nginx_pid = nginx.proc.pid();
+    progress("overhead: warming nginx up".into());
+    wrk(cfg, 1, &url, "overhead: warm-up", progress)?;
+
+    let mut runs = Vec::new();
+    for round in 1..=cfg.rounds.max(1) {
+        for mode in ["baseline", "floor", "agent"] {
+            let label = format!("overhead round {round}/{}: {mode}", cfg.rounds.max(1));
+            let mut v = match mode {
+                "baseline" => {
+                    let w = wrk(cfg, cfg.secs, &url, &label, progress)?;
+                    json!({"mode": mode, "req_per_s": w.req_per_s, "requests": w.requests,
+                           "socket_errors": w.socket_errors, "non_2xx": w.non_2xx})
+                }
+                "floor" => {
+                    let fl = Telegen::start(&cfg.telegen_bin, &["--floor".into()], "floor mode:")?;
+                    std::thread::sleep(Duration::from_millis(200));
+                    let w = wrk(cfg, cfg.secs, &url, &label, progress)?;
+                    let log = fl.stop()?;
+                    json!({"mode": mode, "req_per_s": w.req_per_s, "requests": w.requests,
+                           "socket_errors": w.socket_errors, "non_2xx": w.non_2xx,
+                           "hooks": number_after(&log, "floor mode:")})
+                }
+                _ => agent_run(
+                    cfg,
+                    nginx_pid,
+                    &url,
+                    cfg.secs,
+                    Duration::from_secs(1),
+                    &label,
+                    progress,
+                )?,
+            };
+            v["round"] = json!(round);
+            runs.push(v);
+        }
+    }
+    let of = |m: &str| -> Vec<&Value> { runs.iter().filter(|r| r["mode"] == m).collect() };
+    let med = |m: &str, k: &str| median(of(m).iter().map(|r| f(r, k)).collect());
+    let base = med("baseline", "req_per_s");
+    let floor = med("floor", "req_per_s");
+    let agent = med("agent", "req_per_s");
+    let agents = of("agent");
+    let sum = |k: &str| agents.iter().map(|r| f(r, k)).sum::<f64>();
+    let requests = sum("requests").max(1.0);
+    let ring_drops: u64 = agents.iter().filter_map(|r| r["ring_drops"].as_u64()).sum();
+    let ring_drops_known = agents.iter().all(|r| r["ring_drops"].is_u64());
+    let mut out = json!({
+        "nginx": {"workers": 1, "file": "/index.html (17 bytes)", "url": url},
+        "wrk": {"threads": cfg.wrk_threads, "connections": cfg.wrk_conns, "seconds": cfg.secs, "keep_alive": true},
+        "agent_flags": format!("--pid <nginx master> --otlp-endpoint <local receiver> --no-summary (defaults otherwise)"),
+        "rounds": cfg.rounds.max(1),
+        "req_per_s": {"baseline": base, "floor": floor, "agent": agent},
+        "overhead_ratio_vs_baseline": if base > 0.0 { agent / base } else { 0.0 },
+        "overhead_ratio_vs_floor": if floor > 0.0 { agent / floor } else { 0.0 },
+        "floor_ratio_vs_baseline": if base > 0.0 { floor / base } else { 0.0 },
+        "agent_cpu_s_per_million_req": sum("agent_cpu_s") / requests * 1e6,
+        "peak_rss_bytes": agents.iter().map(|r| f(r, "peak_rss_bytes") as u64).max().unwrap_or(0),
+        "bpf_map_bytes": agents.iter().map(|r| f(r, "bpf_map_bytes") as u64).max().unwrap_or(0),
+        "requests_completed": requests as u64,
+        "server_spans_received": sum("server_spans_received") as u64,
+        "http_server_request_duration_count": sum("http_server_request_duration_count") as u64,
+        "capture_ratio": sum("server_spans_received") / requests,
+        "metric_capture_ratio": sum("http_server_request_duration_count") / requests,
+        "ring_drops": if ring_drops_known { json!(ring_drops) } else { Value::Null },
+        "runs": runs,
+    });
+    if cfg.soak_secs > 0 {
+        let label = format!("soak ({} s, full agent)", cfg.soak_secs);
+        let s = agent_run(
+            cfg,
+            nginx_pid,
+            &url,
+            cfg.soak_secs,
+            Duration::from_secs(cfg.soak_sample_secs.max(1)),
+            &label,
+            progress,
+        )?;
+        let samples: Vec<(u64, u64)> = s["samples"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        (
+                            x["rss_bytes"].as_u64().unwrap_or(0),
+                            x["bpf_map_bytes"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let first = samples.first().copied().unwrap_or_default();
+        let last = samples.last().copied().unwrap_or_default();
+        let max_rss = samples.iter().map(|x| x.0).max().unwrap_or(0);
+        let max_maps = samples.iter().map(|x| x.1).max().unwrap_or(0);
+        let growth = last.0 as i64 + last.1 as i64 - first.0 as i64 - first.1 as i64;
+        let base_total = (first.0 + first.1).max(1) as f64;
+        out["soak"] = json!({
+            "seconds": cfg.soak_secs,
+            "sample_every_s": cfg.soak_sample_secs.max(1),
+            "first": {"rss_bytes": first.0, "bpf_map_bytes": first.1},
+            "last": {"rss_bytes": last.0, "bpf_map_bytes": last.1},
+            "max": {"rss_bytes": max_rss, "bpf_map_bytes": max_maps},
+            "growth_bytes": growth,
+            "growth_ratio": growth as f64 / base_total,
+            "run": s,
+        });
+    }
+    drop(nginx);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_output() {
+        let out = "Running 2s test @ http://127.0.0.1:1/index.html\n  1 threads and 32 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   1.00ms  200.00us   5.00ms   90.00%\n    Req/Sec    30.00k     1.00k   32.00k    80.00%\n  60123 requests in 2.00s, 15.00MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 5\nRequests/sec:  30061.50\nTransfer/sec:      7.50MB\n";
+        let r = parse_wrk(out).unwrap_or_default();
+        assert_eq!(r.requests, 60123);
+        assert!((r.req_per_s - 30061.5).abs() < 1e-9);
+        assert_eq!(r.socket_errors, 3);
+        assert_eq!(r.non_2xx, 5);
+        assert!(parse_wrk("nonsense").is_none());
+    }
+
+    #[test]
+    fn numbers_in_the_exit_summary() {
+        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0";
+        assert_eq!(number_after(s, "kernel events"), Some(1200));
+        assert_eq!(number_after(s, "ring drops"), Some(0));
+        assert_eq!(number_after(s, "queue drops"), Some(3));
+        assert_eq!(number_after(s, "dropped at export: spans"), Some(2));
+        assert_eq!(number_after(s, "absent"), None);
+    }
+}

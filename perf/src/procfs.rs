@@ -1,0 +1,105 @@
+//! Small readers of `/proc`: per-thread CPU time of this process, CPU time, RSS and peak RSS of
+//! another process, and the kernel memory (`memlock`) of the BPF maps a process holds open.
+
+use std::collections::BTreeMap;
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// (utime + stime) in seconds from the text of a `stat` file.
+fn stat_cpu_s(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the command: state is field 3, utime 14, stime 15.
+    let ut: u64 = f.get(11)?.parse().ok()?;
+    let st: u64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) as f64 / clk_tck())
+}
+
+/// CPU seconds of a process (all its threads).
+pub fn process_cpu_s(pid: u32) -> Option<f64> {
+    stat_cpu_s(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU seconds of this process's threads, summed by thread name.
+pub fn threads_cpu_s() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let Some(cpu) = std::fs::read_to_string(p.join("stat"))
+            .ok()
+            .and_then(|s| stat_cpu_s(&s))
+        else {
+            continue;
+        };
+        *out.entry(comm.trim().to_string()).or_insert(0.0) += cpu;
+    }
+    out
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line[field.len()..]
+        .trim_start_matches(':')
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Sum of `memlock:` over the BPF map fds a process holds (kernel memory of its maps).
+pub fn bpf_map_bytes(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let mut total = 0;
+    for e in dir.flatten() {
+        let Ok(info) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if !info.lines().any(|l| l.starts_with("map_type:")) {
+            continue;
+        }
+        if let Some(v) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            total += v;
+        }
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_spaces_in_comm() {
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0";
+        let cpu = stat_cpu_s(stat).unwrap_or(-1.0);
+        assert!((cpu - 300.0 / clk_tck()).abs() < 1e-9, "{cpu}");
+        assert!(stat_cpu_s("garbage").is_none());
+    }
+
+    #[test]
+    fn reads_this_process() {
+        assert!(status_bytes(std::process::id(), "VmHWM").unwrap_or(0) > 0);
+        assert!(process_cpu_s(std::process::id()).is_some());
+        assert!(!threads_cpu_s().is_empty());
+        assert_eq!(bpf_map_bytes(std::process::id()), Some(0));
+    }
+}

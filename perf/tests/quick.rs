@@ -1,0 +1,162 @@
+//! Runs `telegen-perf --quick` (2-second phases) and checks that its JSON report is complete
+//! and self-consistent. Never asserts a timing: only that every figure is present, that ratios
+//! are computed from the real counts, and that the synthetic path encoded exactly one span per
+//! generated transaction. The overhead phase needs root, BPF, nginx and wrk: under `CI=true`
+//! a missing prerequisite fails the test, elsewhere that phase is checked as skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} missing or not a number in {v}"))
+}
+
+fn check_synthetic(r: &Value) {
+    let runs = r["synthetic"]["runs"].as_array().expect("synthetic runs");
+    assert!(!runs.is_empty());
+    for run in runs {
+        let tx = f(run, &["generator", "transactions"]);
+        assert!(tx > 0.0, "nothing generated: {run}");
+        // One span per transaction, counted three independent ways.
+        assert_eq!(f(run, &["spans_encoded"]), tx, "{run}");
+        assert_eq!(f(run, &["spans_emitted_by_shards"]), tx, "{run}");
+        assert_eq!(f(run, &["export", "spans_exported"]), tx, "{run}");
+        assert_eq!(f(run, &["metric_count_http_server_request_duration"]), tx);
+        assert_eq!(f(run, &["drops"]), 0.0, "{run}");
+        assert_eq!(run["checks"]["ok"], Value::Bool(true));
+        // Figures are derived from the counts they claim.
+        let per_core = f(run, &["tx_per_s"]) / f(run, &["shards"]);
+        assert!((f(run, &["tx_per_s_per_core"]) - per_core).abs() < 1e-6 * per_core.max(1.0));
+        let rate = f(run, &["transactions"]) / f(run, &["measure_seconds"]);
+        assert!((f(run, &["tx_per_s"]) - rate).abs() < 1e-6 * rate.max(1.0));
+        assert!(f(run, &["delay_event_to_encoded_batch_ms", "samples"]) > 0.0);
+        let p50 = f(run, &["delay_event_to_encoded_batch_ms", "p50"]);
+        let p99 = f(run, &["delay_event_to_encoded_batch_ms", "p99"]);
+        assert!(p50 <= p99, "{p50} > {p99}");
+        let stats = run["shard_stats"].as_array().expect("shard stats");
+        assert_eq!(stats.len() as f64, f(run, &["shards"]));
+        if stats.len() > 1 {
+            // Records of one connection reached different shards and were forwarded.
+            assert!(f(run, &["generator", "migrated_records"]) > 0.0);
+            let fwd: f64 = stats.iter().map(|s| f(s, &["events_forwarded"])).sum();
+            let rcv: f64 = stats.iter().map(|s| f(s, &["events_received"])).sum();
+            assert!(fwd > 0.0 && fwd == rcv, "forwarded {fwd} received {rcv}");
+        }
+    }
+    assert_eq!(r["synthetic_correct"], Value::Bool(true));
+    assert_eq!(
+        r["tx_per_s_per_core"], runs[0]["tx_per_s_per_core"],
+        "headline is the 1-shard run"
+    );
+    if runs.len() > 1 {
+        let s = f(&runs[1], &["tx_per_s"]) / f(&runs[0], &["tx_per_s"]);
+        assert!((f(r, &["shards_scaling"]) - s).abs() < 1e-9);
+    }
+}
+
+fn check_overhead(r: &Value) {
+    let o = &r["overhead"];
+    let runs = o["runs"].as_array().expect("overhead runs");
+    for mode in ["baseline", "floor", "agent"] {
+        let run = runs.iter().find(|x| x["mode"] == mode).expect(mode);
+        assert!(f(run, &["requests"]) > 0.0, "{mode}: wrk completed nothing");
+        assert!(f(run, &["req_per_s"]) > 0.0);
+    }
+    let floor = runs.iter().find(|x| x["mode"] == "floor").expect("floor");
+    assert!(f(floor, &["hooks"]) > 10.0, "{floor}");
+    let agent = runs.iter().find(|x| x["mode"] == "agent").expect("agent");
+    let req = f(agent, &["requests"]);
+    let spans = f(agent, &["server_spans_received"]);
+    let metric = f(agent, &["http_server_request_duration_count"]);
+    assert!(spans > 0.0 && metric > 0.0, "{agent}");
+    // Capture ratios are the real counts over wrk's count.
+    assert!((f(agent, &["span_capture_ratio"]) - spans / req).abs() < 1e-9);
+    assert!((f(r, &["capture_ratio"]) - spans / req).abs() < 1e-9);
+    assert!((f(r, &["metric_capture_ratio"]) - metric / req).abs() < 1e-9);
+    let rps = |m: &str| f(r, &["req_per_s", m]);
+    assert!((f(r, &["overhead_ratio_vs_baseline"]) - rps("agent") / rps("baseline")).abs() < 1e-9);
+    assert!((f(r, &["overhead_ratio_vs_floor"]) - rps("agent") / rps("floor")).abs() < 1e-9);
+    assert!(f(r, &["peak_rss_bytes"]) > 1e6);
+    assert!(
+        f(r, &["bpf_map_bytes"]) > 1e6,
+        "rings alone are 16 MiB by default"
+    );
+    assert!(f(r, &["agent_cpu_s_per_million_req"]) > 0.0);
+    assert!(
+        r["ring_drops"].is_u64(),
+        "ring drops parsed from the agent's exit summary"
+    );
+}
+
+#[test]
+fn quick_run_writes_a_complete_consistent_report() {
+    let bpf = telegen_tests::agent::require_bpf();
+    let tools = ["/usr/bin/wrk", "/usr/sbin/nginx"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if bpf && !tools {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "wrk and nginx-light are needed under CI=true (scripts/setup.sh installs them)"
+        );
+    }
+    // The binaries of this build (cargo builds the harness for its own tests; the agent is
+    // built once by the shared test helper).
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_telegen-perf"));
+    let out = std::env::temp_dir().join(format!("telegen-perf-{}.json", std::process::id()));
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--quick", "--reorder-timeout-ms", "5000", "--out"])
+        .arg(&out);
+    if bpf && tools {
+        cmd.arg("--telegen-bin")
+            .arg(telegen_tests::agent::telegen_bin());
+    } else {
+        cmd.args(["--only", "synthetic"]);
+    }
+    let run = cmd.output().expect("run telegen-perf");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "telegen-perf failed: {}\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("target: tx_per_s_per_core"), "{stdout}");
+    let text = std::fs::read_to_string(&out).expect("report written");
+    let _ = std::fs::remove_file(&out);
+    let r: Value = serde_json::from_str(&text).expect("report is JSON");
+    for key in [
+        "tx_per_s_per_core",
+        "shards_scaling",
+        "overhead_ratio_vs_baseline",
+        "overhead_ratio_vs_floor",
+        "capture_ratio",
+        "agent_cpu_s_per_million_req",
+        "peak_rss_bytes",
+        "bpf_map_bytes",
+        "targets",
+        "synthetic",
+        "overhead",
+    ] {
+        assert!(r.get(key).is_some(), "key {key} missing");
+    }
+    for t in r["targets"].as_array().expect("targets") {
+        assert!(t["name"].is_string() && t["target"].is_string(), "{t}");
+        // met is computed whenever a value is.
+        assert_eq!(t["value"].is_null(), t["met"].is_null(), "{t}");
+    }
+    check_synthetic(&r);
+    if bpf && tools {
+        check_overhead(&r);
+    } else {
+        assert!(r["overhead_ratio_vs_baseline"].is_null());
+    }
+}
