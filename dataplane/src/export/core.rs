@@ -767,7 +767,9 @@ mod tests {
             };
             assert!(p.push(ExportMsg::Span(Box::new(span))).is_ok());
         }
-        let seen: Arc<Mutex<Vec<(u64, Vec<u64>, Vec<u8>)>>> = Arc::default();
+        /// (items, span end times, body) of each traces batch.
+        type Seen = Vec<(u64, Vec<u64>, Vec<u8>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
         let s2 = seen.clone();
         let cfg = ExportConfig {
             discard: Some(super::super::DiscardSink::new(
