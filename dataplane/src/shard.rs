@@ -18,9 +18,9 @@ use telegen_bpf::abi::{self, Event};
 use crate::flow::FlowTable;
 use crate::protocols::http1::{Http1Parser, HttpTransaction};
 use crate::protocols::{detect, Chunk, Direction, L7Record, Protocol, Role};
-use crate::red::Red;
+use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
-use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCtx};
+use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
 
 /// The shard that owns a connection.
 #[inline]
@@ -134,6 +134,7 @@ pub struct ShardCore {
     stats: ShardStats,
     ids: IdGen,
     red: Red,
+    span_cache: SpanCache,
     clock_offset_ns: u64,
     served: HashMap<u64, VecDeque<Served>>,
     parked: HashMap<u64, Vec<Parked>>,
@@ -164,6 +165,7 @@ impl ShardCore {
             cfg,
             stats,
             red: Red::default(),
+            span_cache: SpanCache::default(),
             clock_offset_ns,
             served: HashMap::default(),
             parked: HashMap::default(),
@@ -239,12 +241,7 @@ impl ShardCore {
             ev.conn_id,
             now_ns,
             || Flow {
-                info: FlowInfo {
-                    pid: ev.pid,
-                    comm: ev.comm,
-                    local: ev.local,
-                    remote: ev.remote,
-                },
+                info: FlowInfo::new(ev.pid, ev.comm, ev.local, ev.remote),
                 role: role_of(ev.role),
                 proto: Proto::Detecting(0),
                 reorder: Default::default(),
@@ -346,11 +343,15 @@ impl ShardCore {
             flow.parse_errors_seen = errs;
         }
         if !records.is_empty() {
-            // Re-borrow: emit needs the flow's info and parent memory only.
-            let info = flow.info;
-            let parents = flow.parents.clone();
-            let view = FlowView { info, parents };
+            // Emitting needs `self` whole: lend it the flow's info and parent memory meanwhile.
+            let view = FlowView {
+                info: flow.info.clone(),
+                parents: std::mem::take(&mut flow.parents),
+            };
             self.emit_view(conn, &view, ev.seq, &mut records, io);
+            if let Some(f) = self.flows.get_mut(conn, 0) {
+                f.parents = view.parents;
+            }
         }
         self.records = records;
         false
@@ -365,7 +366,7 @@ impl ShardCore {
         io: &mut impl ShardIo,
     ) {
         let view = FlowView {
-            info: flow.info,
+            info: flow.info.clone(),
             parents: flow.parents.clone(),
         };
         self.emit_view(conn, &view, end_seq, records, io);
@@ -406,8 +407,15 @@ impl ShardCore {
                     trace_id: self.ids.trace_id(),
                     span_id: self.ids.span_id(),
                 };
-                let span = http_span(tx, &flow.info, ctx, [0; 8], self.clock_offset_ns);
-                self.red.record(&span);
+                let span = http_span(
+                    tx,
+                    &flow.info,
+                    ctx,
+                    [0; 8],
+                    self.clock_offset_ns,
+                    &mut self.span_cache,
+                );
+                self.red.record(http_def(span.kind), &span);
                 match parent {
                     Some((pconn, pseq)) => {
                         let owner = shard_of(pconn, self.cfg.shards);
@@ -441,8 +449,15 @@ impl ShardCore {
                     trace_id,
                     span_id: self.ids.span_id(),
                 };
-                let span = http_span(tx, &flow.info, ctx, parent, self.clock_offset_ns);
-                self.red.record(&span);
+                let span = http_span(
+                    tx,
+                    &flow.info,
+                    ctx,
+                    parent,
+                    self.clock_offset_ns,
+                    &mut self.span_cache,
+                );
+                self.red.record(http_def(span.kind), &span);
                 let served = Served {
                     first_seq: tx.request_seq,
                     end_seq,

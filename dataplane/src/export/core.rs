@@ -15,9 +15,11 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
-use opentelemetry_proto::tonic::trace::v1::Span;
+
+use prost::Message;
 
 use super::otlp::{self, CumulativeHistogram};
+use super::pb;
 use super::resource::ResourceResolver;
 use super::selfmon::{self, DropReason, SelfEvent, SelfMon, SignalKind, Snapshot};
 use super::summary::{render_summary, SummaryAgg, SummaryTotals};
@@ -78,6 +80,7 @@ impl SeriesKey {
                 .map(|(k, v)| {
                     let v = match v {
                         AttrValue::Str(s) => AttrKey::Str(s.clone()),
+                        AttrValue::Text(s) => AttrKey::Str(s.to_string()),
                         AttrValue::Int(i) => AttrKey::Int(*i),
                         AttrValue::Bool(b) => AttrKey::Bool(*b),
                         AttrValue::Double(f) => AttrKey::Double(f.to_bits()),
@@ -126,7 +129,9 @@ struct Core {
     host: Attrs,
     start_unix_ns: u64,
     // span batch
-    spans: BTreeMap<u32, Vec<Span>>,
+    /// Spans per process, already protobuf-encoded (`pb::append_span`).
+    spans: BTreeMap<u32, Vec<u8>>,
+    span_scratch: Vec<u8>,
     span_count: usize,
     batch_started: Option<Instant>,
     // metrics
@@ -209,6 +214,7 @@ pub fn run_export_core(
         host,
         start_unix_ns: unix_ns(),
         spans: BTreeMap::new(),
+        span_scratch: Vec::new(),
         span_count: 0,
         batch_started: None,
         series: HashMap::new(),
@@ -402,11 +408,8 @@ impl Core {
                 agg.record(&service, &rec);
             }
         }
-        let pid = rec.pid;
-        self.spans
-            .entry(pid)
-            .or_default()
-            .push(otlp::span_to_otlp(rec));
+        let buf = self.spans.entry(rec.pid).or_default();
+        pb::append_span(&rec, buf, &mut self.span_scratch);
         self.span_count += 1;
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
@@ -504,14 +507,23 @@ impl Core {
         }
         let items = std::mem::take(&mut self.span_count) as u64;
         let spans = std::mem::take(&mut self.spans);
-        let groups = spans
+        let groups: Vec<_> = spans
             .into_iter()
             .map(|(pid, spans)| (otlp::resource(&self.resource_for(pid)), spans))
             .collect();
-        let req = otlp::traces_request(groups);
-        self.write_jsonl(&req);
+        let body = pb::traces_body(
+            groups.iter().map(|(r, s)| (r, s.as_slice())),
+            &otlp::scope(),
+        );
+        if self.jsonl.is_some() {
+            // JSON lines are the no-collector path: decode our own bytes into the message the
+            // JSON mapping is defined on (they are valid by construction; tested in `pb`).
+            match ExportTraceServiceRequest::decode(body.as_slice()) {
+                Ok(req) => self.write_jsonl(&req),
+                Err(e) => log::warn!("export core: span batch did not decode: {e}"),
+            }
+        }
         if self.queue.is_some() {
-            let body = otlp::encode_traces(&req);
             self.enqueue(SignalKind::Traces, body, items);
         }
     }
