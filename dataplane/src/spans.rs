@@ -292,7 +292,7 @@ pub fn http_span(
     if method == "_OTHER" {
         attrs.push((
             "http.request.method_original",
-            AttrValue::Str(tx.method.clone()),
+            AttrValue::Str(tx.method.to_string()),
         ));
     }
     if let Some(s) = tx.status {
