@@ -267,6 +267,11 @@ impl Tracer {
                     prog.set_autoload(false);
                 }
             }
+            // Their maps are still created: keep them at one entry.
+            for map in [&mut open.maps.tg_ssl_calls, &mut open.maps.tg_ssl_fds] {
+                map.set_max_entries(1)
+                    .map_err(step("shrinking the unused TLS maps"))?;
+            }
         }
 
         open.maps

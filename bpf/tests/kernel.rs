@@ -528,3 +528,29 @@ fn tls_plaintext_from_openssl_uprobes_on_the_socket_connection() {
     drop(tracer);
     drop(rings);
 }
+
+#[test]
+fn tls_off_loads_no_uprobe_programs() {
+    if !bpf_or_skip() {
+        return;
+    }
+    let _serial = serial();
+    let opts = TracerOptions {
+        ring_bytes_total: 1 << 20,
+        tls: false,
+        ..Default::default()
+    };
+    let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
+    assert!(!tracer.tls_enabled());
+    let err = TlsManager::new(&tracer).expect_err("no TLS programs to attach");
+    assert!(
+        matches!(err, telegen_bpf::BpfError::Invalid { name: "tls", .. }),
+        "{err}"
+    );
+    let progs = loaded_programs();
+    assert!(progs.iter().any(|p| p == "tg_exit_read"), "{progs:?}");
+    assert!(!progs.iter().any(|p| p.starts_with("tg_ssl")), "{progs:?}");
+    assert!(tracer.hooks().iter().all(|h| h.starts_with("tracepoint/")));
+    drop(tracer);
+    drop(rings);
+}

@@ -342,6 +342,8 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 
 /* tls.bpf.h: a syscall on a tracked socket, made by a thread inside an SSL_* call. */
 static __always_inline void tls_note_fd(__u64 id, __u32 fd);
+/* tls.bpf.h: a thread exited, possibly inside an SSL_* call. */
+static __always_inline void tls_forget_thread(__u64 id);
 
 static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op)
 {
@@ -682,6 +684,8 @@ int tg_exit(void *ctx)
 	bpf_map_delete_elem(&tg_tid_server, &tid);
 	if (filter_enabled)
 		bpf_map_delete_elem(&tg_allowed, &tid);
+	if (tls_enabled)
+		tls_forget_thread(id);
 	return 0;
 }
 

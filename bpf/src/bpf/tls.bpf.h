@@ -58,6 +58,11 @@ static __always_inline void tls_note_fd(__u64 id, __u32 fd)
 		c->fd = fd;
 }
 
+static __always_inline void tls_forget_thread(__u64 id)
+{
+	bpf_map_delete_elem(&tg_ssl_calls, &id);
+}
+
 static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
