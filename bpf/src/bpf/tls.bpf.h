@@ -5,8 +5,8 @@
  * uprobes on SSL_read/SSL_write/SSL_read_ex/SSL_write_ex save (ssl, buf, out) per thread; their
  * uretprobes copy the plaintext the call moved. The SSL* is tied to its socket by the syscalls
  * the thread makes while inside the call (enter_io -> tls_note_fd: one per-thread lookup, only
- * on tracked sockets) or by SSL_set_fd; calls that touch no socket (buffered data) use the fd
- * learned earlier. The plaintext is emitted as TG_EV_TLS_DATA on the socket's connection (same
+ * on tracked sockets) or by SSL_set_fd; calls that touch no socket (buffered data) use the
+ * socket learned earlier if it is still the same connection. The plaintext is emitted as TG_EV_TLS_DATA on the socket's connection (same
  * conn_id, seq counter and parent stamping), and the connection is then marked TLS so its
  * encrypted syscall payloads are no longer emitted. The uprobes are attached from user space
  * (bpf/src/tls.rs), once per distinct libssl file.
@@ -36,6 +36,17 @@ struct ssl_key {
 	__u32 _pad;
 };
 
+/*
+ * The socket an SSL* was last seen using, and the connection that socket was then. An SSL*
+ * freed and reallocated at the same address, or an fd closed and reused, no longer matches the
+ * conn_id: its plaintext is counted and dropped rather than put on the wrong connection.
+ */
+struct ssl_sock {
+	__u64 conn_id;
+	__u32 fd;
+	__u32 _pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 16);
@@ -47,7 +58,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 16);
 	__type(key, struct ssl_key);
-	__type(value, __u32); /* fd */
+	__type(value, struct ssl_sock);
 } tg_ssl_fds SEC(".maps");
 
 static __always_inline void tls_note_fd(__u64 id, __u32 fd)
@@ -94,6 +105,7 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ssl_call *cp = bpf_map_lookup_elem(&tg_ssl_calls, &id);
 	struct ssl_key key = {};
+	struct ssl_sock sock = {};
 	struct ssl_call c;
 	struct call_args a = {};
 	struct tg_stats *st;
@@ -123,20 +135,29 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 	key.tgid = id >> 32;
 	if (c.fd != TLS_NO_FD) {
 		fd = c.fd;
-		bpf_map_update_elem(&tg_ssl_fds, &key, &fd, BPF_ANY);
-	} else {
-		__u32 *fdp = bpf_map_lookup_elem(&tg_ssl_fds, &key);
-
-		if (!fdp) {
+		conn = lookup(id, fd);
+		if (!conn) {
 			tls_unmapped();
 			return 0;
 		}
-		fd = *fdp;
-	}
-	conn = lookup(id, fd);
-	if (!conn) {
-		tls_unmapped();
-		return 0;
+		sock.conn_id = conn->conn_id;
+		sock.fd = fd;
+		bpf_map_update_elem(&tg_ssl_fds, &key, &sock, BPF_ANY);
+	} else {
+		/* No syscall inside this call (buffered data): the socket seen earlier. */
+		struct ssl_sock *sp = bpf_map_lookup_elem(&tg_ssl_fds, &key);
+
+		if (!sp) {
+			tls_unmapped();
+			return 0;
+		}
+		sock = *sp;
+		fd = sock.fd;
+		conn = lookup(id, fd);
+		if (!conn || conn->conn_id != sock.conn_id) {
+			tls_unmapped();
+			return 0;
+		}
 	}
 
 	s = scratch_for(conn, id, TG_EV_TLS_DATA);
@@ -222,15 +243,20 @@ int tg_ssl_set_fd(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ssl_key key = {};
+	struct ssl_sock sock = {};
 	int fd = (int)PT_REGS_PARM2(ctx);
-	__u32 v;
+	struct conn *conn;
 
 	if (fd < 0 || skip_tgid(id >> 32))
 		return 0;
+	conn = lookup(id, (__u32)fd);
+	if (!conn)
+		return 0; /* not a TCP socket */
 	key.ssl = PT_REGS_PARM1(ctx);
 	key.tgid = id >> 32;
-	v = (__u32)fd;
-	bpf_map_update_elem(&tg_ssl_fds, &key, &v, BPF_ANY);
+	sock.conn_id = conn->conn_id;
+	sock.fd = (__u32)fd;
+	bpf_map_update_elem(&tg_ssl_fds, &key, &sock, BPF_ANY);
 	return 0;
 }
 
