@@ -3,7 +3,8 @@
 //! Lifecycle: [`preflight`] names what is missing (root/capabilities, BTF, tracefs) before
 //! anything is loaded; [`Tracer::start`] opens the object, sets the `const volatile` knobs and
 //! map sizes, loads it (verifier), creates one ring buffer per possible CPU, fills the process
-//! filter, and attaches every program, naming the hook that failed. Dropping the [`Tracer`]
+//! filter, and attaches every tracepoint program, naming the hook that failed (the OpenSSL uprobe
+//! programs are attached per library file by [`crate::TlsManager`]). Dropping the [`Tracer`]
 //! detaches every link and closes every map and program: nothing is pinned, nothing outlives it.
 
 use std::collections::{HashMap, HashSet};
