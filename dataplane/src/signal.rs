@@ -200,6 +200,9 @@ pub struct ShardStats {
     pub flows_expired: u64,
     /// Payloads that no parser recognised, and parser errors.
     pub unknown_protocol: u64,
+    /// Encrypted TLS payloads seen on sockets and skipped (their plaintext, when the TLS
+    /// library is traced, arrives separately).
+    pub tls_encrypted: u64,
     pub parse_errors: u64,
     pub spans_emitted: u64,
     /// Signals dropped because the queue to the export core was full.
