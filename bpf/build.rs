@@ -30,5 +30,6 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/telegen.h");
+    println!("cargo:rerun-if-changed=src/bpf/tls.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/vmlinux.h");
 }

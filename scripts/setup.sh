@@ -9,9 +9,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Build: clang compiles the BPF programs, libelf/zlib/pkg-config for libbpf.
-# Tests: nginx and curl (HTTP/1.1 peers), wrk (load for the perf harness), python3, redis-server, golang-go, default-jdk-headless
+# Tests: nginx and curl (HTTP/1.1 peers; TLS with an openssl-made certificate), wrk (load for the perf harness), python3, redis-server, golang-go, default-jdk-headless
 # (real processes for runtime and database discovery).
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl nginx-light wrk python3 redis-server golang-go default-jdk-headless)
+PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl openssl nginx-light wrk python3 redis-server golang-go default-jdk-headless)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

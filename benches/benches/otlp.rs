@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use telegen_dataplane::export::otlp;
+use telegen_dataplane::export::{otlp, pb};
 use telegen_dataplane::signal::{AttrValue, SpanKind, SpanRecord};
 
 const BATCH: usize = 512;
@@ -32,7 +32,7 @@ fn spans() -> Vec<SpanRecord> {
                 } else {
                     (i + 7).to_le_bytes()
                 },
-                name: format!("GET {route}"),
+                name: format!("GET {route}").into(),
                 kind: SpanKind::Server,
                 start_unix_ns: 1_700_000_000_000_000_000 + i * 1_000_000,
                 end_unix_ns: 1_700_000_000_000_000_000 + i * 1_000_000 + 3_250_000,
@@ -87,6 +87,25 @@ fn encode(records: Vec<SpanRecord>) -> Vec<u8> {
     otlp::encode_traces(&request(records))
 }
 
+/// What the export core does: each span written straight to protobuf as it arrives, grouped by
+/// process, then one request around the groups.
+fn encode_direct(records: &[SpanRecord]) -> Vec<u8> {
+    let res = |pid: i64| {
+        otlp::resource(&vec![
+            ("service.name", AttrValue::Str("api".into())),
+            ("process.pid", AttrValue::Int(pid)),
+            ("host.name", AttrValue::Str("node-1".into())),
+        ])
+    };
+    let (mut a, mut b, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    for r in records {
+        let buf = if r.pid == 4242 { &mut a } else { &mut b };
+        pb::append_span(r, buf, &mut scratch);
+    }
+    let (ra, rb) = (res(4242), res(4243));
+    pb::traces_body([(&ra, a.as_slice()), (&rb, b.as_slice())], &otlp::scope())
+}
+
 fn bench(c: &mut Criterion) {
     let input = spans();
     let encoded = encode(input.clone());
@@ -109,6 +128,12 @@ fn bench(c: &mut Criterion) {
     let built = request(input.clone());
     g.bench_function("protobuf_only", |b| {
         b.iter(|| black_box(otlp::encode_traces(black_box(&built))))
+    });
+    g.bench_function("direct_encode", |b| {
+        b.iter(|| black_box(encode_direct(black_box(&input))))
+    });
+    g.bench_function("direct_encode_gzip", |b| {
+        b.iter(|| black_box(otlp::gzip(&encode_direct(black_box(&input))).unwrap_or_default()))
     });
     g.bench_function("encode_gzip", |b| {
         b.iter_batched(

@@ -9,6 +9,8 @@ pub const MAX_CPUS: u32 = 1024;
 
 pub const EV_DATA: u8 = 1;
 pub const EV_CLOSE: u8 = 2;
+/// Decrypted TLS payload (OpenSSL uprobes) on the same connection as its socket's events.
+pub const EV_TLS_DATA: u8 = 3;
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
 pub const ROLE_UNKNOWN: u8 = 0;
@@ -74,11 +76,15 @@ pub struct Stats {
     pub conns_opened: u64,
     pub conns_closed: u64,
     pub truncated: u64,
+    /// TLS plaintext dropped because its `SSL*` was never tied to a tracked socket.
+    pub tls_unmapped: u64,
+    /// Encrypted syscall payloads not emitted because the connection carries TLS plaintext.
+    pub tls_suppressed: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<Addr>() == 24);
 const _: () = assert!(std::mem::size_of::<Event>() == 136);
-const _: () = assert!(std::mem::size_of::<Stats>() == 48);
+const _: () = assert!(std::mem::size_of::<Stats>() == 64);
 const _: () = assert!(std::mem::offset_of!(Event, pid) == 48);
 const _: () = assert!(std::mem::offset_of!(Event, captured) == 64);
 const _: () = assert!(std::mem::offset_of!(Event, kind) == 68);

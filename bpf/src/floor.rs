@@ -1,7 +1,9 @@
 //! The overhead floor: a do-nothing program (`src/bpf/floor.bpf.c`) attached to exactly the hooks
-//! the real tracer attaches. The hook list is not written down twice: [`tracer_hooks`] opens the
-//! tracer's own object (no load, no privileges) and reads its programs' section names, the same
-//! names [`crate::Tracer`] attaches by. Dropping the [`Floor`] detaches every link.
+//! the real tracer attaches at start. The hook list is not written down twice: [`tracer_hooks`]
+//! opens the tracer's own object (no load, no privileges) and reads its programs' section names,
+//! the same names [`crate::Tracer`] attaches by, skipping the same uprobe sections it skips (the
+//! TLS uprobes are attached per OpenSSL library later; they cost nothing on plain-HTTP traffic,
+//! which is what the floor is measured with). Dropping the [`Floor`] detaches every link.
 
 use std::mem::{ManuallyDrop, MaybeUninit};
 
@@ -13,7 +15,8 @@ use crate::loader::step;
 use crate::skel::TelegenSkelBuilder;
 use crate::BpfError;
 
-/// The hooks the real tracer attaches, as section names (`tracepoint/<category>/<name>`).
+/// The hooks the real tracer attaches at start, as section names
+/// (`tracepoint/<category>/<name>`).
 pub fn tracer_hooks() -> Result<Vec<String>, BpfError> {
     let mut storage = MaybeUninit::<OpenObject>::uninit();
     let open = TelegenSkelBuilder::default()
@@ -23,6 +26,7 @@ pub fn tracer_hooks() -> Result<Vec<String>, BpfError> {
         .open_object()
         .progs()
         .map(|p| p.section().to_string_lossy().into_owned())
+        .filter(|s| !crate::loader::is_uprobe_section(s))
         .collect())
 }
 

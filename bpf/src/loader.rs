@@ -3,7 +3,8 @@
 //! Lifecycle: [`preflight`] names what is missing (root/capabilities, BTF, tracefs) before
 //! anything is loaded; [`Tracer::start`] opens the object, sets the `const volatile` knobs and
 //! map sizes, loads it (verifier), creates one ring buffer per possible CPU, fills the process
-//! filter, and attaches every program, naming the hook that failed. Dropping the [`Tracer`]
+//! filter, and attaches every tracepoint program, naming the hook that failed (the OpenSSL uprobe
+//! programs are attached per library file by [`crate::TlsManager`]). Dropping the [`Tracer`]
 //! detaches every link and closes every map and program: nothing is pinned, nothing outlives it.
 
 use std::collections::{HashMap, HashSet};
@@ -139,6 +140,9 @@ pub struct TracerOptions {
     /// A consumer wakeup is forced when this many bytes are pending in a ring.
     pub wakeup_bytes: u64,
     pub filter: ProcessFilter,
+    /// Load the OpenSSL uprobe programs (attached per library by [`crate::TlsManager`]) and let
+    /// the syscall path tie sockets to `SSL*`s. Off: the programs are not even loaded.
+    pub tls: bool,
 }
 
 impl Default for TracerOptions {
@@ -149,6 +153,7 @@ impl Default for TracerOptions {
             conn_table_entries: 1 << 20,
             wakeup_bytes: 1 << 20,
             filter: ProcessFilter::default(),
+            tls: true,
         }
     }
 }
@@ -168,6 +173,8 @@ pub struct Tracer {
     _storage: Box<MaybeUninit<OpenObject>>,
     ring_bytes_per_cpu: u32,
     possible_cpus: usize,
+    tls: bool,
+    filter_enabled: bool,
 }
 
 impl std::fmt::Debug for Tracer {
@@ -254,6 +261,19 @@ impl Tracer {
         ro.self_tgid = std::process::id();
         ro.filter_enabled = u8::from(!opts.filter.is_empty());
         ro.wakeup_bytes = opts.wakeup_bytes.min(u64::from(per_cpu) / 2).max(4096);
+        ro.tls_enabled = u8::from(opts.tls);
+        if !opts.tls {
+            for mut prog in open.open_object_mut().progs_mut() {
+                if is_uprobe_section(&prog.section().to_string_lossy()) {
+                    prog.set_autoload(false);
+                }
+            }
+            // Their maps are still created: keep them at one entry.
+            for map in [&mut open.maps.tg_ssl_calls, &mut open.maps.tg_ssl_fds] {
+                map.set_max_entries(1)
+                    .map_err(step("shrinking the unused TLS maps"))?;
+            }
+        }
 
         open.maps
             .tg_conns
@@ -303,6 +323,8 @@ impl Tracer {
             _storage: storage,
             ring_bytes_per_cpu: per_cpu,
             possible_cpus: cpus,
+            tls: opts.tls,
+            filter_enabled: !opts.filter.is_empty(),
         };
 
         for ring in &rings {
@@ -381,6 +403,10 @@ impl Tracer {
         // names, so the overhead floor attaches to exactly these hooks.
         for prog in self.skel.object_mut().progs_mut() {
             let hook = prog.section().to_string_lossy().into_owned();
+            if is_uprobe_section(&hook) {
+                // Attached per library file by the TLS manager.
+                continue;
+            }
             let link = prog.attach().map_err(|source| BpfError::Attach {
                 hook: hook.clone(),
                 source,
@@ -394,6 +420,51 @@ impl Tracer {
     /// The hooks attached (section names such as `tracepoint/syscalls/sys_exit_read`).
     pub fn hooks(&self) -> Vec<&str> {
         self.links.iter().map(|(h, _)| h.as_str()).collect()
+    }
+
+    /// Whether the OpenSSL uprobe programs were loaded ([`TracerOptions::tls`]).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls
+    }
+
+    /// The loaded OpenSSL uprobe program of `hook`, if TLS is enabled.
+    pub(crate) fn tls_program(
+        &self,
+        hook: crate::tls::Hook,
+    ) -> Option<&libbpf_rs::ProgramMut<'static>> {
+        use crate::tls::Hook;
+        if !self.tls {
+            return None;
+        }
+        let p = &self.skel.progs;
+        Some(match hook {
+            Hook::Read => &p.tg_sslr,
+            Hook::ReadRet => &p.tg_sslr_ret,
+            Hook::Write => &p.tg_sslw,
+            Hook::WriteRet => &p.tg_sslw_ret,
+            Hook::ReadEx => &p.tg_sslrx,
+            Hook::ReadExRet => &p.tg_sslrx_ret,
+            Hook::WriteEx => &p.tg_sslwx,
+            Hook::WriteExRet => &p.tg_sslwx_ret,
+            Hook::SetFd => &p.tg_ssl_set_fd,
+        })
+    }
+
+    /// Whether the kernel traces process `pid` (not the agent, and allowed by the filter).
+    pub(crate) fn traces_pid(&self, pid: u32) -> bool {
+        if pid == std::process::id() {
+            return false;
+        }
+        if !self.filter_enabled {
+            return true;
+        }
+        matches!(
+            self.skel
+                .maps
+                .tg_allowed
+                .lookup(&pid.to_ne_bytes(), MapFlags::ANY),
+            Ok(Some(_))
+        )
     }
 
     pub fn ring_bytes_per_cpu(&self) -> u32 {
@@ -433,6 +504,11 @@ impl Tracer {
         }
         total + u64::from(self.ring_bytes_per_cpu) * self.possible_cpus as u64
     }
+}
+
+/// uprobe programs are attached per library file (bpf/src/tls.rs), not at start.
+pub(crate) fn is_uprobe_section(section: &str) -> bool {
+    section.starts_with("uprobe") || section.starts_with("uretprobe")
 }
 
 /// Reads the per-CPU counters from any thread.

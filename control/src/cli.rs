@@ -117,6 +117,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     pub ring_bytes: u64,
 
+    /// Do not attach the OpenSSL uprobes (SSL_read/SSL_write...): TLS connections are then seen
+    /// only as encrypted bytes, which are recognised and skipped.
+    #[arg(long)]
+    pub no_tls: bool,
+
     /// Entries of the kernel's connection table (an LRU hash).
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     pub conn_table_entries: u32,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use telegen_bpf::{preflight, ProcessFilter, StatsReader, Tracer, TracerOptions};
+use telegen_bpf::{preflight, ProcessFilter, StatsReader, TlsManager, Tracer, TracerOptions};
 use telegen_dataplane::export::{
     parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ResourceResolver,
 };
@@ -131,6 +131,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             capture_bytes: args.capture_bytes,
             ring_bytes_total: args.ring_bytes,
             conn_table_entries: args.conn_table_entries,
+            tls: !args.no_tls,
             filter: ProcessFilter {
                 pids: args.pids.clone(),
                 names: args.exes.clone(),
@@ -202,6 +203,25 @@ fn run_floor(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Say which TLS uprobe failed to attach and why, once per failure (the rest keeps running).
+fn report_tls_failures(m: &TlsManager<'_>, seen: &mut u64) {
+    let total = m.stats().attach_failures;
+    if total <= *seen {
+        return;
+    }
+    let new = (total - *seen) as usize;
+    let failures = m.failures();
+    for f in failures.iter().skip(failures.len().saturating_sub(new)) {
+        eprintln!(
+            "telegen: TLS uprobe {} on {} failed: {}",
+            f.hook,
+            f.library.display(),
+            f.reason
+        );
+    }
+    *seen = total;
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if args.floor {
         return run_floor(args);
@@ -214,6 +234,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let discovery = Discovery::new(args.discovery.options());
     let (tracer, rings) = Tracer::start(&plan.tracer)?;
     let kstats = tracer.stats_reader()?;
+    // Attaches the OpenSSL uprobes to every libssl a traced process maps, as they appear; it
+    // borrows the tracer, so it is dropped (uprobes detached) before the tracer.
+    let mut tls = if tracer.tls_enabled() {
+        let mut m = TlsManager::new(&tracer)?;
+        m.scan_now();
+        Some(m)
+    } else {
+        None
+    };
     eprintln!(
         "telegen: tracing {} hooks; {} shard(s) on cores {:?}, export on core {}; rings {} KiB x {} CPUs; ready in {} ms",
         tracer.hooks().len(),
@@ -245,12 +274,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let dp = match dp {
         Ok(dp) => dp,
         Err(e) => {
+            drop(tls);
             drop(tracer);
             return Err(e.into());
         }
     };
 
     let deadline = plan.duration.map(|d| Instant::now() + d);
+    let mut tls_failures_seen = 0u64;
+    if let Some(m) = tls.as_ref() {
+        report_tls_failures(m, &mut tls_failures_seen);
+    }
     loop {
         if let Some(sig) = wait_signal(&signals, Duration::from_millis(200)) {
             eprintln!("telegen: signal {sig}, stopping");
@@ -263,6 +297,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             eprintln!("telegen: a data-plane thread exited early; stopping");
             break;
         }
+        if let Some(m) = tls.as_mut() {
+            m.poll();
+            report_tls_failures(m, &mut tls_failures_seen);
+        }
+    }
+    if let Some(m) = tls.take() {
+        report_tls_failures(&m, &mut tls_failures_seen);
+        drop(m);
     }
     // Detach first so no new event arrives, then drain and flush everything in flight.
     let kernel = tracer.stats();

@@ -1,38 +1,124 @@
 //! RED metrics (rate, errors, duration) aggregated in a shard: one explicit-bucket histogram per
 //! series, flushed as deltas to the export core, which keeps them cumulative.
+//!
+//! A series is (metric, process, the values of the metric's attribute keys on the span). Finding
+//! it must not allocate: the key is a hash of those values, computed straight from the span's
+//! attributes, and a hit is confirmed by comparing the values kept in the series. Only a new
+//! series allocates.
 
-use rustc_hash::FxHashMap as HashMap;
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 use crate::signal::{AttrValue, Attrs, HistogramDelta, SpanKind, SpanRecord, DURATION_BOUNDS_S};
 
-/// Attribute keys each histogram keeps from its span (the conventions' metric attributes).
-const SERVER_KEYS: &[&str] = &[
-    "http.request.method",
-    "http.response.status_code",
-    "http.route",
-    "url.scheme",
-    "network.protocol.version",
-    "error.type",
-];
-const CLIENT_KEYS: &[&str] = &[
-    "http.request.method",
-    "http.response.status_code",
-    "server.address",
-    "server.port",
-    "network.protocol.version",
-    "error.type",
+/// A duration histogram: its name, unit, the span attributes it keeps, and its buckets.
+#[derive(Debug)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub unit: &'static str,
+    /// Attribute keys kept from the span (the conventions' metric attributes).
+    pub keys: &'static [&'static str],
+    /// Multiplier from seconds to `unit`.
+    pub per_second: f64,
+    pub bounds: &'static [f64],
+}
+
+/// Bucket bounds for histograms in milliseconds (the HTTP bounds, scaled).
+pub const DURATION_BOUNDS_MS: &[f64] = &[
+    5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    kind: u8,
-    pid: u32,
-    vals: Vec<String>,
+pub static HTTP_SERVER: MetricDef = MetricDef {
+    name: "http.server.request.duration",
+    unit: "s",
+    keys: &[
+        "http.request.method",
+        "http.response.status_code",
+        "http.route",
+        "url.scheme",
+        "network.protocol.name",
+        "network.protocol.version",
+        "error.type",
+    ],
+    per_second: 1.0,
+    bounds: DURATION_BOUNDS_S,
+};
+
+pub static HTTP_CLIENT: MetricDef = MetricDef {
+    name: "http.client.request.duration",
+    unit: "s",
+    keys: &[
+        "http.request.method",
+        "http.response.status_code",
+        "server.address",
+        "server.port",
+        "url.scheme",
+        "network.protocol.name",
+        "network.protocol.version",
+        "error.type",
+    ],
+    per_second: 1.0,
+    bounds: DURATION_BOUNDS_S,
+};
+
+pub static RPC_SERVER: MetricDef = MetricDef {
+    name: "rpc.server.duration",
+    unit: "ms",
+    keys: &[
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "rpc.grpc.status_code",
+        "network.protocol.name",
+        "network.protocol.version",
+        "error.type",
+    ],
+    per_second: 1000.0,
+    bounds: DURATION_BOUNDS_MS,
+};
+
+pub static RPC_CLIENT: MetricDef = MetricDef {
+    name: "rpc.client.duration",
+    unit: "ms",
+    keys: &[
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "rpc.grpc.status_code",
+        "server.address",
+        "server.port",
+        "network.protocol.name",
+        "network.protocol.version",
+        "error.type",
+    ],
+    per_second: 1000.0,
+    bounds: DURATION_BOUNDS_MS,
+};
+
+pub static DNS_LOOKUP: MetricDef = MetricDef {
+    name: "dns.lookup.duration",
+    unit: "s",
+    keys: &["dns.question.type", "dns.response_code", "error.type"],
+    per_second: 1.0,
+    bounds: DURATION_BOUNDS_S,
+};
+
+/// The HTTP histogram for a span of this kind.
+pub fn http_def(kind: SpanKind) -> &'static MetricDef {
+    match kind {
+        SpanKind::Server => &HTTP_SERVER,
+        SpanKind::Client => &HTTP_CLIENT,
+    }
 }
 
 #[derive(Debug)]
 struct Accum {
-    attrs: Attrs,
+    def: &'static MetricDef,
+    pid: u32,
+    /// The span's value for each of `def.keys` (None: the span did not have it).
+    vals: Vec<Option<AttrValue>>,
     counts: Vec<u64>,
     count: u64,
     sum: f64,
@@ -43,89 +129,137 @@ struct Accum {
 /// A shard's RED aggregation since the last flush.
 #[derive(Debug, Default)]
 pub struct Red {
-    series: HashMap<Key, Accum>,
+    /// Series by hash of (metric, pid, values); a collision keeps both in the same slot.
+    series: HashMap<u64, Vec<Accum>>,
+    len: usize,
 }
 
-fn val_text(v: &AttrValue) -> String {
+/// Most attribute keys a metric keeps.
+const MAX_KEYS: usize = 12;
+
+fn hash_value(h: &mut FxHasher, v: Option<&AttrValue>) {
     match v {
-        AttrValue::Str(s) => s.clone(),
-        AttrValue::Int(i) => i.to_string(),
-        AttrValue::Bool(b) => b.to_string(),
-        AttrValue::Double(d) => d.to_string(),
+        None => h.write_u8(0),
+        Some(v) => match v.as_str() {
+            Some(s) => {
+                h.write_u8(1);
+                s.hash(h);
+            }
+            None => match v {
+                AttrValue::Int(i) => {
+                    h.write_u8(2);
+                    h.write_i64(*i);
+                }
+                AttrValue::Bool(b) => {
+                    h.write_u8(3);
+                    h.write_u8(u8::from(*b));
+                }
+                AttrValue::Double(d) => {
+                    h.write_u8(4);
+                    h.write_u64(d.to_bits());
+                }
+                AttrValue::Str(_) | AttrValue::Text(_) => unreachable!("strings handled above"),
+            },
+        },
+    }
+}
+
+fn same(a: Option<&AttrValue>, b: Option<&AttrValue>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(AttrValue::Double(x)), Some(AttrValue::Double(y))) => x.to_bits() == y.to_bits(),
+        (Some(x), Some(y)) => x == y,
+        _ => false,
     }
 }
 
 impl Red {
+    /// Series held since the last flush.
     pub fn series(&self) -> usize {
-        self.series.len()
+        self.len
     }
 
-    /// Count one span in its histogram.
-    pub fn record(&mut self, span: &SpanRecord) {
-        let keys = match span.kind {
-            SpanKind::Server => SERVER_KEYS,
-            SpanKind::Client => CLIENT_KEYS,
-        };
-        let mut vals = Vec::with_capacity(keys.len());
-        for k in keys {
-            vals.push(
-                span.attrs
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| val_text(v))
-                    .unwrap_or_default(),
-            );
-        }
-        let key = Key {
-            kind: span.kind as u8,
-            pid: span.pid,
-            vals,
-        };
-        let secs = span.end_unix_ns.saturating_sub(span.start_unix_ns) as f64 / 1e9;
-        let acc = self.series.entry(key).or_insert_with(|| Accum {
-            attrs: span
-                .attrs
+    /// Count one span in the histogram `def`.
+    pub fn record(&mut self, def: &'static MetricDef, span: &SpanRecord) {
+        // The span's value of each key, found once (a metric keeps at most MAX_KEYS).
+        let mut found: [Option<&AttrValue>; MAX_KEYS] = [None; MAX_KEYS];
+        let n = def.keys.len().min(MAX_KEYS);
+        for (k, v) in &span.attrs {
+            if let Some(i) = def.keys[..n]
                 .iter()
-                .filter(|(n, _)| keys.contains(n))
-                .cloned()
-                .collect(),
-            counts: vec![0; DURATION_BOUNDS_S.len() + 1],
-            count: 0,
-            sum: 0.0,
-            min: f64::INFINITY,
-            max: 0.0,
-        });
-        let bucket = DURATION_BOUNDS_S
+                .position(|d| d.len() == k.len() && d == k)
+            {
+                found[i] = Some(v);
+            }
+        }
+        let found = &found[..n];
+        let mut h = FxHasher::default();
+        h.write_usize(def as *const MetricDef as usize);
+        h.write_u32(span.pid);
+        for v in found {
+            hash_value(&mut h, *v);
+        }
+        let slot = self.series.entry(h.finish()).or_default();
+        let i = match slot.iter().position(|a| {
+            std::ptr::eq(a.def, def)
+                && a.pid == span.pid
+                && found.iter().zip(&a.vals).all(|(f, v)| same(*f, v.as_ref()))
+        }) {
+            Some(i) => i,
+            None => {
+                slot.push(Accum {
+                    def,
+                    pid: span.pid,
+                    vals: found.iter().map(|v| v.cloned()).collect(),
+                    counts: vec![0; def.bounds.len() + 1],
+                    count: 0,
+                    sum: 0.0,
+                    min: f64::INFINITY,
+                    max: 0.0,
+                });
+                self.len += 1;
+                slot.len() - 1
+            }
+        };
+        let acc = &mut slot[i];
+        let v = span.end_unix_ns.saturating_sub(span.start_unix_ns) as f64 / 1e9 * def.per_second;
+        let bucket = def
+            .bounds
             .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(DURATION_BOUNDS_S.len());
+            .position(|b| v <= *b)
+            .unwrap_or(def.bounds.len());
         acc.counts[bucket] += 1;
         acc.count += 1;
-        acc.sum += secs;
-        acc.min = acc.min.min(secs);
-        acc.max = acc.max.max(secs);
+        acc.sum += v;
+        acc.min = acc.min.min(v);
+        acc.max = acc.max.max(v);
     }
 
     /// Hand every series' delta to `out` and start over.
     pub fn flush(&mut self, mut out: impl FnMut(HistogramDelta)) {
-        for (key, acc) in self.series.drain() {
-            let name = if key.kind == SpanKind::Server as u8 {
-                "http.server.request.duration"
-            } else {
-                "http.client.request.duration"
-            };
-            out(HistogramDelta {
-                name,
-                unit: "s",
-                pid: key.pid,
-                attrs: acc.attrs,
-                bounds: DURATION_BOUNDS_S,
-                bucket_counts: acc.counts,
-                count: acc.count,
-                sum: acc.sum,
-                min: acc.min,
-                max: acc.max,
-            });
+        self.len = 0;
+        for (_, slot) in self.series.drain() {
+            for acc in slot {
+                let attrs: Attrs = acc
+                    .def
+                    .keys
+                    .iter()
+                    .zip(acc.vals)
+                    .filter_map(|(k, v)| v.map(|v| (*k, v)))
+                    .collect();
+                out(HistogramDelta {
+                    name: acc.def.name,
+                    unit: acc.def.unit,
+                    pid: acc.pid,
+                    attrs,
+                    bounds: acc.def.bounds,
+                    bucket_counts: acc.counts,
+                    count: acc.count,
+                    sum: acc.sum,
+                    min: acc.min,
+                    max: acc.max,
+                });
+            }
         }
     }
 }
@@ -158,10 +292,14 @@ mod tests {
     #[test]
     fn groups_by_attributes_and_buckets_durations() {
         let mut r = Red::default();
-        r.record(&span(SpanKind::Server, 200, 3_000_000));
-        r.record(&span(SpanKind::Server, 200, 20_000_000));
-        r.record(&span(SpanKind::Server, 500, 1_000));
-        r.record(&span(SpanKind::Client, 200, 1_000));
+        for s in [
+            span(SpanKind::Server, 200, 3_000_000),
+            span(SpanKind::Server, 200, 20_000_000),
+            span(SpanKind::Server, 500, 1_000),
+            span(SpanKind::Client, 200, 1_000),
+        ] {
+            r.record(http_def(s.kind), &s);
+        }
         assert_eq!(r.series(), 3);
         let mut out = Vec::new();
         r.flush(|d| out.push(d));

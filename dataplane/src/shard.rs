@@ -17,10 +17,10 @@ use telegen_bpf::abi::{self, Event};
 
 use crate::flow::FlowTable;
 use crate::protocols::http1::{Http1Parser, HttpTransaction};
-use crate::protocols::{detect, Chunk, Direction, L7Record, Protocol, Role};
-use crate::red::Red;
+use crate::protocols::{detect, tls, Chunk, Direction, L7Record, Protocol, Role};
+use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
-use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCtx};
+use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
 
 /// The shard that owns a connection.
 #[inline]
@@ -96,7 +96,30 @@ const MAX_SERVED_CONNS: usize = 1 << 16;
 enum Proto {
     Detecting(u32),
     Http1(Box<Http1Parser>),
+    /// TLS records on the socket and no plaintext yet: the bytes are skipped.
+    Encrypted,
     Unsupported,
+}
+
+impl Proto {
+    fn feed(&mut self, chunk: &Chunk<'_>, out: &mut Vec<L7Record>) {
+        if let Proto::Http1(p) = self {
+            p.feed(chunk, out);
+        }
+    }
+
+    fn close(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
+        if let Proto::Http1(p) = self {
+            p.close(end_ns, out);
+        }
+    }
+
+    fn parse_errors(&self) -> u64 {
+        match self {
+            Proto::Http1(p) => p.parse_errors(),
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -134,6 +157,7 @@ pub struct ShardCore {
     stats: ShardStats,
     ids: IdGen,
     red: Red,
+    span_cache: SpanCache,
     clock_offset_ns: u64,
     served: HashMap<u64, VecDeque<Served>>,
     parked: HashMap<u64, Vec<Parked>>,
@@ -164,6 +188,7 @@ impl ShardCore {
             cfg,
             stats,
             red: Red::default(),
+            span_cache: SpanCache::default(),
             clock_offset_ns,
             served: HashMap::default(),
             parked: HashMap::default(),
@@ -239,12 +264,7 @@ impl ShardCore {
             ev.conn_id,
             now_ns,
             || Flow {
-                info: FlowInfo {
-                    pid: ev.pid,
-                    comm: ev.comm,
-                    local: ev.local,
-                    remote: ev.remote,
-                },
+                info: FlowInfo::new(ev.pid, ev.comm, ev.local, ev.remote),
                 role: role_of(ev.role),
                 proto: Proto::Detecting(0),
                 reorder: Default::default(),
@@ -304,9 +324,7 @@ impl ShardCore {
         flow.last_ns = ev.end_ns;
         let mut records = std::mem::take(&mut self.records);
         if ev.kind == abi::EV_CLOSE {
-            if let Proto::Http1(p) = &mut flow.proto {
-                p.close(ev.end_ns, &mut records);
-            }
+            flow.proto.close(ev.end_ns, &mut records);
             let gaps = flow.reorder.gaps();
             let flow = self.flows.remove(conn);
             self.stats.reorder_gaps += gaps;
@@ -316,7 +334,7 @@ impl ShardCore {
             self.records = records;
             return true;
         }
-        if ev.kind != abi::EV_DATA {
+        if ev.kind != abi::EV_DATA && ev.kind != abi::EV_TLS_DATA {
             self.stats.events_malformed += 1;
             self.records = records;
             return false;
@@ -329,28 +347,17 @@ impl ShardCore {
             flow.parents
                 .push_back((ev.seq, ev.parent_conn_id, ev.parent_seq));
         }
-        if let Proto::Detecting(n) = flow.proto {
-            flow.proto = match detect(payload) {
-                Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
-                None if n + 1 >= DETECT_ATTEMPTS => {
-                    self.stats.unknown_protocol += 1;
-                    Proto::Unsupported
-                }
-                None => Proto::Detecting(n + 1),
-            };
-        }
-        if let Proto::Http1(p) = &mut flow.proto {
-            p.feed(&chunk, &mut records);
-            let errs = p.parse_errors();
-            self.stats.parse_errors += errs - flow.parse_errors_seen;
-            flow.parse_errors_seen = errs;
-        }
+        feed_flow(flow, ev.kind, &chunk, &mut records, &mut self.stats);
         if !records.is_empty() {
-            // Re-borrow: emit needs the flow's info and parent memory only.
-            let info = flow.info;
-            let parents = flow.parents.clone();
-            let view = FlowView { info, parents };
+            // Emitting needs `self` whole: lend it the flow's info and parent memory meanwhile.
+            let view = FlowView {
+                info: flow.info.clone(),
+                parents: std::mem::take(&mut flow.parents),
+            };
             self.emit_view(conn, &view, ev.seq, &mut records, io);
+            if let Some(f) = self.flows.get_mut(conn, 0) {
+                f.parents = view.parents;
+            }
         }
         self.records = records;
         false
@@ -365,7 +372,7 @@ impl ShardCore {
         io: &mut impl ShardIo,
     ) {
         let view = FlowView {
-            info: flow.info,
+            info: flow.info.clone(),
             parents: flow.parents.clone(),
         };
         self.emit_view(conn, &view, end_seq, records, io);
@@ -406,8 +413,15 @@ impl ShardCore {
                     trace_id: self.ids.trace_id(),
                     span_id: self.ids.span_id(),
                 };
-                let span = http_span(tx, &flow.info, ctx, [0; 8], self.clock_offset_ns);
-                self.red.record(&span);
+                let span = http_span(
+                    tx,
+                    &flow.info,
+                    ctx,
+                    [0; 8],
+                    self.clock_offset_ns,
+                    &mut self.span_cache,
+                );
+                self.red.record(http_def(span.kind), &span);
                 match parent {
                     Some((pconn, pseq)) => {
                         let owner = shard_of(pconn, self.cfg.shards);
@@ -441,8 +455,15 @@ impl ShardCore {
                     trace_id,
                     span_id: self.ids.span_id(),
                 };
-                let span = http_span(tx, &flow.info, ctx, parent, self.clock_offset_ns);
-                self.red.record(&span);
+                let span = http_span(
+                    tx,
+                    &flow.info,
+                    ctx,
+                    parent,
+                    self.clock_offset_ns,
+                    &mut self.span_cache,
+                );
+                self.red.record(http_def(span.kind), &span);
                 let served = Served {
                     first_seq: tx.request_seq,
                     end_seq,
@@ -546,15 +567,19 @@ impl ShardCore {
         let mut records = Vec::new();
         // Replay whatever was held through the parser, then close it.
         for r in &ready {
-            if let (Ok((ev, payload)), Proto::Http1(p)) = (Event::decode(r), &mut flow.proto) {
-                if ev.kind == abi::EV_DATA {
-                    p.feed(&chunk_of(&ev, payload), &mut records);
+            if let Ok((ev, payload)) = Event::decode(r) {
+                if ev.kind == abi::EV_DATA || ev.kind == abi::EV_TLS_DATA {
+                    feed_flow(
+                        &mut flow,
+                        ev.kind,
+                        &chunk_of(&ev, payload),
+                        &mut records,
+                        &mut self.stats,
+                    );
                 }
             }
         }
-        if let Proto::Http1(p) = &mut flow.proto {
-            p.close(flow.last_ns, &mut records);
-        }
+        flow.proto.close(flow.last_ns, &mut records);
         let end = flow.reorder.next_seq();
         self.emit_records(conn, &flow, end, &mut records, io);
     }
@@ -639,6 +664,51 @@ impl ShardCore {
         }
         self.flush(io);
     }
+}
+
+/// One in-order data record through a flow: TLS handling, protocol detection, the parser.
+/// `kind` is `EV_DATA` (socket bytes) or `EV_TLS_DATA` (plaintext from the TLS library).
+fn feed_flow(
+    flow: &mut Flow,
+    kind: u8,
+    chunk: &Chunk<'_>,
+    out: &mut Vec<L7Record>,
+    stats: &mut ShardStats,
+) {
+    let plaintext = kind == abi::EV_TLS_DATA;
+    if plaintext && !flow.info.tls {
+        // The TLS library is traced on this connection: from now on its socket bytes are
+        // ciphertext and the plaintext events carry the protocol.
+        flow.info.tls = true;
+        if matches!(flow.proto, Proto::Encrypted | Proto::Unsupported) {
+            flow.proto = Proto::Detecting(0);
+        }
+    } else if !plaintext && flow.info.tls {
+        stats.tls_encrypted += 1;
+        return;
+    }
+    if let Proto::Detecting(n) = flow.proto {
+        if !plaintext && tls::looks_like_tls_record(chunk.data) {
+            flow.proto = Proto::Encrypted;
+        } else {
+            flow.proto = match detect(chunk.data) {
+                Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
+                None if n + 1 >= DETECT_ATTEMPTS => {
+                    stats.unknown_protocol += 1;
+                    Proto::Unsupported
+                }
+                None => Proto::Detecting(n + 1),
+            };
+        }
+    }
+    if matches!(flow.proto, Proto::Encrypted) {
+        stats.tls_encrypted += 1;
+        return;
+    }
+    flow.proto.feed(chunk, out);
+    let errs = flow.proto.parse_errors();
+    stats.parse_errors += errs.saturating_sub(flow.parse_errors_seen);
+    flow.parse_errors_seen = errs;
 }
 
 /// The parser's view of one data record.

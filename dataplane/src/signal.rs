@@ -5,13 +5,121 @@
 //! clock (nanoseconds since the Unix epoch). Attribute keys are `&'static str` because every key we
 //! emit is an OpenTelemetry semantic-convention name known at compile time.
 
+use std::sync::Arc;
+
+/// A string that is often known at compile time or shared by many signals (a route, a peer
+/// address): cloning it never copies the bytes, so the per-event path builds spans without
+/// allocating for them.
+#[derive(Debug, Clone)]
+pub enum Text {
+    Static(&'static str),
+    Shared(Arc<str>),
+    Owned(String),
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> Self {
+        match t {
+            Text::Owned(s) => s,
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text::Owned(s)
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Self {
+        Text::Static(s)
+    }
+}
+
+impl From<Arc<str>> for Text {
+    fn from(s: Arc<str>) -> Self {
+        Text::Shared(s)
+    }
+}
+
 /// One attribute value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum AttrValue {
     Str(String),
+    /// A string value that need not be copied (constant or shared); equal to `Str` of the same
+    /// text.
+    Text(Text),
     Int(i64),
     Bool(bool),
     Double(f64),
+}
+
+impl AttrValue {
+    /// The value when it is a string, whichever way it is held.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            AttrValue::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for AttrValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (AttrValue::Int(a), AttrValue::Int(b)) => a == b,
+            (AttrValue::Bool(a), AttrValue::Bool(b)) => a == b,
+            (AttrValue::Double(a), AttrValue::Double(b)) => a == b,
+            (a, b) => match (a.as_str(), b.as_str()) {
+                (Some(x), Some(y)) => x == y,
+                _ => false,
+            },
+        }
+    }
 }
 
 /// A list of attributes, keys from the semantic conventions.
@@ -31,7 +139,7 @@ pub struct SpanRecord {
     pub span_id: [u8; 8],
     /// All zero when the span is a root.
     pub parent_span_id: [u8; 8],
-    pub name: String,
+    pub name: Text,
     pub kind: SpanKind,
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
@@ -92,6 +200,9 @@ pub struct ShardStats {
     pub flows_expired: u64,
     /// Payloads that no parser recognised, and parser errors.
     pub unknown_protocol: u64,
+    /// Encrypted TLS payloads seen on sockets and skipped (their plaintext, when the TLS
+    /// library is traced, arrives separately).
+    pub tls_encrypted: u64,
     pub parse_errors: u64,
     pub spans_emitted: u64,
     /// Signals dropped because the queue to the export core was full.

@@ -1,11 +1,14 @@
 //! From a finished HTTP transaction to an OpenTelemetry span: ids, W3C `traceparent`, and the
 //! attributes of the HTTP semantic conventions. Pure functions plus a small per-shard RNG.
 
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 use telegen_bpf::abi::Addr;
 
 use crate::protocols::http1::HttpTransaction;
 use crate::protocols::{route::route_template, Role};
-use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord};
+use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
 
 /// A fast per-shard generator for trace and span ids (wyrand), seeded from the kernel.
 #[derive(Debug, Clone)]
@@ -92,30 +95,72 @@ pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8])> {
     Some((trace, span))
 }
 
-/// Where a connection goes, as the kernel reported it.
-#[derive(Debug, Clone, Copy)]
+/// Where a connection goes, as the kernel reported it, with the address texts every span of
+/// the connection shares (formatted once per connection, not once per span).
+#[derive(Debug, Clone)]
 pub struct FlowInfo {
     pub pid: u32,
     pub comm: [u8; 16],
     pub local: Addr,
     pub remote: Addr,
+    pub local_ip: Arc<str>,
+    pub remote_ip: Arc<str>,
+    /// The payload is TLS plaintext (from the TLS library, not the socket).
+    pub tls: bool,
+}
+
+impl FlowInfo {
+    pub fn new(pid: u32, comm: [u8; 16], local: Addr, remote: Addr) -> Self {
+        Self {
+            pid,
+            comm,
+            local,
+            remote,
+            local_ip: local.ip().to_string().into(),
+            remote_ip: remote.ip().to_string().into(),
+            tls: false,
+        }
+    }
+
+    /// `url.scheme` of HTTP on this connection.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 const KNOWN_METHODS: [&str; 9] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
 ];
 
+/// Index of a method in [`KNOWN_METHODS`], `KNOWN_METHODS.len()` for `_OTHER`.
+fn method_index(m: &str) -> usize {
+    KNOWN_METHODS
+        .iter()
+        .position(|k| *k == m)
+        .unwrap_or(KNOWN_METHODS.len())
+}
+
 /// The method as the conventions want it (`_OTHER` for unknown ones).
 pub fn normalized_method(m: &str) -> &'static str {
     KNOWN_METHODS
-        .iter()
-        .find(|k| **k == m)
+        .get(method_index(m))
         .copied()
         .unwrap_or("_OTHER")
 }
 
 /// Path part of a request target (origin form or absolute form), without query or fragment.
 pub fn target_path(target: &str) -> &str {
+    if target.starts_with('/') {
+        let end = target
+            .bytes()
+            .position(|b| b == b'?' || b == b'#')
+            .unwrap_or(target.len());
+        return &target[..end];
+    }
     let t = match target.find("://") {
         Some(i) => {
             let rest = &target[i + 3..];
@@ -144,6 +189,82 @@ fn host_name(h: &str) -> &str {
         .unwrap_or(h)
 }
 
+/// Entries each [`SpanCache`] map holds before it starts over.
+const CACHE_ENTRIES: usize = 4096;
+
+#[derive(Debug)]
+struct RouteEntry {
+    route: Arc<str>,
+    /// `"{method} {route}"` per method index, made on first use.
+    names: [Option<Arc<str>>; KNOWN_METHODS.len() + 1],
+}
+
+/// Per-shard memo of the texts spans repeat: routes and span names by path, host names by `Host`
+/// header. Bounded: a map that reaches [`CACHE_ENTRIES`] is cleared (paths full of identifiers
+/// miss the path map but still share the route's texts).
+#[derive(Debug, Default)]
+pub struct SpanCache {
+    /// Paths that are their own route (no identifier segment) -> route entry index.
+    paths: FxHashMap<Box<str>, usize>,
+    routes: FxHashMap<Arc<str>, usize>,
+    entries: Vec<RouteEntry>,
+    hosts: FxHashMap<Box<str>, Arc<str>>,
+}
+
+impl SpanCache {
+    fn route_entry(&mut self, path: &str) -> usize {
+        if let Some(&i) = self.paths.get(path) {
+            return i;
+        }
+        if self.entries.len() >= CACHE_ENTRIES {
+            self.paths.clear();
+            self.routes.clear();
+            self.entries.clear();
+        }
+        let route = route_template(path);
+        let i = match self.routes.get(route.as_str()) {
+            Some(&i) => i,
+            None => {
+                let route: Arc<str> = route.as_str().into();
+                self.entries.push(RouteEntry {
+                    route: route.clone(),
+                    names: Default::default(),
+                });
+                self.routes.insert(route, self.entries.len() - 1);
+                self.entries.len() - 1
+            }
+        };
+        if route == path {
+            self.paths.insert(path.into(), i);
+        }
+        i
+    }
+
+    /// (`http.route`, span name `"{method} {route}"`) of a server request.
+    pub fn route_and_name(&mut self, method: &'static str, path: &str) -> (Arc<str>, Arc<str>) {
+        let i = self.route_entry(path);
+        let e = &mut self.entries[i];
+        let m = method_index(method);
+        let name = e.names[m]
+            .get_or_insert_with(|| format!("{method} {}", e.route).into())
+            .clone();
+        (e.route.clone(), name)
+    }
+
+    /// The host name of a `Host` header value, shared.
+    pub fn host(&mut self, header: &str) -> Arc<str> {
+        if let Some(h) = self.hosts.get(header) {
+            return h.clone();
+        }
+        if self.hosts.len() >= CACHE_ENTRIES {
+            self.hosts.clear();
+        }
+        let h: Arc<str> = host_name(header).into();
+        self.hosts.insert(header.into(), h.clone());
+        h
+    }
+}
+
 /// `error.type` for a transaction, if it failed.
 pub fn error_type(tx: &HttpTransaction) -> Option<String> {
     match tx.status {
@@ -162,35 +283,38 @@ pub fn http_span(
     ctx: SpanCtx,
     parent: [u8; 8],
     clock_offset_ns: u64,
+    cache: &mut SpanCache,
 ) -> SpanRecord {
     let method = normalized_method(&tx.method);
     let path = target_path(&tx.target);
-    let mut attrs: Attrs = Vec::with_capacity(12);
-    attrs.push(("http.request.method", AttrValue::Str(method.to_string())));
+    let mut attrs: Attrs = Vec::with_capacity(13);
+    attrs.push(("http.request.method", AttrValue::Text(Text::Static(method))));
     if method == "_OTHER" {
         attrs.push((
             "http.request.method_original",
-            AttrValue::Str(tx.method.clone()),
+            AttrValue::Str(tx.method.to_string()),
         ));
     }
     if let Some(s) = tx.status {
         attrs.push(("http.response.status_code", AttrValue::Int(i64::from(s))));
     }
-    attrs.push(("network.protocol.name", AttrValue::Str("http".into())));
+    attrs.push((
+        "network.protocol.name",
+        AttrValue::Text(Text::Static("http")),
+    ));
     attrs.push((
         "network.protocol.version",
-        AttrValue::Str(tx.version.into()),
+        AttrValue::Text(Text::Static(tx.version)),
     ));
     let err = error_type(tx);
+    let scheme = flow.scheme();
     let (kind, name) = if tx.role == Role::Client {
-        let server = tx
-            .host
-            .as_deref()
-            .map(host_name)
-            .map(str::to_string)
-            .unwrap_or_else(|| flow.remote.ip().to_string());
+        let server = match tx.host.as_deref() {
+            Some(h) => cache.host(h),
+            None => flow.remote_ip.clone(),
+        };
         let full = format!(
-            "http://{}:{}{}",
+            "{scheme}://{}:{}{}",
             server,
             flow.remote.port,
             if tx.target.starts_with('/') {
@@ -199,42 +323,50 @@ pub fn http_span(
                 "/"
             }
         );
-        attrs.push(("server.address", AttrValue::Str(server)));
+        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
         attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
         attrs.push(("url.full", AttrValue::Str(full)));
         attrs.push((
             "network.peer.address",
-            AttrValue::Str(flow.remote.ip().to_string()),
+            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
         ));
         attrs.push((
             "network.peer.port",
             AttrValue::Int(i64::from(flow.remote.port)),
         ));
-        (SpanKind::Client, method.to_string())
+        (SpanKind::Client, Text::Static(method))
     } else {
-        let route = route_template(path);
-        let server = tx
-            .host
-            .as_deref()
-            .map(host_name)
-            .map(str::to_string)
-            .unwrap_or_else(|| flow.local.ip().to_string());
-        attrs.push(("url.path", AttrValue::Str(path.to_string())));
-        attrs.push(("url.scheme", AttrValue::Str("http".into())));
-        attrs.push(("server.address", AttrValue::Str(server)));
+        let (route, name) = cache.route_and_name(method, path);
+        let server = match tx.host.as_deref() {
+            Some(h) => cache.host(h),
+            None => flow.local_ip.clone(),
+        };
+        let url_path = if *route == *path {
+            AttrValue::Text(Text::Shared(route.clone()))
+        } else {
+            AttrValue::Str(path.to_string())
+        };
+        attrs.push(("url.path", url_path));
+        attrs.push(("url.scheme", AttrValue::Text(Text::Static(scheme))));
+        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
         attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
         attrs.push((
             "client.address",
-            AttrValue::Str(flow.remote.ip().to_string()),
+            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
         ));
         attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
-        let name = format!("{method} {route}");
-        attrs.push(("http.route", AttrValue::Str(route)));
-        (SpanKind::Server, name)
+        attrs.push(("http.route", AttrValue::Text(Text::Shared(route))));
+        (SpanKind::Server, Text::Shared(name))
     };
-    if let Some(e) = &err {
-        attrs.push(("error.type", AttrValue::Str(e.clone())));
-    }
+    let error = err.map(|e| {
+        let msg = if e == "incomplete" {
+            "no response".to_string()
+        } else {
+            format!("HTTP {e}")
+        };
+        attrs.push(("error.type", AttrValue::Str(e)));
+        msg
+    });
     SpanRecord {
         trace_id: ctx.trace_id,
         span_id: ctx.span_id,
@@ -243,13 +375,7 @@ pub fn http_span(
         kind,
         start_unix_ns: tx.start_ns.wrapping_add(clock_offset_ns),
         end_unix_ns: tx.end_ns.max(tx.start_ns).wrapping_add(clock_offset_ns),
-        error: err.map(|e| {
-            if e == "incomplete" {
-                "no response".to_string()
-            } else {
-                format!("HTTP {e}")
-            }
-        }),
+        error,
         attrs,
         pid: flow.pid,
         comm: flow.comm,
@@ -352,18 +478,20 @@ mod tests {
 
     #[test]
     fn server_span_attributes() {
-        let mut flow = FlowInfo {
-            pid: 7,
-            comm: [0; 16],
-            local: Addr::default(),
-            remote: Addr::default(),
-        };
+        let mut flow = FlowInfo::new(7, [0; 16], Addr::default(), Addr::default());
         flow.local.port = 8080;
         let ctx = SpanCtx {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let s = http_span(&tx(Role::Server, Some(503)), &flow, ctx, [0; 8], 10);
+        let s = http_span(
+            &tx(Role::Server, Some(503)),
+            &flow,
+            ctx,
+            [0; 8],
+            10,
+            &mut SpanCache::default(),
+        );
         assert_eq!(s.kind, SpanKind::Server);
         assert_eq!(s.name, "GET /users/{id}");
         assert_eq!(s.start_unix_ns, 1_010);
@@ -382,24 +510,33 @@ mod tests {
         assert_eq!(get("server.address"), Some(AttrValue::Str("svc".into())));
         assert_eq!(get("error.type"), Some(AttrValue::Str("503".into())));
         assert!(s.error.is_some());
-        let ok = http_span(&tx(Role::Server, Some(404)), &flow, ctx, [0; 8], 0);
+        let ok = http_span(
+            &tx(Role::Server, Some(404)),
+            &flow,
+            ctx,
+            [0; 8],
+            0,
+            &mut SpanCache::default(),
+        );
         assert!(ok.error.is_none(), "4xx is not a server error");
     }
 
     #[test]
     fn client_span_attributes() {
-        let mut flow = FlowInfo {
-            pid: 7,
-            comm: [0; 16],
-            local: Addr::default(),
-            remote: Addr::default(),
-        };
+        let mut flow = FlowInfo::new(7, [0; 16], Addr::default(), Addr::default());
         flow.remote.port = 80;
         let ctx = SpanCtx {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let s = http_span(&tx(Role::Client, Some(404)), &flow, ctx, [3; 8], 0);
+        let s = http_span(
+            &tx(Role::Client, Some(404)),
+            &flow,
+            ctx,
+            [3; 8],
+            0,
+            &mut SpanCache::default(),
+        );
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.name, "GET");
         assert_eq!(s.parent_span_id, [3; 8]);
@@ -409,7 +546,14 @@ mod tests {
             .iter()
             .any(|(k, v)| *k == "url.full"
                 && *v == AttrValue::Str("http://svc:80/users/42?x=1".into())));
-        let none = http_span(&tx(Role::Client, None), &flow, ctx, [0; 8], 0);
+        let none = http_span(
+            &tx(Role::Client, None),
+            &flow,
+            ctx,
+            [0; 8],
+            0,
+            &mut SpanCache::default(),
+        );
         assert!(none
             .attrs
             .iter()

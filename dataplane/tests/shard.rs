@@ -283,3 +283,65 @@ fn malformed_records_are_counted_not_fatal() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+fn as_tls(r: Vec<u8>) -> Vec<u8> {
+    let (mut ev, payload) = Event::decode(&r).unwrap();
+    let payload = payload.to_vec();
+    ev.kind = abi::EV_TLS_DATA;
+    let mut out = Vec::new();
+    ev.encode_into(&payload, &mut out);
+    out
+}
+
+#[test]
+fn tls_plaintext_is_parsed_as_https_and_ciphertext_skipped() {
+    let mut h = Harness::new(1);
+    let conn = 0x77;
+    // The handshake (ciphertext on the socket) comes first, then the library's plaintext, with
+    // one more ciphertext record in between as the kernel may still emit before it knows.
+    let client_hello = [0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5];
+    let app_data = [0x17, 0x03, 0x03, 0x00, 0x03, 9, 9, 9];
+    let recs = [
+        rec(
+            conn,
+            0,
+            abi::ROLE_SERVER,
+            abi::DIR_INGRESS,
+            &client_hello,
+            100,
+        ),
+        rec(
+            conn,
+            1,
+            abi::ROLE_SERVER,
+            abi::DIR_EGRESS,
+            &client_hello,
+            200,
+        ),
+        as_tls(rec(conn, 2, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 300)),
+        rec(conn, 3, abi::ROLE_SERVER, abi::DIR_EGRESS, &app_data, 350),
+        as_tls(rec(conn, 4, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400)),
+    ];
+    for r in &recs {
+        h.drain(0, r);
+    }
+    h.stop();
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "one request, one span");
+    let scheme = spans[0]
+        .attrs
+        .iter()
+        .find(|(k, _)| *k == "url.scheme")
+        .and_then(|(_, v)| v.as_str());
+    assert_eq!(scheme, Some("https"));
+    let st = h.shards[0].stats();
+    assert_eq!(
+        st.tls_encrypted, 3,
+        "two handshake records and one after plaintext"
+    );
+    assert_eq!(
+        st.unknown_protocol, 0,
+        "ciphertext is not an unknown protocol"
+    );
+    assert_eq!(st.parse_errors, 0);
+}

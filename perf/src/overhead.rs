@@ -421,12 +421,13 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
             &label,
             progress,
         )?;
-        let samples: Vec<(u64, u64)> = s["samples"]
+        let samples: Vec<(f64, u64, u64)> = s["samples"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .map(|x| {
                         (
+                            x["t_s"].as_f64().unwrap_or(0.0),
                             x["rss_bytes"].as_u64().unwrap_or(0),
                             x["bpf_map_bytes"].as_u64().unwrap_or(0),
                         )
@@ -436,18 +437,29 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
             .unwrap_or_default();
         let first = samples.first().copied().unwrap_or_default();
         let last = samples.last().copied().unwrap_or_default();
-        let max_rss = samples.iter().map(|x| x.0).max().unwrap_or(0);
-        let max_maps = samples.iter().map(|x| x.1).max().unwrap_or(0);
-        let growth = last.0 as i64 + last.1 as i64 - first.0 as i64 - first.1 as i64;
-        let base_total = (first.0 + first.1).max(1) as f64;
+        // Growth is measured from a warmed-up sample (allocator pools, flow tables and maps
+        // fill during the first part of the load): the first at or after 20% of the run (at
+        // most 60 s in).
+        let warm_at = (cfg.soak_secs as f64 * 0.2).min(60.0);
+        let warm = samples
+            .iter()
+            .find(|x| x.0 >= warm_at)
+            .copied()
+            .unwrap_or(first);
+        let max_rss = samples.iter().map(|x| x.1).max().unwrap_or(0);
+        let max_maps = samples.iter().map(|x| x.2).max().unwrap_or(0);
+        let total = |x: (f64, u64, u64)| x.1 as i64 + x.2 as i64;
+        let growth = total(last) - total(warm);
         out["soak"] = json!({
             "seconds": cfg.soak_secs,
             "sample_every_s": cfg.soak_sample_secs.max(1),
-            "first": {"rss_bytes": first.0, "bpf_map_bytes": first.1},
-            "last": {"rss_bytes": last.0, "bpf_map_bytes": last.1},
+            "first": {"t_s": first.0, "rss_bytes": first.1, "bpf_map_bytes": first.2},
+            "warm": {"t_s": warm.0, "rss_bytes": warm.1, "bpf_map_bytes": warm.2},
+            "last": {"t_s": last.0, "rss_bytes": last.1, "bpf_map_bytes": last.2},
             "max": {"rss_bytes": max_rss, "bpf_map_bytes": max_maps},
             "growth_bytes": growth,
-            "growth_ratio": growth as f64 / base_total,
+            "growth_ratio": growth as f64 / total(warm).max(1) as f64,
+            "growth_from_first_bytes": total(last) - total(first),
             "run": s,
         });
     }

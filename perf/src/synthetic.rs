@@ -199,6 +199,7 @@ fn shard_stats_json(s: &ShardStats) -> Value {
         "flows_evicted": s.flows_evicted,
         "flows_expired": s.flows_expired,
         "unknown_protocol": s.unknown_protocol,
+        "tls_encrypted": s.tls_encrypted,
         "parse_errors": s.parse_errors,
         "spans_emitted": s.spans_emitted,
         "export_queue_drops": s.export_queue_drops,

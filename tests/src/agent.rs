@@ -98,16 +98,61 @@ pub fn wait_port(port: u16, timeout: Duration) {
     panic!("nothing listening on 127.0.0.1:{port} after {timeout:?}");
 }
 
-/// nginx from Debian serving a temp directory on a free loopback port.
+/// What an [`Nginx`] listens on besides plain HTTP/1.1.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NginxOptions {
+    /// HTTP/2 without TLS, with prior knowledge (`curl --http2-prior-knowledge`).
+    pub h2c: bool,
+    /// TLS (OpenSSL) with a self-signed certificate, HTTP/1.1 and HTTP/2 by ALPN.
+    pub tls: bool,
+}
+
+/// nginx from Debian serving a temp directory on free loopback ports.
 #[derive(Debug)]
 pub struct Nginx {
     pub proc: Proc,
+    /// Plain HTTP/1.1.
     pub port: u16,
+    /// h2c with prior knowledge, when asked for.
+    pub h2c_port: Option<u16>,
+    /// TLS, when asked for.
+    pub tls_port: Option<u16>,
     pub dir: PathBuf,
+}
+
+/// A self-signed certificate and key for `localhost` / 127.0.0.1, made with the openssl CLI.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl (apt-get install -y openssl)");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
 }
 
 impl Nginx {
     pub fn start() -> Nginx {
+        Self::start_with(NginxOptions::default())
+    }
+
+    pub fn start_with(opts: NginxOptions) -> Nginx {
         let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
             panic!("nginx not found: install it with `apt-get install -y nginx-light` (the README's test command does)")
         });
@@ -115,13 +160,27 @@ impl Nginx {
         let dir = std::env::temp_dir().join(format!("telegen-nginx-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("html")).expect("temp dir");
         std::fs::write(dir.join("html/index.html"), "hello from nginx\n").expect("index");
+        let h2c_port = opts.h2c.then(free_port);
+        let tls_port = opts.tls.then(free_port);
+        let mut listen = format!("listen 127.0.0.1:{port};");
+        if let Some(p) = h2c_port {
+            listen.push_str(&format!(" listen 127.0.0.1:{p} http2;"));
+        }
+        if let Some(p) = tls_port {
+            let (cert, key) = self_signed_cert(&dir);
+            listen.push_str(&format!(
+                " listen 127.0.0.1:{p} ssl http2; ssl_certificate {}; ssl_certificate_key {};",
+                cert.display(),
+                key.display()
+            ));
+        }
         let conf = format!(
             "worker_processes 1;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
               fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
               keepalive_requests 10000;\n\
-              server {{ listen 127.0.0.1:{port}; root {d}/html;\n\
+              server {{ {listen} root {d}/html;\n\
                location /api/ {{ default_type text/plain; return 200 \"api ok\\n\"; }}\n\
                location = /fail {{ return 503; }}\n }}\n}}\n",
             d = dir.display()
@@ -139,8 +198,16 @@ impl Nginx {
             .spawn()
             .expect("start nginx");
         let proc = Proc { child };
-        wait_port(port, Duration::from_secs(10));
-        Nginx { proc, port, dir }
+        for p in [Some(port), h2c_port, tls_port].into_iter().flatten() {
+            wait_port(p, Duration::from_secs(10));
+        }
+        Nginx {
+            proc,
+            port,
+            h2c_port,
+            tls_port,
+            dir,
+        }
     }
 }
 
@@ -152,6 +219,20 @@ impl Drop for Nginx {
         let _ = self.proc.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Run `curl` and return its stdout; panics with stderr on failure.
+pub fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(args)
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Run a Python script to completion and return its stdout; panics with stderr on failure.

@@ -1,4 +1,5 @@
 //! Shared helpers for integration tests.
 
 pub mod agent;
+pub mod peers;
 pub mod receiver;

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
@@ -332,4 +333,35 @@ async fn handle(sh: &Shared, req: Request<hyper::body::Incoming>) -> Response<Fu
     drop(st);
     sh.changed.notify_all();
     resp
+}
+
+/// Sum of the latest cumulative count of every series of the histogram `metric` received.
+pub fn metric_count(recv: &Receiver, metric: &str) -> u64 {
+    metric_count_where(recv, metric, |_| true)
+}
+
+/// Like [`metric_count`], only over the data points whose attributes pass `keep`.
+pub fn metric_count_where(
+    recv: &Receiver,
+    metric: &str,
+    keep: impl Fn(&[KeyValue]) -> bool,
+) -> u64 {
+    let mut latest: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for req in recv.metrics() {
+        for rm in &req.resource_metrics {
+            let res = format!("{:?}", rm.resource);
+            for sm in &rm.scope_metrics {
+                for m in sm.metrics.iter().filter(|m| m.name == metric) {
+                    if let Some(Data::Histogram(h)) = &m.data {
+                        for p in h.data_points.iter().filter(|p| keep(&p.attributes)) {
+                            let key = format!("{res}|{:?}", p.attributes);
+                            let e = latest.entry(key).or_insert(0);
+                            *e = (*e).max(p.count);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    latest.values().sum()
 }

@@ -1,17 +1,15 @@
 //! HTTP/1.1 traced from the kernel to OTLP: the real agent (as root) against nginx and Python,
 //! decoded by a real OTLP/HTTP receiver. Counts are exact: one server span per request served.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telegen_tests::agent::{
-    children, free_port, python, python_bg, require_bpf, serial, wait_port, Agent, Nginx,
+    children, curl, free_port, python, python_bg, require_bpf, serial, wait_port, Agent, Nginx,
 };
-use telegen_tests::receiver::{attr_int, attr_str, Receiver};
+use telegen_tests::receiver::{attr_int, attr_str, metric_count, Receiver};
 
 fn agent_for(recv: &Receiver, pids: &[u32]) -> Agent {
     let mut args = vec![
@@ -35,41 +33,6 @@ fn server_spans(recv: &Receiver) -> Vec<(Vec<KeyValue>, Span)> {
         .into_iter()
         .filter(|(_, s)| s.kind == SpanKind::Server as i32)
         .collect()
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = std::process::Command::new("curl")
-        .args(args)
-        .output()
-        .expect("curl (apt-get install -y curl)");
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Sum of the latest cumulative count of every series of `metric`.
-fn metric_count(recv: &Receiver, metric: &str) -> u64 {
-    let mut latest: HashMap<String, u64> = HashMap::new();
-    for req in recv.metrics() {
-        for rm in &req.resource_metrics {
-            let res = format!("{:?}", rm.resource);
-            for sm in &rm.scope_metrics {
-                for m in sm.metrics.iter().filter(|m| m.name == metric) {
-                    if let Some(Data::Histogram(h)) = &m.data {
-                        for p in &h.data_points {
-                            let key = format!("{res}|{:?}", p.attributes);
-                            let e = latest.entry(key).or_insert(0);
-                            *e = (*e).max(p.count);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    latest.values().sum()
 }
 
 fn hex(b: &[u8]) -> String {

@@ -25,6 +25,8 @@ const volatile __u32 capture_bytes = 1024;
 const volatile __u32 self_tgid = 0;
 const volatile __u8 filter_enabled = 0;
 const volatile __u64 wakeup_bytes = 1 << 20;
+/* Set when the OpenSSL uprobes (tls.bpf.h) are loaded: syscalls then note their fd for them. */
+const volatile __u8 tls_enabled = 0;
 
 struct conn_key {
 	__u32 tgid;
@@ -38,7 +40,8 @@ struct conn {
 	struct tg_addr local;
 	struct tg_addr remote;
 	__u8 role;
-	__u8 _pad[7];
+	__u8 tls; /* TLS plaintext was emitted: encrypted syscall payloads are no longer */
+	__u8 _pad[6];
 };
 
 enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_CONNECT = 4 };
@@ -337,6 +340,11 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 	return track(id, fd, TG_ROLE_UNKNOWN);
 }
 
+/* tls.bpf.h: a syscall on a tracked socket, made by a thread inside an SSL_* call. */
+static __always_inline void tls_note_fd(__u64 id, __u32 fd);
+/* tls.bpf.h: a thread exited, possibly inside an SSL_* call. */
+static __always_inline void tls_forget_thread(__u64 id);
+
 static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -346,6 +354,8 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op)
 		return 0;
 	if (!lookup(id, fd))
 		return 0;
+	if (tls_enabled)
+		tls_note_fd(id, fd);
 	a.buf = buf;
 	a.fd = fd;
 	a.iovcnt = iovcnt;
@@ -400,6 +410,28 @@ static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a
 	return 0;
 }
 
+/*
+ * Server ingress remembers (per thread) the request being served; server egress forgets it;
+ * client events carry it as their parent.
+ */
+static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8 dir, __u32 tid)
+{
+	if (c->role == TG_ROLE_SERVER) {
+		if (dir == TG_DIR_INGRESS) {
+			struct tid_ctx t = { .conn_id = c->conn_id, .seq = s->ev.seq };
+			bpf_map_update_elem(&tg_tid_server, &tid, &t, BPF_ANY);
+		} else {
+			bpf_map_delete_elem(&tg_tid_server, &tid);
+		}
+	} else if (c->role == TG_ROLE_CLIENT) {
+		struct tid_ctx *t = bpf_map_lookup_elem(&tg_tid_server, &tid);
+		if (t) {
+			s->ev.parent_conn_id = t->conn_id;
+			s->ev.parent_seq = t->seq;
+		}
+	}
+}
+
 static __always_inline int exit_io(long ret, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -412,6 +444,7 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	__u32 tid = (__u32)id;
 	__u64 cap = capture_bytes;
 	__u32 captured;
+	__u8 kind = TG_EV_DATA;
 
 	if (!ap)
 		return 0;
@@ -429,7 +462,19 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	st = stats();
 	if (st)
 		__sync_fetch_and_add(&st->seen, 1);
-	s = scratch_for(c, id, TG_EV_DATA);
+	if (c->tls) {
+		/*
+		 * The plaintext comes from the SSL_* uprobes. sendfile on a TLS connection only
+		 * happens with kernel TLS, where the file bytes are the plaintext: keep its length.
+		 */
+		if (a.op != OP_SENDFILE) {
+			if (st)
+				__sync_fetch_and_add(&st->tls_suppressed, 1);
+			return 0;
+		}
+		kind = TG_EV_TLS_DATA;
+	}
+	s = scratch_for(c, id, kind);
 	if (!s)
 		return 0;
 	s->ev.fd = a.fd;
@@ -444,20 +489,7 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	if (st && (__u64)ret > captured && a.op != OP_SENDFILE)
 		__sync_fetch_and_add(&st->truncated, 1);
 
-	if (c->role == TG_ROLE_SERVER) {
-		if (dir == TG_DIR_INGRESS) {
-			struct tid_ctx t = { .conn_id = c->conn_id, .seq = s->ev.seq };
-			bpf_map_update_elem(&tg_tid_server, &tid, &t, BPF_ANY);
-		} else {
-			bpf_map_delete_elem(&tg_tid_server, &tid);
-		}
-	} else if (c->role == TG_ROLE_CLIENT) {
-		struct tid_ctx *t = bpf_map_lookup_elem(&tg_tid_server, &tid);
-		if (t) {
-			s->ev.parent_conn_id = t->conn_id;
-			s->ev.parent_seq = t->seq;
-		}
-	}
+	stamp_parent(c, s, dir, tid);
 	submit(s, captured);
 	return 0;
 }
@@ -652,5 +684,10 @@ int tg_exit(void *ctx)
 	bpf_map_delete_elem(&tg_tid_server, &tid);
 	if (filter_enabled)
 		bpf_map_delete_elem(&tg_allowed, &tid);
+	if (tls_enabled)
+		tls_forget_thread(id);
 	return 0;
 }
+
+/* ---- TLS plaintext (OpenSSL uprobes) ---- */
+#include "tls.bpf.h"

@@ -18,6 +18,7 @@
 enum tg_kind {
 	TG_EV_DATA = 1,  /* payload moved on a tracked connection */
 	TG_EV_CLOSE = 2, /* the connection was closed (or its fd replaced) */
+	TG_EV_TLS_DATA = 3, /* decrypted payload (OpenSSL uprobes) on a tracked connection */
 };
 
 enum tg_dir {
@@ -75,12 +76,14 @@ struct tg_stats {
 	__u64 conns_opened;  /* connections tracked */
 	__u64 conns_closed;
 	__u64 truncated;     /* payloads longer than the capture size */
+	__u64 tls_unmapped;  /* TLS plaintext dropped: its SSL* was never tied to a tracked socket */
+	__u64 tls_suppressed; /* encrypted payloads not emitted: the conn carries TLS plaintext */
 };
 
 #ifndef __cplusplus
 _Static_assert(sizeof(struct tg_addr) == 24, "tg_addr size");
 _Static_assert(sizeof(struct tg_event) == 136, "tg_event size");
-_Static_assert(sizeof(struct tg_stats) == 48, "tg_stats size");
+_Static_assert(sizeof(struct tg_stats) == 64, "tg_stats size");
 #endif
 
 #endif /* TELEGEN_H */

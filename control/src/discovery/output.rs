@@ -21,6 +21,7 @@ pub fn attrs_json(a: &Attrs) -> Value {
     for (k, v) in a {
         let v = match v {
             AttrValue::Str(s) => Value::String(s.clone()),
+            AttrValue::Text(s) => Value::String(s.to_string()),
             AttrValue::Int(i) => json!(i),
             AttrValue::Bool(b) => json!(b),
             AttrValue::Double(d) => json!(d),

@@ -102,6 +102,7 @@ pub fn attr_str<'a>(attrs: &'a Attrs, key: &str) -> Option<&'a str> {
 pub fn value_text(v: &AttrValue) -> String {
     match v {
         AttrValue::Str(s) => s.clone(),
+        AttrValue::Text(s) => s.to_string(),
         AttrValue::Int(i) => i.to_string(),
         AttrValue::Bool(b) => b.to_string(),
         AttrValue::Double(d) => d.to_string(),

@@ -6,6 +6,7 @@
 
 mod core;
 pub mod otlp;
+pub mod pb;
 pub mod resource;
 pub mod selfmon;
 pub mod summary;

@@ -27,6 +27,7 @@ pub const SCOPE_NAME: &str = "telegen";
 pub fn any_value(v: &AttrValue) -> AnyValue {
     let value = match v {
         AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+        AttrValue::Text(s) => any_value::Value::StringValue(s.to_string()),
         AttrValue::Int(i) => any_value::Value::IntValue(*i),
         AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
         AttrValue::Double(d) => any_value::Value::DoubleValue(*d),
@@ -53,6 +54,7 @@ pub fn into_key_values(attrs: Attrs) -> Vec<KeyValue> {
         .map(|(k, v)| {
             let value = match v {
                 AttrValue::Str(s) => any_value::Value::StringValue(s),
+                AttrValue::Text(s) => any_value::Value::StringValue(s.into()),
                 AttrValue::Int(i) => any_value::Value::IntValue(i),
                 AttrValue::Bool(b) => any_value::Value::BoolValue(b),
                 AttrValue::Double(d) => any_value::Value::DoubleValue(d),
@@ -113,7 +115,7 @@ pub fn span_to_otlp(rec: SpanRecord) -> Span {
         trace_id: rec.trace_id.to_vec(),
         span_id: rec.span_id.to_vec(),
         parent_span_id,
-        name: rec.name,
+        name: rec.name.into(),
         kind: otlp_kind(rec.kind) as i32,
         start_time_unix_nano: rec.start_unix_ns,
         end_time_unix_nano: rec.end_unix_ns.max(rec.start_unix_ns),

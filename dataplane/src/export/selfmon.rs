@@ -425,7 +425,7 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
         FamilyKind,
         fn(&ShardStats) -> u64,
     );
-    let shard_fields: [ShardField; 15] = [
+    let shard_fields: [ShardField; 16] = [
         (
             "telegen_shard_events_drained_total",
             "Kernel events drained by the shard.",
@@ -497,6 +497,12 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
             "Payloads no parser recognised.",
             Counter,
             |s| s.unknown_protocol,
+        ),
+        (
+            "telegen_shard_tls_encrypted_total",
+            "Encrypted TLS payloads recognised on sockets and skipped.",
+            Counter,
+            |s| s.tls_encrypted,
         ),
         (
             "telegen_shard_parse_errors_total",

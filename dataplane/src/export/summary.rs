@@ -58,7 +58,9 @@ pub fn is_error(rec: &SpanRecord) -> bool {
     }
     let code = match attr(rec, "http.response.status_code") {
         Some(AttrValue::Int(c)) => *c,
-        Some(AttrValue::Str(s)) => s.parse().unwrap_or(0),
+        Some(v @ (AttrValue::Str(_) | AttrValue::Text(_))) => {
+            v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+        }
         _ => 0,
     };
     match rec.kind {
@@ -74,9 +76,9 @@ impl SummaryAgg {
 
     /// Account one span of service `service`.
     pub fn record(&mut self, service: &str, rec: &SpanRecord) {
-        let route = match attr(rec, "http.route") {
-            Some(AttrValue::Str(r)) => r.as_str(),
-            _ => rec.name.as_str(),
+        let route = match attr(rec, "http.route").and_then(AttrValue::as_str) {
+            Some(r) => r,
+            None => rec.name.as_str(),
         };
         let key_exists = self
             .rows

@@ -15,6 +15,7 @@
 //! - malformed traffic counts in [`Http1Parser::parse_errors`] and is never emitted;
 //! - only a finished (or abandoned) request allocates: its few `String`s.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use super::http1_framing::{
@@ -39,7 +40,8 @@ pub struct HttpTransaction {
     /// The side the traced process played (never `Unknown` in an emitted transaction).
     pub role: Role,
     /// Request method as sent (`GET`, `POST`, ...); `_OTHER` handling is the span builder's job.
-    pub method: String,
+    /// The standard methods are borrowed constants (no allocation per request).
+    pub method: Cow<'static, str>,
     /// The request target as sent (path and query, or absolute form).
     pub target: String,
     /// `1.0` or `1.1`.
@@ -78,6 +80,17 @@ pub fn detect(data: &[u8]) -> bool {
     METHODS.iter().any(|m| data.starts_with(m))
 }
 
+/// The standard methods as constants; anything else copied (bounded).
+fn method_text(m: &[u8]) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|k| k.as_bytes() == m) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(owned(m, MAX_TARGET)),
+    }
+}
+
 fn owned(bytes: &[u8], cap: usize) -> String {
     let bytes = &bytes[..bytes.len().min(cap)];
     // Validation is fast for the usual ASCII; the lossy path only for invalid bytes.
@@ -91,7 +104,7 @@ fn owned(bytes: &[u8], cap: usize) -> String {
 #[derive(Debug)]
 struct Pending {
     id: u64,
-    method: String,
+    method: Cow<'static, str>,
     target: String,
     version: &'static str,
     host: Option<String>,
@@ -157,8 +170,10 @@ impl Http1Parser {
             .pending
             .iter()
             .map(|p| {
-                p.method.capacity()
-                    + p.target.capacity()
+                (match &p.method {
+                    Cow::Owned(m) => m.capacity(),
+                    Cow::Borrowed(_) => 0,
+                }) + p.target.capacity()
                     + p.host.as_ref().map_or(0, String::capacity)
                     + p.traceparent.as_ref().map_or(0, String::capacity)
             })
@@ -363,7 +378,7 @@ impl Http1Parser {
         self.req_owner = id;
         self.pending.push_back(Pending {
             id,
-            method: owned(h.method, MAX_TARGET),
+            method: method_text(h.method),
             target: owned(h.target, MAX_TARGET),
             version: h.version,
             host: h.host.map(|v| owned(v, MAX_HOST)),

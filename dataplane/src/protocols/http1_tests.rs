@@ -83,7 +83,7 @@ fn simple_exchange() {
     let t = &t[0];
     assert_eq!(t.role, Role::Server);
     assert_eq!(
-        (t.method.as_str(), t.target.as_str()),
+        (t.method.as_ref(), t.target.as_str()),
         ("GET", "/api/users/42?x=1")
     );
     assert_eq!(t.version, "1.1");
@@ -281,7 +281,7 @@ fn bodyless_responses() {
     let t = c.txs();
     let got: Vec<_> = t
         .iter()
-        .map(|t| (t.method.as_str(), t.status, t.response_body_bytes))
+        .map(|t| (t.method.as_ref(), t.status, t.response_body_bytes))
         .collect();
     assert_eq!(
         got,
@@ -442,7 +442,7 @@ fn truncated_request_head_by_capture_limit() {
     c.send_cap(24, Ingress, REQ).send(Egress, RESP);
     let t = c.txs();
     assert_eq!(t.len(), 1);
-    assert_eq!((t[0].method.as_str(), t[0].status), ("GET", Some(200)));
+    assert_eq!((t[0].method.as_ref(), t[0].status), ("GET", Some(200)));
     assert!(t[0].target.starts_with("/api/user"));
     assert!(t[0].partial);
     // Resync at the next request.

@@ -10,6 +10,7 @@ pub mod http1;
 mod http1_framing;
 mod http1_headers;
 pub mod route;
+pub mod tls;
 
 /// Which way the bytes went, seen from the traced process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

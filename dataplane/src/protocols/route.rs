@@ -14,23 +14,34 @@ const MAX_SEGMENT_LEN: usize = 64;
 /// into a template such as `/users/{id}`.
 pub fn route_template(path: &str) -> String {
     let mut path = path;
-    if let Some(i) = path.find(['?', '#']) {
+    if let Some(i) = path.bytes().position(|b| b == b'?' || b == b'#') {
         path = &path[..i];
     }
-    if let Some(rest) = path
-        .strip_prefix("http://")
-        .or_else(|| path.strip_prefix("https://"))
-    {
-        path = rest.find('/').map_or("", |i| &rest[i..]);
+    if !path.starts_with('/') {
+        if let Some(rest) = path
+            .strip_prefix("http://")
+            .or_else(|| path.strip_prefix("https://"))
+        {
+            path = rest.find('/').map_or("", |i| &rest[i..]);
+        }
     }
     let mut out = String::with_capacity(path.len().min(128) + 1);
-    for seg in path.split('/').filter(|s| !s.is_empty()).take(MAX_SEGMENTS) {
-        out.push('/');
-        if is_id(seg) {
-            out.push_str("{id}");
-        } else {
-            out.push_str(seg);
+    // Split by hand: paths are short, and a generic searcher's setup costs more than the scan.
+    let bytes = path.as_bytes();
+    let (mut start, mut kept) = (0, 0);
+    while start < bytes.len() && kept < MAX_SEGMENTS {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |i| start + i);
+        if end > start {
+            // `/` is ASCII, so these bounds are char boundaries.
+            let seg = &path[start..end];
+            out.push('/');
+            out.push_str(if is_id(seg) { "{id}" } else { seg });
+            kept += 1;
         }
+        start = end + 1;
     }
     if out.is_empty() {
         out.push('/');
@@ -46,29 +57,41 @@ fn is_uuid(s: &[u8]) -> bool {
         })
 }
 
-/// Does this path segment look like an identifier rather than a fixed name?
+/// Does this path segment look like an identifier rather than a fixed name? One pass over the
+/// bytes classifies them; the rules below only read the counts.
 fn is_id(seg: &str) -> bool {
     let s = seg.as_bytes();
-    if s.len() > MAX_SEGMENT_LEN || seg.contains('@') || is_uuid(s) {
+    if s.len() > MAX_SEGMENT_LEN {
         return true;
     }
-    let digits = s.iter().filter(|b| b.is_ascii_digit()).count();
+    let (mut digits, mut letters, mut hex, mut b64, mut at) =
+        (0usize, 0usize, 0usize, 0usize, false);
+    for &b in s {
+        let d = b.is_ascii_digit();
+        let l = b.is_ascii_alphabetic();
+        digits += usize::from(d);
+        letters += usize::from(l);
+        hex += usize::from(d || matches!(b | 0x20, b'a'..=b'f'));
+        b64 += usize::from(d || l || matches!(b, b'-' | b'_' | b'=' | b'+'));
+        at |= b == b'@';
+    }
+    if at || (s.len() == 36 && is_uuid(s)) {
+        return true;
+    }
     if digits == 0 {
         return false;
     }
-    let letters = s.iter().filter(|b| b.is_ascii_alphabetic()).count();
     let seps = s.len() - digits - letters;
     // Numbers, and numbers joined by separators (dates, versions, `12-34`).
     if letters == 0 {
         return true;
     }
     // Long hex (hashes, object ids).
-    if s.len() >= 12 && s.iter().all(u8::is_ascii_hexdigit) {
+    if s.len() >= 12 && hex == s.len() {
         return true;
     }
     // Long base64 / base64url / ULID-like tokens with at least one digit.
-    let b64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'+');
-    if s.len() >= 16 && s.iter().all(b64) && seps <= 2 {
+    if s.len() >= 16 && b64 == s.len() && seps <= 2 {
         return true;
     }
     // Short digit/letter mixes: `user123`, `ab12` are ids; `v1`, `oauth2`, `mp3` are names.

@@ -1,0 +1,267 @@
+//! Direct protobuf encoding of spans: the export core's hot path.
+//!
+//! Building `opentelemetry-proto` structs for every span costs an allocation per id, key and
+//! string value; this module writes the same wire bytes straight from a [`SpanRecord`] into a
+//! reused buffer instead. Only the fields Telegen sets are written, in field order, and the bytes
+//! decode (with `prost`) to exactly the message [`super::otlp::span_to_otlp`] builds: the tests
+//! below check that, so the two can never drift. Resource and scope messages (a few per batch) are
+//! still encoded with `prost`.
+
+use prost::Message;
+
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::signal::{AttrValue, SpanKind, SpanRecord};
+
+const LEN: u8 = 2;
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+
+#[inline]
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+fn tag(out: &mut Vec<u8>, field: u32, wire: u8) {
+    varint(out, (u64::from(field) << 3) | u64::from(wire));
+}
+
+#[inline]
+fn bytes_field(out: &mut Vec<u8>, field: u32, data: &[u8]) {
+    tag(out, field, LEN);
+    varint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// `AnyValue` body for one attribute value.
+fn any_value(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Str(s) => bytes_field(out, 1, s.as_bytes()),
+        AttrValue::Text(t) => bytes_field(out, 1, t.as_bytes()),
+        AttrValue::Bool(b) => {
+            tag(out, 2, VARINT);
+            out.push(u8::from(*b));
+        }
+        AttrValue::Int(i) => {
+            tag(out, 3, VARINT);
+            varint(out, *i as u64);
+        }
+        AttrValue::Double(d) => {
+            tag(out, 4, FIXED64);
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
+        }
+    }
+}
+
+fn any_value_len(v: &AttrValue) -> usize {
+    let s = |n: usize| 1 + varint_len(n as u64) + n;
+    match v {
+        AttrValue::Str(x) => s(x.len()),
+        AttrValue::Text(x) => s(x.len()),
+        AttrValue::Bool(_) => 2,
+        AttrValue::Int(i) => 1 + varint_len(*i as u64),
+        AttrValue::Double(_) => 9,
+    }
+}
+
+/// Append one span as field 2 (`spans`) of a `ScopeSpans` message. `scratch` is a buffer the
+/// caller reuses between calls (it only avoids allocating).
+pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+    let b = scratch;
+    b.clear();
+    bytes_field(b, 1, &rec.trace_id);
+    bytes_field(b, 2, &rec.span_id);
+    if rec.parent_span_id != [0u8; 8] {
+        bytes_field(b, 4, &rec.parent_span_id);
+    }
+    if !rec.name.is_empty() {
+        bytes_field(b, 5, rec.name.as_bytes());
+    }
+    let kind: u64 = match rec.kind {
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+    };
+    tag(b, 6, VARINT);
+    varint(b, kind);
+    let end = rec.end_unix_ns.max(rec.start_unix_ns);
+    if rec.start_unix_ns != 0 {
+        tag(b, 7, FIXED64);
+        b.extend_from_slice(&rec.start_unix_ns.to_le_bytes());
+    }
+    if end != 0 {
+        tag(b, 8, FIXED64);
+        b.extend_from_slice(&end.to_le_bytes());
+    }
+    for (k, v) in &rec.attrs {
+        let vlen = any_value_len(v);
+        let kv_len = 1 + varint_len(k.len() as u64) + k.len() + 1 + varint_len(vlen as u64) + vlen;
+        tag(b, 9, LEN);
+        varint(b, kv_len as u64);
+        bytes_field(b, 1, k.as_bytes());
+        tag(b, 2, LEN);
+        varint(b, vlen as u64);
+        any_value(b, v);
+    }
+    // Status (always present, as `span_to_otlp` sets it): message and code ERROR, or empty.
+    match &rec.error {
+        Some(msg) => {
+            let len = if msg.is_empty() {
+                0
+            } else {
+                1 + varint_len(msg.len() as u64) + msg.len()
+            } + 2;
+            tag(b, 15, LEN);
+            varint(b, len as u64);
+            if !msg.is_empty() {
+                bytes_field(b, 2, msg.as_bytes());
+            }
+            tag(b, 3, VARINT);
+            varint(b, 2);
+        }
+        None => {
+            tag(b, 15, LEN);
+            varint(b, 0);
+        }
+    }
+    bytes_field(out, 2, b);
+}
+
+/// An `ExportTraceServiceRequest` from groups of (resource, spans already appended with
+/// [`append_span`]), each group under one `ScopeSpans` for `scope`.
+pub fn traces_body<'a>(
+    groups: impl IntoIterator<Item = (&'a Resource, &'a [u8])>,
+    scope: &InstrumentationScope,
+) -> Vec<u8> {
+    let scope_bytes = scope.encode_to_vec();
+    let mut out = Vec::new();
+    for (resource, spans) in groups {
+        let res = resource.encode_to_vec();
+        let scope_spans_len =
+            1 + varint_len(scope_bytes.len() as u64) + scope_bytes.len() + spans.len();
+        let rs_len = 1
+            + varint_len(res.len() as u64)
+            + res.len()
+            + 1
+            + varint_len(scope_spans_len as u64)
+            + scope_spans_len;
+        out.reserve(rs_len + 8);
+        tag(&mut out, 1, LEN);
+        varint(&mut out, rs_len as u64);
+        bytes_field(&mut out, 1, &res);
+        tag(&mut out, 2, LEN);
+        varint(&mut out, scope_spans_len as u64);
+        bytes_field(&mut out, 1, &scope_bytes);
+        out.extend_from_slice(spans);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::otlp;
+    use crate::signal::Text;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+    fn rec(i: u8) -> SpanRecord {
+        SpanRecord {
+            trace_id: [i; 16],
+            span_id: [i.wrapping_add(1); 8],
+            parent_span_id: if i % 2 == 0 { [0; 8] } else { [7; 8] },
+            name: if i % 3 == 0 {
+                Text::Static("GET /users/{id}")
+            } else {
+                Text::Owned(format!("POST /x/{i}"))
+            },
+            kind: if i % 2 == 0 {
+                SpanKind::Server
+            } else {
+                SpanKind::Client
+            },
+            start_unix_ns: 1_700_000_000_000_000_000 + u64::from(i),
+            end_unix_ns: if i == 5 { 0 } else { 1_700_000_000_100_000_000 },
+            error: match i % 3 {
+                0 => None,
+                1 => Some("HTTP 503".into()),
+                _ => Some(String::new()),
+            },
+            attrs: vec![
+                ("http.request.method", AttrValue::Text(Text::Static("GET"))),
+                (
+                    "http.response.status_code",
+                    AttrValue::Int(200 + i64::from(i)),
+                ),
+                ("neg", AttrValue::Int(-5)),
+                ("url.path", AttrValue::Str(format!("/users/{i}"))),
+                ("empty", AttrValue::Str(String::new())),
+                ("ok", AttrValue::Bool(i % 2 == 0)),
+                ("ratio", AttrValue::Double(0.25 * f64::from(i))),
+                ("long", AttrValue::Str("x".repeat(300))),
+            ],
+            pid: 42,
+            comm: [0; 16],
+        }
+    }
+
+    #[test]
+    fn direct_encoding_decodes_to_the_prost_message() {
+        let groups: Vec<(u32, Vec<SpanRecord>)> = vec![
+            (1, (0..7).map(rec).collect()),
+            (2, vec![rec(200)]),
+            (3, Vec::new()),
+        ];
+        let resource = |pid: u32| {
+            otlp::resource(&vec![
+                ("process.pid", AttrValue::Int(i64::from(pid))),
+                ("service.name", AttrValue::Str(format!("svc{pid}"))),
+            ])
+        };
+        let mut scratch = Vec::new();
+        let encoded: Vec<(u32, Vec<u8>)> = groups
+            .iter()
+            .map(|(pid, spans)| {
+                let mut b = Vec::new();
+                for s in spans {
+                    append_span(s, &mut b, &mut scratch);
+                }
+                (*pid, b)
+            })
+            .collect();
+        let resources: Vec<Resource> = encoded.iter().map(|(pid, _)| resource(*pid)).collect();
+        let body = traces_body(
+            resources
+                .iter()
+                .zip(&encoded)
+                .map(|(r, (_, b))| (r, b.as_slice())),
+            &otlp::scope(),
+        );
+        let expected = otlp::traces_request(
+            groups
+                .into_iter()
+                .map(|(pid, spans)| {
+                    (
+                        resource(pid),
+                        spans.into_iter().map(otlp::span_to_otlp).collect(),
+                    )
+                })
+                .collect(),
+        );
+        let got = ExportTraceServiceRequest::decode(body.as_slice()).expect("valid protobuf");
+        assert_eq!(got, expected);
+    }
+}

@@ -1,0 +1,297 @@
+//! Real peers for the protocol tests beyond HTTP/1.1: a gRPC server and client (Python `grpcio`),
+//! a DNS server (`dnsmasq`), DNS clients (`dig`, Python `dnspython`) and a DNS server that never
+//! answers. Every process is killed and reaped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::agent::{free_port, wait_port, Proc};
+
+/// The gRPC service the tests call: `demo.v1.Echo` with a unary `Ping`, a server-streaming
+/// `List` (3 messages) and a unary `Fail` that aborts with NOT_FOUND. Raw bytes, no protoc.
+const GRPC_SERVER: &str = r#"
+import sys
+from concurrent import futures
+import grpc
+
+def ping(req, ctx):
+    return b"pong:" + req
+
+def lst(req, ctx):
+    for i in range(3):
+        yield b"item%d" % i
+
+def fail(req, ctx):
+    ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+handlers = {
+    "Ping": grpc.unary_unary_rpc_method_handler(ping),
+    "List": grpc.unary_stream_rpc_method_handler(lst),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail),
+}
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.v1.Echo", handlers),))
+server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+"#;
+
+/// Calls `Ping` n times, `List` m times and `Fail` k times on one channel, then prints a line
+/// `done <pings> <items> <failcode>`. Waits for `go` on stdin first, so the agent can be told
+/// its pid before any call is made.
+const GRPC_CLIENT: &str = r#"
+import sys
+import grpc
+
+port, n, m, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+print("pid", flush=True)
+sys.stdin.readline()
+ch = grpc.insecure_channel("127.0.0.1:" + port)
+grpc.channel_ready_future(ch).result(timeout=10)
+ping = ch.unary_unary("/demo.v1.Echo/Ping")
+lst = ch.unary_stream("/demo.v1.Echo/List")
+fail = ch.unary_unary("/demo.v1.Echo/Fail")
+pings = sum(1 for _ in range(n) if ping(b"x") == b"pong:x")
+items = sum(len(list(lst(b"x"))) for _ in range(m))
+code = "none"
+for _ in range(k):
+    try:
+        fail(b"x")
+    except grpc.RpcError as e:
+        code = e.code().name
+ch.close()
+print("done", pings, items, code, flush=True)
+"#;
+
+/// A Python `grpcio` server on a free loopback port.
+#[derive(Debug)]
+pub struct GrpcServer {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl GrpcServer {
+    pub fn start() -> GrpcServer {
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .args(["-c", GRPC_SERVER, &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let out = child.stdout.take().expect("piped");
+        let proc = Proc { child };
+        let mut line = String::new();
+        BufReader::new(out)
+            .read_line(&mut line)
+            .expect("read grpc server");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "grpc server did not start (pip install grpcio; the README's test command does)"
+        );
+        wait_port(port, Duration::from_secs(10));
+        GrpcServer { proc, port }
+    }
+}
+
+/// A gRPC client process started and paused before its first call.
+#[derive(Debug)]
+pub struct GrpcClient {
+    pub proc: Proc,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl GrpcClient {
+    /// Start the client (it waits for [`GrpcClient::run`]).
+    pub fn start(port: u16, pings: u32, lists: u32, fails: u32) -> GrpcClient {
+        let mut child = Command::new("python3")
+            .args(["-c", GRPC_CLIENT, &port.to_string()])
+            .args([pings, lists, fails].map(|v| v.to_string()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("client started");
+        assert_eq!(line.trim(), "pid", "grpc client did not start");
+        GrpcClient {
+            proc: Proc { child },
+            stdout,
+        }
+    }
+
+    /// Let it make its calls; returns (pings answered, stream items received, failure code).
+    pub fn run(mut self) -> (u32, u32, String) {
+        use std::io::Write;
+        let stdin = self.proc.child.stdin.as_mut().expect("piped");
+        stdin.write_all(b"go\n").expect("write");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("client result");
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.first(), Some(&"done"), "grpc client failed: {line:?}");
+        let status = self.proc.child.wait().expect("wait");
+        assert!(status.success());
+        (
+            f[1].parse().expect("pings"),
+            f[2].parse().expect("items"),
+            f[3].to_string(),
+        )
+    }
+}
+
+/// dnsmasq from Debian on a free loopback port (UDP and TCP), answering from its own records:
+/// `svc.test` A 10.1.2.3, `both.test` A 10.0.0.9 and AAAA fd00::9; every other name under
+/// `.test` is NXDOMAIN. No upstream servers.
+#[derive(Debug)]
+pub struct Dnsmasq {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+fn dnsmasq_bin() -> PathBuf {
+    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("dnsmasq not found: apt-get install -y dnsmasq-base (the README's test command does)")
+        })
+}
+
+impl Dnsmasq {
+    pub fn start() -> Dnsmasq {
+        let port = free_port();
+        let child = Command::new(dnsmasq_bin())
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file",
+                "--local=/test/",
+                "--address=/svc.test/10.1.2.3",
+                "--host-record=both.test,10.0.0.9,fd00::9",
+                "--cache-size=0",
+            ])
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        let proc = Proc { child };
+        wait_port(port, Duration::from_secs(10));
+        Dnsmasq { proc, port }
+    }
+}
+
+/// `dig` against 127.0.0.1:port; returns its short answer. `extra` are more dig options
+/// (`+tcp`, `AAAA`, ...). Never retries, waits at most `timeout_s`.
+pub fn dig(port: u16, name: &str, extra: &[&str], timeout_s: u32) -> String {
+    let out = Command::new("dig")
+        .arg("@127.0.0.1")
+        .args(["-p", &port.to_string(), name])
+        .args(extra)
+        .args(["+tries=1", &format!("+time={timeout_s}"), "+nocookie"])
+        .output()
+        .expect("run dig (apt-get install -y dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A UDP socket bound on a free loopback port that never answers (a dead DNS server).
+#[derive(Debug)]
+pub struct SilentDns {
+    _sock: UdpSocket,
+    pub port: u16,
+}
+
+impl SilentDns {
+    pub fn start() -> SilentDns {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = sock.local_addr().expect("addr").port();
+        SilentDns { _sock: sock, port }
+    }
+}
+
+/// Python `dnspython` resolving each name (type A) against 127.0.0.1:port, one query each;
+/// prints one line per name: the answer or the exception name. Waits for `go` on stdin first.
+const PY_RESOLVER: &str = r#"
+import sys
+import dns.resolver
+
+port = int(sys.argv[1])
+print("pid", flush=True)
+sys.stdin.readline()
+r = dns.resolver.Resolver(configure=False)
+r.nameservers = ["127.0.0.1"]
+r.port = port
+r.lifetime = 3
+for name in sys.argv[2:]:
+    try:
+        a = r.resolve(name, "A", raise_on_no_answer=False)
+        print(name, " ".join(x.to_text() for x in a), flush=True)
+    except Exception as e:
+        print(name, type(e).__name__, flush=True)
+print("done", flush=True)
+"#;
+
+/// A Python resolver process paused before its first query.
+#[derive(Debug)]
+pub struct PyResolver {
+    pub proc: Proc,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl PyResolver {
+    pub fn start(port: u16, names: &[&str]) -> PyResolver {
+        let mut child = Command::new("python3")
+            .args(["-c", PY_RESOLVER, &port.to_string()])
+            .args(names)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("resolver started");
+        assert_eq!(
+            line.trim(),
+            "pid",
+            "python resolver did not start (pip install dnspython; the README's test command does)"
+        );
+        PyResolver {
+            proc: Proc { child },
+            stdout,
+        }
+    }
+
+    /// Run the queries; returns the lines printed (one per name).
+    pub fn run(mut self) -> Vec<String> {
+        use std::io::Write;
+        let stdin = self.proc.child.stdin.as_mut().expect("piped");
+        stdin.write_all(b"go\n").expect("write");
+        stdin.flush().expect("flush");
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.stdout.read_line(&mut line).expect("read") == 0 {
+                break;
+            }
+            if line.trim() == "done" {
+                break;
+            }
+            lines.push(line.trim().to_string());
+        }
+        let _ = self.proc.child.wait();
+        lines
+    }
+}
