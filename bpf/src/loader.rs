@@ -139,6 +139,12 @@ pub struct TracerOptions {
     /// A consumer wakeup is forced when this many bytes are pending in a ring.
     pub wakeup_bytes: u64,
     pub filter: ProcessFilter,
+    /// UDP ports whose datagrams are traced (DNS: 53), at most [`abi::MAX_UDP_PORTS`], none 0.
+    /// A datagram is reported when its remote port (a client sending to or receiving from a
+    /// server) or its socket's local port (a traced server) is listed; other UDP traffic costs
+    /// a map lookup per syscall and no ring record. Empty: UDP sockets are not tracked at all.
+    /// (CLI: `--dns-ports`, comma separated; `--dns-ports ''` turns UDP tracing off.)
+    pub udp_ports: Vec<u16>,
 }
 
 impl Default for TracerOptions {
@@ -149,6 +155,7 @@ impl Default for TracerOptions {
             conn_table_entries: 1 << 20,
             wakeup_bytes: 1 << 20,
             filter: ProcessFilter::default(),
+            udp_ports: vec![53],
         }
     }
 }
@@ -223,6 +230,20 @@ impl Tracer {
                 why: "must be at least 1024",
             });
         }
+        if opts.udp_ports.len() > abi::MAX_UDP_PORTS {
+            return Err(BpfError::Invalid {
+                name: "dns-ports",
+                value: opts.udp_ports.len() as u64,
+                why: "at most 64 UDP ports",
+            });
+        }
+        if opts.udp_ports.contains(&0) {
+            return Err(BpfError::Invalid {
+                name: "dns-ports",
+                value: 0,
+                why: "port 0 is not a port",
+            });
+        }
         let cpus = libbpf_rs::num_possible_cpus().map_err(step("counting possible CPUs"))?;
         if cpus as u32 > abi::MAX_CPUS {
             return Err(BpfError::Invalid {
@@ -254,6 +275,7 @@ impl Tracer {
         ro.self_tgid = std::process::id();
         ro.filter_enabled = u8::from(!opts.filter.is_empty());
         ro.wakeup_bytes = opts.wakeup_bytes.min(u64::from(per_cpu) / 2).max(4096);
+        ro.udp_enabled = u8::from(!opts.udp_ports.is_empty());
 
         open.maps
             .tg_conns
@@ -319,6 +341,14 @@ impl Tracer {
         }
 
         tracer.fill_filter(&opts.filter)?;
+        for port in &opts.udp_ports {
+            tracer
+                .skel
+                .maps
+                .tg_udp_ports
+                .update(&port.to_ne_bytes(), &[1u8], MapFlags::ANY)
+                .map_err(step("filling the UDP port map"))?;
+        }
         tracer.attach_all()?;
         Ok((tracer, rings))
     }
