@@ -460,7 +460,7 @@ static __always_inline void read_sockaddr(__u64 uaddr, struct tg_addr *a)
 /*
  * Decide whether this datagram on UDP socket `c` is reported: its remote port (the syscall's
  * sockaddr when given, else the connected peer) or the socket's local port must be in
- * tg_udp_ports. Fills both addresses as they are now (the local port is bound at the first send).
+ * tg_udp_ports (or the socket is already traced and this datagram's peer is unknown). Fills both addresses as they are now (the local port is bound at the first send).
  * The first reported datagram sets the role: sent to a traced remote port = CLIENT, received on a
  * traced local port = SERVER. Returns 0 to report.
  */
@@ -493,7 +493,9 @@ static __always_inline int udp_pick(struct conn *c, __u64 uaddr, __u8 dir, struc
 	barrier_var(lp);
 	rp = bpf_map_lookup_elem(&tg_udp_ports, &remote->port) ? 1 : 0;
 	barrier_var(rp);
-	if (!lp && !rp)
+	/* A peer we cannot know (unconnected socket, no address asked for) on a socket already
+	 * traced is reported with remote port 0: user space pairs DNS by id, not by address. */
+	if (!lp && !rp && (c->role == TG_ROLE_UNKNOWN || remote->port != 0))
 		return -1;
 	if (c->role == TG_ROLE_UNKNOWN) {
 		if (dir == TG_DIR_EGRESS)
