@@ -261,9 +261,18 @@ quiet.sendto(b"untraced", ("127.0.0.1", Q))
 data, peer = other.recvfrom(100)
 other.sendto(b"untraced-reply", peer)
 quiet.recvfrom(100)
-for name, s in [("srv", srv), ("cli", cli), ("con", con), ("other", other), ("quiet", quiet)]:
+# 6. connected to the untraced port (the kernel stops looking at its plain writes), then a
+#    datagram with its own address to the traced port: that one is seen
+late = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); late.connect(("127.0.0.1", Q))
+for _ in range(3):
+    os.write(late.fileno(), b"to-untraced")
+    other.recvfrom(100)
+late.sendto(b"q6-late", ("127.0.0.1", P))
+data, peer = srv.recvfrom(100)
+socks = [("srv", srv), ("cli", cli), ("con", con), ("other", other), ("quiet", quiet), ("late", late)]
+for name, s in socks:
     print(name, s.fileno(), s.getsockname()[1])
-for s in [srv, cli, con, other, quiet]:
+for _, s in socks:
     s.close()
 "#;
 
@@ -301,11 +310,14 @@ fn traces_udp_datagrams_on_traced_ports_only() {
             "{name} (untraced port) produced events"
         );
     }
+    // No datagram to or from the untraced port (the close of `late`, traced later, carries the
+    // socket's connected peer, which is on that port).
     assert!(mine
         .iter()
+        .filter(|r| r.ev.kind == abi::EV_DATA)
         .all(|r| r.ev.remote.port != q && r.ev.local.port != q));
 
-    let (cli_port, con_port) = (socks["cli"].1, socks["con"].1);
+    let (cli_port, con_port, late_port) = (socks["cli"].1, socks["con"].1, socks["late"].1);
     let expect = |name: &str, role: u8, want: &[(u8, u16, &[u8])]| {
         let fd = socks[name].0;
         let mut evs: Vec<&&Rec> = mine
@@ -370,8 +382,10 @@ fn traces_udp_datagrams_on_traced_ports_only() {
             (e, cli_port, b"a3-mmsg-two"),
             (i, con_port, b"q4-write"),
             (e, con_port, b"a4-read"),
+            (i, late_port, b"q6-late"),
         ],
     );
+    expect("late", abi::ROLE_CLIENT, &[(e, p, b"q6-late")]);
     expect(
         "con",
         abi::ROLE_CLIENT,

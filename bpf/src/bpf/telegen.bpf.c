@@ -45,7 +45,10 @@ struct conn {
 	__u64 sk;  /* UDP: struct sock *, to read its addresses per datagram */
 	__u8 role; /* UDP: UNKNOWN until a datagram on a traced port decides it */
 	__u8 udp;
-	__u8 _pad[6];
+	/* UDP, connected and bound, neither port traced: datagrams without an address of their
+	 * own cannot match until the next connect() (which tracks the socket anew), skip them early */
+	__u8 udp_quiet;
+	__u8 _pad[5];
 };
 
 enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_CONNECT = 4, OP_MMSG = 5 };
@@ -372,10 +375,14 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct call_args a = {};
+	struct conn *c;
 
 	if (skip_tgid(id >> 32))
 		return 0;
-	if (!lookup(id, fd))
+	c = lookup(id, fd);
+	if (!c)
+		return 0;
+	if (c->udp_quiet && !addr && op != OP_MMSG)
 		return 0;
 	a.buf = buf;
 	a.addr = addr;
@@ -460,7 +467,8 @@ static __always_inline void read_sockaddr(__u64 uaddr, struct tg_addr *a)
 /*
  * Decide whether this datagram on UDP socket `c` is reported: its remote port (the syscall's
  * sockaddr when given, else the connected peer) or the socket's local port must be in
- * tg_udp_ports (or the socket is already traced and this datagram's peer is unknown). Fills both addresses as they are now (the local port is bound at the first send).
+ * tg_udp_ports (or the socket is already traced and this datagram's peer is unknown). Fills
+ * both addresses as they are now (the local port is bound at the first send).
  * The first reported datagram sets the role: sent to a traced remote port = CLIENT, received on a
  * traced local port = SERVER. Returns 0 to report.
  */
@@ -495,8 +503,11 @@ static __always_inline int udp_pick(struct conn *c, __u64 uaddr, __u8 dir, struc
 	barrier_var(rp);
 	/* A peer we cannot know (unconnected socket, no address asked for) on a socket already
 	 * traced is reported with remote port 0: user space pairs DNS by id, not by address. */
-	if (!lp && !rp && (c->role == TG_ROLE_UNKNOWN || remote->port != 0))
+	if (!lp && !rp && (c->role == TG_ROLE_UNKNOWN || remote->port != 0)) {
+		if (!uaddr && local->port && remote->port && c->role == TG_ROLE_UNKNOWN)
+			c->udp_quiet = 1;
 		return -1;
+	}
 	if (c->role == TG_ROLE_UNKNOWN) {
 		if (dir == TG_DIR_EGRESS)
 			c->role = rp ? TG_ROLE_CLIENT : TG_ROLE_SERVER;
