@@ -269,7 +269,15 @@ for _ in range(3):
     other.recvfrom(100)
 late.sendto(b"q6-late", ("127.0.0.1", P))
 data, peer = srv.recvfrom(100)
-socks = [("srv", srv), ("cli", cli), ("con", con), ("other", other), ("quiet", quiet), ("late", late)]
+# 7. IPv6: the same exchange over ::1
+srv6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); srv6.bind(("::1", P))
+cli6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+cli6.sendto(b"q7-v6", ("::1", P))
+data, peer = srv6.recvfrom(100)
+srv6.sendto(b"a7-v6", peer)
+cli6.recvfrom(100)
+socks = [("srv", srv), ("cli", cli), ("con", con), ("other", other), ("quiet", quiet), ("late", late),
+         ("srv6", srv6), ("cli6", cli6)]
 for name, s in socks:
     print(name, s.fileno(), s.getsockname()[1])
 for _, s in socks:
@@ -335,12 +343,17 @@ fn traces_udp_datagrams_on_traced_ports_only() {
             .map(|r| (r.ev.dir, r.ev.remote.port, r.payload.as_slice()))
             .collect();
         assert_eq!(got, want, "{name}");
+        let loopback = if name.ends_with('6') {
+            "::1"
+        } else {
+            "127.0.0.1"
+        };
         for r in &data {
             assert_eq!(r.ev.kind, abi::EV_DATA);
             assert_eq!(r.ev.role, role, "{name}");
             assert_eq!(r.ev.bytes as usize, r.payload.len());
             if r.ev.remote.port != 0 {
-                assert_eq!(r.ev.remote.ip().to_string(), "127.0.0.1");
+                assert_eq!(r.ev.remote.ip().to_string(), loopback, "{name}");
             }
             assert_eq!(r.ev.local.port, socks[name].1);
             assert_eq!(r.ev.remote.proto, abi::PROTO_UDP);
@@ -386,6 +399,17 @@ fn traces_udp_datagrams_on_traced_ports_only() {
         ],
     );
     expect("late", abi::ROLE_CLIENT, &[(e, p, b"q6-late")]);
+    let cli6_port = socks["cli6"].1;
+    expect(
+        "srv6",
+        abi::ROLE_SERVER,
+        &[(i, cli6_port, b"q7-v6"), (e, cli6_port, b"a7-v6")],
+    );
+    expect(
+        "cli6",
+        abi::ROLE_CLIENT,
+        &[(e, p, b"q7-v6"), (i, p, b"a7-v6")],
+    );
     expect(
         "con",
         abi::ROLE_CLIENT,
