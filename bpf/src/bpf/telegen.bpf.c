@@ -347,7 +347,8 @@ static __always_inline struct conn *track(__u64 id, __u32 fd, __u8 role)
 	nc.role = nc.udp ? TG_ROLE_UNKNOWN : role;
 	bpf_map_update_elem(&tg_conns, &k, &nc, BPF_ANY);
 	st = stats();
-	if (st)
+	/* A UDP socket counts as opened when its first datagram is reported (see udp_pick). */
+	if (st && !nc.udp)
 		__sync_fetch_and_add(&st->conns_opened, 1);
 	return bpf_map_lookup_elem(&tg_conns, &k);
 }
@@ -509,6 +510,10 @@ static __always_inline int udp_pick(struct conn *c, __u64 uaddr, __u8 dir, struc
 		return -1;
 	}
 	if (c->role == TG_ROLE_UNKNOWN) {
+		struct tg_stats *st = stats();
+
+		if (st)
+			__sync_fetch_and_add(&st->conns_opened, 1);
 		if (dir == TG_DIR_EGRESS)
 			c->role = rp ? TG_ROLE_CLIENT : TG_ROLE_SERVER;
 		else

@@ -88,7 +88,7 @@ struct tg_stats {
 	__u64 seen;          /* syscall exits on tracked sockets */
 	__u64 emitted;       /* records written to a ring */
 	__u64 dropped;       /* records lost: ring full or missing */
-	__u64 conns_opened;  /* connections tracked */
+	__u64 conns_opened;  /* connections tracked (UDP: sockets with a reported datagram) */
 	__u64 conns_closed;
 	__u64 truncated;     /* payloads longer than the capture size */
 };
