@@ -132,6 +132,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             ring_bytes_total: args.ring_bytes,
             conn_table_entries: args.conn_table_entries,
             tls: !args.no_tls,
+            udp_ports: args.dns_ports.0.clone(),
             filter: ProcessFilter {
                 pids: args.pids.clone(),
                 names: args.exes.clone(),

@@ -111,8 +111,9 @@ fn replay(
     p.close((seq + 1) * 1000, &mut out);
     let txs = out
         .into_iter()
-        .map(|r| match r {
-            L7Record::Http(t) => t,
+        .filter_map(|r| match r {
+            L7Record::Http(t) => Some(t),
+            _ => None,
         })
         .collect();
     (txs, from_client, p.parse_errors())

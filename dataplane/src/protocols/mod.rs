@@ -6,6 +6,7 @@
 //! bytes the syscall moved (`total_len`): parsers must use `total_len` to skip bodies they cannot
 //! see, and must never panic or grow without bound on any input.
 
+pub mod dns;
 pub mod http1;
 mod http1_framing;
 mod http1_headers;
@@ -51,18 +52,25 @@ pub struct Chunk<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum L7Record {
     Http(http1::HttpTransaction),
+    Dns(dns::DnsExchange),
 }
 
 /// Protocols we can recognise from the first bytes of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Http1,
+    /// DNS over TCP (length-prefixed). UDP flows are selected by port, see [`dns::looks_like_dns`].
+    Dns,
 }
 
-/// Guess the protocol from the first payload seen on a connection; cheap, no allocation.
+/// Guess the protocol from the first payload seen on a TCP connection; cheap, no allocation
+/// (DNS only when it is unmistakably a length-prefixed standard query).
 pub fn detect(data: &[u8]) -> Option<Protocol> {
     if http1::detect(data) {
         return Some(Protocol::Http1);
+    }
+    if dns::detect_tcp(data) {
+        return Some(Protocol::Dns);
     }
     None
 }
