@@ -138,8 +138,10 @@ mod tests {
 
     #[test]
     fn answers_nxdomain_and_timeouts() {
-        let mut remote = Addr::default();
-        remote.port = 5353;
+        let remote = Addr {
+            port: 5353,
+            ..Default::default()
+        };
         let flow = FlowInfo::new(9, [0; 16], Addr::default(), remote);
         let ctx = SpanCtx {
             trace_id: [1; 16],
