@@ -332,6 +332,8 @@ impl ShardCore {
         if let Proto::Detecting(n) = flow.proto {
             flow.proto = match detect(payload) {
                 Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
+                // Not wired into spans yet (the integrator's job): stop looking at this flow.
+                Some(Protocol::Http2) => Proto::Unsupported,
                 None if n + 1 >= DETECT_ATTEMPTS => {
                     self.stats.unknown_protocol += 1;
                     Proto::Unsupported
@@ -382,6 +384,7 @@ impl ShardCore {
         for rec in records.drain(..) {
             match rec {
                 L7Record::Http(tx) => self.on_transaction(conn, flow, end_seq, &tx, io),
+                L7Record::Http2(_) => {}
             }
         }
     }

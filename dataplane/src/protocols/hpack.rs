@@ -171,9 +171,7 @@ impl Decoder {
 
     /// Heap bytes held; bounded by [`MAX_TABLE_SIZE`] plus the scratch buffer.
     pub fn buffered_bytes(&self) -> usize {
-        self.size
-            + self.scratch.capacity()
-            + self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.size + self.scratch.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
     }
 
     /// Decode one complete header block, calling `field(name, value)` for each field that is

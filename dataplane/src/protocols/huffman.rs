@@ -195,8 +195,7 @@ mod tests {
     fn table_is_canonical_and_complete() {
         // Codes of one length are consecutive in symbol order, and lengths chain canonically.
         let mut next = 0u32;
-        for len in 1..=MAX_LEN {
-            let (first, count, _) = LENGTHS[len];
+        for (len, &(first, count, _)) in LENGTHS.iter().enumerate().skip(1) {
             next <<= 1;
             if count == 0 {
                 continue;
