@@ -10,8 +10,9 @@ fi
 
 # Build: clang compiles the BPF programs, libelf/zlib/pkg-config for libbpf.
 # Tests: nginx and curl (HTTP/1.1 peers), python3, redis-server, golang-go, default-jdk-headless
-# (real processes for runtime and database discovery).
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl nginx-light python3 redis-server golang-go default-jdk-headless)
+# (real processes for runtime and database discovery); nghttp2-client (nghttp, an HTTP/2 client
+# for the HTTP/2 fixture capture, dataplane/tests/fixtures/http2/capture.py).
+PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl nginx-light python3 redis-server golang-go default-jdk-headless nghttp2-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

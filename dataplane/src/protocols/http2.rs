@@ -218,7 +218,13 @@ struct BlockMeta {
 #[derive(Debug)]
 struct Dir {
     state: St,
+    /// Nothing fed yet.
     fresh: bool,
+    /// No header block seen and framing never lost: the HPACK table is still as it started.
+    pristine: bool,
+    /// While lost: the first bytes of the chunks fed since, when shorter than a frame header.
+    probe: [u8; 9],
+    probe_len: u8,
     hdr: [u8; 9],
     hdr_len: u8,
     frame: FrameHeader,
@@ -234,6 +240,9 @@ impl Dir {
         Self {
             state: St::Lost,
             fresh: true,
+            pristine: true,
+            probe: [0; 9],
+            probe_len: 0,
             hdr: [0; 9],
             hdr_len: 0,
             frame: FrameHeader::default(),
@@ -392,17 +401,23 @@ impl Http2Parser {
         let d = dir_index(c.dir);
         let data = c.data;
         let fresh = std::mem::replace(&mut self.dirs[d].fresh, false);
+        let mut pos = 0;
         if self.dirs[d].state == St::Lost {
             if fresh && !data.is_empty() && PREFACE.starts_with(&data[..data.len().min(24)]) {
                 self.dirs[d].state = St::Preface(0);
-            } else if plausible_frames(data) {
+            } else if self.dirs[d].probe_len == 0 && data.len() >= 9 {
+                if !plausible_frames(data) {
+                    return;
+                }
                 self.dirs[d].state = St::Header;
                 self.dirs[d].hdr_len = 0;
             } else {
-                return;
+                pos = self.probe(d, c, out);
+                if self.dirs[d].state == St::Lost {
+                    return;
+                }
             }
         }
-        let mut pos = 0;
         while pos < data.len() {
             pos += self.step(d, c, &data[pos..], out);
             if self.dirs[d].state == St::Lost {
@@ -413,6 +428,33 @@ impl Http2Parser {
         if hidden > 0 {
             self.hidden(d, c, hidden, out);
         }
+    }
+
+    /// Lost, and a frame header may be split across small reads: gather its first 9 bytes
+    /// (only from fully captured chunks) and resync if they make a plausible header. Returns the
+    /// bytes of `c` consumed.
+    fn probe(&mut self, d: usize, c: &Chunk<'_>, out: &mut Vec<L7Record>) -> usize {
+        let dir = &mut self.dirs[d];
+        if c.total_len as usize != c.data.len() {
+            dir.probe_len = 0;
+            return c.data.len();
+        }
+        let have = usize::from(dir.probe_len);
+        let take = (9 - have).min(c.data.len());
+        dir.probe[have..have + take].copy_from_slice(&c.data[..take]);
+        dir.probe_len += take as u8;
+        if dir.probe_len < 9 {
+            return take;
+        }
+        dir.probe_len = 0;
+        let hdr = dir.probe;
+        if !FrameHeader::parse(&hdr).is_some_and(|h| h.plausible(DEFAULT_MAX_FRAME)) {
+            return c.data.len();
+        }
+        dir.state = St::Header;
+        dir.hdr_len = 0;
+        self.step(d, c, &hdr, out);
+        take
     }
 
     /// Consume a prefix of `data` in direction `d`; returns how much.
@@ -522,6 +564,8 @@ impl Http2Parser {
     fn lose(&mut self, d: usize) {
         let dir = &mut self.dirs[d];
         dir.state = St::Lost;
+        dir.pristine = false;
+        dir.probe_len = 0;
         dir.hdr_len = 0;
         dir.buf.clear();
         dir.block.clear();
@@ -538,9 +582,13 @@ impl Http2Parser {
         self.learn_role(d, true);
         self.dirs[d].hpack.connection_start();
         let other = &mut self.dirs[1 - d];
+        if other.pristine {
+            // The other side has sent no header block yet (a server may send its SETTINGS
+            // before the preface arrives): its table is still empty.
+            other.hpack.connection_start();
+        }
         if other.fresh {
             // The other side has not written yet: its first byte starts a frame.
-            other.hpack.connection_start();
             other.state = St::Header;
             other.hdr_len = 0;
         }
@@ -575,6 +623,9 @@ impl Http2Parser {
         }
         dir.frame = h;
         dir.frame_start = (c.start_ns, c.seq);
+        if matches!(h.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
+            dir.pristine = false;
+        }
         match h.kind {
             HEADERS | CONTINUATION | PUSH_PROMISE => {
                 if h.len as usize > MAX_FRAME_BUF {
