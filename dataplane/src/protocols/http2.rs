@@ -8,8 +8,9 @@
 //! flushes the rest as partial. Invariants:
 //! - never panics, and memory is bounded: per direction one frame buffer (a header-block frame
 //!   split across reads, at most [`MAX_FRAME_BUF`]), one header block ([`MAX_BLOCK`]) and the
-//!   HPACK table ([`hpack::MAX_TABLE_SIZE`]); at most [`MAX_STREAMS`] open streams (more are
-//!   counted in [`Http2Parser::stream_overflows`] and not tracked); strings are capped;
+//!   HPACK table ([`hpack::MAX_TABLE_SIZE`]); at most [`MAX_STREAMS`] open streams (a new one
+//!   beyond that evicts the oldest as partial, counted in [`Http2Parser::stream_overflows`]);
+//!   strings are capped;
 //! - bytes the kernel did not capture (`total_len` beyond `data`) are skipped by frame length;
 //!   a header block that was not fully captured breaks HPACK for that direction: the decoder
 //!   falls back to the mid-stream rule (only entries inserted since are trusted) and the stream
@@ -113,30 +114,41 @@ impl FrameHeader {
 
     /// Could this be a real frame? Known type, size at most `max_len`, reserved bit clear, only
     /// the type's defined flags, stream id zero exactly where the type requires, fixed sizes.
+    /// Strict: for finding frames in bytes of unknown framing.
     pub fn plausible(&self, max_len: u32) -> bool {
         if self.len > max_len || self.reserved {
             return false;
         }
-        let (flags, on_stream, size_ok) = match self.kind {
-            DATA => (0x09, Some(true), true),
-            HEADERS => (0x2d, Some(true), true),
-            PRIORITY => (0x00, Some(true), self.len == 5),
-            RST_STREAM => (0x00, Some(true), self.len == 4),
+        let defined = match self.kind {
+            DATA => 0x09,
+            HEADERS => 0x2d,
+            SETTINGS | PING => 0x01,
+            PUSH_PROMISE => 0x0c,
+            CONTINUATION => 0x04,
+            _ => 0x00,
+        };
+        self.flags & !defined == 0 && self.well_formed()
+    }
+
+    /// Is a frame of a known type (or any unknown type) well-formed in a connection whose
+    /// framing we follow? Stream id zero exactly where the type requires, fixed sizes. Unknown
+    /// flags and the reserved bit are ignored, as RFC 9113 says receivers must.
+    pub fn well_formed(&self) -> bool {
+        let (on_stream, size_ok) = match self.kind {
+            DATA | HEADERS | CONTINUATION => (Some(true), true),
+            PRIORITY => (Some(true), self.len == 5),
+            RST_STREAM => (Some(true), self.len == 4),
             SETTINGS => (
-                0x01,
                 Some(false),
                 self.len % 6 == 0 && (self.flags & FLAG_ACK == 0 || self.len == 0),
             ),
-            PUSH_PROMISE => (0x0c, Some(true), self.len >= 4),
-            PING => (0x01, Some(false), self.len == 8),
-            GOAWAY => (0x00, Some(false), self.len >= 8),
-            WINDOW_UPDATE => (0x00, None, self.len == 4),
-            CONTINUATION => (0x04, Some(true), true),
+            PUSH_PROMISE => (Some(true), self.len >= 4),
+            PING => (Some(false), self.len == 8),
+            GOAWAY => (Some(false), self.len >= 8),
+            WINDOW_UPDATE => (None, self.len == 4),
             _ => return false,
         };
-        self.flags & !flags == 0
-            && size_ok
-            && on_stream.is_none_or(|want| (self.stream != 0) == want)
+        size_ok && on_stream.is_none_or(|want| (self.stream != 0) == want)
     }
 }
 
@@ -261,6 +273,8 @@ struct Stream {
     /// Per direction (index: `dir_index`): headers seen, END_STREAM seen, DATA bytes.
     headers: [bool; 2],
     ended: [bool; 2],
+    /// Exit time of the chunk that carried each direction's END_STREAM.
+    ended_ns: [u64; 2],
     body: [u64; 2],
     reset: bool,
     /// The request headers were seen (not joined after them).
@@ -343,7 +357,7 @@ impl Http2Parser {
         self.errors
     }
 
-    /// Streams not tracked because [`MAX_STREAMS`] were already open.
+    /// Streams given up (emitted as partial) to make room when [`MAX_STREAMS`] were open.
     pub fn stream_overflows(&self) -> u64 {
         self.overflows
     }
@@ -579,6 +593,7 @@ impl Http2Parser {
 
     /// The client preface: the connection starts here, both HPACK tables are known.
     fn preface(&mut self, d: usize) {
+        // Nothing can have ended before the preface: no sweep needed.
         self.learn_role(d, true);
         self.dirs[d].hpack.connection_start();
         let other = &mut self.dirs[1 - d];
@@ -594,21 +609,23 @@ impl Http2Parser {
         }
     }
 
-    /// Direction `d` was seen carrying requests (`true`) or responses.
-    fn learn_role(&mut self, d: usize, requests: bool) {
+    /// Direction `d` was seen carrying requests (`true`) or responses. Returns whether the role
+    /// was learnt now.
+    fn learn_role(&mut self, d: usize, requests: bool) -> bool {
         if self.role != Role::Unknown {
-            return;
+            return false;
         }
         self.role = if (d == 0) == requests {
             Role::Server
         } else {
             Role::Client
         };
+        true
     }
 
     fn frame_header(&mut self, d: usize, c: &Chunk<'_>, h: FrameHeader, out: &mut Vec<L7Record>) {
         let known = h.kind <= CONTINUATION;
-        if known && !h.plausible(u32::MAX) {
+        if known && !h.well_formed() {
             // A frame no peer would send: our framing is off.
             self.errors += 1;
             self.lose(d);
@@ -822,10 +839,18 @@ impl Http2Parser {
             }
             return;
         }
-        if f.method.is_some() {
-            self.learn_role(d, true);
+        let learnt = if f.method.is_some() {
+            self.learn_role(d, true)
         } else if f.status.is_some() {
-            self.learn_role(d, false);
+            self.learn_role(d, false)
+        } else {
+            false
+        };
+        if learnt {
+            // Streams whose response side ended while the role was unknown are over.
+            for i in (0..self.streams.len()).rev() {
+                self.finish(i, c.end_ns, out);
+            }
         }
         let i = match self
             .streams
@@ -836,8 +861,14 @@ impl Http2Parser {
             None if meta.stream > self.last_stream => {
                 self.last_stream = meta.stream;
                 if self.streams.len() >= MAX_STREAMS {
+                    // Make room: the oldest stream is likely one whose end was not captured.
                     self.overflows += 1;
-                    return;
+                    let oldest = (0..self.streams.len())
+                        .min_by_key(|&i| self.streams[i].x.stream_id)
+                        .unwrap_or(0);
+                    let mut s = self.streams.swap_remove(oldest);
+                    s.x.partial = true;
+                    self.emit(s, c.end_ns, out);
                 }
                 self.streams.push(Stream {
                     x: H2Exchange {
@@ -889,21 +920,27 @@ impl Http2Parser {
     fn end_stream(&mut self, d: usize, id: u32, end_ns: u64, out: &mut Vec<L7Record>) {
         if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == id) {
             self.streams[i].ended[d] = true;
+            self.streams[i].ended_ns[d] = end_ns;
             self.finish(i, end_ns, out);
         }
     }
 
-    /// Emit stream `i` if it is over (response side ended, or reset).
+    /// Emit stream `i` if it is over (response side ended, or reset). While the role is unknown
+    /// nothing is over: which side responded is not known yet (close() counts what is left).
     fn finish(&mut self, i: usize, end_ns: u64, out: &mut Vec<L7Record>) {
         let s = &self.streams[i];
         let over = match self.request_dir() {
             Some(req) => s.reset || s.ended[1 - req],
-            None => s.reset || (s.ended[0] && s.ended[1]),
+            None => false,
         };
         if !over {
             return;
         }
         let s = self.streams.swap_remove(i);
+        let end_ns = match self.request_dir() {
+            Some(req) if !s.reset => s.ended_ns[1 - req],
+            _ => end_ns,
+        };
         self.emit(s, end_ns, out);
     }
 

@@ -441,8 +441,59 @@ fn streams_are_bounded() {
     }
     assert_eq!(f.p.open_streams(), MAX_STREAMS);
     assert_eq!(f.p.stream_overflows(), 300 - MAX_STREAMS as u64);
+    // The oldest were given up as partial to make room; the newest are still tracked.
+    let evicted = f.exchanges();
+    assert_eq!(evicted.len(), 300 - MAX_STREAMS);
+    assert!(evicted
+        .iter()
+        .all(|x| x.partial && x.stream_id < 2 * 44 + 1));
+    f.feed(OUT, &resp(599, 8, true));
+    let x = f.exchanges();
+    assert_eq!((x.len(), x[0].stream_id, x[0].partial), (1, 599, false));
     f.p.close(1, &mut f.out);
-    assert_eq!(f.exchanges().len(), MAX_STREAMS);
+    assert_eq!(f.exchanges().len(), MAX_STREAMS - 1);
+}
+
+#[test]
+fn role_learnt_late_finishes_streams_that_already_ended() {
+    // Joined mid-stream; the first response block has no decodable pseudo-header, so the role
+    // is unknown when stream 1 ends; stream 3's request then tells us.
+    let mut f = Feeder::new(Role::Unknown);
+    f.feed(OUT, &frame(HEADERS, FLAG_END_HEADERS, 1, &[0xbe]));
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &[0xbf]),
+    );
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &[0xc0]),
+    );
+    assert!(f.exchanges().is_empty());
+    f.feed(IN, &get(3, "/later", true));
+    let x = f.exchanges();
+    assert_eq!(f.p.role(), Role::Server);
+    assert_eq!(x.len(), 1);
+    assert_eq!(
+        (x[0].stream_id, x[0].end_ns, x[0].role),
+        (1, 310, Role::Server)
+    );
+    assert!(x[0].partial && x[0].headers_incomplete && x[0].method.is_none());
+}
+
+#[test]
+fn unknown_flags_and_frame_types_are_ignored() {
+    let mut f = Feeder::new(Role::Server);
+    f.feed(IN, PREFACE);
+    let mut h = get(1, "/a", true);
+    h[4] |= 0x40; // an undefined HEADERS flag
+    f.feed(IN, &h);
+    f.feed(OUT, &frame(0x0a, 0, 0, b"altsvc"));
+    f.feed(OUT, &frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
+    f.feed(OUT, &resp(1, 8, true));
+    let x = f.exchanges();
+    assert_eq!(x.len(), 1);
+    assert_eq!((x[0].path.as_deref(), x[0].status), (Some("/a"), Some(200)));
+    assert_eq!(f.p.parse_errors(), 0);
 }
 
 #[test]
