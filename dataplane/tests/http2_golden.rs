@@ -350,3 +350,52 @@ fn truncated_capture_yields_no_wrong_values() {
         }
     }
 }
+
+#[test]
+fn detection_on_real_traffic() {
+    use telegen_dataplane::protocols::{detect, Protocol};
+    for name in SCENARIOS {
+        let fx = load(name);
+        let first_client = fx.segments.iter().find(|s| s.0).unwrap();
+        assert_eq!(detect(&first_client.1), Some(Protocol::Http2), "{name}");
+        assert!(fx
+            .segments
+            .iter()
+            .all(|s| detect(&s.1) != Some(Protocol::Http1)));
+    }
+    // Joined mid-stream, a gRPC connection is recognised from its later reads.
+    let fx = load("grpc_calls");
+    let later = fx.segments[2..]
+        .iter()
+        .filter(|s| detect(&s.1) == Some(Protocol::Http2));
+    assert!(later.count() >= 3);
+    // And HTTP/1 traffic, at any read (heads and bodies alike), is never taken for HTTP/2.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http1");
+    let mut seen = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("segments") {
+            continue;
+        }
+        let stem = path.with_extension("");
+        let read = |ext: &str| fs::read(stem.with_extension(ext)).unwrap();
+        let (client, server) = (read("client"), read("server"));
+        let (mut ci, mut si) = (0, 0);
+        for line in fs::read_to_string(&path).unwrap().lines() {
+            let (tag, len) = line.split_once(' ').unwrap();
+            let len: usize = len.parse().unwrap();
+            let seg = if tag == "C" {
+                ci += len;
+                &client[ci - len..ci]
+            } else {
+                si += len;
+                &server[si - len..si]
+            };
+            for start in [0, 1, seg.len() / 2] {
+                assert_ne!(detect(&seg[start..]), Some(Protocol::Http2), "{path:?}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 10);
+}

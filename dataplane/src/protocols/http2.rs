@@ -152,27 +152,32 @@ impl FrameHeader {
     }
 }
 
-/// Cheap check: do these bytes start an HTTP/2 connection (the client preface), or look like
-/// HTTP/2 frames (mid-stream)? Every whole frame header in `data` must be plausible; text
-/// protocols never pass (their first bytes make a length far above 16 KiB).
+/// Cheap check: do these bytes start an HTTP/2 connection (the client preface), or are they
+/// HTTP/2 frames (mid-stream)? Mid-stream, the bytes must be whole plausible frames end to end:
+/// text protocols never pass (their first bytes make a length far above 16 KiB), and binary
+/// payloads of other protocols (an HTTP/1 body joined mid-stream) almost never tile exactly
+/// into frames; a real HTTP/2 connection soon writes a small frame that does.
 pub fn detect(data: &[u8]) -> bool {
     if data.len() >= 4 && PREFACE.starts_with(&data[..data.len().min(PREFACE.len())]) {
         return true;
     }
-    plausible_frames(data)
+    plausible_frames(data) == Some(data.len())
 }
 
-fn plausible_frames(data: &[u8]) -> bool {
+/// Walk the frame headers at the start of `data` while they are plausible: `None` if one is
+/// not (or there is none), else where the last frame ends (possibly past `data`, or before it
+/// when fewer than 9 bytes follow).
+fn plausible_frames(data: &[u8]) -> Option<usize> {
     let mut pos = 0;
     let mut n = 0;
     while let Some(h) = data.get(pos..).and_then(FrameHeader::parse) {
         if !h.plausible(DEFAULT_MAX_FRAME) {
-            return false;
+            return None;
         }
         n += 1;
         pos += 9 + h.len as usize;
     }
-    n > 0
+    (n > 0).then_some(pos)
 }
 
 fn owned(bytes: &[u8], cap: usize) -> String {
@@ -420,7 +425,7 @@ impl Http2Parser {
             if fresh && !data.is_empty() && PREFACE.starts_with(&data[..data.len().min(24)]) {
                 self.dirs[d].state = St::Preface(0);
             } else if self.dirs[d].probe_len == 0 && data.len() >= 9 {
-                if !plausible_frames(data) {
+                if plausible_frames(data).is_none() {
                     return;
                 }
                 self.dirs[d].state = St::Header;

@@ -517,6 +517,12 @@ fn detection() {
     ] {
         assert!(!detect(not), "{not:?}");
     }
+    // Mid-stream, frames must tile the bytes: a frame cut by the end is not enough (an HTTP/1
+    // body can start with bytes like these), nor is one followed by a few stray bytes.
+    assert!(!detect(&data(1, 100, false)[..50]));
+    let mut stray = settings();
+    stray.extend([0, 0]);
+    assert!(!detect(&stray));
     // A plausible frame followed by garbage is not HTTP/2.
     let mut bad = settings();
     bad.extend(b"GET / HTTP/1.1\r\n");
