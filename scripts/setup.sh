@@ -11,8 +11,9 @@ fi
 # Build: clang compiles the BPF programs, libelf/zlib/pkg-config for libbpf.
 # Tests: nginx and curl (HTTP/1.1 and HTTP/2 peers; TLS with an openssl-made certificate),
 # python3, redis-server, golang-go, default-jdk-headless (real processes for runtime and database
-# discovery), dnsmasq-base and dnsutils (dig) as DNS peers.
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl openssl nginx-light python3 redis-server golang-go default-jdk-headless dnsmasq-base dnsutils)
+# discovery), dnsmasq-base and dnsutils (dig) as DNS peers; nghttp2-client (nghttp, an HTTP/2
+# client for the HTTP/2 fixture capture, dataplane/tests/fixtures/http2/capture.py).
+PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl openssl nginx-light python3 redis-server golang-go default-jdk-headless dnsmasq-base dnsutils nghttp2-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

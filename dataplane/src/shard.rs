@@ -16,9 +16,10 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use telegen_bpf::abi::{self, Event};
 
 use crate::flow::FlowTable;
-use crate::l7spans::dns_span;
+use crate::l7spans::{dns_span, h2_span};
 use crate::protocols::dns::{DnsParser, DnsTransport};
 use crate::protocols::http1::Http1Parser;
+use crate::protocols::http2::Http2Parser;
 use crate::protocols::{detect, tls, Chunk, Direction, L7Record, Protocol, Role};
 use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
@@ -101,6 +102,7 @@ const MAX_SERVED_CONNS: usize = 1 << 16;
 enum Proto {
     Detecting(u32),
     Http1(Box<Http1Parser>),
+    Http2(Box<Http2Parser>),
     Dns(Box<DnsParser>),
     /// TLS records on the socket and no plaintext yet: the bytes are skipped.
     Encrypted,
@@ -111,6 +113,7 @@ impl Proto {
     fn feed(&mut self, chunk: &Chunk<'_>, out: &mut Vec<L7Record>) {
         match self {
             Proto::Http1(p) => p.feed(chunk, out),
+            Proto::Http2(p) => p.feed(chunk, out),
             Proto::Dns(p) => p.feed(chunk, out),
             _ => {}
         }
@@ -119,6 +122,7 @@ impl Proto {
     fn close(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
         match self {
             Proto::Http1(p) => p.close(end_ns, out),
+            Proto::Http2(p) => p.close(end_ns, out),
             Proto::Dns(p) => p.close(end_ns, out),
             _ => {}
         }
@@ -127,6 +131,7 @@ impl Proto {
     fn parse_errors(&self) -> u64 {
         match self {
             Proto::Http1(p) => p.parse_errors(),
+            Proto::Http2(p) => p.parse_errors(),
             Proto::Dns(p) => p.parse_errors(),
             _ => 0,
         }
@@ -434,6 +439,14 @@ impl ShardCore {
                 let def = http_def(span.kind);
                 (span, Some(def))
             }
+            L7Record::Http2(x) => h2_span(
+                x,
+                flow,
+                ctx,
+                parent,
+                self.clock_offset_ns,
+                &mut self.span_cache,
+            ),
             L7Record::Dns(x) => dns_span(x, flow, ctx, parent, self.clock_offset_ns),
         };
         if let Some(def) = metric {
@@ -459,6 +472,7 @@ impl ShardCore {
                 tx.end_ns,
                 tx.traceparent.as_deref(),
             ),
+            L7Record::Http2(x) => (x.role, x.request_seq, x.end_ns, x.traceparent.as_deref()),
             L7Record::Dns(x) => (x.role, x.request_seq, x.end_ns, None),
         };
         match role {
@@ -774,6 +788,7 @@ fn feed_flow(
         } else {
             flow.proto = match detect(chunk.data) {
                 Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
+                Some(Protocol::Http2) => Proto::Http2(Box::new(Http2Parser::new(flow.role))),
                 Some(Protocol::Dns) => {
                     Proto::Dns(Box::new(DnsParser::new(flow.role, DnsTransport::Tcp)))
                 }

@@ -111,9 +111,9 @@ fn replay(
     p.close((seq + 1) * 1000, &mut out);
     let txs = out
         .into_iter()
-        .filter_map(|r| match r {
-            L7Record::Http(t) => Some(t),
-            _ => None,
+        .map(|r| match r {
+            L7Record::Http(t) => t,
+            other => panic!("not HTTP/1: {other:?}"),
         })
         .collect();
     (txs, from_client, p.parse_errors())

@@ -69,10 +69,10 @@ proptest! {
         }
         p.close(u64::MAX, &mut out);
         prop_assert_eq!(p.pending(), 0);
-        for t in out.iter().filter_map(|r| match r {
-            L7Record::Http(t) => Some(t),
-            _ => None,
-        }) {
+        for rec in &out {
+            let L7Record::Http(t) = rec else {
+                panic!("not HTTP/1: {rec:?}");
+            };
             prop_assert!(t.role != Role::Unknown);
             prop_assert!(t.end_ns >= t.start_ns);
             prop_assert!(t.version == "1.0" || t.version == "1.1");

@@ -423,7 +423,7 @@ static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a
 		struct iovec iov;
 		int i;
 
-#pragma unroll
+		/* A bounded loop, not unrolled: the verifier walks it (kernel >= 5.3). */
 		for (i = 0; i < TG_MAX_IOV; i++) {
 			__u64 len;
 

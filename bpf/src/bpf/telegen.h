@@ -13,7 +13,7 @@
 /* Most CPUs we size the array of per-CPU rings for. */
 #define TG_MAX_CPUS 1024
 /* iovec entries copied per readv/writev/recvmsg/sendmsg. */
-#define TG_MAX_IOV 4
+#define TG_MAX_IOV 32 /* gRPC (grpcio) writes each header name and value as its own iovec */
 /* Datagrams reported per sendmmsg/recvmmsg call (the rest of the vector is not seen). */
 #define TG_MAX_MMSG 8
 /* Entries of the UDP port map (tg_udp_ports). */

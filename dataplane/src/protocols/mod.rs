@@ -7,9 +7,13 @@
 //! see, and must never panic or grow without bound on any input.
 
 pub mod dns;
+pub mod grpc;
+pub mod hpack;
 pub mod http1;
 mod http1_framing;
 mod http1_headers;
+pub mod http2;
+pub mod huffman;
 pub mod route;
 pub mod tls;
 
@@ -23,13 +27,14 @@ pub enum Direction {
 }
 
 /// The traced process's side of the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Role {
     /// Accepted the connection, or was seen reading a request on it.
     Server,
     /// Opened the connection, or was seen writing a request on it.
     Client,
     /// Not known yet (connection found mid-stream); parsers infer it from the first request.
+    #[default]
     Unknown,
 }
 
@@ -53,6 +58,8 @@ pub struct Chunk<'a> {
 pub enum L7Record {
     Http(http1::HttpTransaction),
     Dns(dns::DnsExchange),
+    /// One HTTP/2 stream (gRPC calls included: see [`grpc`]).
+    Http2(http2::H2Exchange),
 }
 
 /// Protocols we can recognise from the first bytes of a connection.
@@ -61,6 +68,8 @@ pub enum Protocol {
     Http1,
     /// DNS over TCP (length-prefixed). UDP flows are selected by port, see [`dns::looks_like_dns`].
     Dns,
+    /// HTTP/2 with prior knowledge (h2c, gRPC): the client preface, or frames mid-stream.
+    Http2,
 }
 
 /// Guess the protocol from the first payload seen on a TCP connection; cheap, no allocation
@@ -68,6 +77,9 @@ pub enum Protocol {
 pub fn detect(data: &[u8]) -> Option<Protocol> {
     if http1::detect(data) {
         return Some(Protocol::Http1);
+    }
+    if http2::detect(data) {
+        return Some(Protocol::Http2);
     }
     if dns::detect_tcp(data) {
         return Some(Protocol::Dns);
