@@ -555,10 +555,13 @@ impl Http2Parser {
         let (left, end) = match self.dirs[d].state {
             St::Skip { left, end } => (left, end),
             St::Collect { left } => {
-                // A header-block frame cut short: its block cannot be decoded.
+                // A header-block frame cut short: its block cannot be decoded (a GOAWAY cut
+                // short is just skipped).
                 self.dirs[d].buf.clear();
                 let h = self.dirs[d].frame;
-                self.truncated_block(d, c, h, out);
+                if h.kind != GOAWAY {
+                    self.truncated_block(d, c, h, out);
+                }
                 (left, 0)
             }
             St::Header | St::Preface(_) | St::Lost => {
@@ -678,8 +681,11 @@ impl Http2Parser {
                 }
                 self.skipped(d, c, h.len, 0, out);
             }
-            // SETTINGS (HPACK size changes arrive as size updates in blocks), PING, GOAWAY
-            // (streams it abandons end at close), WINDOW_UPDATE, PRIORITY, unknown types.
+            GOAWAY if h.len as usize <= MAX_FRAME_BUF => {
+                self.dirs[d].state = St::Collect { left: h.len };
+            }
+            // SETTINGS (HPACK size changes arrive as size updates in blocks), PING, a GOAWAY too
+            // long to keep (its streams end at close), WINDOW_UPDATE, PRIORITY, unknown types.
             _ => self.skipped(d, c, h.len, 0, out),
         }
     }
@@ -729,6 +735,10 @@ impl Http2Parser {
     fn payload(&mut self, d: usize, c: &Chunk<'_>, p: &[u8], out: &mut Vec<L7Record>) {
         self.dirs[d].state = St::Header;
         let h = self.dirs[d].frame;
+        if h.kind == GOAWAY {
+            self.goaway(d, c, p, out);
+            return;
+        }
         let (frag, meta) = if h.kind == CONTINUATION {
             match self.dirs[d].meta.take() {
                 Some(m) if m.stream == h.stream => (p, m),
@@ -810,6 +820,28 @@ impl Http2Parser {
             self.block_done(d, c, meta, Some(&block), out);
             block.clear();
             self.dirs[d].block = block;
+        }
+    }
+
+    /// GOAWAY from the server: client streams above its last-stream-id were not processed and
+    /// never will be: they are over (partial). From the client it concerns pushed streams only.
+    fn goaway(&mut self, d: usize, c: &Chunk<'_>, p: &[u8], out: &mut Vec<L7Record>) {
+        let Some(req) = self.request_dir() else {
+            return;
+        };
+        let Some(last) = p.get(..4) else {
+            return;
+        };
+        let last = u32::from_be_bytes([last[0], last[1], last[2], last[3]]) & 0x7fff_ffff;
+        if d == req {
+            return;
+        }
+        for i in (0..self.streams.len()).rev() {
+            if self.streams[i].x.stream_id > last {
+                self.streams[i].reset = true;
+                self.streams[i].x.partial = true;
+                self.finish(i, c.end_ns, out);
+            }
         }
     }
 
