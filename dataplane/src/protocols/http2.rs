@@ -921,10 +921,12 @@ impl Http2Parser {
             // A closed stream (late trailers) or one created before we joined: not tracked.
             None => return,
         };
+        // The request's first block (its :method may be the part that could not be decoded).
+        let request_block = f.method.is_some() || self.request_dir() == Some(d);
         let s = &mut self.streams[i];
         let first = !s.headers[d];
         s.headers[d] = true;
-        if f.method.is_some() && first {
+        if request_block && first {
             s.saw_request = true;
             s.x.start_ns = meta.start_ns;
             s.x.request_seq = meta.seq;

@@ -370,6 +370,8 @@ fn truncated_headers_frame_degrades_hpack() {
     assert_eq!(x[0].authority.as_deref(), Some("example.test"));
     assert!(!x[0].headers_incomplete);
     assert!(x[1].headers_incomplete && x[1].path.is_none() && x[1].method.is_none());
+    // Seen from its start, even though its block could not be read: not partial.
+    assert!(!x[1].partial);
     assert_eq!(x[1].status, Some(200));
     assert!(x[2].headers_incomplete && x[2].authority.is_none());
     assert_eq!(x[2].path.as_deref(), Some("/c"));
