@@ -8,7 +8,7 @@
 //! flushes the rest as partial. Invariants:
 //! - never panics, and memory is bounded: per direction one frame buffer (a header-block frame
 //!   split across reads, at most [`MAX_FRAME_BUF`]), one header block ([`MAX_BLOCK`]) and the
-//!   HPACK table ([`hpack::MAX_TABLE_SIZE`]); at most [`MAX_STREAMS`] open streams (a new one
+//!   HPACK table ([`super::hpack::MAX_TABLE_SIZE`]); at most [`MAX_STREAMS`] open streams (a new one
 //!   beyond that evicts the oldest as partial, counted in [`Http2Parser::stream_overflows`]);
 //!   strings are capped;
 //! - bytes the kernel did not capture (`total_len` beyond `data`) are skipped by frame length;
