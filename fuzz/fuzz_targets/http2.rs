@@ -2,6 +2,15 @@
 //! hidden length come from the input itself; every role is tried, and each run starts either at
 //! the connection start (client preface first) or mid-stream. Must never panic, memory and open
 //! streams must stay bounded, and every emitted exchange must be well-formed.
+//!
+//! `cargo +nightly fuzz run http2`. Without cargo-fuzz, the same build by hand (from `fuzz/`):
+//! `RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
+//! -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table
+//! -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions"
+//! cargo +nightly build --release --target x86_64-unknown-linux-gnu --bin http2`, then run
+//! `target/x86_64-unknown-linux-gnu/release/http2 -max_total_time=120 CORPUS_DIR`. A seed corpus:
+//! the fixtures in `dataplane/tests/fixtures/http2/` as records of (direction byte, 2-byte
+//! big-endian length, bytes).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -318,6 +318,11 @@ impl Decoder {
     }
 
     fn size_update(&mut self, size: u64) {
+        if size > MAX_TABLE_SIZE as u64 {
+            // We will keep less than the encoder: references past what we keep become unknown
+            // (instead of impossible, which a complete table would call malformed).
+            self.complete = false;
+        }
         self.max_size = usize::try_from(size)
             .unwrap_or(MAX_TABLE_SIZE)
             .min(MAX_TABLE_SIZE);

@@ -8,7 +8,7 @@
 //! flushes the rest as partial. Invariants:
 //! - never panics, and memory is bounded: per direction one frame buffer (a header-block frame
 //!   split across reads, at most [`MAX_FRAME_BUF`]), one header block ([`MAX_BLOCK`]) and the
-//!   HPACK table ([`hpack::MAX_TABLE_SIZE`]); at most [`MAX_STREAMS`] open streams (a new one
+//!   HPACK table ([`super::hpack::MAX_TABLE_SIZE`]); at most [`MAX_STREAMS`] open streams (a new one
 //!   beyond that evicts the oldest as partial, counted in [`Http2Parser::stream_overflows`]);
 //!   strings are capped;
 //! - bytes the kernel did not capture (`total_len` beyond `data`) are skipped by frame length;
@@ -555,10 +555,13 @@ impl Http2Parser {
         let (left, end) = match self.dirs[d].state {
             St::Skip { left, end } => (left, end),
             St::Collect { left } => {
-                // A header-block frame cut short: its block cannot be decoded.
+                // A header-block frame cut short: its block cannot be decoded (a GOAWAY cut
+                // short is just skipped).
                 self.dirs[d].buf.clear();
                 let h = self.dirs[d].frame;
-                self.truncated_block(d, c, h, out);
+                if h.kind != GOAWAY {
+                    self.truncated_block(d, c, h, out);
+                }
                 (left, 0)
             }
             St::Header | St::Preface(_) | St::Lost => {
@@ -678,8 +681,11 @@ impl Http2Parser {
                 }
                 self.skipped(d, c, h.len, 0, out);
             }
-            // SETTINGS (HPACK size changes arrive as size updates in blocks), PING, GOAWAY
-            // (streams it abandons end at close), WINDOW_UPDATE, PRIORITY, unknown types.
+            GOAWAY if h.len as usize <= MAX_FRAME_BUF => {
+                self.dirs[d].state = St::Collect { left: h.len };
+            }
+            // SETTINGS (HPACK size changes arrive as size updates in blocks), PING, a GOAWAY too
+            // long to keep (its streams end at close), WINDOW_UPDATE, PRIORITY, unknown types.
             _ => self.skipped(d, c, h.len, 0, out),
         }
     }
@@ -729,6 +735,10 @@ impl Http2Parser {
     fn payload(&mut self, d: usize, c: &Chunk<'_>, p: &[u8], out: &mut Vec<L7Record>) {
         self.dirs[d].state = St::Header;
         let h = self.dirs[d].frame;
+        if h.kind == GOAWAY {
+            self.goaway(d, c, p, out);
+            return;
+        }
         let (frag, meta) = if h.kind == CONTINUATION {
             match self.dirs[d].meta.take() {
                 Some(m) if m.stream == h.stream => (p, m),
@@ -813,6 +823,28 @@ impl Http2Parser {
         }
     }
 
+    /// GOAWAY from the server: client streams above its last-stream-id were not processed and
+    /// never will be: they are over (partial). From the client it concerns pushed streams only.
+    fn goaway(&mut self, d: usize, c: &Chunk<'_>, p: &[u8], out: &mut Vec<L7Record>) {
+        let Some(req) = self.request_dir() else {
+            return;
+        };
+        let Some(last) = p.get(..4) else {
+            return;
+        };
+        let last = u32::from_be_bytes([last[0], last[1], last[2], last[3]]) & 0x7fff_ffff;
+        if d == req {
+            return;
+        }
+        for i in (0..self.streams.len()).rev() {
+            if self.streams[i].x.stream_id > last {
+                self.streams[i].reset = true;
+                self.streams[i].x.partial = true;
+                self.finish(i, c.end_ns, out);
+            }
+        }
+    }
+
     /// A header block is complete; `block` is `None` when it could not be decoded.
     fn block_done(
         &mut self,
@@ -889,10 +921,12 @@ impl Http2Parser {
             // A closed stream (late trailers) or one created before we joined: not tracked.
             None => return,
         };
+        // The request's first block (its :method may be the part that could not be decoded).
+        let request_block = f.method.is_some() || self.request_dir() == Some(d);
         let s = &mut self.streams[i];
         let first = !s.headers[d];
         s.headers[d] = true;
-        if f.method.is_some() && first {
+        if request_block && first {
             s.saw_request = true;
             s.x.start_ns = meta.start_ns;
             s.x.request_seq = meta.seq;

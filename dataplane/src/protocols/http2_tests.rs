@@ -370,6 +370,8 @@ fn truncated_headers_frame_degrades_hpack() {
     assert_eq!(x[0].authority.as_deref(), Some("example.test"));
     assert!(!x[0].headers_incomplete);
     assert!(x[1].headers_incomplete && x[1].path.is_none() && x[1].method.is_none());
+    // Seen from its start, even though its block could not be read: not partial.
+    assert!(!x[1].partial);
     assert_eq!(x[1].status, Some(200));
     assert!(x[2].headers_incomplete && x[2].authority.is_none());
     assert_eq!(x[2].path.as_deref(), Some("/c"));
@@ -493,6 +495,56 @@ fn unknown_flags_and_frame_types_are_ignored() {
     let x = f.exchanges();
     assert_eq!(x.len(), 1);
     assert_eq!((x[0].path.as_deref(), x[0].status), (Some("/a"), Some(200)));
+    assert_eq!(f.p.parse_errors(), 0);
+}
+
+#[test]
+fn goaway_ends_streams_the_server_will_not_process() {
+    let mut f = Feeder::new(Role::Server);
+    f.feed(IN, PREFACE);
+    f.feed(IN, &get(1, "/kept", true));
+    f.feed(IN, &get(3, "/refused", true));
+    f.feed(
+        OUT,
+        &frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0, b'b', b'y', b'e']),
+    );
+    let x = f.exchanges();
+    assert_eq!(x.len(), 1);
+    assert_eq!((x[0].stream_id, x[0].partial, x[0].status), (3, true, None));
+    f.feed(OUT, &resp(1, 8, true));
+    let x = f.exchanges();
+    assert_eq!((x.len(), x[0].stream_id, x[0].partial), (1, 1, false));
+    // A GOAWAY whose payload was not captured is skipped by length.
+    f.feed(IN, &get(5, "/after", true));
+    let g = frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]);
+    f.feed_total(OUT, &g[..9], g.len());
+    f.feed(OUT, &resp(5, 8, true));
+    let x = f.exchanges();
+    assert_eq!((x.len(), x[0].stream_id, x[0].partial), (1, 5, false));
+    assert_eq!(f.p.parse_errors(), 0);
+}
+
+#[test]
+fn push_promise_blocks_keep_hpack_in_step() {
+    let mut f = Feeder::new(Role::Server);
+    f.feed(IN, PREFACE);
+    f.feed(IN, &get(1, "/page", true));
+    // The server pushes /style.css: the promise's block inserts into the server's table.
+    let mut pp = vec![0, 0, 0, 2, 0x82, 0x86];
+    pp.extend(lit(true, ":path", "/style.css"));
+    f.feed(OUT, &frame(PUSH_PROMISE, FLAG_END_HEADERS, 1, &pp));
+    // The response refers to the promise's entry (62) and inserts content-type (now 62).
+    let mut b = vec![0x88];
+    b.extend(lit(true, "content-type", "text/html"));
+    f.feed(OUT, &frame(HEADERS, FLAG_END_HEADERS, 1, &b));
+    f.feed(OUT, &frame(HEADERS, FLAG_END_HEADERS, 2, &[0x88, 0xbf]));
+    f.feed(OUT, &data(2, 10, true));
+    f.feed(OUT, &data(1, 20, true));
+    let x = f.exchanges();
+    assert_eq!(x.len(), 1, "pushed streams are not exchanges");
+    assert_eq!(x[0].content_type.as_deref(), Some("text/html"));
+    assert_eq!(x[0].response_body_bytes, 20);
+    assert!(!x[0].headers_incomplete);
     assert_eq!(f.p.parse_errors(), 0);
 }
 
