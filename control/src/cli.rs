@@ -9,10 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::discovery::{DiscoverArgs, DiscoveryFlags};
 
-/// Telegen: an eBPF telemetry agent. Traces HTTP/1.1 on every process of this host from the
-/// kernel (syscall tracepoints, no kprobes, no change to the applications) and exports spans
-/// and RED metrics over OTLP/HTTP, or, with no collector, shows a live summary and writes the
-/// OTLP data as JSON lines.
+/// Telegen: an eBPF telemetry agent. Traces HTTP/1.1, HTTP/2, gRPC and DNS on every process of
+/// this host from the kernel (syscall tracepoints, OpenSSL uprobes for TLS plaintext; no kprobes,
+/// no change to the applications) and exports spans and RED metrics over OTLP/HTTP, or, with no
+/// collector, shows a live summary and writes the OTLP data as JSON lines.
 #[derive(Debug, Parser)]
 #[command(name = "telegen", version, propagate_version = true)]
 pub struct Cli {
