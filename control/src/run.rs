@@ -41,6 +41,9 @@ impl KernelStatsSource for KernelStats {
                 seen: s.seen,
                 emitted: s.emitted,
                 dropped: s.dropped,
+                truncated: s.truncated,
+                tls_unmapped: s.tls_unmapped,
+                tls_suppressed: s.tls_suppressed,
             })
             .collect()
     }
