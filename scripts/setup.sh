@@ -9,9 +9,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Build: clang compiles the BPF programs, libelf/zlib/pkg-config for libbpf.
-# Tests: nginx and curl (HTTP/1.1 peers; TLS with an openssl-made certificate), wrk (load for the perf harness), python3, redis-server, golang-go, default-jdk-headless
-# (real processes for runtime and database discovery).
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl openssl nginx-light wrk python3 redis-server golang-go default-jdk-headless)
+# Tests: nginx and curl (HTTP/1.1 and HTTP/2 peers; TLS with an openssl-made certificate),
+# wrk (load for the perf harness), python3, redis-server, golang-go, default-jdk-headless (real processes for runtime and database
+# discovery), dnsmasq-base and dnsutils (dig) as DNS peers; nghttp2-client (nghttp, an HTTP/2
+# client for the HTTP/2 fixture capture, dataplane/tests/fixtures/http2/capture.py).
+PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl openssl nginx-light wrk python3 redis-server golang-go default-jdk-headless dnsmasq-base dnsutils nghttp2-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,6 +23,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Python peers of the protocol tests: a gRPC server and client (grpcio), a DNS resolver
+# (dnspython). Pinned to known-good versions; installed only when missing.
+if ! python3 -c 'import grpc, dns.resolver' >/dev/null 2>&1; then
+  echo "setup: installing grpcio and dnspython (pip)"
+  python3 -m pip install -q --disable-pip-version-check "grpcio==1.85.*" "dnspython==2.*"
 fi
 # Debian starts the packaged servers; the tests start their own on free loopback ports.
 for svc in nginx redis-server; do

@@ -20,15 +20,27 @@ pub const ALLOW_BY_NAME: u8 = 1;
 pub const ALLOW_BY_PID: u8 = 2;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
+/// `enum tg_proto`: [`Addr::proto`] of TCP and UDP sockets (the IPPROTO_* numbers).
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+/// Datagrams reported per sendmmsg/recvmmsg call.
+pub const MAX_MMSG: u32 = 8;
+/// Most UDP ports [`crate::TracerOptions::udp_ports`] may name.
+pub const MAX_UDP_PORTS: usize = 64;
 
 /// `struct tg_addr`: IPv4 is stored IPv4-mapped; port in host order.
+///
+/// `proto` ([`PROTO_TCP`] or [`PROTO_UDP`]) is the same in an event's `local` and `remote`. On a
+/// UDP event (one per datagram) `remote` is that datagram's peer: an unconnected socket talks to
+/// many, so the flow key of a UDP "connection" is its `conn_id`, not its addresses.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Addr {
     pub addr: [u8; 16],
     pub port: u16,
     pub family: u16,
-    pub _pad: u32,
+    pub proto: u8,
+    pub _pad: [u8; 3],
 }
 
 impl Addr {
@@ -91,6 +103,7 @@ const _: () = assert!(std::mem::offset_of!(Event, kind) == 68);
 const _: () = assert!(std::mem::offset_of!(Event, comm) == 72);
 const _: () = assert!(std::mem::offset_of!(Event, local) == 88);
 const _: () = assert!(std::mem::offset_of!(Event, remote) == 112);
+const _: () = assert!(std::mem::offset_of!(Addr, proto) == 20);
 
 /// Errors decoding a ring record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +144,11 @@ impl Event {
             });
         }
         Ok((ev, &payload[..claimed]))
+    }
+
+    /// A datagram on a UDP socket (rather than bytes on a TCP connection).
+    pub fn is_udp(&self) -> bool {
+        self.remote.proto == PROTO_UDP
     }
 
     /// The process name as text (up to the first NUL).

@@ -143,6 +143,12 @@ pub struct TracerOptions {
     /// Load the OpenSSL uprobe programs (attached per library by [`crate::TlsManager`]) and let
     /// the syscall path tie sockets to `SSL*`s. Off: the programs are not even loaded.
     pub tls: bool,
+    /// UDP ports whose datagrams are traced (DNS: 53), at most [`abi::MAX_UDP_PORTS`], none 0.
+    /// A datagram is reported when its remote port (a client sending to or receiving from a
+    /// server) or its socket's local port (a traced server) is listed; other UDP traffic costs
+    /// a map lookup per syscall and no ring record. Empty: UDP sockets are not tracked at all.
+    /// (CLI: `--dns-ports`, comma separated; `--dns-ports ''` turns UDP tracing off.)
+    pub udp_ports: Vec<u16>,
 }
 
 impl Default for TracerOptions {
@@ -154,6 +160,7 @@ impl Default for TracerOptions {
             wakeup_bytes: 1 << 20,
             filter: ProcessFilter::default(),
             tls: true,
+            udp_ports: vec![53],
         }
     }
 }
@@ -230,6 +237,20 @@ impl Tracer {
                 why: "must be at least 1024",
             });
         }
+        if opts.udp_ports.len() > abi::MAX_UDP_PORTS {
+            return Err(BpfError::Invalid {
+                name: "dns-ports",
+                value: opts.udp_ports.len() as u64,
+                why: "at most 64 UDP ports",
+            });
+        }
+        if opts.udp_ports.contains(&0) {
+            return Err(BpfError::Invalid {
+                name: "dns-ports",
+                value: 0,
+                why: "port 0 is not a port",
+            });
+        }
         let cpus = libbpf_rs::num_possible_cpus().map_err(step("counting possible CPUs"))?;
         if cpus as u32 > abi::MAX_CPUS {
             return Err(BpfError::Invalid {
@@ -262,6 +283,7 @@ impl Tracer {
         ro.filter_enabled = u8::from(!opts.filter.is_empty());
         ro.wakeup_bytes = opts.wakeup_bytes.min(u64::from(per_cpu) / 2).max(4096);
         ro.tls_enabled = u8::from(opts.tls);
+        ro.udp_enabled = u8::from(!opts.udp_ports.is_empty());
         if !opts.tls {
             for mut prog in open.open_object_mut().progs_mut() {
                 if is_uprobe_section(&prog.section().to_string_lossy()) {
@@ -341,6 +363,14 @@ impl Tracer {
         }
 
         tracer.fill_filter(&opts.filter)?;
+        for port in &opts.udp_ports {
+            tracer
+                .skel
+                .maps
+                .tg_udp_ports
+                .update(&port.to_ne_bytes(), &[1u8], MapFlags::ANY)
+                .map_err(step("filling the UDP port map"))?;
+        }
         tracer.attach_all()?;
         Ok((tracer, rings))
     }

@@ -9,10 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::discovery::{DiscoverArgs, DiscoveryFlags};
 
-/// Telegen: an eBPF telemetry agent. Traces HTTP/1.1 on every process of this host from the
-/// kernel (syscall tracepoints, no kprobes, no change to the applications) and exports spans
-/// and RED metrics over OTLP/HTTP, or, with no collector, shows a live summary and writes the
-/// OTLP data as JSON lines.
+/// Telegen: an eBPF telemetry agent. Traces HTTP/1.1, HTTP/2, gRPC and DNS on every process of
+/// this host from the kernel (syscall tracepoints, OpenSSL uprobes for TLS plaintext; no kprobes,
+/// no change to the applications) and exports spans and RED metrics over OTLP/HTTP, or, with no
+/// collector, shows a live summary and writes the OTLP data as JSON lines.
 #[derive(Debug, Parser)]
 #[command(name = "telegen", version, propagate_version = true)]
 pub struct Cli {
@@ -74,6 +74,25 @@ pub fn parse_cores(s: &str) -> Result<CoreList, String> {
     Ok(CoreList(out))
 }
 
+/// A list of ports, as given on the command line (may be empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortList(pub Vec<u16>);
+
+/// Parse a port list such as `53,5353`; an empty string is the empty list.
+pub fn parse_ports(s: &str) -> Result<PortList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<u16>() {
+            Ok(0) | Err(_) => {
+                return Err(format!("`{part}` is not a port (1-65535)"));
+            }
+            Ok(p) if !out.contains(&p) => out.push(p),
+            Ok(_) => {}
+        }
+    }
+    Ok(PortList(out))
+}
+
 /// `telegen run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -116,6 +135,12 @@ pub struct RunArgs {
     /// Total kernel ring-buffer memory, split over the CPUs (e.g. 16M).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     pub ring_bytes: u64,
+
+    /// UDP ports whose datagrams are traced as DNS (comma separated, at most 64). A datagram
+    /// counts when it is sent to or received from one of them, or on a local one (a DNS server).
+    /// `--dns-ports ''` turns UDP tracing off. DNS over TCP is recognised on any port.
+    #[arg(long, value_name = "PORTS", default_value = "53", value_parser = parse_ports)]
+    pub dns_ports: PortList,
 
     /// Do not attach the OpenSSL uprobes (SSL_read/SSL_write...): TLS connections are then seen
     /// only as encrypted bytes, which are recognised and skipped.
@@ -205,6 +230,10 @@ mod tests {
         assert_eq!(parse_cores("0,2-3").unwrap().0, vec![0, 2, 3]);
         assert!(parse_cores("3-1").is_err());
         assert!(parse_cores("x").is_err());
+        assert_eq!(parse_ports("53, 5353,53").unwrap().0, vec![53, 5353]);
+        assert_eq!(parse_ports("").unwrap().0, Vec::<u16>::new());
+        assert!(parse_ports("0").is_err());
+        assert!(parse_ports("70000").is_err());
     }
 
     #[test]

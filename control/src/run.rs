@@ -41,6 +41,9 @@ impl KernelStatsSource for KernelStats {
                 seen: s.seen,
                 emitted: s.emitted,
                 dropped: s.dropped,
+                truncated: s.truncated,
+                tls_unmapped: s.tls_unmapped,
+                tls_suppressed: s.tls_suppressed,
             })
             .collect()
     }
@@ -132,6 +135,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             ring_bytes_total: args.ring_bytes,
             conn_table_entries: args.conn_table_entries,
             tls: !args.no_tls,
+            udp_ports: args.dns_ports.0.clone(),
             filter: ProcessFilter {
                 pids: args.pids.clone(),
                 names: args.exes.clone(),

@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod flow;
+pub mod l7spans;
 pub mod protocols;
 pub mod red;
 pub mod reorder;

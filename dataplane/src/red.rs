@@ -100,7 +100,7 @@ pub static RPC_CLIENT: MetricDef = MetricDef {
 pub static DNS_LOOKUP: MetricDef = MetricDef {
     name: "dns.lookup.duration",
     unit: "s",
-    keys: &["dns.question.type", "dns.response_code", "error.type"],
+    keys: &["dns.question.name", "error.type"],
     per_second: 1.0,
     bounds: DURATION_BOUNDS_S,
 };

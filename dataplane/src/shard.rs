@@ -16,7 +16,10 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use telegen_bpf::abi::{self, Event};
 
 use crate::flow::FlowTable;
-use crate::protocols::http1::{Http1Parser, HttpTransaction};
+use crate::l7spans::{dns_span, h2_span};
+use crate::protocols::dns::{DnsParser, DnsTransport};
+use crate::protocols::http1::Http1Parser;
+use crate::protocols::http2::Http2Parser;
 use crate::protocols::{detect, tls, Chunk, Direction, L7Record, Protocol, Role};
 use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
@@ -63,8 +66,10 @@ pub struct ShardConfig {
     pub child_wait_ns: u64,
     /// Flows with no event for this long are finished and dropped.
     pub flow_idle_ns: u64,
-    /// RED deltas and stats are sent this often.
+    /// RED deltas and stats are sent this often (DNS timeouts are checked as often).
     pub flush_interval_ns: u64,
+    /// A DNS query with no answer for this long is a timed-out lookup.
+    pub dns_timeout_ns: u64,
 }
 
 impl ShardConfig {
@@ -77,6 +82,7 @@ impl ShardConfig {
             child_wait_ns: 10_000_000_000,
             flow_idle_ns: 120_000_000_000,
             flush_interval_ns: 1_000_000_000,
+            dns_timeout_ns: 5_000_000_000,
         }
     }
 }
@@ -96,6 +102,8 @@ const MAX_SERVED_CONNS: usize = 1 << 16;
 enum Proto {
     Detecting(u32),
     Http1(Box<Http1Parser>),
+    Http2(Box<Http2Parser>),
+    Dns(Box<DnsParser>),
     /// TLS records on the socket and no plaintext yet: the bytes are skipped.
     Encrypted,
     Unsupported,
@@ -103,20 +111,28 @@ enum Proto {
 
 impl Proto {
     fn feed(&mut self, chunk: &Chunk<'_>, out: &mut Vec<L7Record>) {
-        if let Proto::Http1(p) = self {
-            p.feed(chunk, out);
+        match self {
+            Proto::Http1(p) => p.feed(chunk, out),
+            Proto::Http2(p) => p.feed(chunk, out),
+            Proto::Dns(p) => p.feed(chunk, out),
+            _ => {}
         }
     }
 
     fn close(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
-        if let Proto::Http1(p) = self {
-            p.close(end_ns, out);
+        match self {
+            Proto::Http1(p) => p.close(end_ns, out),
+            Proto::Http2(p) => p.close(end_ns, out),
+            Proto::Dns(p) => p.close(end_ns, out),
+            _ => {}
         }
     }
 
     fn parse_errors(&self) -> u64 {
         match self {
             Proto::Http1(p) => p.parse_errors(),
+            Proto::Http2(p) => p.parse_errors(),
+            Proto::Dns(p) => p.parse_errors(),
             _ => 0,
         }
     }
@@ -126,6 +142,8 @@ impl Proto {
 struct Flow {
     info: FlowInfo,
     role: Role,
+    /// A UDP socket (datagrams on a traced port: DNS).
+    udp: bool,
     proto: Proto,
     reorder: crate::reorder::Reorder<Vec<u8>>,
     /// (seq, parent_conn, parent_seq) of recent client egress records.
@@ -163,6 +181,8 @@ pub struct ShardCore {
     parked: HashMap<u64, Vec<Parked>>,
     parked_count: usize,
     held_flows: HashSet<u64>,
+    /// Flows with DNS queries waiting for an answer (checked for timeouts on each tick).
+    dns_flows: HashSet<u64>,
     records: Vec<L7Record>,
     last_flush_ns: u64,
 }
@@ -194,6 +214,7 @@ impl ShardCore {
             parked: HashMap::default(),
             parked_count: 0,
             held_flows: HashSet::default(),
+            dns_flows: HashSet::default(),
             records: Vec::new(),
             last_flush_ns: 0,
         }
@@ -266,6 +287,7 @@ impl ShardCore {
             || Flow {
                 info: FlowInfo::new(ev.pid, ev.comm, ev.local, ev.remote),
                 role: role_of(ev.role),
+                udp: ev.is_udp(),
                 proto: Proto::Detecting(0),
                 reorder: Default::default(),
                 parents: VecDeque::new(),
@@ -348,6 +370,11 @@ impl ShardCore {
                 .push_back((ev.seq, ev.parent_conn_id, ev.parent_seq));
         }
         feed_flow(flow, ev.kind, &chunk, &mut records, &mut self.stats);
+        if let Proto::Dns(p) = &flow.proto {
+            if p.pending() > 0 {
+                self.dns_flows.insert(conn);
+            }
+        }
         if !records.is_empty() {
             // Emitting needs `self` whole: lend it the flow's info and parent memory meanwhile.
             let view = FlowView {
@@ -387,47 +414,85 @@ impl ShardCore {
         io: &mut impl ShardIo,
     ) {
         for rec in records.drain(..) {
-            match rec {
-                L7Record::Http(tx) => self.on_transaction(conn, flow, end_seq, &tx, io),
-            }
+            self.on_record_done(conn, flow, end_seq, &rec, io);
         }
     }
 
-    fn on_transaction(
+    /// Build the span (and count it in its histogram) of one finished exchange.
+    fn build_span(
+        &mut self,
+        rec: &L7Record,
+        flow: &FlowInfo,
+        ctx: SpanCtx,
+        parent: [u8; 8],
+    ) -> SpanRecord {
+        let (span, metric) = match rec {
+            L7Record::Http(tx) => {
+                let span = http_span(
+                    tx,
+                    flow,
+                    ctx,
+                    parent,
+                    self.clock_offset_ns,
+                    &mut self.span_cache,
+                );
+                let def = http_def(span.kind);
+                (span, Some(def))
+            }
+            L7Record::Http2(x) => h2_span(
+                x,
+                flow,
+                ctx,
+                parent,
+                self.clock_offset_ns,
+                &mut self.span_cache,
+            ),
+            L7Record::Dns(x) => dns_span(x, flow, ctx, parent, self.clock_offset_ns),
+        };
+        if let Some(def) = metric {
+            self.red.record(def, &span);
+        }
+        span
+    }
+
+    /// One finished exchange: its span, its parent (a server span this client call was made
+    /// while serving, or an incoming `traceparent`), its metric.
+    fn on_record_done(
         &mut self,
         conn: u64,
         flow: &FlowView,
         end_seq: u64,
-        tx: &HttpTransaction,
+        rec: &L7Record,
         io: &mut impl ShardIo,
     ) {
-        match tx.role {
+        let (role, request_seq, end_ns, traceparent) = match rec {
+            L7Record::Http(tx) => (
+                tx.role,
+                tx.request_seq,
+                tx.end_ns,
+                tx.traceparent.as_deref(),
+            ),
+            L7Record::Http2(x) => (x.role, x.request_seq, x.end_ns, x.traceparent.as_deref()),
+            L7Record::Dns(x) => (x.role, x.request_seq, x.end_ns, None),
+        };
+        match role {
             Role::Client => {
                 let parent = flow
                     .parents
                     .iter()
                     .rev()
-                    .find(|(s, _, _)| *s == tx.request_seq)
+                    .find(|(s, _, _)| *s == request_seq)
                     .map(|&(_, c, s)| (c, s));
                 let ctx = SpanCtx {
                     trace_id: self.ids.trace_id(),
                     span_id: self.ids.span_id(),
                 };
-                let span = http_span(
-                    tx,
-                    &flow.info,
-                    ctx,
-                    [0; 8],
-                    self.clock_offset_ns,
-                    &mut self.span_cache,
-                );
-                self.red.record(http_def(span.kind), &span);
+                let span = self.build_span(rec, &flow.info, ctx, [0; 8]);
                 match parent {
                     Some((pconn, pseq)) => {
                         let owner = shard_of(pconn, self.cfg.shards);
-                        let now = tx.end_ns;
                         if owner == self.cfg.id {
-                            self.on_child(pconn, pseq, Box::new(span), now, io);
+                            self.on_child(pconn, pseq, Box::new(span), end_ns, io);
                         } else if let Err(ShardMsg::Child { span, .. }) = io.forward(
                             owner,
                             ShardMsg::Child {
@@ -446,8 +511,7 @@ impl ShardCore {
                 }
             }
             _ => {
-                let (trace_id, parent) = match tx.traceparent.as_deref().and_then(parse_traceparent)
-                {
+                let (trace_id, parent) = match traceparent.and_then(parse_traceparent) {
                     Some((t, p)) => (t, p),
                     None => (self.ids.trace_id(), [0; 8]),
                 };
@@ -455,20 +519,12 @@ impl ShardCore {
                     trace_id,
                     span_id: self.ids.span_id(),
                 };
-                let span = http_span(
-                    tx,
-                    &flow.info,
-                    ctx,
-                    parent,
-                    self.clock_offset_ns,
-                    &mut self.span_cache,
-                );
-                self.red.record(http_def(span.kind), &span);
+                let span = self.build_span(rec, &flow.info, ctx, parent);
                 let served = Served {
-                    first_seq: tx.request_seq,
+                    first_seq: request_seq,
                     end_seq,
                     ctx,
-                    at_ns: tx.end_ns,
+                    at_ns: end_ns,
                 };
                 self.remember_served(conn, served);
                 self.adopt_parked(conn, served, io);
@@ -629,10 +685,46 @@ impl ShardCore {
             for (k, f) in idle {
                 self.finish(k, f, io);
             }
+            if !self.dns_flows.is_empty() {
+                self.expire_dns(now_ns, io);
+            }
             let horizon = now_ns.saturating_sub(self.cfg.flow_idle_ns);
             self.served
                 .retain(|_, q| q.back().map(|s| s.at_ns >= horizon).unwrap_or(false));
             self.flush(io);
+        }
+    }
+
+    /// Queries unanswered for `dns_timeout_ns` end as timed-out lookups.
+    fn expire_dns(&mut self, now_ns: u64, io: &mut impl ShardIo) {
+        let conns: Vec<u64> = self.dns_flows.iter().copied().collect();
+        let timeout = self.cfg.dns_timeout_ns;
+        for conn in conns {
+            let mut records = std::mem::take(&mut self.records);
+            let Some(flow) = self.flows.get_mut(conn, 0) else {
+                self.dns_flows.remove(&conn);
+                continue;
+            };
+            let Proto::Dns(p) = &mut flow.proto else {
+                self.dns_flows.remove(&conn);
+                continue;
+            };
+            p.expire(now_ns, timeout, &mut records);
+            if p.pending() == 0 {
+                self.dns_flows.remove(&conn);
+            }
+            if !records.is_empty() {
+                let view = FlowView {
+                    info: flow.info.clone(),
+                    parents: std::mem::take(&mut flow.parents),
+                };
+                let end = flow.reorder.next_seq();
+                self.emit_view(conn, &view, end, &mut records, io);
+                if let Some(f) = self.flows.get_mut(conn, 0) {
+                    f.parents = view.parents;
+                }
+            }
+            self.records = records;
         }
     }
 
@@ -688,11 +780,18 @@ fn feed_flow(
         return;
     }
     if let Proto::Detecting(n) = flow.proto {
-        if !plaintext && tls::looks_like_tls_record(chunk.data) {
+        if flow.udp {
+            // The kernel reports datagrams on the DNS ports only.
+            flow.proto = Proto::Dns(Box::new(DnsParser::new(flow.role, DnsTransport::Udp)));
+        } else if !plaintext && tls::looks_like_tls_record(chunk.data) {
             flow.proto = Proto::Encrypted;
         } else {
             flow.proto = match detect(chunk.data) {
                 Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
+                Some(Protocol::Http2) => Proto::Http2(Box::new(Http2Parser::new(flow.role))),
+                Some(Protocol::Dns) => {
+                    Proto::Dns(Box::new(DnsParser::new(flow.role, DnsTransport::Tcp)))
+                }
                 None if n + 1 >= DETECT_ATTEMPTS => {
                     stats.unknown_protocol += 1;
                     Proto::Unsupported

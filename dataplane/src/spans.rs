@@ -209,6 +209,16 @@ pub struct SpanCache {
     routes: FxHashMap<Arc<str>, usize>,
     entries: Vec<RouteEntry>,
     hosts: FxHashMap<Box<str>, Arc<str>>,
+    rpcs: FxHashMap<Box<str>, RpcNames>,
+}
+
+/// The texts of a gRPC method, shared by its spans.
+#[derive(Debug, Clone)]
+pub struct RpcNames {
+    pub service: Arc<str>,
+    pub method: Arc<str>,
+    /// `package.Service/Method`.
+    pub name: Arc<str>,
 }
 
 impl SpanCache {
@@ -251,6 +261,25 @@ impl SpanCache {
         (e.route.clone(), name)
     }
 
+    /// Service, method and span name of a gRPC path (`/package.Service/Method`), shared;
+    /// `None` when the path is not a gRPC method.
+    pub fn rpc(&mut self, path: &str) -> Option<RpcNames> {
+        if let Some(n) = self.rpcs.get(path) {
+            return Some(n.clone());
+        }
+        let (service, method) = crate::protocols::grpc::split_method(path)?;
+        if self.rpcs.len() >= CACHE_ENTRIES {
+            self.rpcs.clear();
+        }
+        let n = RpcNames {
+            service: service.into(),
+            method: method.into(),
+            name: format!("{service}/{method}").into(),
+        };
+        self.rpcs.insert(path.into(), n.clone());
+        Some(n)
+    }
+
     /// The host name of a `Host` header value, shared.
     pub fn host(&mut self, header: &str) -> Arc<str> {
         if let Some(h) = self.hosts.get(header) {
@@ -289,7 +318,7 @@ pub fn http_span(
     let path = target_path(&tx.target);
     let mut attrs: Attrs = Vec::with_capacity(13);
     attrs.push(("http.request.method", AttrValue::Text(Text::Static(method))));
-    if method == "_OTHER" {
+    if method == "_OTHER" && tx.method != "_OTHER" && !tx.method.is_empty() {
         attrs.push((
             "http.request.method_original",
             AttrValue::Str(tx.method.to_string()),

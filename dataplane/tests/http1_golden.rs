@@ -113,6 +113,7 @@ fn replay(
         .into_iter()
         .map(|r| match r {
             L7Record::Http(t) => t,
+            other => panic!("not HTTP/1: {other:?}"),
         })
         .collect();
     (txs, from_client, p.parse_errors())

@@ -69,7 +69,10 @@ proptest! {
         }
         p.close(u64::MAX, &mut out);
         prop_assert_eq!(p.pending(), 0);
-        for L7Record::Http(t) in &out {
+        for rec in &out {
+            let L7Record::Http(t) = rec else {
+                panic!("not HTTP/1: {rec:?}");
+            };
             prop_assert!(t.role != Role::Unknown);
             prop_assert!(t.end_ns >= t.start_ns);
             prop_assert!(t.version == "1.0" || t.version == "1.1");

@@ -18,7 +18,11 @@ fuzz_target!(|input: &[u8]| {
             let n = (*len as usize).min(tail.len());
             let (data, next) = tail.split_at(n);
             rest = next;
-            let dir = if ctl & 1 == 0 { Direction::Ingress } else { Direction::Egress };
+            let dir = if ctl & 1 == 0 {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            };
             let hidden: u32 = match (ctl >> 1) & 3 {
                 0 => 0,
                 1 => u32::from(ctl >> 3),

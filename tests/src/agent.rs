@@ -345,3 +345,28 @@ pub fn children(pid: u32) -> Vec<u32> {
         .filter_map(|s| s.parse().ok())
         .collect()
 }
+
+/// The body of `GET /metrics` from the agent's Prometheus endpoint on 127.0.0.1:port.
+pub fn scrape_prometheus(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("prometheus endpoint");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("read");
+    body
+}
+
+/// Sum of every sample of the metric family `name` (all label sets) in a Prometheus body.
+pub fn prom_value(body: &str, name: &str) -> u64 {
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

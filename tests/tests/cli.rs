@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use telegen_bpf::loaded_programs;
-use telegen_tests::agent::{free_port, require_bpf, serial, telegen_bin, Agent, Nginx};
+use telegen_tests::agent::{
+    free_port, prom_value, require_bpf, scrape_prometheus, serial, telegen_bin, Agent, Nginx,
+};
 
 fn fails_with(args: &[&str], needle: &str) {
     let out = Command::new(telegen_bin())
@@ -177,20 +179,8 @@ fn an_unreachable_collector_is_counted_not_fatal_and_prometheus_serves_counters(
     ]);
     traffic(nginx.port, 5);
     std::thread::sleep(Duration::from_millis(2500));
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", prom)).expect("prometheus endpoint");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("read");
-    let value = |name: &str| -> u64 {
-        body.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
+    let body = scrape_prometheus(prom);
+    let value = |name: &str| prom_value(&body, name);
     assert!(value("telegen_kernel_events_emitted_total") >= 10, "{body}");
     assert_eq!(value("telegen_kernel_events_dropped_total"), 0);
     assert!(value("telegen_shard_spans_emitted_total") >= 5, "{body}");

@@ -43,12 +43,14 @@ impl KernelStatsSource for FakeKernel {
                 seen: 100,
                 emitted: 93,
                 dropped: 7,
+                ..Default::default()
             },
             CpuKernelStats {
                 cpu: 1,
                 seen: 50,
                 emitted: 50,
                 dropped: 0,
+                ..Default::default()
             },
         ]
     }

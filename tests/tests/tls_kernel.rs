@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use telegen_tests::agent::{curl, require_bpf, serial, Agent, Nginx, NginxOptions, Proc};
+use telegen_tests::agent::{
+    curl, free_port, prom_value, require_bpf, scrape_prometheus, serial, Agent, Nginx,
+    NginxOptions, Proc,
+};
 use telegen_tests::receiver::{attr_int, attr_str, metric_count_where, Receiver};
 
 /// Two keep-alive HTTPS requests with Python's `ssl` (OpenSSL's `SSL_read_ex`/`SSL_write_ex`),
@@ -26,13 +29,14 @@ for path in ("/api/py/1", "/api/py/2"):
 c.close()
 "#;
 
-fn agent(recv: &Receiver, pids: &[u32]) -> Agent {
+fn agent(recv: &Receiver, pids: &[u32], prom: u16) -> Agent {
     let mut args: Vec<String> = [
         "--otlp-endpoint",
         &recv.endpoint(),
         "--no-summary",
         "--no-output",
-        "--no-prometheus",
+        "--prometheus-addr",
+        &format!("127.0.0.1:{prom}"),
         "--metrics-interval-ms",
         "500",
     ]
@@ -69,7 +73,8 @@ fn https_through_openssl_gives_plaintext_spans_on_both_sides() {
     out.read_line(&mut line).expect("python started");
     assert_eq!(line.trim(), "pid");
     let py = Proc { child: py };
-    let agent = agent(&recv, &[nginx.proc.pid(), py.pid()]);
+    let prom = free_port();
+    let agent = agent(&recv, &[nginx.proc.pid(), py.pid()], prom);
 
     let base = format!("https://127.0.0.1:{port}");
     for i in 0..3 {
@@ -100,6 +105,27 @@ fn https_through_openssl_gives_plaintext_spans_on_both_sides() {
     let _ = py.child.wait();
     assert!(recv.wait_for_spans(8, Duration::from_secs(20)));
     std::thread::sleep(Duration::from_millis(1500));
+    // Ciphertext after the first plaintext is not even sent to user space; the handshake before
+    // it is recognised there and skipped.
+    let body = scrape_prometheus(prom);
+    assert!(
+        prom_value(&body, "telegen_kernel_tls_suppressed_total") > 0,
+        "{body}"
+    );
+    assert!(
+        prom_value(&body, "telegen_shard_tls_encrypted_total") > 0,
+        "{body}"
+    );
+    assert_eq!(
+        prom_value(&body, "telegen_kernel_tls_unmapped_total"),
+        0,
+        "{body}"
+    );
+    assert_eq!(
+        prom_value(&body, "telegen_shard_parse_errors_total"),
+        0,
+        "{body}"
+    );
     let log = agent.stop();
 
     let spans = recv.spans();

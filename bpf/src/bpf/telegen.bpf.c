@@ -4,6 +4,9 @@
  * available on hardened kernels). Tracks TCP sockets per (tgid, fd), stamps a per-connection
  * sequence, copies the first bytes of each payload, and writes records to the ring buffer of the
  * CPU it runs on, waking the consumer only when a lot is pending.
+ *
+ * UDP sockets are tracked too (one "connection" per socket) when the loader set UDP ports, but a
+ * datagram is reported only if its remote or local port is in tg_udp_ports (see the UDP block).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +19,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define SOCK_STREAM 1
+#define SOCK_DGRAM 2
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
@@ -27,6 +31,7 @@ const volatile __u8 filter_enabled = 0;
 const volatile __u64 wakeup_bytes = 1 << 20;
 /* Set when the OpenSSL uprobes (tls.bpf.h) are loaded: syscalls then note their fd for them. */
 const volatile __u8 tls_enabled = 0;
+const volatile __u8 udp_enabled = 0; /* tg_udp_ports is not empty */
 
 struct conn_key {
 	__u32 tgid;
@@ -39,15 +44,21 @@ struct conn {
 	__u64 file; /* struct file * the fd pointed at when we started tracking */
 	struct tg_addr local;
 	struct tg_addr remote;
-	__u8 role;
+	__u64 sk;  /* UDP: struct sock *, to read its addresses per datagram */
+	__u8 role; /* UDP: UNKNOWN until a datagram on a traced port decides it */
+	__u8 udp;
+	/* UDP, connected and bound, neither port traced: datagrams without an address of their
+	 * own cannot match until the next connect() (which tracks the socket anew), skip them early */
+	__u8 udp_quiet;
 	__u8 tls; /* TLS plaintext was emitted: encrypted syscall payloads are no longer */
-	__u8 _pad[6];
+	__u8 _pad[4];
 };
 
-enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_CONNECT = 4 };
+enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_CONNECT = 4, OP_MMSG = 5 };
 
 struct call_args {
-	__u64 buf; /* OP_PLAIN: user buffer; OP_IOV: user iovec array */
+	__u64 buf;  /* OP_PLAIN: user buffer; OP_IOV: user iovec array; OP_MMSG: mmsghdr vector */
+	__u64 addr; /* user sockaddr of sendto/recvfrom/msg_name, or 0 */
 	__u64 start_ns;
 	__u32 fd;
 	__u32 iovcnt;
@@ -113,6 +124,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tg_stats);
 } tg_stats SEC(".maps");
+
+/* UDP ports whose datagrams are reported (either end); filled by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_UDP_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} tg_udp_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -182,7 +201,8 @@ static __always_inline void map_v4(struct tg_addr *a, __u32 be_addr)
 	a->addr[15] = (be_addr >> 24) & 0xff;
 }
 
-/* Fill addresses if `f` is a TCP (stream, inet) socket. Returns 0 when it is. */
+/* Fill addresses if `f` is a TCP (stream, inet) socket, or a UDP one when UDP ports are set.
+ * Returns 0 when it is. */
 static __always_inline int sock_info(struct file *f, struct conn *c)
 {
 	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
@@ -190,14 +210,21 @@ static __always_inline int sock_info(struct file *f, struct conn *c)
 	struct sock *sk;
 	short type;
 	__u16 family;
+	__u8 proto = TG_PROTO_TCP;
 
 	if ((mode & S_IFMT) != S_IFSOCK)
 		return -1;
 	sock = BPF_CORE_READ(f, private_data);
 	type = BPF_CORE_READ(sock, type);
-	if (type != SOCK_STREAM)
-		return -1;
 	sk = BPF_CORE_READ(sock, sk);
+	if (type != SOCK_STREAM) {
+		if (!udp_enabled || type != SOCK_DGRAM ||
+		    BPF_CORE_READ(sk, sk_protocol) != TG_PROTO_UDP)
+			return -1;
+		proto = TG_PROTO_UDP;
+		c->udp = 1;
+		c->sk = (__u64)sk;
+	}
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family == AF_INET) {
 		map_v4(&c->local, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
@@ -210,6 +237,8 @@ static __always_inline int sock_info(struct file *f, struct conn *c)
 	}
 	c->local.family = family;
 	c->remote.family = family;
+	c->local.proto = proto;
+	c->remote.proto = proto;
 	c->local.port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	c->remote.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	return 0;
@@ -280,9 +309,13 @@ static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u
 
 static __always_inline void emit_close(struct conn *c, __u64 id, __u32 fd)
 {
-	struct scratch *s = scratch_for(c, id, TG_EV_CLOSE);
+	struct scratch *s;
 	struct tg_stats *st = stats();
 
+	/* A UDP socket user space never heard of (no datagram on a traced port) closes silently. */
+	if (c->udp && c->role == TG_ROLE_UNKNOWN)
+		return;
+	s = scratch_for(c, id, TG_EV_CLOSE);
 	if (!s)
 		return;
 	s->ev.fd = fd;
@@ -314,15 +347,17 @@ static __always_inline struct conn *track(__u64 id, __u32 fd, __u8 role)
 	}
 	nc.conn_id = new_conn_id();
 	nc.file = (__u64)f;
-	nc.role = role;
+	nc.role = nc.udp ? TG_ROLE_UNKNOWN : role;
 	bpf_map_update_elem(&tg_conns, &k, &nc, BPF_ANY);
 	st = stats();
-	if (st)
+	/* A UDP socket counts as opened when its first datagram is reported (see udp_pick). */
+	if (st && !nc.udp)
 		__sync_fetch_and_add(&st->conns_opened, 1);
 	return bpf_map_lookup_elem(&tg_conns, &k);
 }
 
-/* The connection behind (tgid, fd), found mid-stream if need be; NULL if fd is not a TCP socket. */
+/* The connection behind (tgid, fd), found mid-stream if need be; NULL if fd is not a tracked
+ * (TCP, or UDP when enabled) socket. */
 static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 {
 	struct conn_key k = { .tgid = id >> 32, .fd = fd };
@@ -345,18 +380,23 @@ static __always_inline void tls_note_fd(__u64 id, __u32 fd);
 /* tls.bpf.h: a thread exited, possibly inside an SSL_* call. */
 static __always_inline void tls_forget_thread(__u64 id);
 
-static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op)
+static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct call_args a = {};
+	struct conn *c;
 
 	if (skip_tgid(id >> 32))
 		return 0;
-	if (!lookup(id, fd))
+	c = lookup(id, fd);
+	if (!c)
+		return 0;
+	if (c->udp_quiet && !addr && op != OP_MMSG)
 		return 0;
 	if (tls_enabled)
 		tls_note_fd(id, fd);
 	a.buf = buf;
+	a.addr = addr;
 	a.fd = fd;
 	a.iovcnt = iovcnt;
 	a.op = op;
@@ -383,7 +423,7 @@ static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a
 		struct iovec iov;
 		int i;
 
-#pragma unroll
+		/* A bounded loop, not unrolled: the verifier walks it (kernel >= 5.3). */
 		for (i = 0; i < TG_MAX_IOV; i++) {
 			__u64 len;
 
@@ -432,6 +472,139 @@ static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8
 	}
 }
 
+/* ---- UDP: which datagrams are reported, and their per-datagram addresses ---- */
+
+/* Read a user sockaddr (AF_INET or AF_INET6) into `a`; leaves `a` alone on failure. */
+static __always_inline void read_sockaddr(__u64 uaddr, struct tg_addr *a)
+{
+	struct sockaddr_in in4;
+	__u16 family;
+
+	if (bpf_probe_read_user(&in4, sizeof(in4), (void *)uaddr))
+		return;
+	family = in4.sin_family;
+	if (family == AF_INET) {
+		__builtin_memset(a->addr, 0, sizeof(a->addr));
+		map_v4(a, in4.sin_addr.s_addr);
+	} else if (family == AF_INET6) {
+		if (bpf_probe_read_user(a->addr, sizeof(a->addr),
+					(void *)(uaddr + offsetof(struct sockaddr_in6, sin6_addr))))
+			return;
+	} else {
+		return;
+	}
+	a->family = family;
+	a->port = bpf_ntohs(in4.sin_port);
+}
+
+/*
+ * Decide whether this datagram on UDP socket `c` is reported: its remote port (the syscall's
+ * sockaddr when given, else the connected peer) or the socket's local port must be in
+ * tg_udp_ports (or the socket is already traced and this datagram's peer is unknown). Fills
+ * both addresses as they are now (the local port is bound at the first send).
+ * The first reported datagram sets the role: sent to a traced remote port = CLIENT, received on a
+ * traced local port = SERVER. Returns 0 to report.
+ */
+static __always_inline int udp_pick(struct conn *c, __u64 uaddr, __u8 dir, struct tg_addr *local,
+				    struct tg_addr *remote)
+{
+	struct sock *sk = (void *)c->sk;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	int lp, rp;
+
+	__builtin_memset(local, 0, sizeof(*local));
+	__builtin_memset(remote, 0, sizeof(*remote));
+	if (family == AF_INET) {
+		map_v4(local, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		map_v4(remote, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+	} else {
+		BPF_CORE_READ_INTO(&local->addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&remote->addr, sk, __sk_common.skc_v6_daddr);
+	}
+	local->family = family;
+	remote->family = family;
+	local->proto = TG_PROTO_UDP;
+	remote->proto = TG_PROTO_UDP;
+	local->port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	remote->port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (uaddr)
+		read_sockaddr(uaddr, remote);
+	/* barrier_var: keep clang from OR-ing the two map pointers (the verifier refuses that). */
+	lp = bpf_map_lookup_elem(&tg_udp_ports, &local->port) ? 1 : 0;
+	barrier_var(lp);
+	rp = bpf_map_lookup_elem(&tg_udp_ports, &remote->port) ? 1 : 0;
+	barrier_var(rp);
+	/* A peer we cannot know (unconnected socket, no address asked for) on a socket already
+	 * traced is reported with remote port 0: user space pairs DNS by id, not by address. */
+	if (!lp && !rp && (c->role == TG_ROLE_UNKNOWN || remote->port != 0)) {
+		if (!uaddr && local->port && remote->port && c->role == TG_ROLE_UNKNOWN)
+			c->udp_quiet = 1;
+		return -1;
+	}
+	if (c->role == TG_ROLE_UNKNOWN) {
+		struct tg_stats *st = stats();
+
+		if (st)
+			__sync_fetch_and_add(&st->conns_opened, 1);
+		if (dir == TG_DIR_EGRESS)
+			c->role = rp ? TG_ROLE_CLIENT : TG_ROLE_SERVER;
+		else
+			c->role = lp ? TG_ROLE_SERVER : TG_ROLE_CLIENT;
+	}
+	return 0;
+}
+
+/* One payload of `ret` bytes moved on `c`: copy its prefix and submit a DATA record. */
+static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args *ap, long ret,
+				      __u8 dir)
+{
+	struct scratch *s;
+	struct tg_stats *st = stats();
+	struct tg_addr local, remote;
+	__u32 tid = (__u32)id;
+	__u64 cap = capture_bytes;
+	__u32 captured;
+	__u8 kind = TG_EV_DATA;
+
+	if (st)
+		__sync_fetch_and_add(&st->seen, 1);
+	if (c->udp && udp_pick(c, ap->addr, dir, &local, &remote) < 0)
+		return;
+	if (c->tls) {
+		/*
+		 * The plaintext comes from the SSL_* uprobes. sendfile on a TLS connection only
+		 * happens with kernel TLS, where the file bytes are the plaintext: keep its length.
+		 */
+		if (ap->op != OP_SENDFILE) {
+			if (st)
+				__sync_fetch_and_add(&st->tls_suppressed, 1);
+			return;
+		}
+		kind = TG_EV_TLS_DATA;
+	}
+	s = scratch_for(c, id, kind);
+	if (!s)
+		return;
+	if (c->udp) {
+		s->ev.local = local;
+		s->ev.remote = remote;
+	}
+	s->ev.fd = ap->fd;
+	s->ev.dir = dir;
+	s->ev.start_ns = ap->start_ns;
+	s->ev.end_ns = bpf_ktime_get_ns();
+	s->ev.bytes = ret > 0xffffffff ? 0xffffffff : (__u32)ret;
+	if (cap > TG_MAX_CAPTURE)
+		cap = TG_MAX_CAPTURE;
+	captured = copy_payload(s, ap, (__u64)ret < cap ? (__u64)ret : cap);
+	s->ev.captured = captured;
+	if (st && (__u64)ret > captured && ap->op != OP_SENDFILE)
+		__sync_fetch_and_add(&st->truncated, 1);
+
+	stamp_parent(c, s, dir, tid);
+	submit(s, captured);
+}
+
 static __always_inline int exit_io(long ret, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -439,12 +612,6 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	struct call_args a;
 	struct conn_key k;
 	struct conn *c;
-	struct scratch *s;
-	struct tg_stats *st;
-	__u32 tid = (__u32)id;
-	__u64 cap = capture_bytes;
-	__u32 captured;
-	__u8 kind = TG_EV_DATA;
 
 	if (!ap)
 		return 0;
@@ -459,38 +626,7 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	c = bpf_map_lookup_elem(&tg_conns, &k);
 	if (!c)
 		return 0;
-	st = stats();
-	if (st)
-		__sync_fetch_and_add(&st->seen, 1);
-	if (c->tls) {
-		/*
-		 * The plaintext comes from the SSL_* uprobes. sendfile on a TLS connection only
-		 * happens with kernel TLS, where the file bytes are the plaintext: keep its length.
-		 */
-		if (a.op != OP_SENDFILE) {
-			if (st)
-				__sync_fetch_and_add(&st->tls_suppressed, 1);
-			return 0;
-		}
-		kind = TG_EV_TLS_DATA;
-	}
-	s = scratch_for(c, id, kind);
-	if (!s)
-		return 0;
-	s->ev.fd = a.fd;
-	s->ev.dir = dir;
-	s->ev.start_ns = a.start_ns;
-	s->ev.end_ns = bpf_ktime_get_ns();
-	s->ev.bytes = ret > 0xffffffff ? 0xffffffff : (__u32)ret;
-	if (cap > TG_MAX_CAPTURE)
-		cap = TG_MAX_CAPTURE;
-	captured = copy_payload(s, &a, (__u64)ret < cap ? (__u64)ret : cap);
-	s->ev.captured = captured;
-	if (st && (__u64)ret > captured && a.op != OP_SENDFILE)
-		__sync_fetch_and_add(&st->truncated, 1);
-
-	stamp_parent(c, s, dir, tid);
-	submit(s, captured);
+	emit_data(c, id, &a, ret, dir);
 	return 0;
 }
 
@@ -573,7 +709,7 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
 	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
 	{                                                                            \
-		return enter_io((__u32)ctx->args[0], ctx->args[1], 0, OP_PLAIN);     \
+		return enter_io((__u32)ctx->args[0], ctx->args[1], 0, OP_PLAIN, 0);  \
 	}                                                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
@@ -586,7 +722,7 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
 	{                                                                            \
 		return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], \
-				OP_IOV);                                             \
+				OP_IOV, 0);                                          \
 	}                                                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
@@ -602,7 +738,21 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)ctx->args[1]))        \
 			return 0;                                                    \
 		return enter_io((__u32)ctx->args[0], (__u64)m.msg_iov,               \
-				(__u32)m.msg_iovlen, OP_IOV);                        \
+				(__u32)m.msg_iovlen, OP_IOV, (__u64)m.msg_name);     \
+	}                                                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		return exit_io(ctx->ret, dir);                                       \
+	}
+
+/* sendto/recvfrom: args[4] is the peer's sockaddr (UDP reads it per datagram). */
+#define ADDR_IO(name, dir)                                                          \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
+	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
+	{                                                                            \
+		return enter_io((__u32)ctx->args[0], ctx->args[1], 0, OP_PLAIN,      \
+				ctx->args[4]);                                       \
 	}                                                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
@@ -612,8 +762,8 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 
 PLAIN_IO(read, TG_DIR_INGRESS)
 PLAIN_IO(write, TG_DIR_EGRESS)
-PLAIN_IO(recvfrom, TG_DIR_INGRESS)
-PLAIN_IO(sendto, TG_DIR_EGRESS)
+ADDR_IO(recvfrom, TG_DIR_INGRESS)
+ADDR_IO(sendto, TG_DIR_EGRESS)
 IOV_IO(readv, TG_DIR_INGRESS)
 IOV_IO(writev, TG_DIR_EGRESS)
 MSG_IO(recvmsg, TG_DIR_INGRESS)
@@ -623,7 +773,7 @@ MSG_IO(sendmsg, TG_DIR_EGRESS)
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int tg_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_io((__u32)ctx->args[0], 0, 0, OP_SENDFILE);
+	return enter_io((__u32)ctx->args[0], 0, 0, OP_SENDFILE, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
@@ -687,6 +837,72 @@ int tg_exit(void *ctx)
 	if (tls_enabled)
 		tls_forget_thread(id);
 	return 0;
+}
+
+/* ---- sendmmsg/recvmmsg: one record per datagram (UDP DNS resolvers batch with them) ---- */
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int tg_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int tg_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
+}
+
+/* `ret` messages of the vector moved: report the first TG_MAX_MMSG, each with its msg_len. */
+static __always_inline int exit_mmsg(long ret, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
+	struct call_args a;
+	struct conn_key k;
+	struct conn *c;
+	__u32 i;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&tg_args, &id);
+	if (a.op != OP_MMSG || ret <= 0)
+		return 0;
+	k.tgid = id >> 32;
+	k.fd = a.fd;
+	c = bpf_map_lookup_elem(&tg_conns, &k);
+	if (!c)
+		return 0;
+	for (i = 0; i < TG_MAX_MMSG; i++) {
+		struct mmsghdr mh;
+		struct call_args m = a;
+
+		if (i >= ret)
+			break;
+		if (bpf_probe_read_user(&mh, sizeof(mh), (void *)(a.buf + i * sizeof(mh))))
+			break;
+		if (mh.msg_len == 0)
+			continue;
+		m.buf = (__u64)mh.msg_hdr.msg_iov;
+		m.iovcnt = (__u32)mh.msg_hdr.msg_iovlen;
+		m.addr = (__u64)mh.msg_hdr.msg_name;
+		m.op = OP_IOV;
+		emit_data(c, id, &m, mh.msg_len, dir);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int tg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(ctx->ret, TG_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int tg_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(ctx->ret, TG_DIR_INGRESS);
 }
 
 /* ---- TLS plaintext (OpenSSL uprobes) ---- */

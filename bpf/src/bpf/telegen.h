@@ -13,7 +13,11 @@
 /* Most CPUs we size the array of per-CPU rings for. */
 #define TG_MAX_CPUS 1024
 /* iovec entries copied per readv/writev/recvmsg/sendmsg. */
-#define TG_MAX_IOV 4
+#define TG_MAX_IOV 32 /* gRPC (grpcio) writes each header name and value as its own iovec */
+/* Datagrams reported per sendmmsg/recvmmsg call (the rest of the vector is not seen). */
+#define TG_MAX_MMSG 8
+/* Entries of the UDP port map (tg_udp_ports). */
+#define TG_MAX_UDP_PORTS 64
 
 enum tg_kind {
 	TG_EV_DATA = 1,  /* payload moved on a tracked connection */
@@ -38,12 +42,24 @@ enum tg_allow {
 	TG_ALLOW_BY_PID = 2,  /* named by pid (or a descendant of one) */
 };
 
-/* An endpoint: IPv4 is stored as an IPv4-mapped IPv6 address. Port in host order. */
+/* Transport of a socket, in tg_addr.proto (the IPPROTO_* numbers). */
+enum tg_proto {
+	TG_PROTO_TCP = 6,
+	TG_PROTO_UDP = 17,
+};
+
+/*
+ * An endpoint: IPv4 is stored as an IPv4-mapped IPv6 address. Port in host order.
+ * `proto` (enum tg_proto) was padding in ABI 1 and still reads 0 from older producers; it is
+ * the same in `local` and `remote`. UDP events (proto UDP) are per datagram: `remote` is that
+ * datagram's peer (the socket may be unconnected), `local` the socket's address when it moved.
+ */
 struct tg_addr {
 	__u8 addr[16];
 	__u16 port;
 	__u16 family; /* AF_INET or AF_INET6 */
-	__u32 _pad;
+	__u8 proto;   /* enum tg_proto */
+	__u8 _pad[3];
 };
 
 /* Header of every ring record; `captured` payload bytes follow it. */
@@ -73,7 +89,7 @@ struct tg_stats {
 	__u64 seen;          /* syscall exits on tracked sockets */
 	__u64 emitted;       /* records written to a ring */
 	__u64 dropped;       /* records lost: ring full or missing */
-	__u64 conns_opened;  /* connections tracked */
+	__u64 conns_opened;  /* connections tracked (UDP: sockets with a reported datagram) */
 	__u64 conns_closed;
 	__u64 truncated;     /* payloads longer than the capture size */
 	__u64 tls_unmapped;  /* TLS plaintext dropped: its SSL* was never tied to a tracked socket */
@@ -82,6 +98,7 @@ struct tg_stats {
 
 #ifndef __cplusplus
 _Static_assert(sizeof(struct tg_addr) == 24, "tg_addr size");
+_Static_assert(__builtin_offsetof(struct tg_addr, proto) == 20, "tg_addr.proto offset");
 _Static_assert(sizeof(struct tg_event) == 136, "tg_event size");
 _Static_assert(sizeof(struct tg_stats) == 64, "tg_stats size");
 #endif

@@ -176,6 +176,12 @@ pub struct CpuKernelStats {
     pub seen: u64,
     pub emitted: u64,
     pub dropped: u64,
+    /// Payloads longer than the capture size (only their prefix was copied).
+    pub truncated: u64,
+    /// TLS plaintext dropped because its `SSL*` was never tied to a tracked socket.
+    pub tls_unmapped: u64,
+    /// Encrypted payloads not emitted because the connection carries TLS plaintext.
+    pub tls_suppressed: u64,
 }
 
 /// Source of kernel counters; the export core calls `read` once per second.

@@ -419,6 +419,21 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
         "Events dropped in the kernel (ring full), per CPU.",
         |k| k.dropped,
     ));
+    out.push(kernel(
+        "telegen_kernel_payloads_truncated_total",
+        "Payloads longer than --capture-bytes (only their prefix was copied), per CPU.",
+        |k| k.truncated,
+    ));
+    out.push(kernel(
+        "telegen_kernel_tls_unmapped_total",
+        "TLS plaintext dropped: its SSL* was never tied to a traced socket, per CPU.",
+        |k| k.tls_unmapped,
+    ));
+    out.push(kernel(
+        "telegen_kernel_tls_suppressed_total",
+        "Encrypted payloads not sent to user space (the plaintext is), per CPU.",
+        |k| k.tls_suppressed,
+    ));
     type ShardField = (
         &'static str,
         &'static str,
@@ -706,6 +721,7 @@ mod tests {
             seen: 9,
             emitted: 8,
             dropped: 1,
+            ..Default::default()
         }]);
         let s = m.snapshot();
         assert_eq!(

@@ -69,6 +69,7 @@ impl Conn {
             .drain(..)
             .map(|r| match r {
                 L7Record::Http(t) => t,
+                other => panic!("HTTP parser emitted {other:?}"),
             })
             .collect()
     }

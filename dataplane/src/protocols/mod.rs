@@ -6,9 +6,14 @@
 //! bytes the syscall moved (`total_len`): parsers must use `total_len` to skip bodies they cannot
 //! see, and must never panic or grow without bound on any input.
 
+pub mod dns;
+pub mod grpc;
+pub mod hpack;
 pub mod http1;
 mod http1_framing;
 mod http1_headers;
+pub mod http2;
+pub mod huffman;
 pub mod route;
 pub mod tls;
 
@@ -22,13 +27,14 @@ pub enum Direction {
 }
 
 /// The traced process's side of the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Role {
     /// Accepted the connection, or was seen reading a request on it.
     Server,
     /// Opened the connection, or was seen writing a request on it.
     Client,
     /// Not known yet (connection found mid-stream); parsers infer it from the first request.
+    #[default]
     Unknown,
 }
 
@@ -51,18 +57,32 @@ pub struct Chunk<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum L7Record {
     Http(http1::HttpTransaction),
+    Dns(dns::DnsExchange),
+    /// One HTTP/2 stream (gRPC calls included: see [`grpc`]).
+    Http2(http2::H2Exchange),
 }
 
 /// Protocols we can recognise from the first bytes of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Http1,
+    /// DNS over TCP (length-prefixed). UDP flows are selected by port, see [`dns::looks_like_dns`].
+    Dns,
+    /// HTTP/2 with prior knowledge (h2c, gRPC): the client preface, or frames mid-stream.
+    Http2,
 }
 
-/// Guess the protocol from the first payload seen on a connection; cheap, no allocation.
+/// Guess the protocol from the first payload seen on a TCP connection; cheap, no allocation
+/// (DNS only when it is unmistakably a length-prefixed standard query).
 pub fn detect(data: &[u8]) -> Option<Protocol> {
     if http1::detect(data) {
         return Some(Protocol::Http1);
+    }
+    if http2::detect(data) {
+        return Some(Protocol::Http2);
+    }
+    if dns::detect_tcp(data) {
+        return Some(Protocol::Dns);
     }
     None
 }

@@ -1,0 +1,320 @@
+//! Spans of the protocols beyond HTTP/1.1, built like [`crate::spans::http_span`]: HTTP/2
+//! streams (plain ones as HTTP spans, gRPC calls as RPC spans) and DNS lookups. Each builder also
+//! names the duration histogram the span counts in.
+
+use std::borrow::Cow;
+
+use crate::protocols::dns::{rcode_name, type_name, DnsExchange, DnsTransport};
+use crate::protocols::grpc;
+use crate::protocols::http1::HttpTransaction;
+use crate::protocols::http2::H2Exchange;
+use crate::protocols::Role;
+use crate::red::{http_def, MetricDef, DNS_LOOKUP, RPC_CLIENT, RPC_SERVER};
+use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
+use crate::spans::{http_span, FlowInfo, SpanCache, SpanCtx};
+
+/// The span of one HTTP/2 stream and the histogram it counts in: a gRPC call when its
+/// content type says so, an HTTP request otherwise.
+pub fn h2_span(
+    x: &H2Exchange,
+    flow: &FlowInfo,
+    ctx: SpanCtx,
+    parent: [u8; 8],
+    clock_offset_ns: u64,
+    cache: &mut SpanCache,
+) -> (SpanRecord, Option<&'static MetricDef>) {
+    if grpc::is_grpc_exchange(x) {
+        return grpc_span(x, flow, ctx, parent, clock_offset_ns, cache);
+    }
+    // The same fields as an HTTP/1 transaction; a method or path HPACK could not decode stays
+    // unknown (`_OTHER`, `/`) rather than guessed.
+    let tx = HttpTransaction {
+        role: x.role,
+        method: x.method.clone().map_or(Cow::Borrowed("_OTHER"), Cow::Owned),
+        target: x.path.clone().unwrap_or_else(|| "/".into()),
+        version: "2",
+        host: x.authority.clone(),
+        traceparent: x.traceparent.clone(),
+        status: x.status,
+        start_ns: x.start_ns,
+        end_ns: x.end_ns,
+        request_seq: x.request_seq,
+        request_body_bytes: x.request_body_bytes,
+        response_body_bytes: x.response_body_bytes,
+        partial: x.partial || x.headers_incomplete,
+    };
+    let span = http_span(&tx, flow, ctx, parent, clock_offset_ns, cache);
+    let def = http_def(span.kind);
+    (span, Some(def))
+}
+
+/// A gRPC call (OpenTelemetry RPC conventions): name `package.Service/Method`, `rpc.*`
+/// attributes, status from the trailers, `rpc.{server,client}.duration`.
+fn grpc_span(
+    x: &H2Exchange,
+    flow: &FlowInfo,
+    ctx: SpanCtx,
+    parent: [u8; 8],
+    clock_offset_ns: u64,
+    cache: &mut SpanCache,
+) -> (SpanRecord, Option<&'static MetricDef>) {
+    let names = x.path.as_deref().and_then(|p| cache.rpc(p));
+    let mut attrs: Attrs = Vec::with_capacity(13);
+    attrs.push(("rpc.system", AttrValue::Text(Text::Static("grpc"))));
+    if let Some(n) = &names {
+        attrs.push((
+            "rpc.service",
+            AttrValue::Text(Text::Shared(n.service.clone())),
+        ));
+        attrs.push((
+            "rpc.method",
+            AttrValue::Text(Text::Shared(n.method.clone())),
+        ));
+    }
+    let status = grpc::call_status(x);
+    if let Some(code) = status {
+        attrs.push(("rpc.grpc.status_code", AttrValue::Int(i64::from(code))));
+    }
+    attrs.push((
+        "network.protocol.name",
+        AttrValue::Text(Text::Static("http")),
+    ));
+    attrs.push((
+        "network.protocol.version",
+        AttrValue::Text(Text::Static("2")),
+    ));
+    let kind = if x.role == Role::Client {
+        let server = match x.authority.as_deref() {
+            Some(a) => cache.host(a),
+            None => flow.remote_ip.clone(),
+        };
+        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
+        attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
+        attrs.push((
+            "network.peer.address",
+            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
+        ));
+        attrs.push((
+            "network.peer.port",
+            AttrValue::Int(i64::from(flow.remote.port)),
+        ));
+        SpanKind::Client
+    } else {
+        let server = match x.authority.as_deref() {
+            Some(a) => cache.host(a),
+            None => flow.local_ip.clone(),
+        };
+        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
+        attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
+        attrs.push((
+            "client.address",
+            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
+        ));
+        attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
+        SpanKind::Server
+    };
+    let error = match status {
+        Some(code) if grpc::is_error(code, x.role) => {
+            let name = grpc::status_name(code).unwrap_or("UNKNOWN");
+            attrs.push(("error.type", AttrValue::Text(Text::Static(name))));
+            Some(match &x.grpc_message {
+                Some(m) if !m.is_empty() => format!("{name}: {}", grpc::decode_message(m)),
+                _ => name.to_string(),
+            })
+        }
+        Some(_) => None,
+        None => {
+            attrs.push(("error.type", AttrValue::Text(Text::Static("incomplete"))));
+            Some("no gRPC status".to_string())
+        }
+    };
+    let name = match &names {
+        Some(n) => Text::Shared(n.name.clone()),
+        None => Text::Static("grpc"),
+    };
+    let span = SpanRecord {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        parent_span_id: parent,
+        name,
+        kind,
+        start_unix_ns: x.start_ns.wrapping_add(clock_offset_ns),
+        end_unix_ns: x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns),
+        error,
+        attrs,
+        pid: flow.pid,
+        comm: flow.comm,
+    };
+    let def = if kind == SpanKind::Server {
+        &RPC_SERVER
+    } else {
+        &RPC_CLIENT
+    };
+    (span, Some(def))
+}
+
+/// Span name of a lookup: `DNS <type>` for the common types, `DNS` otherwise (names stay low
+/// cardinality; the queried name is an attribute).
+fn dns_span_name(qtype: &'static str) -> &'static str {
+    match qtype {
+        "A" => "DNS A",
+        "AAAA" => "DNS AAAA",
+        "CNAME" => "DNS CNAME",
+        "MX" => "DNS MX",
+        "NS" => "DNS NS",
+        "PTR" => "DNS PTR",
+        "SOA" => "DNS SOA",
+        "SRV" => "DNS SRV",
+        "TXT" => "DNS TXT",
+        "HTTPS" => "DNS HTTPS",
+        "SVCB" => "DNS SVCB",
+        _ => "DNS",
+    }
+}
+
+/// `error.type` of a lookup: `timeout` when no answer came, the response code when it is not
+/// NOERROR (NXDOMAIN, SERVFAIL, REFUSED...).
+pub fn dns_error(x: &DnsExchange) -> Option<&'static str> {
+    if x.timed_out || x.rcode.is_none() {
+        return Some("timeout");
+    }
+    match x.rcode {
+        Some(0) | None => None,
+        Some(r) => Some(rcode_name(r)),
+    }
+}
+
+/// The span of one DNS query and its answer (or its timeout), and the histogram it counts in
+/// (`dns.lookup.duration` for the client side; a traced DNS server's spans have none).
+pub fn dns_span(
+    x: &DnsExchange,
+    flow: &FlowInfo,
+    ctx: SpanCtx,
+    parent: [u8; 8],
+    clock_offset_ns: u64,
+) -> (SpanRecord, Option<&'static MetricDef>) {
+    let qtype = type_name(x.question_type);
+    let mut attrs: Attrs = Vec::with_capacity(10);
+    if let Some(n) = &x.question_name {
+        attrs.push(("dns.question.name", AttrValue::Str(n.clone())));
+    }
+    attrs.push(("dns.question.type", AttrValue::Text(Text::Static(qtype))));
+    if let Some(r) = x.rcode {
+        attrs.push((
+            "dns.response_code",
+            AttrValue::Text(Text::Static(rcode_name(r))),
+        ));
+    }
+    attrs.push((
+        "dns.answer.count",
+        AttrValue::Int(i64::from(x.answer_count)),
+    ));
+    attrs.push((
+        "network.transport",
+        AttrValue::Text(Text::Static(match x.transport {
+            DnsTransport::Udp => "udp",
+            DnsTransport::Tcp => "tcp",
+        })),
+    ));
+    let kind = if x.role == Role::Server {
+        attrs.push((
+            "client.address",
+            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
+        ));
+        attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
+        attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
+        SpanKind::Server
+    } else {
+        attrs.push((
+            "server.address",
+            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
+        ));
+        attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
+        SpanKind::Client
+    };
+    let err = dns_error(x);
+    if let Some(e) = err {
+        attrs.push(("error.type", AttrValue::Text(Text::Static(e))));
+    }
+    let span = SpanRecord {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        parent_span_id: parent,
+        name: Text::Static(dns_span_name(qtype)),
+        kind,
+        start_unix_ns: x.start_ns.wrapping_add(clock_offset_ns),
+        end_unix_ns: x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns),
+        error: err.map(|e| match e {
+            "timeout" => "no answer".to_string(),
+            rc => format!("DNS {rc}"),
+        }),
+        attrs,
+        pid: flow.pid,
+        comm: flow.comm,
+    };
+    let metric = (kind == SpanKind::Client).then_some(&DNS_LOOKUP);
+    (span, metric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telegen_bpf::abi::Addr;
+
+    fn x(rcode: Option<u8>, timed_out: bool) -> DnsExchange {
+        DnsExchange {
+            role: Role::Client,
+            transport: DnsTransport::Udp,
+            id: 7,
+            question_name: Some("svc.test".into()),
+            question_type: 1,
+            rcode,
+            answer_count: u16::from(rcode == Some(0)),
+            timed_out,
+            start_ns: 100,
+            end_ns: 300,
+            request_seq: 0,
+        }
+    }
+
+    fn get<'a>(s: &'a SpanRecord, k: &str) -> Option<&'a AttrValue> {
+        s.attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn answers_nxdomain_and_timeouts() {
+        let remote = Addr {
+            port: 5353,
+            ..Default::default()
+        };
+        let flow = FlowInfo::new(9, [0; 16], Addr::default(), remote);
+        let ctx = SpanCtx {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        };
+        let (ok, m) = dns_span(&x(Some(0), false), &flow, ctx, [0; 8], 0);
+        assert_eq!(ok.name, "DNS A");
+        assert_eq!(ok.kind, SpanKind::Client);
+        assert!(ok.error.is_none());
+        assert_eq!(m.map(|m| m.name), Some("dns.lookup.duration"));
+        assert_eq!(
+            get(&ok, "dns.question.name").and_then(|v| v.as_str()),
+            Some("svc.test")
+        );
+        assert_eq!(get(&ok, "dns.answer.count"), Some(&AttrValue::Int(1)));
+        assert_eq!(get(&ok, "server.port"), Some(&AttrValue::Int(5353)));
+        assert!(get(&ok, "error.type").is_none());
+        let (nx, _) = dns_span(&x(Some(3), false), &flow, ctx, [0; 8], 0);
+        assert_eq!(
+            get(&nx, "error.type").and_then(|v| v.as_str()),
+            Some("NXDOMAIN")
+        );
+        assert!(nx.error.is_some());
+        let (to, _) = dns_span(&x(None, true), &flow, ctx, [0; 8], 0);
+        assert_eq!(
+            get(&to, "error.type").and_then(|v| v.as_str()),
+            Some("timeout")
+        );
+        assert!(get(&to, "dns.response_code").is_none());
+    }
+}

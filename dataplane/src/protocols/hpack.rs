@@ -1,0 +1,400 @@
+//! HPACK (RFC 7541) header block decoding for one direction of one HTTP/2 connection.
+//!
+//! A [`Decoder`] owns the dynamic table of the peer's encoder. The agent may start after the
+//! connection did: the table's content is then unknown. The decoder remembers only what it has
+//! seen inserted since it joined (newest first); a reference to one of those entries is exact,
+//! a reference past them is *unknown*: the field is not reported and the block is counted as
+//! incomplete ([`Block::unknown`]). Invariants:
+//! - a reported field is always the value the encoder meant (never a guess): entries are only
+//!   ever trusted by their position from the newest end, which insertions and evictions keep
+//!   exact even when older entries, their sizes or the table's size limit are unknown (keeping
+//!   an entry too long is harmless, as the encoder never refers to it; dropping one too early
+//!   only makes a later reference unknown);
+//! - memory is bounded: the table holds at most [`MAX_TABLE_SIZE`] accounted bytes (RFC size,
+//!   name + value + 32 each), strings longer than [`MAX_STRING`] are not kept (their entry is
+//!   kept as a placeholder so positions stay exact), and one scratch buffer is reused;
+//! - malformed input returns an error and resets the table to unknown: nothing after it is trusted.
+
+use std::collections::VecDeque;
+
+use super::huffman;
+
+/// The encoder's table size before any size update (SETTINGS_HEADER_TABLE_SIZE default).
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+/// Hard cap on the table this decoder keeps, whatever the peers negotiated.
+pub const MAX_TABLE_SIZE: usize = 64 * 1024;
+/// Longest name or value decoded and kept; longer ones are skipped (and reported unknown).
+pub const MAX_STRING: usize = 8 * 1024;
+const ENTRY_OVERHEAD: usize = 32;
+
+/// RFC 7541 Appendix A.
+#[rustfmt::skip]
+pub const STATIC_TABLE: [(&str, &str); 61] = [
+    (":authority", ""), (":method", "GET"), (":method", "POST"), (":path", "/"),
+    (":path", "/index.html"), (":scheme", "http"), (":scheme", "https"), (":status", "200"),
+    (":status", "204"), (":status", "206"), (":status", "304"), (":status", "400"),
+    (":status", "404"), (":status", "500"), ("accept-charset", ""),
+    ("accept-encoding", "gzip, deflate"), ("accept-language", ""), ("accept-ranges", ""),
+    ("accept", ""), ("access-control-allow-origin", ""), ("age", ""), ("allow", ""),
+    ("authorization", ""), ("cache-control", ""), ("content-disposition", ""),
+    ("content-encoding", ""), ("content-language", ""), ("content-length", ""),
+    ("content-location", ""), ("content-range", ""), ("content-type", ""), ("cookie", ""),
+    ("date", ""), ("etag", ""), ("expect", ""), ("expires", ""), ("from", ""), ("host", ""),
+    ("if-match", ""), ("if-modified-since", ""), ("if-none-match", ""), ("if-range", ""),
+    ("if-unmodified-since", ""), ("last-modified", ""), ("link", ""), ("location", ""),
+    ("max-forwards", ""), ("proxy-authenticate", ""), ("proxy-authorization", ""),
+    ("range", ""), ("referer", ""), ("refresh", ""), ("retry-after", ""), ("server", ""),
+    ("set-cookie", ""), ("strict-transport-security", ""), ("transfer-encoding", ""),
+    ("user-agent", ""), ("vary", ""), ("via", ""), ("www-authenticate", ""),
+];
+
+/// Why a header block could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HpackError {
+    /// The block ends inside a representation.
+    Truncated,
+    /// An integer longer than 28 bits.
+    IntegerOverflow,
+    /// Index 0, or a static index that does not exist.
+    BadIndex,
+    /// Invalid Huffman string (padding, EOS).
+    Huffman,
+}
+
+/// What one header block held besides the fields reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Block {
+    /// Fields that could not be decoded (reference to an entry from before the decoder joined,
+    /// or a string too long to keep). Their names are unknown too: any header may be missing.
+    pub unknown: u32,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: Option<Box<[u8]>>,
+    value: Option<Box<[u8]>>,
+    size: usize,
+}
+
+/// A name or value as decoded: a slice of the block, of `scratch`, of a table entry, or unknown.
+#[derive(Clone, Copy)]
+enum Str {
+    Block(usize, usize),
+    Scratch(usize, usize),
+    Static(&'static str),
+    Entry(usize, bool),
+    /// A string too long to keep, of this length.
+    Skipped(usize),
+    Unknown,
+}
+
+/// The decoder of one direction (the peer's encoder state).
+#[derive(Debug)]
+pub struct Decoder {
+    /// Newest first: index 62 is `entries[0]`.
+    entries: VecDeque<Entry>,
+    size: usize,
+    max_size: usize,
+    /// Every entry the encoder could refer to is in `entries` (saw the connection start, or a
+    /// size update to 0).
+    complete: bool,
+    inserted: u64,
+    scratch: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new_unknown()
+    }
+}
+
+impl Decoder {
+    /// A decoder that joined an established connection: the table content is unknown.
+    pub fn new_unknown() -> Self {
+        Self {
+            entries: VecDeque::new(),
+            size: 0,
+            max_size: DEFAULT_TABLE_SIZE,
+            complete: false,
+            inserted: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A decoder for a connection seen from its start: the table starts empty and known.
+    pub fn new_complete() -> Self {
+        Self {
+            complete: true,
+            ..Self::new_unknown()
+        }
+    }
+
+    /// Forget the table: state was lost (a header block not captured, malformed input).
+    pub fn reset_unknown(&mut self) {
+        self.entries.clear();
+        self.size = 0;
+        self.complete = false;
+        self.inserted = 0;
+        self.max_size = self.max_size.min(MAX_TABLE_SIZE);
+    }
+
+    /// The connection starts here (client preface seen): the table is empty and fully known.
+    pub fn connection_start(&mut self) {
+        self.reset_unknown();
+        self.max_size = DEFAULT_TABLE_SIZE;
+        self.complete = true;
+    }
+
+    /// Whether every entry the encoder can refer to is known.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Insertions seen since joining (or since the last reset).
+    pub fn inserted(&self) -> u64 {
+        self.inserted
+    }
+
+    /// Entries currently held (trustworthy dynamic indices are 62..62+len).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Accounted table size (RFC 7541 section 4.1) of the entries held.
+    pub fn table_size(&self) -> usize {
+        self.size
+    }
+
+    /// Heap bytes held; bounded by [`MAX_TABLE_SIZE`] plus the scratch buffer.
+    pub fn buffered_bytes(&self) -> usize {
+        self.size + self.scratch.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+
+    /// Decode one complete header block, calling `field(name, value)` for each field that is
+    /// known. On error the table is reset to unknown (and fields already reported stand).
+    pub fn decode(
+        &mut self,
+        block: &[u8],
+        mut field: impl FnMut(&[u8], &[u8]),
+    ) -> Result<Block, HpackError> {
+        let r = self.decode_inner(block, &mut field);
+        if r.is_err() {
+            self.reset_unknown();
+        }
+        r
+    }
+
+    fn decode_inner(
+        &mut self,
+        block: &[u8],
+        field: &mut impl FnMut(&[u8], &[u8]),
+    ) -> Result<Block, HpackError> {
+        let mut info = Block::default();
+        let mut pos = 0;
+        while pos < block.len() {
+            let b = block[pos];
+            self.scratch.clear();
+            if b & 0x80 != 0 {
+                let idx = integer(block, &mut pos, 7)?;
+                let (name, value) = (self.name_of(idx)?, self.value_of(idx)?);
+                self.report(block, name, value, &mut info, field);
+            } else if b & 0xe0 == 0x20 {
+                let size = integer(block, &mut pos, 5)?;
+                self.size_update(size);
+            } else {
+                let (prefix, index) = if b & 0xc0 == 0x40 {
+                    (6, true)
+                } else {
+                    (4, false)
+                };
+                let idx = integer(block, &mut pos, prefix)?;
+                let name = if idx == 0 {
+                    self.string(block, &mut pos)?
+                } else {
+                    self.name_of(idx)?
+                };
+                let value = self.string(block, &mut pos)?;
+                self.report(block, name, value, &mut info, field);
+                if index {
+                    self.insert(block, name, value);
+                }
+            }
+        }
+        Ok(info)
+    }
+
+    fn resolve<'a>(&'a self, block: &'a [u8], s: Str) -> Option<&'a [u8]> {
+        match s {
+            Str::Block(a, b) => Some(&block[a..b]),
+            Str::Scratch(a, b) => Some(&self.scratch[a..b]),
+            Str::Static(s) => Some(s.as_bytes()),
+            Str::Entry(i, name) => {
+                let e = &self.entries[i];
+                if name {
+                    e.name.as_deref()
+                } else {
+                    e.value.as_deref()
+                }
+            }
+            Str::Skipped(_) | Str::Unknown => None,
+        }
+    }
+
+    fn report(
+        &self,
+        block: &[u8],
+        name: Str,
+        value: Str,
+        info: &mut Block,
+        field: &mut impl FnMut(&[u8], &[u8]),
+    ) {
+        match (self.resolve(block, name), self.resolve(block, value)) {
+            (Some(n), Some(v)) => field(n, v),
+            _ => info.unknown += 1,
+        }
+    }
+
+    fn name_of(&self, idx: u64) -> Result<Str, HpackError> {
+        self.lookup(idx, true)
+    }
+
+    fn value_of(&self, idx: u64) -> Result<Str, HpackError> {
+        self.lookup(idx, false)
+    }
+
+    fn lookup(&self, idx: u64, name: bool) -> Result<Str, HpackError> {
+        match idx {
+            0 => Err(HpackError::BadIndex),
+            1..=61 => {
+                let (n, v) = STATIC_TABLE[idx as usize - 1];
+                Ok(Str::Static(if name { n } else { v }))
+            }
+            _ => {
+                let i = (idx - 62) as usize;
+                if i < self.entries.len() {
+                    Ok(Str::Entry(i, name))
+                } else if self.complete {
+                    // The whole table is known and has no such entry: the block is not HPACK
+                    // we understand (or our framing is off).
+                    Err(HpackError::BadIndex)
+                } else {
+                    Ok(Str::Unknown)
+                }
+            }
+        }
+    }
+
+    /// Read a string literal; Huffman strings are decoded into `scratch`.
+    fn string(&mut self, block: &[u8], pos: &mut usize) -> Result<Str, HpackError> {
+        let huff = block.get(*pos).ok_or(HpackError::Truncated)? & 0x80 != 0;
+        let len = integer(block, pos, 7)?;
+        let len = usize::try_from(len).map_err(|_| HpackError::Truncated)?;
+        if len > block.len() - *pos {
+            return Err(HpackError::Truncated);
+        }
+        let raw = &block[*pos..*pos + len];
+        *pos += len;
+        if !huff {
+            return Ok(if len > MAX_STRING {
+                Str::Skipped(len)
+            } else {
+                Str::Block(*pos - len, *pos)
+            });
+        }
+        let start = self.scratch.len();
+        match huffman::decode(raw, &mut self.scratch, MAX_STRING) {
+            Ok(()) => Ok(Str::Scratch(start, self.scratch.len())),
+            Err(huffman::HuffmanError::TooLong) => {
+                // Too long to keep; its exact decoded length is unknown (more than kept).
+                self.scratch.truncate(start);
+                Ok(Str::Skipped(MAX_STRING + 1))
+            }
+            Err(_) => Err(HpackError::Huffman),
+        }
+    }
+
+    fn size_update(&mut self, size: u64) {
+        if size > MAX_TABLE_SIZE as u64 {
+            // We will keep less than the encoder: references past what we keep become unknown
+            // (instead of impossible, which a complete table would call malformed).
+            self.complete = false;
+        }
+        self.max_size = usize::try_from(size)
+            .unwrap_or(MAX_TABLE_SIZE)
+            .min(MAX_TABLE_SIZE);
+        if size == 0 {
+            // Everything the encoder had is gone: from now on the table is fully known.
+            self.entries.clear();
+            self.size = 0;
+            self.complete = true;
+        }
+        self.evict(0);
+    }
+
+    fn insert(&mut self, block: &[u8], name: Str, value: Str) {
+        let n = self.resolve(block, name).map(Box::<[u8]>::from);
+        let v = self.resolve(block, value).map(Box::<[u8]>::from);
+        // An unknown name's length is unknown: count what is known (see the module invariants).
+        let len = |s: Str, known: &Option<Box<[u8]>>| match s {
+            Str::Skipped(n) => n,
+            _ => known.as_ref().map_or(0, |b| b.len()),
+        };
+        let size = len(name, &n) + len(value, &v) + ENTRY_OVERHEAD;
+        self.inserted += 1;
+        if size > self.max_size {
+            // RFC 7541 4.4: an entry larger than the table empties it and is not added.
+            self.entries.clear();
+            self.size = 0;
+            return;
+        }
+        self.evict(size);
+        self.size += size;
+        self.entries.push_front(Entry {
+            name: n,
+            value: v,
+            size,
+        });
+    }
+
+    /// Evict oldest entries until `extra` more bytes fit.
+    fn evict(&mut self, extra: usize) {
+        while self.size + extra > self.max_size {
+            match self.entries.pop_back() {
+                Some(e) => self.size -= e.size,
+                None => break,
+            }
+        }
+    }
+}
+
+/// RFC 7541 5.1 integer with an `n`-bit prefix starting at `block[*pos]`.
+fn integer(block: &[u8], pos: &mut usize, n: u8) -> Result<u64, HpackError> {
+    let max = (1u64 << n) - 1;
+    let first = *block.get(*pos).ok_or(HpackError::Truncated)?;
+    *pos += 1;
+    let mut v = u64::from(first) & max;
+    if v < max {
+        return Ok(v);
+    }
+    let mut shift = 0;
+    loop {
+        let b = *block.get(*pos).ok_or(HpackError::Truncated)?;
+        *pos += 1;
+        v += u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+        shift += 7;
+        if shift > 28 {
+            return Err(HpackError::IntegerOverflow);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "hpack_tests.rs"]
+mod tests;

@@ -1,0 +1,176 @@
+use super::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn fields(d: &mut Decoder, block: &[u8]) -> (Vec<(String, String)>, Result<Block, HpackError>) {
+    let mut v = Vec::new();
+    let r = d.decode(block, |n, val| {
+        v.push((
+            String::from_utf8(n.to_vec()).unwrap(),
+            String::from_utf8(val.to_vec()).unwrap(),
+        ))
+    });
+    (v, r)
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn rfc7541_c3_requests_without_huffman() {
+    let mut d = Decoder::new_complete();
+    let (f, r) = fields(
+        &mut d,
+        &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"),
+    );
+    assert_eq!(r, Ok(Block { unknown: 0 }));
+    assert_eq!(
+        f,
+        pairs(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "www.example.com")
+        ])
+    );
+    let (f, _) = fields(&mut d, &hex("8286 84be 5808 6e6f 2d63 6163 6865"));
+    assert_eq!(f[3], (":authority".into(), "www.example.com".into()));
+    assert_eq!(f[4], ("cache-control".into(), "no-cache".into()));
+    let (f, r) = fields(
+        &mut d,
+        &hex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"),
+    );
+    assert!(r.is_ok());
+    assert_eq!(f[3], (":authority".into(), "www.example.com".into()));
+    assert_eq!(f[4], ("custom-key".into(), "custom-value".into()));
+    assert_eq!((d.len(), d.table_size(), d.inserted()), (3, 164, 3));
+}
+
+#[test]
+fn rfc7541_c4_requests_with_huffman() {
+    let mut d = Decoder::new_complete();
+    let (f, _) = fields(&mut d, &hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"));
+    assert_eq!(f[3], (":authority".into(), "www.example.com".into()));
+    let (f, _) = fields(&mut d, &hex("8286 84be 5886 a8eb 1064 9cbf"));
+    assert_eq!(f[4], ("cache-control".into(), "no-cache".into()));
+    assert_eq!(d.table_size(), 110);
+}
+
+#[test]
+fn rfc7541_c5_responses_evict() {
+    let mut d = Decoder::new_complete();
+    // Size update to 256 (the RFC example's SETTINGS), then C.5.1.
+    let mut b = hex("3fe101");
+    b.extend(hex(
+        "4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 \
+         2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 3a2f 2f77 7777 2e65 7861 6d70 \
+         6c65 2e63 6f6d",
+    ));
+    let (f, r) = fields(&mut d, &b);
+    assert!(r.is_ok());
+    assert_eq!(f[0], (":status".into(), "302".into()));
+    assert_eq!(f[3], ("location".into(), "https://www.example.com".into()));
+    assert_eq!((d.len(), d.table_size()), (4, 222));
+    // C.5.2: ":status 307" inserted, ":status 302" evicted.
+    let (f, _) = fields(&mut d, &hex("4803 3330 37c1 c0bf"));
+    assert_eq!(
+        f,
+        pairs(&[
+            (":status", "307"),
+            ("cache-control", "private"),
+            ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+            ("location", "https://www.example.com"),
+        ])
+    );
+    assert_eq!((d.len(), d.table_size()), (4, 222));
+}
+
+#[test]
+fn mid_stream_join_reports_only_what_is_known() {
+    let mut d = Decoder::new_unknown();
+    // :method GET, :scheme http, :path /, then index 62 (inserted before we joined).
+    let (f, r) = fields(&mut d, &hex("8286 84be"));
+    assert_eq!(r, Ok(Block { unknown: 1 }));
+    assert_eq!(f.len(), 3);
+    assert!(f.iter().all(|(n, _)| n != ":authority"));
+    // Literal with indexing, name = index 63 (unknown): the entry is kept as a placeholder so
+    // positions stay exact, and the field itself is unknown.
+    let (f, r) = fields(&mut d, &hex("7f00 0161"));
+    assert_eq!((f.len(), r), (0, Ok(Block { unknown: 1 })));
+    // A fully literal insertion: now index 62 is "x-a: b", 63 the placeholder, 64 unknown.
+    let (_, r) = fields(&mut d, &hex("4003 782d 6101 62"));
+    assert_eq!(r, Ok(Block { unknown: 0 }));
+    let (f, r) = fields(&mut d, &hex("be bf c0"));
+    assert_eq!(f, pairs(&[("x-a", "b")]));
+    assert_eq!(r, Ok(Block { unknown: 2 }));
+    assert_eq!((d.inserted(), d.len(), d.is_complete()), (2, 2, false));
+}
+
+#[test]
+fn size_update_to_zero_makes_the_table_known() {
+    let mut d = Decoder::new_unknown();
+    let (_, r) = fields(&mut d, &hex("20 3fe11f 4003 782d 6101 62"));
+    assert!(r.is_ok());
+    assert!(d.is_complete());
+    // Index 63 cannot exist in a fully known table of one entry: malformed, table reset.
+    let (f, r) = fields(&mut d, &hex("be bf"));
+    assert_eq!(f, pairs(&[("x-a", "b")]));
+    assert_eq!(r, Err(HpackError::BadIndex));
+    assert!(!d.is_complete() && d.is_empty());
+}
+
+#[test]
+fn malformed_blocks_are_errors_and_reset() {
+    for (b, e) in [
+        ("80", HpackError::BadIndex),
+        ("7f", HpackError::Truncated),
+        ("4003 782d", HpackError::Truncated),
+        ("ff ff ff ff ff ff 0f", HpackError::IntegerOverflow),
+        ("4081 18 00", HpackError::Huffman),
+    ] {
+        let mut d = Decoder::new_complete();
+        assert!(fields(&mut d, &hex("4003 782d 6101 62")).1.is_ok());
+        let (_, r) = fields(&mut d, &hex(b));
+        assert_eq!(r, Err(e), "{b}");
+        assert!(d.is_empty() && !d.is_complete());
+    }
+}
+
+#[test]
+fn memory_stays_bounded() {
+    let mut d = Decoder::new_complete();
+    // Size update to the maximum the encoder could ask (2^28), then many big insertions.
+    let mut b = hex("3f e1 ff ff 7f");
+    for i in 0..400u32 {
+        b.push(0x40);
+        b.push(0x04);
+        b.extend(format!("k{:03}", i % 1000).as_bytes());
+        // Value of 1000 bytes: 7-bit prefix 127, then 873 = 0xe9 0x06.
+        b.extend([0x7f, 0xe9, 0x06]);
+        b.extend(std::iter::repeat_n(b'v', 1000));
+    }
+    // And a value longer than MAX_STRING: kept as a placeholder of the right size.
+    b.extend([0x40, 0x01, b'z', 0x7f]);
+    let long = MAX_STRING + 10 - 127;
+    b.extend([(long & 0x7f) as u8 | 0x80, (long >> 7) as u8]);
+    b.extend(std::iter::repeat_n(b'w', MAX_STRING + 10));
+    let (f, r) = fields(&mut d, &b);
+    assert_eq!((f.len(), r), (400, Ok(Block { unknown: 1 })));
+    assert!(d.table_size() <= MAX_TABLE_SIZE);
+    // The encoder's table is larger than ours: entries we dropped are unknown, not malformed.
+    assert!(!d.is_complete());
+    assert!(d.buffered_bytes() <= 2 * MAX_TABLE_SIZE + 2 * MAX_STRING);
+    // The newest (the placeholder) is unknown, the one before is exact.
+    let (f, r) = fields(&mut d, &hex("be bf ff 81 0f"));
+    assert_eq!(r, Ok(Block { unknown: 2 }));
+    assert_eq!(f[0].0, "k399");
+}

@@ -1,0 +1,1021 @@
+//! HTTP/2 (RFC 9113): frames across reads, HPACK per direction, one exchange per stream.
+//!
+//! This module owns the HTTP/2 state of one connection: for each direction a frame reader (the
+//! client preface, 9-byte frame headers, payloads kept only for header blocks, everything else
+//! skipped by length), the HPACK decoder of the peer writing that direction, and a bounded table
+//! of open streams. A stream becomes an [`H2Exchange`] when the response side ends it
+//! (END_STREAM on HEADERS, trailers or DATA) or either side resets it; [`Http2Parser::close`]
+//! flushes the rest as partial. Invariants:
+//! - never panics, and memory is bounded: per direction one frame buffer (a header-block frame
+//!   split across reads, at most [`MAX_FRAME_BUF`]), one header block ([`MAX_BLOCK`]) and the
+//!   HPACK table ([`super::hpack::MAX_TABLE_SIZE`]); at most [`MAX_STREAMS`] open streams (a new one
+//!   beyond that evicts the oldest as partial, counted in [`Http2Parser::stream_overflows`]);
+//!   strings are capped;
+//! - bytes the kernel did not capture (`total_len` beyond `data`) are skipped by frame length;
+//!   a header block that was not fully captured breaks HPACK for that direction: the decoder
+//!   falls back to the mid-stream rule (only entries inserted since are trusted) and the stream
+//!   is marked `headers_incomplete`; bytes whose framing is unknown make the direction *lost*
+//!   until a chunk starts with a plausible frame header (HPACK reset, open streams partial);
+//! - a field is either what the peer sent or `None`: never a guess;
+//! - per chunk, nothing is allocated unless a header block must be buffered or a stream's
+//!   strings are stored.
+
+use super::hpack::Decoder;
+use super::{Chunk, Direction, L7Record, Role};
+
+/// The client connection preface (RFC 9113 section 3.4).
+pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Open streams tracked per connection.
+pub const MAX_STREAMS: usize = 256;
+/// Bound on one header-block frame's payload buffered across reads.
+pub const MAX_FRAME_BUF: usize = 16 * 1024 + 256;
+/// Bound on one header block (HEADERS + CONTINUATION fragments) buffered before decoding.
+pub const MAX_BLOCK: usize = 32 * 1024;
+/// Largest frame the mid-stream heuristic believes (the default SETTINGS_MAX_FRAME_SIZE).
+pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024;
+const MAX_PATH: usize = 2048;
+const MAX_AUTHORITY: usize = 256;
+const MAX_TRACEPARENT: usize = 128;
+const MAX_SHORT: usize = 128;
+const MAX_GRPC_MESSAGE: usize = 512;
+
+pub const DATA: u8 = 0x0;
+pub const HEADERS: u8 = 0x1;
+pub const PRIORITY: u8 = 0x2;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const PUSH_PROMISE: u8 = 0x5;
+pub const PING: u8 = 0x6;
+pub const GOAWAY: u8 = 0x7;
+pub const WINDOW_UPDATE: u8 = 0x8;
+pub const CONTINUATION: u8 = 0x9;
+pub const FLAG_END_STREAM: u8 = 0x1;
+pub const FLAG_ACK: u8 = 0x1;
+pub const FLAG_END_HEADERS: u8 = 0x4;
+pub const FLAG_PADDED: u8 = 0x8;
+pub const FLAG_PRIORITY: u8 = 0x20;
+
+/// One stream's request and response on one connection, as the traced process saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct H2Exchange {
+    /// The side the traced process played (never `Unknown` in an emitted exchange).
+    pub role: Role,
+    pub stream_id: u32,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub scheme: Option<String>,
+    pub status: Option<u16>,
+    /// The first `content-type` seen on the stream (request's, else response's).
+    pub content_type: Option<String>,
+    pub traceparent: Option<String>,
+    /// From the trailers (or a trailers-only response).
+    pub grpc_status: Option<u32>,
+    /// As sent (percent-encoded); see [`super::grpc::decode_message`].
+    pub grpc_message: Option<String>,
+    /// Kernel monotonic ns: request headers' chunk entry, and the exit of the chunk that ended
+    /// the stream (or of the last chunk seen, for partial exchanges).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Kernel sequence number of the chunk that started the request headers.
+    pub request_seq: u64,
+    /// DATA frame payload bytes (padding included) each way.
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
+    /// Some header could not be decoded (HPACK state missing, block not captured).
+    pub headers_incomplete: bool,
+    /// Not seen to completion (reset, close, capture loss, joined mid-stream).
+    pub partial: bool,
+}
+
+/// A frame header (RFC 9113 section 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameHeader {
+    pub len: u32,
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    /// The reserved bit of the stream id.
+    pub reserved: bool,
+}
+
+impl FrameHeader {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 9] = b.get(..9)?.try_into().ok()?;
+        let sid = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
+        Some(Self {
+            len: u32::from_be_bytes([0, b[0], b[1], b[2]]),
+            kind: b[3],
+            flags: b[4],
+            stream: sid & 0x7fff_ffff,
+            reserved: sid & 0x8000_0000 != 0,
+        })
+    }
+
+    /// Could this be a real frame? Known type, size at most `max_len`, reserved bit clear, only
+    /// the type's defined flags, stream id zero exactly where the type requires, fixed sizes.
+    /// Strict: for finding frames in bytes of unknown framing.
+    pub fn plausible(&self, max_len: u32) -> bool {
+        if self.len > max_len || self.reserved {
+            return false;
+        }
+        let defined = match self.kind {
+            DATA => 0x09,
+            HEADERS => 0x2d,
+            SETTINGS | PING => 0x01,
+            PUSH_PROMISE => 0x0c,
+            CONTINUATION => 0x04,
+            _ => 0x00,
+        };
+        self.flags & !defined == 0 && self.well_formed()
+    }
+
+    /// Is a frame of a known type (or any unknown type) well-formed in a connection whose
+    /// framing we follow? Stream id zero exactly where the type requires, fixed sizes. Unknown
+    /// flags and the reserved bit are ignored, as RFC 9113 says receivers must.
+    pub fn well_formed(&self) -> bool {
+        let (on_stream, size_ok) = match self.kind {
+            DATA | HEADERS | CONTINUATION => (Some(true), true),
+            PRIORITY => (Some(true), self.len == 5),
+            RST_STREAM => (Some(true), self.len == 4),
+            SETTINGS => (
+                Some(false),
+                self.len % 6 == 0 && (self.flags & FLAG_ACK == 0 || self.len == 0),
+            ),
+            PUSH_PROMISE => (Some(true), self.len >= 4),
+            PING => (Some(false), self.len == 8),
+            GOAWAY => (Some(false), self.len >= 8),
+            WINDOW_UPDATE => (None, self.len == 4),
+            _ => return false,
+        };
+        size_ok && on_stream.is_none_or(|want| (self.stream != 0) == want)
+    }
+}
+
+/// Cheap check: do these bytes start an HTTP/2 connection (the client preface), or are they
+/// HTTP/2 frames (mid-stream)? Mid-stream, the bytes must be whole plausible frames end to end:
+/// text protocols never pass (their first bytes make a length far above 16 KiB), and binary
+/// payloads of other protocols (an HTTP/1 body joined mid-stream) almost never tile exactly
+/// into frames; a real HTTP/2 connection soon writes a small frame that does.
+pub fn detect(data: &[u8]) -> bool {
+    if data.len() >= 4 && PREFACE.starts_with(&data[..data.len().min(PREFACE.len())]) {
+        return true;
+    }
+    plausible_frames(data) == Some(data.len())
+}
+
+/// Walk the frame headers at the start of `data` while they are plausible: `None` if one is
+/// not (or there is none), else where the last frame ends (possibly past `data`, or before it
+/// when fewer than 9 bytes follow).
+fn plausible_frames(data: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    let mut n = 0;
+    while let Some(h) = data.get(pos..).and_then(FrameHeader::parse) {
+        if !h.plausible(DEFAULT_MAX_FRAME) {
+            return None;
+        }
+        n += 1;
+        pos += 9 + h.len as usize;
+    }
+    (n > 0).then_some(pos)
+}
+
+fn owned(bytes: &[u8], cap: usize) -> String {
+    let bytes = &bytes[..bytes.len().min(cap)];
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+fn set(slot: &mut Option<String>, v: &[u8], cap: usize) {
+    if slot.is_none() {
+        *slot = Some(owned(v, cap));
+    }
+}
+
+fn number<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
+    }
+}
+
+/// What the frame reader of one direction is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    /// Matched this many bytes of the client preface.
+    Preface(u8),
+    /// Reading a frame header (`hdr_len` bytes of it so far).
+    Header,
+    /// Keeping the payload of a header-block frame (`left` bytes still to come).
+    Collect { left: u32 },
+    /// Skipping a payload; `end` is the stream a DATA frame with END_STREAM ends once skipped.
+    Skip { left: u32, end: u32 },
+    /// Framing unknown: wait for a chunk that starts with a plausible frame header.
+    Lost,
+}
+
+/// A header block in progress (HEADERS or PUSH_PROMISE awaiting CONTINUATION).
+#[derive(Debug, Clone, Copy, Default)]
+struct BlockMeta {
+    stream: u32,
+    end_stream: bool,
+    push: bool,
+    /// A piece of the block was not seen: HPACK is already reset, nothing can be decoded.
+    broken: bool,
+    start_ns: u64,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Dir {
+    state: St,
+    /// Nothing fed yet.
+    fresh: bool,
+    /// No header block seen and framing never lost: the HPACK table is still as it started.
+    pristine: bool,
+    /// While lost: the first bytes of the chunks fed since, when shorter than a frame header.
+    probe: [u8; 9],
+    probe_len: u8,
+    hdr: [u8; 9],
+    hdr_len: u8,
+    frame: FrameHeader,
+    frame_start: (u64, u64),
+    buf: Vec<u8>,
+    block: Vec<u8>,
+    meta: Option<BlockMeta>,
+    hpack: Decoder,
+}
+
+impl Dir {
+    fn new() -> Self {
+        Self {
+            state: St::Lost,
+            fresh: true,
+            pristine: true,
+            probe: [0; 9],
+            probe_len: 0,
+            hdr: [0; 9],
+            hdr_len: 0,
+            frame: FrameHeader::default(),
+            frame_start: (0, 0),
+            buf: Vec::new(),
+            block: Vec::new(),
+            meta: None,
+            hpack: Decoder::new_unknown(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    x: H2Exchange,
+    /// Per direction (index: `dir_index`): headers seen, END_STREAM seen, DATA bytes.
+    headers: [bool; 2],
+    ended: [bool; 2],
+    /// Exit time of the chunk that carried each direction's END_STREAM.
+    ended_ns: [u64; 2],
+    body: [u64; 2],
+    reset: bool,
+    /// The request headers were seen (not joined after them).
+    saw_request: bool,
+}
+
+/// Header fields of one block that matter for an exchange.
+#[derive(Default)]
+struct Fields {
+    method: Option<String>,
+    path: Option<String>,
+    authority: Option<String>,
+    host: Option<String>,
+    scheme: Option<String>,
+    status: Option<u16>,
+    content_type: Option<String>,
+    traceparent: Option<String>,
+    grpc_status: Option<u32>,
+    grpc_message: Option<String>,
+    bad: bool,
+}
+
+impl Fields {
+    fn add(&mut self, name: &[u8], v: &[u8]) {
+        match name {
+            b":method" => set(&mut self.method, v, MAX_SHORT),
+            b":path" => set(&mut self.path, v, MAX_PATH),
+            b":authority" => set(&mut self.authority, v, MAX_AUTHORITY),
+            b"host" => set(&mut self.host, v, MAX_AUTHORITY),
+            b":scheme" => set(&mut self.scheme, v, MAX_SHORT),
+            b":status" => match number::<u16>(v).filter(|s| (100..=999).contains(s)) {
+                Some(s) if v.len() == 3 => self.status = Some(s),
+                _ => self.bad = true,
+            },
+            b"content-type" => set(&mut self.content_type, v, MAX_SHORT),
+            b"traceparent" => set(&mut self.traceparent, v, MAX_TRACEPARENT),
+            b"grpc-status" => match number::<u32>(v) {
+                Some(s) => self.grpc_status = Some(s),
+                None => self.bad = true,
+            },
+            b"grpc-message" => set(&mut self.grpc_message, v, MAX_GRPC_MESSAGE),
+            _ => {}
+        }
+    }
+}
+
+/// Per-connection HTTP/2 parser state.
+#[derive(Debug)]
+pub struct Http2Parser {
+    role: Role,
+    dirs: [Dir; 2],
+    streams: Vec<Stream>,
+    /// Highest client stream id a stream was created for: lower unknown ids are closed.
+    last_stream: u32,
+    errors: u64,
+    overflows: u64,
+    unattributed: u64,
+}
+
+impl Http2Parser {
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            dirs: [Dir::new(), Dir::new()],
+            streams: Vec::new(),
+            last_stream: 0,
+            errors: 0,
+            overflows: 0,
+            unattributed: 0,
+        }
+    }
+
+    /// The role, once known.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Malformed frames or header blocks seen so far.
+    pub fn parse_errors(&self) -> u64 {
+        self.errors
+    }
+
+    /// Streams given up (emitted as partial) to make room when [`MAX_STREAMS`] were open.
+    pub fn stream_overflows(&self) -> u64 {
+        self.overflows
+    }
+
+    /// Exchanges dropped because the parser never learned which side was the client.
+    pub fn unattributed(&self) -> u64 {
+        self.unattributed
+    }
+
+    /// Streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Heap bytes held (buffers, HPACK tables, streams); bounded by construction.
+    pub fn buffered_bytes(&self) -> usize {
+        let dirs: usize = self
+            .dirs
+            .iter()
+            .map(|d| d.buf.capacity() + d.block.capacity() + d.hpack.buffered_bytes())
+            .sum();
+        let strings: usize = self
+            .streams
+            .iter()
+            .map(|s| {
+                let x = &s.x;
+                [
+                    &x.method,
+                    &x.path,
+                    &x.authority,
+                    &x.scheme,
+                    &x.content_type,
+                    &x.traceparent,
+                    &x.grpc_message,
+                ]
+                .iter()
+                .map(|o| o.as_ref().map_or(0, String::capacity))
+                .sum::<usize>()
+            })
+            .sum();
+        dirs + self.streams.capacity() * std::mem::size_of::<Stream>() + strings
+    }
+
+    /// Which direction carries requests (the client's frames), once the role is known.
+    fn request_dir(&self) -> Option<usize> {
+        match self.role {
+            Role::Server => Some(0),
+            Role::Client => Some(1),
+            Role::Unknown => None,
+        }
+    }
+
+    /// Feed one chunk; finished exchanges are appended to `out`.
+    pub fn feed(&mut self, c: &Chunk<'_>, out: &mut Vec<L7Record>) {
+        let d = dir_index(c.dir);
+        let data = c.data;
+        let fresh = std::mem::replace(&mut self.dirs[d].fresh, false);
+        let mut pos = 0;
+        if self.dirs[d].state == St::Lost {
+            if fresh && !data.is_empty() && PREFACE.starts_with(&data[..data.len().min(24)]) {
+                self.dirs[d].state = St::Preface(0);
+            } else if self.dirs[d].probe_len == 0 && data.len() >= 9 {
+                if plausible_frames(data).is_none() {
+                    return;
+                }
+                self.dirs[d].state = St::Header;
+                self.dirs[d].hdr_len = 0;
+            } else {
+                pos = self.probe(d, c, out);
+                if self.dirs[d].state == St::Lost {
+                    return;
+                }
+            }
+        }
+        while pos < data.len() {
+            pos += self.step(d, c, &data[pos..], out);
+            if self.dirs[d].state == St::Lost {
+                return;
+            }
+        }
+        let hidden = u64::from(c.total_len).saturating_sub(data.len() as u64);
+        if hidden > 0 {
+            self.hidden(d, c, hidden, out);
+        }
+    }
+
+    /// Lost, and a frame header may be split across small reads: gather its first 9 bytes
+    /// (only from fully captured chunks) and resync if they make a plausible header. Returns the
+    /// bytes of `c` consumed.
+    fn probe(&mut self, d: usize, c: &Chunk<'_>, out: &mut Vec<L7Record>) -> usize {
+        let dir = &mut self.dirs[d];
+        if c.total_len as usize != c.data.len() {
+            dir.probe_len = 0;
+            return c.data.len();
+        }
+        let have = usize::from(dir.probe_len);
+        let take = (9 - have).min(c.data.len());
+        dir.probe[have..have + take].copy_from_slice(&c.data[..take]);
+        dir.probe_len += take as u8;
+        if dir.probe_len < 9 {
+            return take;
+        }
+        dir.probe_len = 0;
+        let hdr = dir.probe;
+        if !FrameHeader::parse(&hdr).is_some_and(|h| h.plausible(DEFAULT_MAX_FRAME)) {
+            return c.data.len();
+        }
+        dir.state = St::Header;
+        dir.hdr_len = 0;
+        self.step(d, c, &hdr, out);
+        take
+    }
+
+    /// Consume a prefix of `data` in direction `d`; returns how much.
+    fn step(&mut self, d: usize, c: &Chunk<'_>, data: &[u8], out: &mut Vec<L7Record>) -> usize {
+        match self.dirs[d].state {
+            St::Preface(n) => {
+                let n = usize::from(n);
+                let take = (PREFACE.len() - n).min(data.len());
+                if data[..take] != PREFACE[n..n + take] {
+                    self.errors += 1;
+                    self.lose(d);
+                    return data.len();
+                }
+                if n + take == PREFACE.len() {
+                    self.preface(d);
+                    self.dirs[d].state = St::Header;
+                } else {
+                    self.dirs[d].state = St::Preface((n + take) as u8);
+                }
+                take
+            }
+            St::Header => {
+                let dir = &mut self.dirs[d];
+                let have = usize::from(dir.hdr_len);
+                let take = (9 - have).min(data.len());
+                dir.hdr[have..have + take].copy_from_slice(&data[..take]);
+                dir.hdr_len += take as u8;
+                if dir.hdr_len == 9 {
+                    dir.hdr_len = 0;
+                    let h = FrameHeader::parse(&dir.hdr).unwrap_or_default();
+                    self.frame_header(d, c, h, out);
+                }
+                take
+            }
+            St::Collect { left } => {
+                let dir = &mut self.dirs[d];
+                let take = (left as usize).min(data.len());
+                if dir.buf.is_empty() && take == left as usize {
+                    // The whole payload is here: no copy.
+                    self.payload(d, c, &data[..take], out);
+                } else {
+                    dir.buf.extend_from_slice(&data[..take]);
+                    if take == left as usize {
+                        let buf = std::mem::take(&mut self.dirs[d].buf);
+                        self.payload(d, c, &buf, out);
+                        self.dirs[d].buf = buf;
+                        self.dirs[d].buf.clear();
+                    } else {
+                        dir.state = St::Collect {
+                            left: left - take as u32,
+                        };
+                    }
+                }
+                take
+            }
+            St::Skip { left, end } => {
+                let take = (left as usize).min(data.len());
+                self.skipped(d, c, left - take as u32, end, out);
+                take
+            }
+            St::Lost => data.len(),
+        }
+    }
+
+    /// `left` bytes of a skipped payload remain; at zero the frame is done.
+    fn skipped(&mut self, d: usize, c: &Chunk<'_>, left: u32, end: u32, out: &mut Vec<L7Record>) {
+        if left > 0 {
+            self.dirs[d].state = St::Skip { left, end };
+            return;
+        }
+        self.dirs[d].state = St::Header;
+        if end != 0 {
+            self.end_stream(d, end, c.end_ns, out);
+        }
+    }
+
+    /// The rest of the chunk was not captured.
+    fn hidden(&mut self, d: usize, c: &Chunk<'_>, hidden: u64, out: &mut Vec<L7Record>) {
+        let (left, end) = match self.dirs[d].state {
+            St::Skip { left, end } => (left, end),
+            St::Collect { left } => {
+                // A header-block frame cut short: its block cannot be decoded (a GOAWAY cut
+                // short is just skipped).
+                self.dirs[d].buf.clear();
+                let h = self.dirs[d].frame;
+                if h.kind != GOAWAY {
+                    self.truncated_block(d, c, h, out);
+                }
+                (left, 0)
+            }
+            St::Header | St::Preface(_) | St::Lost => {
+                self.lose(d);
+                return;
+            }
+        };
+        if hidden < u64::from(left) {
+            self.dirs[d].state = St::Skip {
+                left: left - hidden as u32,
+                end,
+            };
+            return;
+        }
+        self.skipped(d, c, 0, end, out);
+        if hidden > u64::from(left) {
+            self.lose(d);
+        }
+    }
+
+    /// Framing is lost in direction `d`.
+    fn lose(&mut self, d: usize) {
+        let dir = &mut self.dirs[d];
+        dir.state = St::Lost;
+        dir.pristine = false;
+        dir.probe_len = 0;
+        dir.hdr_len = 0;
+        dir.buf.clear();
+        dir.block.clear();
+        dir.meta = None;
+        dir.hpack.reset_unknown();
+        // Whatever the lost bytes held (END_STREAM, headers) is unknown.
+        for s in &mut self.streams {
+            s.x.partial = true;
+        }
+    }
+
+    /// The client preface: the connection starts here, both HPACK tables are known.
+    fn preface(&mut self, d: usize) {
+        // Nothing can have ended before the preface: no sweep needed.
+        self.learn_role(d, true);
+        self.dirs[d].hpack.connection_start();
+        let other = &mut self.dirs[1 - d];
+        if other.pristine {
+            // The other side has sent no header block yet (a server may send its SETTINGS
+            // before the preface arrives): its table is still empty.
+            other.hpack.connection_start();
+        }
+        if other.fresh {
+            // The other side has not written yet: its first byte starts a frame.
+            other.state = St::Header;
+            other.hdr_len = 0;
+        }
+    }
+
+    /// Direction `d` was seen carrying requests (`true`) or responses. Returns whether the role
+    /// was learnt now.
+    fn learn_role(&mut self, d: usize, requests: bool) -> bool {
+        if self.role != Role::Unknown {
+            return false;
+        }
+        self.role = if (d == 0) == requests {
+            Role::Server
+        } else {
+            Role::Client
+        };
+        true
+    }
+
+    fn frame_header(&mut self, d: usize, c: &Chunk<'_>, h: FrameHeader, out: &mut Vec<L7Record>) {
+        let known = h.kind <= CONTINUATION;
+        if known && !h.well_formed() {
+            // A frame no peer would send: our framing is off.
+            self.errors += 1;
+            self.lose(d);
+            return;
+        }
+        let dir = &mut self.dirs[d];
+        if dir.meta.is_some() && h.kind != CONTINUATION {
+            // RFC 9113 6.10: nothing may interleave a header block.
+            self.errors += 1;
+            self.lose(d);
+            return;
+        }
+        dir.frame = h;
+        dir.frame_start = (c.start_ns, c.seq);
+        if matches!(h.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
+            dir.pristine = false;
+        }
+        match h.kind {
+            HEADERS | CONTINUATION | PUSH_PROMISE => {
+                if h.len as usize > MAX_FRAME_BUF {
+                    self.truncated_block(d, c, h, out);
+                    self.skipped(d, c, h.len, 0, out);
+                } else if h.len == 0 {
+                    self.payload(d, c, &[], out);
+                } else {
+                    self.dirs[d].state = St::Collect { left: h.len };
+                }
+            }
+            DATA => {
+                if let Some(s) = self.stream_mut(h.stream) {
+                    s.body[d] = s.body[d].saturating_add(u64::from(h.len));
+                }
+                let end = if h.flags & FLAG_END_STREAM != 0 {
+                    h.stream
+                } else {
+                    0
+                };
+                self.skipped(d, c, h.len, end, out);
+            }
+            RST_STREAM => {
+                if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                    self.streams[i].reset = true;
+                    self.streams[i].x.partial = true;
+                    self.finish(i, c.end_ns, out);
+                }
+                self.skipped(d, c, h.len, 0, out);
+            }
+            GOAWAY if h.len as usize <= MAX_FRAME_BUF => {
+                self.dirs[d].state = St::Collect { left: h.len };
+            }
+            // SETTINGS (HPACK size changes arrive as size updates in blocks), PING, a GOAWAY too
+            // long to keep (its streams end at close), WINDOW_UPDATE, PRIORITY, unknown types.
+            _ => self.skipped(d, c, h.len, 0, out),
+        }
+    }
+
+    fn stream_mut(&mut self, id: u32) -> Option<&mut Stream> {
+        self.streams.iter_mut().find(|s| s.x.stream_id == id)
+    }
+
+    /// A header-block frame whose payload we will not see whole.
+    fn truncated_block(
+        &mut self,
+        d: usize,
+        c: &Chunk<'_>,
+        h: FrameHeader,
+        out: &mut Vec<L7Record>,
+    ) {
+        self.dirs[d].hpack.reset_unknown();
+        self.dirs[d].block.clear();
+        let meta = self.dirs[d].meta.take();
+        let meta = match (h.kind, meta) {
+            (CONTINUATION, Some(m)) => m,
+            (CONTINUATION, None) => {
+                self.errors += 1;
+                return;
+            }
+            _ => BlockMeta {
+                stream: h.stream,
+                end_stream: h.kind == HEADERS && h.flags & FLAG_END_STREAM != 0,
+                push: h.kind == PUSH_PROMISE,
+                broken: true,
+                start_ns: self.dirs[d].frame_start.0,
+                seq: self.dirs[d].frame_start.1,
+            },
+        };
+        let meta = BlockMeta {
+            broken: true,
+            ..meta
+        };
+        if h.flags & FLAG_END_HEADERS != 0 {
+            self.block_done(d, c, meta, None, out);
+        } else {
+            self.dirs[d].meta = Some(meta);
+        }
+    }
+
+    /// The whole payload of the current header-block frame.
+    fn payload(&mut self, d: usize, c: &Chunk<'_>, p: &[u8], out: &mut Vec<L7Record>) {
+        self.dirs[d].state = St::Header;
+        let h = self.dirs[d].frame;
+        if h.kind == GOAWAY {
+            self.goaway(d, c, p, out);
+            return;
+        }
+        let (frag, meta) = if h.kind == CONTINUATION {
+            match self.dirs[d].meta.take() {
+                Some(m) if m.stream == h.stream => (p, m),
+                _ => {
+                    self.errors += 1;
+                    self.lose(d);
+                    return;
+                }
+            }
+        } else {
+            let mut off = 0usize;
+            let mut end = p.len();
+            if h.flags & FLAG_PADDED != 0 {
+                let pad = usize::from(p.first().copied().unwrap_or(0));
+                off = 1;
+                end = end.saturating_sub(pad);
+            }
+            if h.kind == HEADERS && h.flags & FLAG_PRIORITY != 0 {
+                off += 5;
+            }
+            if h.kind == PUSH_PROMISE {
+                off += 4;
+            }
+            if off > end {
+                self.errors += 1;
+                self.lose(d);
+                return;
+            }
+            let (start_ns, seq) = self.dirs[d].frame_start;
+            let meta = BlockMeta {
+                stream: h.stream,
+                end_stream: h.kind == HEADERS && h.flags & FLAG_END_STREAM != 0,
+                push: h.kind == PUSH_PROMISE,
+                broken: false,
+                start_ns,
+                seq,
+            };
+            (&p[off..end], meta)
+        };
+        let dir = &mut self.dirs[d];
+        if h.flags & FLAG_END_HEADERS == 0 {
+            if !meta.broken {
+                if dir.block.len() + frag.len() > MAX_BLOCK {
+                    dir.block.clear();
+                    dir.hpack.reset_unknown();
+                    dir.meta = Some(BlockMeta {
+                        broken: true,
+                        ..meta
+                    });
+                    return;
+                }
+                dir.block.extend_from_slice(frag);
+            }
+            dir.meta = Some(meta);
+            return;
+        }
+        if meta.broken {
+            self.block_done(d, c, meta, None, out);
+        } else if dir.block.is_empty() {
+            self.block_done(d, c, meta, Some(frag), out);
+        } else {
+            if dir.block.len() + frag.len() > MAX_BLOCK {
+                dir.block.clear();
+                dir.hpack.reset_unknown();
+                self.block_done(
+                    d,
+                    c,
+                    BlockMeta {
+                        broken: true,
+                        ..meta
+                    },
+                    None,
+                    out,
+                );
+                return;
+            }
+            let mut block = std::mem::take(&mut dir.block);
+            block.extend_from_slice(frag);
+            self.block_done(d, c, meta, Some(&block), out);
+            block.clear();
+            self.dirs[d].block = block;
+        }
+    }
+
+    /// GOAWAY from the server: client streams above its last-stream-id were not processed and
+    /// never will be: they are over (partial). From the client it concerns pushed streams only.
+    fn goaway(&mut self, d: usize, c: &Chunk<'_>, p: &[u8], out: &mut Vec<L7Record>) {
+        let Some(req) = self.request_dir() else {
+            return;
+        };
+        let Some(last) = p.get(..4) else {
+            return;
+        };
+        let last = u32::from_be_bytes([last[0], last[1], last[2], last[3]]) & 0x7fff_ffff;
+        if d == req {
+            return;
+        }
+        for i in (0..self.streams.len()).rev() {
+            if self.streams[i].x.stream_id > last {
+                self.streams[i].reset = true;
+                self.streams[i].x.partial = true;
+                self.finish(i, c.end_ns, out);
+            }
+        }
+    }
+
+    /// A header block is complete; `block` is `None` when it could not be decoded.
+    fn block_done(
+        &mut self,
+        d: usize,
+        c: &Chunk<'_>,
+        meta: BlockMeta,
+        block: Option<&[u8]>,
+        out: &mut Vec<L7Record>,
+    ) {
+        let mut f = Fields::default();
+        let mut incomplete = block.is_none();
+        if let Some(block) = block {
+            match self.dirs[d].hpack.decode(block, |n, v| f.add(n, v)) {
+                Ok(info) => incomplete = info.unknown > 0,
+                Err(_) => {
+                    self.errors += 1;
+                    f = Fields::default();
+                    incomplete = true;
+                }
+            }
+        }
+        if f.bad {
+            self.errors += 1;
+        }
+        if meta.push || meta.stream == 0 || meta.stream % 2 == 0 {
+            // Server push (even streams) and bad stream ids: decoded for HPACK only.
+            if meta.stream == 0 {
+                self.errors += 1;
+            }
+            return;
+        }
+        let learnt = if f.method.is_some() {
+            self.learn_role(d, true)
+        } else if f.status.is_some() {
+            self.learn_role(d, false)
+        } else {
+            false
+        };
+        if learnt {
+            // Streams whose response side ended while the role was unknown are over.
+            for i in (0..self.streams.len()).rev() {
+                self.finish(i, c.end_ns, out);
+            }
+        }
+        let i = match self
+            .streams
+            .iter()
+            .position(|s| s.x.stream_id == meta.stream)
+        {
+            Some(i) => i,
+            None if meta.stream > self.last_stream => {
+                self.last_stream = meta.stream;
+                if self.streams.len() >= MAX_STREAMS {
+                    // Make room: the oldest stream is likely one whose end was not captured.
+                    self.overflows += 1;
+                    let oldest = (0..self.streams.len())
+                        .min_by_key(|&i| self.streams[i].x.stream_id)
+                        .unwrap_or(0);
+                    let mut s = self.streams.swap_remove(oldest);
+                    s.x.partial = true;
+                    self.emit(s, c.end_ns, out);
+                }
+                self.streams.push(Stream {
+                    x: H2Exchange {
+                        stream_id: meta.stream,
+                        start_ns: meta.start_ns,
+                        request_seq: meta.seq,
+                        ..H2Exchange::default()
+                    },
+                    ..Stream::default()
+                });
+                self.streams.len() - 1
+            }
+            // A closed stream (late trailers) or one created before we joined: not tracked.
+            None => return,
+        };
+        // The request's first block (its :method may be the part that could not be decoded).
+        let request_block = f.method.is_some() || self.request_dir() == Some(d);
+        let s = &mut self.streams[i];
+        let first = !s.headers[d];
+        s.headers[d] = true;
+        if request_block && first {
+            s.saw_request = true;
+            s.x.start_ns = meta.start_ns;
+            s.x.request_seq = meta.seq;
+        }
+        let x = &mut s.x;
+        x.headers_incomplete |= incomplete;
+        let take = |slot: &mut Option<String>, v: Option<String>| {
+            if slot.is_none() {
+                *slot = v;
+            }
+        };
+        take(&mut x.method, f.method);
+        take(&mut x.path, f.path);
+        take(&mut x.authority, f.authority.or(f.host));
+        take(&mut x.scheme, f.scheme);
+        take(&mut x.content_type, f.content_type);
+        take(&mut x.traceparent, f.traceparent);
+        if let Some(st) = f.status.filter(|s| *s >= 200 || x.status.is_none()) {
+            x.status = Some(st);
+        }
+        if f.grpc_status.is_some() {
+            x.grpc_status = f.grpc_status;
+            x.grpc_message = f.grpc_message;
+        }
+        if meta.end_stream {
+            self.end_stream(d, meta.stream, c.end_ns, out);
+        }
+    }
+
+    fn end_stream(&mut self, d: usize, id: u32, end_ns: u64, out: &mut Vec<L7Record>) {
+        if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == id) {
+            self.streams[i].ended[d] = true;
+            self.streams[i].ended_ns[d] = end_ns;
+            self.finish(i, end_ns, out);
+        }
+    }
+
+    /// Emit stream `i` if it is over (response side ended, or reset). While the role is unknown
+    /// nothing is over: which side responded is not known yet (close() counts what is left).
+    fn finish(&mut self, i: usize, end_ns: u64, out: &mut Vec<L7Record>) {
+        let s = &self.streams[i];
+        let over = match self.request_dir() {
+            Some(req) => s.reset || s.ended[1 - req],
+            None => false,
+        };
+        if !over {
+            return;
+        }
+        let s = self.streams.swap_remove(i);
+        let end_ns = match self.request_dir() {
+            Some(req) if !s.reset => s.ended_ns[1 - req],
+            _ => end_ns,
+        };
+        self.emit(s, end_ns, out);
+    }
+
+    fn emit(&mut self, s: Stream, end_ns: u64, out: &mut Vec<L7Record>) {
+        let Some(req) = self.request_dir() else {
+            self.unattributed += 1;
+            return;
+        };
+        let resp = 1 - req;
+        let mut x = s.x;
+        x.role = self.role;
+        x.request_body_bytes = s.body[req];
+        x.response_body_bytes = s.body[resp];
+        x.partial |= !s.saw_request || !s.ended[resp];
+        x.end_ns = end_ns.max(x.start_ns);
+        out.push(L7Record::Http2(x));
+    }
+
+    /// The connection closed: open streams are emitted as partial, the parser is reset (keeping
+    /// its role and counters) and may be reused.
+    pub fn close(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
+        let mut streams = std::mem::take(&mut self.streams);
+        streams.sort_by_key(|s| s.x.stream_id);
+        for mut s in streams {
+            s.x.partial = true;
+            self.emit(s, end_ns, out);
+        }
+        *self = Self {
+            errors: self.errors,
+            overflows: self.overflows,
+            unattributed: self.unattributed,
+            ..Self::new(self.role)
+        };
+    }
+}
+
+#[cfg(test)]
+#[path = "http2_tests.rs"]
+mod tests;

@@ -1,0 +1,204 @@
+//! HTTP/2 and gRPC traced from the kernel: nginx serving h2c (prior knowledge) and h2 over TLS
+//! (ALPN, through the OpenSSL uprobes) to curl, and a Python grpcio server and client with unary,
+//! server-streaming and failing calls. Counts and attributes are decoded from the OTLP the agent
+//! exported.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use telegen_tests::agent::{curl, require_bpf, serial, Agent, Nginx, NginxOptions};
+use telegen_tests::peers::{GrpcClient, GrpcServer};
+use telegen_tests::receiver::{attr_int, attr_str, metric_count_where, Receiver};
+
+fn agent(recv: &Receiver, pids: &[u32]) -> Agent {
+    let mut args: Vec<String> = [
+        "--otlp-endpoint",
+        &recv.endpoint(),
+        "--no-summary",
+        "--no-output",
+        "--no-prometheus",
+        "--metrics-interval-ms",
+        "500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for p in pids {
+        args.push("--pid".into());
+        args.push(p.to_string());
+    }
+    Agent::start(&args)
+}
+
+fn of_kind(spans: &[(Vec<KeyValue>, Span)], kind: SpanKind) -> Vec<&Span> {
+    spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.kind == kind as i32)
+        .collect()
+}
+
+#[test]
+fn nginx_h2c_and_h2_over_tls_one_span_per_stream() {
+    if !require_bpf() {
+        return;
+    }
+    let _g = serial();
+    let recv = Receiver::start();
+    let nginx = Nginx::start_with(NginxOptions {
+        h2c: true,
+        tls: true,
+    });
+    let agent = agent(&recv, &[nginx.proc.pid()]);
+    let h2c = format!("http://127.0.0.1:{}", nginx.h2c_port.expect("h2c"));
+    let tls = format!("https://127.0.0.1:{}", nginx.tls_port.expect("tls"));
+    // h2c with prior knowledge: curl, one connection per request (curl 7.88 cannot reuse an
+    // h2c prior-knowledge connection), then nghttp multiplexing three streams on one connection.
+    for path in ["/api/a/1", "/index.html", "/missing", "/fail"] {
+        curl(&[
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            &format!("{h2c}{path}"),
+        ]);
+    }
+    let out = std::process::Command::new("nghttp")
+        .arg("-n")
+        .args((1..=3).map(|i| format!("{h2c}/api/m/{i}")))
+        .output()
+        .expect("nghttp (apt-get install -y nghttp2-client)");
+    assert!(
+        out.status.success(),
+        "nghttp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two streams of HTTP/2 negotiated by ALPN over TLS.
+    curl(&[
+        "-sk",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        &format!("{tls}/api/t/1"),
+        &format!("{tls}/api/t/2"),
+    ]);
+    assert!(recv.wait_for_spans(9, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = agent.stop();
+
+    let all = recv.spans();
+    let server = of_kind(&all, SpanKind::Server);
+    assert_eq!(server.len(), 9, "7 h2c + 2 h2 streams (log:\n{log})");
+    for s in &server {
+        assert_eq!(
+            attr_str(&s.attributes, "network.protocol.version"),
+            Some("2"),
+            "{s:?}"
+        );
+    }
+    let scheme = |s: &&Span| {
+        attr_str(&s.attributes, "url.scheme")
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut plain: Vec<(String, Option<i64>)> = server
+        .iter()
+        .filter(|s| scheme(s) == "http")
+        .map(|s| {
+            (
+                attr_str(&s.attributes, "url.path")
+                    .unwrap_or_default()
+                    .to_string(),
+                attr_int(&s.attributes, "http.response.status_code"),
+            )
+        })
+        .collect();
+    plain.sort();
+    assert_eq!(
+        plain,
+        [
+            ("/api/a/1".to_string(), Some(200)),
+            ("/api/m/1".to_string(), Some(200)),
+            ("/api/m/2".to_string(), Some(200)),
+            ("/api/m/3".to_string(), Some(200)),
+            ("/fail".to_string(), Some(503)),
+            ("/index.html".to_string(), Some(200)),
+            ("/missing".to_string(), Some(404)),
+        ]
+    );
+    let secure: Vec<&&Span> = server.iter().filter(|s| scheme(s) == "https").collect();
+    assert_eq!(secure.len(), 2);
+    let route = server
+        .iter()
+        .find(|s| attr_str(&s.attributes, "url.path") == Some("/api/a/1"))
+        .expect("span");
+    assert_eq!(route.name, "GET /api/a/{id}");
+    let h2 = |a: &[KeyValue]| attr_str(a, "network.protocol.version") == Some("2");
+    assert_eq!(
+        metric_count_where(&recv, "http.server.request.duration", h2),
+        9
+    );
+}
+
+#[test]
+fn grpc_unary_streaming_and_failing_calls_both_sides() {
+    if !require_bpf() {
+        return;
+    }
+    let _g = serial();
+    let recv = Receiver::start();
+    let server = GrpcServer::start();
+    let client = GrpcClient::start(server.port, 5, 2, 1);
+    let agent = agent(&recv, &[server.proc.pid(), client.proc.pid()]);
+    let (pings, items, fail) = client.run();
+    assert_eq!((pings, items, fail.as_str()), (5, 6, "NOT_FOUND"));
+    assert!(recv.wait_for_spans(16, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = agent.stop();
+
+    let all = recv.spans();
+    for (kind, what) in [(SpanKind::Server, "server"), (SpanKind::Client, "client")] {
+        let spans = of_kind(&all, kind);
+        assert_eq!(
+            spans.len(),
+            8,
+            "{what}: 5 Ping + 2 List + 1 Fail (log:\n{log})"
+        );
+        let count = |m: &str| spans.iter().filter(|s| s.name == m).count();
+        assert_eq!(count("demo.v1.Echo/Ping"), 5, "{what}");
+        assert_eq!(count("demo.v1.Echo/List"), 2, "{what}");
+        assert_eq!(count("demo.v1.Echo/Fail"), 1, "{what}");
+        for s in &spans {
+            assert_eq!(attr_str(&s.attributes, "rpc.system"), Some("grpc"));
+            assert_eq!(attr_str(&s.attributes, "rpc.service"), Some("demo.v1.Echo"));
+            let failing = s.name == "demo.v1.Echo/Fail";
+            let code = attr_int(&s.attributes, "rpc.grpc.status_code");
+            assert_eq!(code, Some(if failing { 5 } else { 0 }), "{what} {s:?}");
+            // NOT_FOUND is the caller's error, not the server's (RPC conventions).
+            let is_err = s.status.as_ref().is_some_and(|st| st.code == 2);
+            assert_eq!(is_err, failing && kind == SpanKind::Client, "{what} {s:?}");
+        }
+        let method = spans
+            .iter()
+            .filter_map(|s| attr_str(&s.attributes, "rpc.method"))
+            .filter(|m| *m == "List")
+            .count();
+        assert_eq!(method, 2);
+    }
+    assert_eq!(
+        metric_count_where(&recv, "rpc.server.duration", |_| true),
+        8
+    );
+    assert_eq!(
+        metric_count_where(&recv, "rpc.client.duration", |_| true),
+        8
+    );
+    let failed = metric_count_where(&recv, "rpc.client.duration", |a| {
+        attr_int(a, "rpc.grpc.status_code") == Some(5)
+    });
+    assert_eq!(failed, 1);
+}
