@@ -156,7 +156,7 @@ impl Default for TracerOptions {
         Self {
             capture_bytes: 1024,
             ring_bytes_total: 16 << 20,
-            conn_table_entries: 1 << 20,
+            conn_table_entries: 1 << 18,
             wakeup_bytes: 1 << 20,
             filter: ProcessFilter::default(),
             tls: true,

@@ -147,8 +147,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_tls: bool,
 
-    /// Entries of the kernel's connection table (an LRU hash).
-    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
+    /// Entries of the kernel's connection table (an LRU hash, about 150 bytes of kernel memory
+    /// each, allocated up front). Raise it for hosts with more open sockets than this; a socket
+    /// evicted from a full table is found again mid-stream on its next read or write.
+    #[arg(long, value_name = "N", default_value_t = 1 << 18)]
     pub conn_table_entries: u32,
 
     /// Connections each shard tracks at most (user-space flow table, CLOCK eviction).

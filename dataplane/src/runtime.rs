@@ -16,7 +16,7 @@
 //! and flush; only then is the export core told to stop, and it drains its queues and sends.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -269,6 +269,7 @@ fn start_inner(
 
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(n));
+    let marks = Arc::new(DrainMarks::new(n));
     let offset = monotonic_to_unix_offset();
     let mut shards = Vec::with_capacity(n);
     for (id, ((out, inb), (exp, source))) in outbound
@@ -283,6 +284,7 @@ fn start_inner(
         scfg.shards = n;
         let stop = stop.clone();
         let barrier = barrier.clone();
+        let marks = marks.clone();
         let tick = cfg.tick;
         let handle = std::thread::Builder::new()
             .name(format!("telegen-shard{id}"))
@@ -290,8 +292,12 @@ fn start_inner(
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     log::warn!("shard {id}: could not pin to core {core}; running unpinned");
                 }
+                // Shards do no file I/O: keep glommio's registered I/O buffers (10 MiB by
+                // default, pinned) and ring small.
                 let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
                     .name(&format!("shard{id}"))
+                    .io_memory(256 << 10)
+                    .ring_depth(32)
                     .spawn(move || async move {
                         let io = MeshIo { out, export: exp };
                         run_shard(
@@ -299,8 +305,11 @@ fn start_inner(
                             io,
                             inb,
                             source,
-                            stop,
-                            barrier,
+                            Coordination {
+                                stop,
+                                barrier,
+                                marks,
+                            },
                             tick,
                         )
                         .await
@@ -330,15 +339,57 @@ fn start_inner(
     })
 }
 
+/// Slack added to the drain watermark before a missing record is given up on: covers a record
+/// whose sequence number was taken before, but whose ring submission landed after, its successor's.
+const WATERMARK_MARGIN_NS: u64 = 2_000_000;
+
+/// Per shard, the start time of its last completed ring-drain cycle (monotonic ns): every record
+/// the kernel submitted to its rings before then has been drained and forwarded. One cache line
+/// each; written once per cycle.
+pub(crate) struct DrainMarks(Vec<Mark>);
+
+#[repr(align(128))]
+struct Mark(AtomicU64);
+
+impl DrainMarks {
+    pub(crate) fn new(n: usize) -> Self {
+        Self((0..n).map(|_| Mark(AtomicU64::new(0))).collect())
+    }
+
+    fn publish(&self, shard: usize, at_ns: u64) {
+        self.0[shard].0.store(at_ns, Ordering::Release);
+    }
+
+    /// Every shard has drained what was submitted before this time.
+    fn min(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|m| m.0.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// What the shards share: the stop flag, the shutdown barrier and the drain marks.
+struct Coordination {
+    stop: Arc<AtomicBool>,
+    barrier: Arc<Barrier>,
+    marks: Arc<DrainMarks>,
+}
+
 async fn run_shard(
     core: ShardCore,
     io: MeshIo,
     mut inbound: Vec<rtrb::Consumer<ShardMsg>>,
     source: Source,
-    stop: Arc<AtomicBool>,
-    barrier: Arc<Barrier>,
+    coord: Coordination,
     tick: Duration,
 ) -> Result<ShardStats, RuntimeError> {
+    let Coordination {
+        stop,
+        barrier,
+        marks,
+    } = coord;
     let id = core.id();
     let core = RefCell::new(core);
     let io = RefCell::new(io);
@@ -397,12 +448,29 @@ async fn run_shard(
         }
         any
     };
+    // Cycle length, for the watermark margin: a record drained in a cycle is stamped with the
+    // cycle's start but may have been submitted up to a cycle later.
+    let mut longest_cycle = 0u64;
     loop {
         now.set(monotonic_now_ns());
         let stopping = stop.load(Ordering::Acquire);
         drain_rings();
+        // Everything submitted to our rings before `now` is drained and forwarded: publish it,
+        // then read everyone's mark *before* draining the inbound queues, so every forward made
+        // before a peer's mark is in the queues we drain next.
+        marks.publish(id, now.get());
+        let drained_before = marks.min();
         drain_inbound(&mut inbound);
-        core.borrow_mut().tick(now.get(), &mut *io.borrow_mut());
+        let end = monotonic_now_ns();
+        longest_cycle = longest_cycle.max(end.saturating_sub(now.get()));
+        let margin = 2 * longest_cycle + WATERMARK_MARGIN_NS;
+        core.borrow_mut().tick_at(
+            now.get(),
+            drained_before.saturating_sub(margin),
+            &mut *io.borrow_mut(),
+        );
+        // Let the longest cycle seen fade, so one slow cycle does not slow loss detection forever.
+        longest_cycle -= longest_cycle / 64;
         if stopping {
             break;
         }

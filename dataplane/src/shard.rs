@@ -60,7 +60,10 @@ pub struct ShardConfig {
     pub shards: usize,
     /// Flows held by this shard at most.
     pub flow_capacity: usize,
-    /// How long an early record waits for a missing one.
+    /// Longest an early record waits for a missing one, whatever the other shards do. The
+    /// runtime gives up much sooner when it can tell the missing record was lost in the kernel
+    /// (every shard has drained its rings past the time the early record arrived: see
+    /// [`ShardCore::tick_at`]); this bound only matters when a shard is starved of CPU.
     pub reorder_timeout_ns: u64,
     /// How long a client span waits for its parent server span.
     pub child_wait_ns: u64,
@@ -78,7 +81,7 @@ impl ShardConfig {
             id,
             shards,
             flow_capacity: 1 << 16,
-            reorder_timeout_ns: 50_000_000,
+            reorder_timeout_ns: 2_000_000_000,
             child_wait_ns: 10_000_000_000,
             flow_idle_ns: 120_000_000_000,
             flush_interval_ns: 1_000_000_000,
@@ -642,8 +645,17 @@ impl ShardCore {
 
     /// Timers: reorder deadlines, parked children, idle flows, RED and stats flush.
     pub fn tick(&mut self, now_ns: u64, io: &mut impl ShardIo) {
+        self.tick_at(now_ns, 0, io)
+    }
+
+    /// [`ShardCore::tick`], also giving up on missing records whose successors arrived before
+    /// `drained_before_ns`: the caller knows every record the kernel submitted before that time
+    /// has been drained and delivered to its owner, so anything still missing was lost.
+    pub fn tick_at(&mut self, now_ns: u64, drained_before_ns: u64, io: &mut impl ShardIo) {
         if !self.held_flows.is_empty() {
-            let deadline = now_ns.saturating_sub(self.cfg.reorder_timeout_ns);
+            let deadline = now_ns
+                .saturating_sub(self.cfg.reorder_timeout_ns)
+                .max(drained_before_ns);
             let conns: Vec<u64> = self.held_flows.iter().copied().collect();
             for conn in conns {
                 let mut ready = Vec::new();

@@ -268,6 +268,7 @@ fn agent_run(
     let hwm = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
     let rss = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
     let maps = procfs::bpf_map_bytes(pid).unwrap_or(0);
+    let mapped = procfs::bpf_mapped_rss_bytes(pid).unwrap_or(0);
     let samples = sampler.finish();
     progress(format!("{label}: stopping the agent (flush)"));
     let log = agent.stop()?;
@@ -290,7 +291,11 @@ fn agent_run(
         "non_2xx": w.non_2xx,
         "agent_cpu_s": cpu,
         "agent_cpu_s_per_million_req": cpu / req * 1e6,
-        "peak_rss_bytes": hwm,
+        // VmHWM minus the resident pages of the mapped BPF rings, which `bpf_map_bytes`
+        // already counts (their memlock): RSS + maps counts every byte once.
+        "peak_rss_bytes": hwm.saturating_sub(mapped),
+        "vm_hwm_bytes": hwm,
+        "bpf_mapped_rss_bytes": mapped,
         "rss_bytes_at_end": rss,
         "bpf_map_bytes": maps.max(max_maps),
         "max_sampled_rss_bytes": max_rss,

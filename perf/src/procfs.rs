@@ -83,6 +83,30 @@ pub fn bpf_map_bytes(pid: u32) -> Option<u64> {
     Some(total)
 }
 
+/// Resident bytes of a process's mappings of BPF maps (its ring buffers, mapped into user space).
+/// They are part of `VmRSS` and also of the maps' `memlock`: subtract them from one of the two
+/// so RSS + map memory does not count the rings twice.
+pub fn bpf_mapped_rss_bytes(pid: u32) -> Option<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut in_map = false;
+    let mut kb = 0u64;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().next().is_some_and(|c| c.is_ascii_hexdigit()) {
+            in_map = line.ends_with("anon_inode:bpf-map");
+        } else if in_map {
+            if let Some(v) = line.strip_prefix("Rss:") {
+                kb += v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Some(kb * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,7 @@ struct scratch {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 1 << 18); /* set by the loader (--conn-table-entries) */
 	__type(key, struct conn_key);
 	__type(value, struct conn);
 } tg_conns SEC(".maps");
