@@ -1,5 +1,19 @@
-//! The synthetic workload: what the kernel would send for a busy HTTP/1.1 server.
+//! The synthetic workload: what the kernel would send for a busy HTTP/1.1 server, a gRPC
+//! server and a DNS-resolving client, in a chosen [`Mix`].
 //!
+//! gRPC: long-lived h2c connections seen on the server side. A connection's first client record
+//! carries the preface, SETTINGS and a WINDOW_UPDATE, its first server record the server's
+//! SETTINGS and the ACK; then each round sends, in one client record, the HEADERS (HPACK from
+//! [`crate::h2enc`]: literals with incremental indexing on the first call, dynamic-table
+//! references after) and DATA (END_STREAM) of two new calls, and in one server record the
+//! responses of the two calls opened in the previous round (HEADERS of both, DATA in reverse
+//! order, then trailers with `grpc-status` and END_STREAM; errors carry `grpc-message` and no
+//! DATA), so four streams are open at once. [`Generator::finish`] answers the calls still open.
+//! DNS: UDP sockets (`proto` UDP on both ends, server port 53) on the client side, one query
+//! datagram out and its answer in, a quarter of the time an A and an AAAA query in parallel with
+//! the answers in reverse order, 4% NXDOMAIN, with EDNS OPT records like glibc sends.
+//!
+//! HTTP/1.1:
 //! Many keep-alive connections take turns; each transaction is a request record (ingress) and a
 //! response record (egress) encoded exactly as ring records (`abi::Event::encode_into`), with
 //! per-connection sequence numbers, kernel-monotonic timestamps and a realistic mix of payloads
