@@ -1163,6 +1163,89 @@ mod tests {
         assert_eq!(io.by_proto, [c[0], c[1], c[2], 0]);
     }
 
+    /// (type, flags, stream, payload) of each frame in `p`.
+    fn frames(mut p: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        while p.len() >= 9 {
+            let len = u32::from_be_bytes([0, p[0], p[1], p[2]]) as usize;
+            let stream = u32::from_be_bytes([p[5], p[6], p[7], p[8]]);
+            out.push((p[3], p[4], stream, p[9..9 + len].to_vec()));
+            p = &p[9 + len..];
+        }
+        assert!(p.is_empty(), "trailing bytes");
+        out
+    }
+
+    #[test]
+    fn grpc_connections_start_with_the_preface_and_reuse_the_hpack_table() {
+        let mut g = Generator::new(WorkloadConfig {
+            conns: 1,
+            cpus: 1,
+            migrate_pct: 0,
+            traceparent_pct: 0,
+            seed: 3,
+            mix: Mix::only(Proto::Grpc),
+        });
+        let mut recs: Vec<(Event, Vec<u8>)> = Vec::new();
+        for i in 0..12 {
+            g.next_transaction(1_000_000 + i * 1000, &mut |_, rec| {
+                let (ev, payload) = Event::decode(rec).unwrap_or_default_event();
+                recs.push((ev, payload.to_vec()));
+            });
+        }
+        // Twelve rounds: client record then server record each, seq in order.
+        assert_eq!(recs.len(), 24);
+        for (i, (ev, _)) in recs.iter().enumerate() {
+            assert_eq!(ev.seq, i as u64);
+            let want = if i % 2 == 0 {
+                abi::DIR_INGRESS
+            } else {
+                abi::DIR_EGRESS
+            };
+            assert_eq!(ev.dir, want);
+        }
+        let first = &recs[0].1;
+        assert!(first.starts_with(telegen_dataplane::protocols::http2::PREFACE));
+        let f0 = frames(&first[24..]);
+        assert_eq!(f0[0].0, h2enc::SETTINGS);
+        // First round: literals with incremental indexing (0x40 prefix) in the first block.
+        let h0: Vec<_> = f0.iter().filter(|f| f.0 == h2enc::HEADERS).collect();
+        assert_eq!(h0.len(), 2);
+        assert!(h0[0].3.iter().any(|&b| b & 0xc0 == 0x40));
+        // Later rounds: every field is a one-byte table index, except a :path the connection
+        // has not used yet (a literal with incremental indexing, name = static index 4).
+        let mut all_indexed = 0;
+        for (_, p) in recs.iter().step_by(2).skip(1) {
+            for h in frames(p).iter().filter(|f| f.0 == h2enc::HEADERS) {
+                let b = &h.3;
+                assert_eq!(&b[..2], &[0x83, 0x86], "{b:x?}");
+                assert!(b[b.len() - 5..].iter().all(|&x| x & 0x80 != 0), "{b:x?}");
+                if b.len() == 8 {
+                    all_indexed += 1;
+                    assert!(b.iter().all(|&x| x & 0x80 != 0), "{b:x?}");
+                } else {
+                    assert_eq!(b[2], 0x44, "{b:x?}");
+                    assert_eq!(b.len(), 8 + 1 + b[3] as usize, "{b:x?}");
+                }
+            }
+        }
+        assert!(all_indexed > 0);
+        let h2: Vec<_> = frames(&recs[4].1)
+            .into_iter()
+            .filter(|f| f.0 == h2enc::HEADERS)
+            .collect();
+        // Round 3 opens streams 9 and 11 and answers 5 and 7 (opened in round 2).
+        assert_eq!((h2[0].2, h2[1].2), (9, 11));
+        let r2 = frames(&recs[5].1);
+        let ends: Vec<u32> = r2
+            .iter()
+            .filter(|f| f.0 == h2enc::HEADERS && f.1 & h2enc::END_STREAM != 0)
+            .map(|f| f.2)
+            .collect();
+        assert_eq!(ends, [5, 7], "round 3 answers the calls of round 2");
+        assert_eq!(g.counts.transactions, 22);
+    }
+
     #[test]
     fn mix_parses_and_rejects() {
         let m: Mix = "http1=70, grpc=20,dns=10".parse().unwrap();
