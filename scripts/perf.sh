@@ -4,7 +4,7 @@
 # `telegen-perf` (synthetic data-plane throughput, then overhead/capture/memory on nginx + wrk).
 # Prints a table and writes perf-report.json. Extra arguments go to telegen-perf, e.g.
 #   ./scripts/perf.sh --soak-secs 600       # add the 10-minute memory-flatness run
-#   ./scripts/perf.sh --only synthetic      # no kernel needed
+#   ./scripts/perf.sh --only synthetic      # no kernel needed (HTTP/1.1, gRPC, DNS, a mix)
 #   ./scripts/perf.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."

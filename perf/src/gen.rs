@@ -1,5 +1,19 @@
-//! The synthetic workload: what the kernel would send for a busy HTTP/1.1 server.
+//! The synthetic workload: what the kernel would send for a busy HTTP/1.1 server, a gRPC
+//! server and a DNS-resolving client, in a chosen [`Mix`].
 //!
+//! gRPC: long-lived h2c connections seen on the server side. A connection's first client record
+//! carries the preface, SETTINGS and a WINDOW_UPDATE, its first server record the server's
+//! SETTINGS and the ACK; then each round sends, in one client record, the HEADERS (HPACK from
+//! [`crate::h2enc`]: literals with incremental indexing on the first call, dynamic-table
+//! references after) and DATA (END_STREAM) of two new calls, and in one server record the
+//! responses of the two calls opened in the previous round (HEADERS of both, DATA in reverse
+//! order, then trailers with `grpc-status` and END_STREAM; errors carry `grpc-message` and no
+//! DATA), so four streams are open at once. [`Generator::finish`] answers the calls still open.
+//! DNS: UDP sockets (`proto` UDP on both ends, server port 53) on the client side, one query
+//! datagram out and its answer in, a quarter of the time an A and an AAAA query in parallel with
+//! the answers in reverse order, 4% NXDOMAIN, with EDNS OPT records like glibc sends.
+//!
+//! HTTP/1.1:
 //! Many keep-alive connections take turns; each transaction is a request record (ingress) and a
 //! response record (egress) encoded exactly as ring records (`abi::Event::encode_into`), with
 //! per-connection sequence numbers, kernel-monotonic timestamps and a realistic mix of payloads
@@ -11,6 +25,8 @@
 //! Deterministic for a seed; pure (no threads, no clock: the caller passes `now_ns`).
 
 use telegen_bpf::abi::{self, Addr, Event};
+
+use crate::h2enc;
 
 /// Shape of the workload.
 #[derive(Debug, Clone)]
@@ -24,6 +40,91 @@ pub struct WorkloadConfig {
     /// Percent of requests that carry a `traceparent`.
     pub traceparent_pct: u32,
     pub seed: u64,
+    /// Share of transactions per protocol.
+    pub mix: Mix,
+}
+
+/// The protocols of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 keep-alive server traffic.
+    Http1,
+    /// gRPC unary calls over h2c, server side.
+    Grpc,
+    /// DNS lookups over UDP, client side.
+    Dns,
+}
+
+pub const PROTOS: [Proto; 3] = [Proto::Http1, Proto::Grpc, Proto::Dns];
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Http1 => "http1",
+            Proto::Grpc => "grpc",
+            Proto::Dns => "dns",
+        }
+    }
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// Weights of the protocols (`http1=70,grpc=20,dns=10`); transactions follow them exactly
+/// (the generator always serves the protocol furthest behind its share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix(pub [u32; 3]);
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix([1, 0, 0])
+    }
+}
+
+impl Mix {
+    pub fn only(p: Proto) -> Self {
+        let mut w = [0; 3];
+        w[p.idx()] = 1;
+        Mix(w)
+    }
+    /// The protocol alone in this mix, if there is one.
+    pub fn single(&self) -> Option<Proto> {
+        let mut it = PROTOS.iter().filter(|p| self.0[p.idx()] > 0);
+        match (it.next(), it.next()) {
+            (Some(p), None) => Some(*p),
+            _ => None,
+        }
+    }
+    pub fn label(&self) -> String {
+        PROTOS
+            .iter()
+            .filter(|p| self.0[p.idx()] > 0)
+            .map(|p| format!("{}={}", p.name(), self.0[p.idx()]))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut w = [0u32; 3];
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
+            let p = PROTOS
+                .iter()
+                .find(|p| p.name() == name.trim())
+                .ok_or_else(|| format!("unknown protocol {name:?} (http1, grpc, dns)"))?;
+            w[p.idx()] = weight
+                .trim()
+                .parse()
+                .map_err(|e| format!("weight of {name}: {e}"))?;
+        }
+        if w.iter().all(|&x| x == 0) {
+            return Err("the mix needs a protocol with a weight above 0".into());
+        }
+        Ok(Mix(w))
+    }
 }
 
 /// xorshift64*: cheap, deterministic.
@@ -142,6 +243,8 @@ pub struct GenCounts {
     /// Records written on a CPU other than their connection's home CPU.
     pub migrated: u64,
     pub traced: u64,
+    /// Transactions per protocol (indexed by [`Proto::idx`]).
+    pub per_proto: [u64; 3],
 }
 
 /// The workload generator.
@@ -156,6 +259,12 @@ pub struct Generator {
     /// Encoding scratch, reused across records.
     scratch: Vec<u8>,
     pub counts: GenCounts,
+    grpc: Vec<GrpcConn>,
+    next_grpc: usize,
+    dns: Vec<DnsConn>,
+    next_dns: usize,
+    /// Scratch for HTTP/2 payloads.
+    h2buf: Vec<u8>,
 }
 
 const LOCAL_PORT: u16 = 8080;
@@ -178,19 +287,84 @@ impl Generator {
         let payloads = payloads(&mut rng);
         let mut g = Generator {
             rng,
-            conns: Vec::with_capacity(cfg.conns.max(1)),
+            conns: Vec::new(),
             next: 0,
             next_conn_id: 1,
             payloads,
             scratch: Vec::with_capacity(1024),
             counts: GenCounts::default(),
+            grpc: Vec::new(),
+            next_grpc: 0,
+            dns: Vec::new(),
+            next_dns: 0,
+            h2buf: Vec::with_capacity(4096),
             cfg,
         };
-        for i in 0..g.cfg.conns.max(1) {
+        // Connections per protocol in proportion to its weight (at least one when used).
+        let w = g.cfg.mix.0;
+        let total: u64 = w.iter().map(|&x| u64::from(x)).sum::<u64>().max(1);
+        let share = |x: u32| {
+            if x == 0 {
+                0
+            } else {
+                ((g.cfg.conns.max(1) as u64 * u64::from(x) / total) as usize).max(1)
+            }
+        };
+        let (n1, n2, n3) = (share(w[0]), share(w[1]), share(w[2]));
+        for i in 0..n1 {
             let c = g.new_conn(i);
             g.conns.push(c);
         }
+        for i in 0..n2 {
+            let c = g.new_grpc_conn(i);
+            g.grpc.push(c);
+        }
+        for i in 0..n3 {
+            let c = g.new_dns_conn(i);
+            g.dns.push(c);
+        }
         g
+    }
+
+    /// The protocol furthest behind its share of the mix.
+    fn pick_proto(&self) -> Proto {
+        let w = self.cfg.mix.0;
+        let mut best = Proto::Http1;
+        let mut best_score = f64::INFINITY;
+        for p in PROTOS {
+            let wi = w[p.idx()];
+            if wi == 0 {
+                continue;
+            }
+            let score = self.counts.per_proto[p.idx()] as f64 / f64::from(wi);
+            if score < best_score {
+                best_score = score;
+                best = p;
+            }
+        }
+        best
+    }
+
+    /// Emit the next transaction(s) of the mix ending at `now_ns` (kernel monotonic):
+    /// one HTTP/1.1 transaction, one round of a gRPC connection (new calls' requests and the
+    /// responses of the calls opened in its previous round) or one or two DNS lookups.
+    /// `out(cpu, record)` receives each record in kernel order.
+    pub fn next_transaction(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
+        match self.pick_proto() {
+            Proto::Http1 => self.http1(now_ns, out),
+            Proto::Grpc => self.grpc_round(now_ns, out),
+            Proto::Dns => self.dns_lookup(now_ns, out),
+        }
+    }
+
+    /// Complete every call still open (the responses of gRPC calls whose requests were sent),
+    /// so that the transactions counted are exactly the ones the data plane can finish.
+    pub fn finish(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
+        for slot in 0..self.grpc.len() {
+            if !self.grpc[slot].pending.is_empty() {
+                self.grpc_respond(slot, now_ns, false, out);
+            }
+        }
     }
 
     fn new_conn(&mut self, slot: usize) -> Conn {
@@ -220,9 +394,8 @@ impl Generator {
         }
     }
 
-    /// Emit the next transaction (and, when its connection is done, its close record) ending at
-    /// `now_ns` (kernel monotonic). `out(cpu, record)` receives each record in kernel order.
-    pub fn next_transaction(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
+    /// One HTTP/1.1 transaction (and, when its connection is done, its close record).
+    fn http1(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
         let slot = self.next;
         self.next = (self.next + 1) % self.conns.len();
         let traced = (self.rng.below(100) as u32) < self.cfg.traceparent_pct;
@@ -282,6 +455,7 @@ impl Generator {
         c.seq += 2;
         c.left -= 1;
         self.counts.transactions += 1;
+        self.counts.per_proto[Proto::Http1.idx()] += 1;
         self.counts.records += 2;
         self.counts.traced += u64::from(traced);
         if c.left == 0 {
@@ -304,17 +478,530 @@ impl Generator {
     }
 }
 
+/// gRPC server port and DNS server port of the synthetic workload.
+const GRPC_PORT: u16 = 50051;
+const DNS_PORT: u16 = 53;
+
+/// The gRPC methods called (the path), with request message sizes.
+const GRPC_METHODS: &[(&str, usize)] = &[
+    ("/telegen.bench.Users/GetUser", 12),
+    ("/telegen.bench.Users/ListUsers", 24),
+    ("/telegen.bench.Orders/CreateOrder", 64),
+    ("/grpc.health.v1.Health/Check", 0),
+];
+/// Calls opened per round on a connection (the responses come in the connection's next round,
+/// so this many streams of one round and of the previous one are open at once).
+const GRPC_CALLS_PER_ROUND: u32 = 2;
+/// gRPC `Not found` and `Unavailable` status codes.
+const GRPC_NOT_FOUND: u32 = 5;
+const GRPC_UNAVAILABLE: u32 = 14;
+
+#[derive(Debug, Clone, Copy)]
+struct GrpcCall {
+    stream: u32,
+    method: usize,
+    status: u32,
+}
+
+/// A long-lived h2c connection to a gRPC server, seen on the server side.
+#[derive(Debug, Clone)]
+struct GrpcConn {
+    id: u64,
+    seq: u64,
+    home: usize,
+    /// Calls still to open before the connection closes.
+    left: u32,
+    pid: u32,
+    remote_port: u16,
+    next_stream: u32,
+    /// Rounds so far: the first carries the preface and SETTINGS, the second the ACK.
+    rounds: u64,
+    /// HPACK state of the client's header blocks and of the server's.
+    req_hpack: h2enc::Encoder,
+    resp_hpack: h2enc::Encoder,
+    /// Calls whose request was sent and whose response was not.
+    pending: Vec<GrpcCall>,
+}
+
+/// A resolver's UDP socket talking to a DNS server, seen on the client side.
+#[derive(Debug, Clone)]
+struct DnsConn {
+    id: u64,
+    seq: u64,
+    home: usize,
+    left: u32,
+    pid: u32,
+    local_port: u16,
+    next_id: u16,
+}
+
+/// Names looked up (a small set, like a service's dependencies).
+const DNS_NAMES: &[&str] = &[
+    "api.internal.example.com",
+    "db-primary.svc.cluster.local",
+    "cache.svc.cluster.local",
+    "auth.example.com",
+    "telemetry.example.net",
+    "www.example.org",
+];
+
+/// A DNS message: header, one question, optional answer (A or AAAA, name by compression
+/// pointer to the question), and an EDNS OPT record, like glibc and systemd-resolved send.
+fn dns_message(out: &mut Vec<u8>, id: u16, name: &str, qtype: u16, answer: Option<u8>) {
+    out.extend_from_slice(&id.to_be_bytes());
+    let flags: u16 = match answer {
+        None => 0x0100,                           // query, RD
+        Some(rcode) => 0x8180 | u16::from(rcode), // response, RD, RA
+    };
+    let ancount: u16 = u16::from(answer == Some(0));
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&ancount.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    if ancount == 1 {
+        out.extend_from_slice(&[0xc0, 0x0c]);
+        out.extend_from_slice(&qtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&300u32.to_be_bytes());
+        if qtype == 28 {
+            out.extend_from_slice(&16u16.to_be_bytes());
+            out.extend_from_slice(&[
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, id as u8,
+            ]);
+        } else {
+            out.extend_from_slice(&4u16.to_be_bytes());
+            out.extend_from_slice(&[10, 2, (id >> 8) as u8, id as u8]);
+        }
+    }
+    // OPT: root name, type 41, UDP size 1232, no extended rcode/flags, no options.
+    out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+}
+
+impl Generator {
+    fn new_grpc_conn(&mut self, slot: usize) -> GrpcConn {
+        let cpus = self.cfg.cpus.max(1) as u64;
+        let home = self.rng.below(cpus) as usize;
+        let id = ((home as u64 + 1) << 48) | self.next_conn_id;
+        self.next_conn_id += 1;
+        GrpcConn {
+            id,
+            seq: 0,
+            home,
+            // Long-lived: hundreds to a few thousand calls, an even number (whole rounds).
+            left: (200 + self.rng.below(2000) as u32) & !1,
+            pid: 5000 + (slot % 4) as u32,
+            remote_port: 20_000 + (self.rng.below(40_000) as u16),
+            next_stream: 1,
+            rounds: 0,
+            req_hpack: h2enc::Encoder::default(),
+            resp_hpack: h2enc::Encoder::default(),
+            pending: Vec::with_capacity(2 * GRPC_CALLS_PER_ROUND as usize),
+        }
+    }
+
+    fn new_dns_conn(&mut self, _slot: usize) -> DnsConn {
+        let cpus = self.cfg.cpus.max(1) as u64;
+        let home = self.rng.below(cpus) as usize;
+        let id = ((home as u64 + 1) << 48) | self.next_conn_id;
+        self.next_conn_id += 1;
+        DnsConn {
+            id,
+            seq: 0,
+            home,
+            left: 20 + self.rng.below(100) as u32,
+            pid: 6000 + (self.rng.below(4) as u32),
+            local_port: 30_000 + (self.rng.below(30_000) as u16),
+            next_id: self.rng.below(65_536) as u16,
+        }
+    }
+
+    fn grpc_event(&self, slot: usize) -> Event {
+        let c = &self.grpc[slot];
+        let mut local = addr_v4([10, 0, 0, 7], GRPC_PORT);
+        let mut remote = addr_v4([10, 2, (slot >> 8) as u8, slot as u8], c.remote_port);
+        local.proto = abi::PROTO_TCP;
+        remote.proto = abi::PROTO_TCP;
+        let mut ev = Event {
+            conn_id: c.id,
+            pid: c.pid,
+            tid: c.pid,
+            fd: 20 + (slot as u32 % 1000),
+            kind: abi::EV_DATA,
+            role: abi::ROLE_SERVER,
+            version: abi::ABI_VERSION,
+            local,
+            remote,
+            ..Default::default()
+        };
+        ev.comm[..11].copy_from_slice(b"grpc-server");
+        ev
+    }
+
+    /// Encode and emit one record of a connection's payload.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        ev: &mut Event,
+        seq: u64,
+        dir: u8,
+        start_ns: u64,
+        end_ns: u64,
+        payload: &[u8],
+        home: usize,
+        out: &mut impl FnMut(usize, &[u8]),
+    ) {
+        let cpu = self.cpu_for(home);
+        ev.seq = seq;
+        ev.dir = dir;
+        ev.start_ns = start_ns;
+        ev.end_ns = end_ns;
+        ev.bytes = payload.len() as u32;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        ev.encode_into(payload, &mut buf);
+        out(cpu, &buf);
+        self.scratch = buf;
+        self.counts.records += 1;
+    }
+
+    /// One round of a gRPC connection: the client's record (preface and SETTINGS first on a
+    /// new connection) with the requests of new calls, then the server's record with the
+    /// responses of the calls opened in the previous round (frames of the streams interleaved).
+    /// The last round also answers its own calls and closes the connection.
+    fn grpc_round(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
+        let slot = self.next_grpc;
+        self.next_grpc = (self.next_grpc + 1) % self.grpc.len();
+        let mut p = std::mem::take(&mut self.h2buf);
+        p.clear();
+        let traced_pct = self.cfg.traceparent_pct;
+        // The new calls (drawn before borrowing the connection).
+        let mut calls = [GrpcCall {
+            stream: 0,
+            method: 0,
+            status: 0,
+        }; GRPC_CALLS_PER_ROUND as usize];
+        let mut traced = [false; GRPC_CALLS_PER_ROUND as usize];
+        let mut ids = [0u64; GRPC_CALLS_PER_ROUND as usize];
+        for i in 0..calls.len() {
+            calls[i].method = self.rng.below(GRPC_METHODS.len() as u64) as usize;
+            let r = self.rng.below(100);
+            calls[i].status = match r {
+                0..=5 => GRPC_NOT_FOUND,
+                6..=7 => GRPC_UNAVAILABLE,
+                _ => 0,
+            };
+            traced[i] = (self.rng.below(100) as u32) < traced_pct;
+            ids[i] = self.rng.next();
+        }
+        let c = &mut self.grpc[slot];
+        if c.rounds == 0 {
+            p.extend_from_slice(telegen_dataplane::protocols::http2::PREFACE);
+            // ENABLE_PUSH=0, INITIAL_WINDOW_SIZE, MAX_HEADER_LIST_SIZE (like grpc-go).
+            h2enc::settings(&mut p, &[(0x2, 0), (0x4, 4_194_304), (0x6, 16_384)]);
+            h2enc::frame(
+                &mut p,
+                h2enc::WINDOW_UPDATE,
+                0,
+                0,
+                &4_128_769u32.to_be_bytes(),
+            );
+        } else if c.rounds == 1 {
+            h2enc::frame(&mut p, h2enc::SETTINGS, h2enc::ACK, 0, &[]);
+        }
+        // Requests: HEADERS of every new call, then their DATA (END_STREAM).
+        for (i, call) in calls.iter_mut().enumerate() {
+            call.stream = c.next_stream;
+            c.next_stream += 2;
+            let mut block = Vec::with_capacity(160);
+            let e = &mut c.req_hpack;
+            e.field(&mut block, b":method", b"POST");
+            e.field(&mut block, b":scheme", b"http");
+            e.field(&mut block, b":path", GRPC_METHODS[call.method].0.as_bytes());
+            e.field(&mut block, b":authority", b"users.internal:50051");
+            e.field(&mut block, b"content-type", b"application/grpc");
+            e.field(&mut block, b"user-agent", b"grpc-go/1.64.0");
+            e.field(&mut block, b"te", b"trailers");
+            e.field(&mut block, b"grpc-timeout", b"4999813u");
+            if traced[i] {
+                let tp = format!(
+                    "00-{:016x}{:016x}-{:016x}-01",
+                    ids[i],
+                    ids[i].rotate_left(17),
+                    ids[i].rotate_left(31) | 1
+                );
+                e.field_no_index(&mut block, b"traceparent", tp.as_bytes());
+            }
+            h2enc::frame(
+                &mut p,
+                h2enc::HEADERS,
+                h2enc::END_HEADERS,
+                call.stream,
+                &block,
+            );
+        }
+        for call in &calls {
+            let size = GRPC_METHODS[call.method].1;
+            let mut msg = Vec::with_capacity(size + 7);
+            if size > 0 {
+                msg.push(0x0a);
+                msg.push(size as u8 - 2);
+                msg.extend((0..size - 2).map(|k| b'a' + (k % 26) as u8));
+            }
+            let mut data = Vec::with_capacity(msg.len() + 5);
+            h2enc::grpc_message(&mut data, &msg);
+            h2enc::frame(&mut p, h2enc::DATA, h2enc::END_STREAM, call.stream, &data);
+        }
+        c.pending.extend_from_slice(&calls);
+        c.left = c.left.saturating_sub(calls.len() as u32);
+        let seq = c.seq;
+        c.seq += 1;
+        let home = c.home;
+        let mut ev = self.grpc_event(slot);
+        self.emit(
+            &mut ev,
+            seq,
+            abi::DIR_INGRESS,
+            now_ns.saturating_sub(80_000),
+            now_ns.saturating_sub(75_000),
+            &p,
+            home,
+            out,
+        );
+        self.counts.traced += traced.iter().filter(|&&t| t).count() as u64;
+        self.h2buf = p;
+        let last = self.grpc[slot].left == 0;
+        // The previous round's calls (all pending calls when this is the last round).
+        self.grpc_respond(slot, now_ns, !last, out);
+        if last {
+            let c = &self.grpc[slot];
+            let (seq, home) = (c.seq, c.home);
+            let mut ev = self.grpc_event(slot);
+            ev.kind = abi::EV_CLOSE;
+            self.emit(
+                &mut ev,
+                seq,
+                abi::DIR_INGRESS,
+                now_ns,
+                now_ns,
+                &[],
+                home,
+                out,
+            );
+            self.counts.closes += 1;
+            self.grpc[slot] = self.new_grpc_conn(slot);
+        }
+    }
+
+    /// The server's record answering the pending calls of a connection (all of them, or all
+    /// but the newest round's when `keep_newest`): HEADERS of each, their DATA in reverse
+    /// order, then the trailers (grpc-status, END_STREAM) of each.
+    fn grpc_respond(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        keep_newest: bool,
+        out: &mut impl FnMut(usize, &[u8]),
+    ) {
+        let mut p = std::mem::take(&mut self.h2buf);
+        p.clear();
+        let c = &mut self.grpc[slot];
+        if c.rounds == 0 {
+            // The server's SETTINGS and its ACK of the client's.
+            h2enc::settings(&mut p, &[(0x3, 100), (0x4, 1_048_576)]);
+            h2enc::frame(&mut p, h2enc::SETTINGS, h2enc::ACK, 0, &[]);
+        }
+        c.rounds += 1;
+        let keep = if keep_newest {
+            GRPC_CALLS_PER_ROUND as usize
+        } else {
+            0
+        };
+        let n = c.pending.len().saturating_sub(keep);
+        let done: Vec<GrpcCall> = c.pending.drain(..n).collect();
+        for call in &done {
+            let mut block = Vec::with_capacity(48);
+            c.resp_hpack.field(&mut block, b":status", b"200");
+            c.resp_hpack
+                .field(&mut block, b"content-type", b"application/grpc");
+            h2enc::frame(
+                &mut p,
+                h2enc::HEADERS,
+                h2enc::END_HEADERS,
+                call.stream,
+                &block,
+            );
+        }
+        for call in done.iter().rev() {
+            if call.status != 0 {
+                continue;
+            }
+            let size = 8 + call.method * 10;
+            let mut msg = Vec::with_capacity(size);
+            msg.push(0x0a);
+            msg.push(size as u8 - 2);
+            msg.extend((0..size - 2).map(|k| b'A' + (k % 26) as u8));
+            let mut data = Vec::with_capacity(size + 5);
+            h2enc::grpc_message(&mut data, &msg);
+            h2enc::frame(&mut p, h2enc::DATA, 0, call.stream, &data);
+        }
+        for call in &done {
+            let mut block = Vec::with_capacity(48);
+            let status = call.status.to_string();
+            c.resp_hpack
+                .field(&mut block, b"grpc-status", status.as_bytes());
+            if call.status != 0 {
+                c.resp_hpack.field_no_index(
+                    &mut block,
+                    b"grpc-message",
+                    if call.status == GRPC_NOT_FOUND {
+                        b"user not found"
+                    } else {
+                        b"backend unavailable"
+                    },
+                );
+            }
+            h2enc::frame(
+                &mut p,
+                h2enc::HEADERS,
+                h2enc::END_HEADERS | h2enc::END_STREAM,
+                call.stream,
+                &block,
+            );
+        }
+        let seq = c.seq;
+        c.seq += 1;
+        let home = c.home;
+        let mut ev = self.grpc_event(slot);
+        self.emit(
+            &mut ev,
+            seq,
+            abi::DIR_EGRESS,
+            now_ns.saturating_sub(5_000),
+            now_ns,
+            &p,
+            home,
+            out,
+        );
+        self.counts.transactions += done.len() as u64;
+        self.counts.per_proto[Proto::Grpc.idx()] += done.len() as u64;
+        self.h2buf = p;
+    }
+
+    fn dns_event(&self, slot: usize) -> Event {
+        let c = &self.dns[slot];
+        let mut local = addr_v4([10, 0, 0, 7], c.local_port);
+        let mut remote = addr_v4([10, 0, 0, 2], DNS_PORT);
+        local.proto = abi::PROTO_UDP;
+        remote.proto = abi::PROTO_UDP;
+        let mut ev = Event {
+            conn_id: c.id,
+            pid: c.pid,
+            tid: c.pid,
+            fd: 40 + (slot as u32 % 1000),
+            kind: abi::EV_DATA,
+            role: abi::ROLE_CLIENT,
+            version: abi::ABI_VERSION,
+            local,
+            remote,
+            ..Default::default()
+        };
+        ev.comm[..8].copy_from_slice(b"resolver");
+        ev
+    }
+
+    /// One lookup on a resolver socket (a query datagram out, its answer in), or a quarter of
+    /// the time an A and an AAAA query in parallel with the answers in reverse order. A few
+    /// answers are NXDOMAIN.
+    fn dns_lookup(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
+        let slot = self.next_dns;
+        self.next_dns = (self.next_dns + 1) % self.dns.len();
+        let name = DNS_NAMES[self.rng.below(DNS_NAMES.len() as u64) as usize];
+        let parallel = self.rng.below(4) == 0;
+        let rcode: u8 = if self.rng.below(100) < 4 { 3 } else { 0 };
+        let qtypes: &[u16] = if parallel { &[1, 28] } else { &[1] };
+        let c = &mut self.dns[slot];
+        let first_id = c.next_id;
+        c.next_id = c.next_id.wrapping_add(qtypes.len() as u16);
+        let base_seq = c.seq;
+        c.seq += 2 * qtypes.len() as u64;
+        c.left = c.left.saturating_sub(qtypes.len() as u32);
+        let home = c.home;
+        let mut ev = self.dns_event(slot);
+        let mut p = std::mem::take(&mut self.h2buf);
+        let mut seq = base_seq;
+        for (i, &qt) in qtypes.iter().enumerate() {
+            p.clear();
+            dns_message(&mut p, first_id.wrapping_add(i as u16), name, qt, None);
+            let t = now_ns.saturating_sub(400_000) + i as u64 * 2_000;
+            self.emit(&mut ev, seq, abi::DIR_EGRESS, t, t + 3_000, &p, home, out);
+            seq += 1;
+        }
+        for (i, &qt) in qtypes.iter().enumerate().rev() {
+            p.clear();
+            dns_message(
+                &mut p,
+                first_id.wrapping_add(i as u16),
+                name,
+                qt,
+                Some(rcode),
+            );
+            let t = now_ns.saturating_sub(i as u64 * 2_000);
+            self.emit(
+                &mut ev,
+                seq,
+                abi::DIR_INGRESS,
+                t.saturating_sub(2_000),
+                t,
+                &p,
+                home,
+                out,
+            );
+            seq += 1;
+        }
+        self.h2buf = p;
+        self.counts.transactions += qtypes.len() as u64;
+        self.counts.per_proto[Proto::Dns.idx()] += qtypes.len() as u64;
+        if self.dns[slot].left == 0 {
+            ev.kind = abi::EV_CLOSE;
+            self.emit(
+                &mut ev,
+                seq,
+                abi::DIR_INGRESS,
+                now_ns,
+                now_ns,
+                &[],
+                home,
+                out,
+            );
+            self.counts.closes += 1;
+            self.dns[slot] = self.new_dns_conn(slot);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
-    use telegen_dataplane::signal::ExportMsg;
+    use telegen_dataplane::signal::{AttrValue, ExportMsg};
 
     #[derive(Default)]
     struct Io {
         spans: u64,
         traced: u64,
         errors: u64,
+        /// Spans by protocol attribute: HTTP, gRPC, DNS, other.
+        by_proto: [u64; 4],
+        grpc_methods: std::collections::BTreeSet<String>,
+        dns_names: std::collections::BTreeSet<String>,
     }
     impl ShardIo for Io {
         fn forward(&mut self, _to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
@@ -325,6 +1012,28 @@ mod tests {
                 self.spans += 1;
                 self.traced += u64::from(s.parent_span_id != [0; 8]);
                 self.errors += u64::from(s.error.is_some());
+                let get = |k: &str| s.attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| v);
+                let text = |k: &str| {
+                    get(k).and_then(|v| match v {
+                        AttrValue::Str(x) => Some(x.to_string()),
+                        AttrValue::Text(t) => Some(t.as_str().to_string()),
+                        _ => None,
+                    })
+                };
+                let i = if text("rpc.system").as_deref() == Some("grpc") {
+                    if let (Some(svc), Some(m)) = (text("rpc.service"), text("rpc.method")) {
+                        self.grpc_methods.insert(format!("/{svc}/{m}"));
+                    }
+                    1
+                } else if let Some(n) = text("dns.question.name") {
+                    self.dns_names.insert(n);
+                    2
+                } else if get("http.request.method").is_some() {
+                    0
+                } else {
+                    3
+                };
+                self.by_proto[i] += 1;
             }
             Ok(())
         }
@@ -338,6 +1047,7 @@ mod tests {
             migrate_pct: 0,
             traceparent_pct: 25,
             seed: 7,
+            mix: Mix::default(),
         });
         let mut shard = ShardCore::new(ShardConfig::new(0, 1), 0);
         let mut io = Io::default();
@@ -363,6 +1073,190 @@ mod tests {
         assert_eq!(io.traced, g.counts.traced);
     }
 
+    /// Feed `n` rounds of the mix through one real shard (finishing open calls) and return
+    /// the generator, the sink and the shard's stats.
+    fn through_a_shard(mix: Mix, n: u64) -> (Generator, Io, telegen_dataplane::signal::ShardStats) {
+        let mut g = Generator::new(WorkloadConfig {
+            conns: 24,
+            cpus: 1,
+            migrate_pct: 0,
+            traceparent_pct: 25,
+            seed: 11,
+            mix,
+        });
+        let mut shard = ShardCore::new(ShardConfig::new(0, 1), 0);
+        let mut io = Io::default();
+        let mut t = 1_000_000u64;
+        for _ in 0..n {
+            t += 1000;
+            g.next_transaction(t, &mut |_, rec| shard.on_record(rec, 0, &mut io));
+        }
+        g.finish(t + 1000, &mut |_, rec| shard.on_record(rec, 0, &mut io));
+        shard.stop(&mut io);
+        let st = shard.stats();
+        (g, io, st)
+    }
+
+    #[test]
+    fn every_grpc_call_becomes_one_rpc_span() {
+        let (g, io, st) = through_a_shard(Mix::only(Proto::Grpc), 6000);
+        assert_eq!(
+            st.parse_errors + st.events_malformed + st.reorder_gaps + st.unknown_protocol,
+            0,
+            "{st:?}"
+        );
+        let calls = g.counts.per_proto[Proto::Grpc.idx()];
+        assert_eq!(calls, g.counts.transactions);
+        assert!(calls >= 12_000 - 2, "{calls}");
+        // Several connections closed and reopened (preface again) along the way.
+        assert!(g.counts.closes > 0);
+        assert_eq!(io.by_proto, [0, calls, 0, 0], "{st:?}");
+        assert_eq!(io.spans, calls);
+        // Errors (NOT_FOUND, UNAVAILABLE in the trailers) and traceparents parsed.
+        assert!(io.errors > 0 && io.errors < calls / 5, "{}", io.errors);
+        assert_eq!(io.traced, g.counts.traced);
+        let methods: Vec<&str> = GRPC_METHODS.iter().map(|m| m.0).collect();
+        assert_eq!(
+            io.grpc_methods
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            {
+                let mut m = methods.clone();
+                m.sort_unstable();
+                m
+            }
+        );
+    }
+
+    #[test]
+    fn every_dns_query_becomes_one_dns_span() {
+        let (g, io, st) = through_a_shard(Mix::only(Proto::Dns), 5000);
+        assert_eq!(
+            st.parse_errors + st.events_malformed + st.reorder_gaps,
+            0,
+            "{st:?}"
+        );
+        let q = g.counts.per_proto[Proto::Dns.idx()];
+        assert!(q > 5000, "parallel A + AAAA lookups: {q}");
+        assert_eq!(io.by_proto, [0, 0, q, 0]);
+        assert!(io.errors > 0, "NXDOMAIN answers");
+        assert_eq!(io.dns_names.len(), DNS_NAMES.len());
+    }
+
+    #[test]
+    fn a_mix_follows_its_weights_and_every_protocol_is_traced() {
+        let mix: Mix = "http1=70,grpc=20,dns=10".parse().unwrap();
+        let (g, io, st) = through_a_shard(mix, 10_000);
+        assert_eq!(
+            st.parse_errors + st.events_malformed + st.unknown_protocol,
+            0,
+            "{st:?}"
+        );
+        let c = g.counts.per_proto;
+        let total = c.iter().sum::<u64>();
+        assert_eq!(total, g.counts.transactions);
+        for (k, w) in [70u64, 20, 10].iter().enumerate() {
+            let share = c[k] * 100 / total;
+            assert!(share.abs_diff(*w) <= 1, "{c:?}");
+        }
+        assert_eq!(io.by_proto, [c[0], c[1], c[2], 0]);
+    }
+
+    /// (type, flags, stream, payload) of each frame in `p`.
+    fn frames(mut p: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        while p.len() >= 9 {
+            let len = u32::from_be_bytes([0, p[0], p[1], p[2]]) as usize;
+            let stream = u32::from_be_bytes([p[5], p[6], p[7], p[8]]);
+            out.push((p[3], p[4], stream, p[9..9 + len].to_vec()));
+            p = &p[9 + len..];
+        }
+        assert!(p.is_empty(), "trailing bytes");
+        out
+    }
+
+    #[test]
+    fn grpc_connections_start_with_the_preface_and_reuse_the_hpack_table() {
+        let mut g = Generator::new(WorkloadConfig {
+            conns: 1,
+            cpus: 1,
+            migrate_pct: 0,
+            traceparent_pct: 0,
+            seed: 3,
+            mix: Mix::only(Proto::Grpc),
+        });
+        let mut recs: Vec<(Event, Vec<u8>)> = Vec::new();
+        for i in 0..12 {
+            g.next_transaction(1_000_000 + i * 1000, &mut |_, rec| {
+                let (ev, payload) = Event::decode(rec).unwrap_or_default_event();
+                recs.push((ev, payload.to_vec()));
+            });
+        }
+        // Twelve rounds: client record then server record each, seq in order.
+        assert_eq!(recs.len(), 24);
+        for (i, (ev, _)) in recs.iter().enumerate() {
+            assert_eq!(ev.seq, i as u64);
+            let want = if i % 2 == 0 {
+                abi::DIR_INGRESS
+            } else {
+                abi::DIR_EGRESS
+            };
+            assert_eq!(ev.dir, want);
+        }
+        let first = &recs[0].1;
+        assert!(first.starts_with(telegen_dataplane::protocols::http2::PREFACE));
+        let f0 = frames(&first[24..]);
+        assert_eq!(f0[0].0, h2enc::SETTINGS);
+        // First round: literals with incremental indexing (0x40 prefix) in the first block.
+        let h0: Vec<_> = f0.iter().filter(|f| f.0 == h2enc::HEADERS).collect();
+        assert_eq!(h0.len(), 2);
+        assert!(h0[0].3.iter().any(|&b| b & 0xc0 == 0x40));
+        // Later rounds: every field is a one-byte table index, except a :path the connection
+        // has not used yet (a literal with incremental indexing, name = static index 4).
+        let mut all_indexed = 0;
+        for (_, p) in recs.iter().step_by(2).skip(1) {
+            for h in frames(p).iter().filter(|f| f.0 == h2enc::HEADERS) {
+                let b = &h.3;
+                assert_eq!(&b[..2], &[0x83, 0x86], "{b:x?}");
+                assert!(b[b.len() - 5..].iter().all(|&x| x & 0x80 != 0), "{b:x?}");
+                if b.len() == 8 {
+                    all_indexed += 1;
+                    assert!(b.iter().all(|&x| x & 0x80 != 0), "{b:x?}");
+                } else {
+                    assert_eq!(b[2], 0x44, "{b:x?}");
+                    assert_eq!(b.len(), 8 + 1 + b[3] as usize, "{b:x?}");
+                }
+            }
+        }
+        assert!(all_indexed > 0);
+        let h2: Vec<_> = frames(&recs[4].1)
+            .into_iter()
+            .filter(|f| f.0 == h2enc::HEADERS)
+            .collect();
+        // Round 3 opens streams 9 and 11 and answers 5 and 7 (opened in round 2).
+        assert_eq!((h2[0].2, h2[1].2), (9, 11));
+        let r2 = frames(&recs[5].1);
+        let ends: Vec<u32> = r2
+            .iter()
+            .filter(|f| f.0 == h2enc::HEADERS && f.1 & h2enc::END_STREAM != 0)
+            .map(|f| f.2)
+            .collect();
+        assert_eq!(ends, [5, 7], "round 3 answers the calls of round 2");
+        assert_eq!(g.counts.transactions, 22);
+    }
+
+    #[test]
+    fn mix_parses_and_rejects() {
+        let m: Mix = "http1=70, grpc=20,dns=10".parse().unwrap();
+        assert_eq!(m.0, [70, 20, 10]);
+        assert_eq!(m.label(), "http1=70,grpc=20,dns=10");
+        assert_eq!("grpc".parse::<Mix>().unwrap().single(), Some(Proto::Grpc));
+        assert!("http3=1".parse::<Mix>().is_err());
+        assert!("http1=0".parse::<Mix>().is_err());
+        assert!("dns=x".parse::<Mix>().is_err());
+    }
+
     #[test]
     fn migration_spreads_a_connection_over_cpus() {
         let mut g = Generator::new(WorkloadConfig {
@@ -371,6 +1265,7 @@ mod tests {
             migrate_pct: 50,
             traceparent_pct: 0,
             seed: 1,
+            mix: Mix::default(),
         });
         let mut seen: std::collections::HashMap<u64, [bool; 2]> = Default::default();
         for i in 0..200 {

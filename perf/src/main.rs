@@ -7,6 +7,7 @@
 
 mod feed;
 mod gen;
+mod h2enc;
 mod otlpcount;
 mod overhead;
 mod procfs;
@@ -17,7 +18,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use gen::{Proto, PROTOS};
 use serde_json::{json, Value};
+use synthetic::Mix;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -92,6 +95,22 @@ struct Args {
     /// shard's queue, which the report counts as reorder gaps; a CI smoke run raises it.
     #[arg(long, value_name = "MS")]
     reorder_timeout_ms: Option<u64>,
+
+    /// Protocols (http1, grpc, dns) to run alone at 1 shard, after the HTTP/1.1 shard runs
+    /// (which stay HTTP/1.1 only, so their figures compare across versions); `none` for none.
+    #[arg(long, value_name = "LIST", default_value = "grpc,dns")]
+    protocol_runs: String,
+
+    /// One more 1-shard run with this mix of protocols (weights of transactions), e.g.
+    /// `http1=70,grpc=20,dns=10`; `none` to skip it.
+    #[arg(long, value_name = "MIX", default_value = "http1=70,grpc=20,dns=10")]
+    mix: String,
+
+    /// Decode every encoded trace batch in the benchmark sink to count spans per protocol
+    /// (on by default with --quick; it costs export-thread CPU, so the timed default run
+    /// checks per-protocol counts through the RED metrics and the span total instead).
+    #[arg(long)]
+    decode_spans: bool,
 
     /// Bytes of each generator-to-shard queue.
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
@@ -174,7 +193,31 @@ fn run(args: &Args) -> anyhow::Result<i32> {
 
     let mut synthetic_runs = Vec::new();
     if want(Phase::Synthetic) {
-        for &n in &args.shards {
+        // (shards, mix, what the run is for)
+        let mut plan: Vec<(usize, Mix, String)> = args
+            .shards
+            .iter()
+            .map(|&n| (n, Mix::only(Proto::Http1), "scaling".to_string()))
+            .collect();
+        if args.protocol_runs.trim() != "none" {
+            for name in args.protocol_runs.split(',').map(str::trim) {
+                let mix: Mix = name
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--protocol-runs: {e}"))?;
+                let Some(p) = mix.single() else {
+                    anyhow::bail!("--protocol-runs takes protocol names: {name}");
+                };
+                plan.push((1, mix, format!("protocol:{}", p.name())));
+            }
+        }
+        if args.mix.trim() != "none" {
+            let mix: Mix = args
+                .mix
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--mix: {e}"))?;
+            plan.push((1, mix, "mix".to_string()));
+        }
+        for (n, mix, purpose) in plan {
             if n == 0 || n > cores.len() {
                 progress(format!(
                     "synthetic: skipping {n} shard(s): this machine has {} core(s)",
@@ -193,8 +236,12 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                 seed: args.seed,
                 queue_bytes: args.queue_bytes,
                 reorder_timeout_ns: args.reorder_timeout_ms.map(|ms| ms * 1_000_000),
+                mix,
+                decode_spans: args.decode_spans || q,
             };
-            synthetic_runs.push(synthetic::run(&cfg, &mut progress)?);
+            let mut r = synthetic::run(&cfg, &mut progress)?;
+            r["run"] = json!(purpose);
+            synthetic_runs.push(r);
         }
     }
 
@@ -248,7 +295,44 @@ fn run(args: &Args) -> anyhow::Result<i32> {
 }
 
 fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
-    let by_shards = |n: u64| runs.iter().find(|r| r["shards"].as_u64() == Some(n));
+    let by_shards = |n: u64| {
+        runs.iter()
+            .find(|r| r["run"] == "scaling" && r["shards"].as_u64() == Some(n))
+    };
+    // Per protocol: its run alone (1 shard), else its share of the mixed run.
+    let proto_fig = |p: Proto, key: &str| -> (Option<f64>, Option<&'static str>) {
+        let alone = runs
+            .iter()
+            .find(|r| r["run"] == format!("protocol:{}", p.name()).as_str());
+        let alone = alone.or_else(|| {
+            if p == Proto::Http1 {
+                by_shards(1)
+            } else {
+                None
+            }
+        });
+        if let Some(v) = alone.and_then(|r| num(r, &["protocols", p.name(), key])) {
+            return (Some(v), Some("alone"));
+        }
+        let mixed = runs.iter().find(|r| r["run"] == "mix");
+        match mixed.and_then(|r| num(r, &["protocols", p.name(), key])) {
+            Some(v) => (Some(v), Some("mix")),
+            None => (None, None),
+        }
+    };
+    let (grpc_per_core, grpc_src) = proto_fig(Proto::Grpc, "tx_per_s_per_core");
+    let (grpc_per_cpu, _) = proto_fig(Proto::Grpc, "tx_per_shard_cpu_s");
+    let (dns_per_core, dns_src) = proto_fig(Proto::Dns, "tx_per_s_per_core");
+    let (dns_per_cpu, _) = proto_fig(Proto::Dns, "tx_per_shard_cpu_s");
+    let mut per_protocol = serde_json::Map::new();
+    for p in PROTOS {
+        let (c, src) = proto_fig(p, "tx_per_s_per_core");
+        let (cpu, _) = proto_fig(p, "tx_per_shard_cpu_s");
+        per_protocol.insert(
+            p.name().into(),
+            json!({"tx_per_s_per_core": c, "tx_per_shard_cpu_s": cpu, "from_run": src}),
+        );
+    }
     let one = by_shards(1);
     let two = by_shards(2);
     let tx1 = one.and_then(|r| num(r, &["tx_per_s"]));
@@ -283,6 +367,12 @@ fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
             ">= 2000000",
             per_core,
             ge(per_core, 2_000_000.0),
+        ),
+        target(
+            "grpc_calls_per_s_per_core",
+            ">= 1000000",
+            grpc_per_core,
+            ge(grpc_per_core, 1_000_000.0),
         ),
         target(
             "shards_scaling (2 vs 1 shard)",
@@ -345,6 +435,13 @@ fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
         "tx_per_s_per_core": per_core,
         "events_per_s_per_core": one.and_then(|r| num(r, &["events_per_s_per_core"])),
         "tx_per_shard_cpu_s": one.and_then(|r| num(r, &["tx_per_shard_cpu_s"])),
+        "grpc_calls_per_s_per_core": grpc_per_core,
+        "grpc_calls_per_shard_cpu_s": grpc_per_cpu,
+        "grpc_calls_from_run": grpc_src,
+        "dns_tx_per_s_per_core": dns_per_core,
+        "dns_tx_per_shard_cpu_s": dns_per_cpu,
+        "dns_tx_from_run": dns_src,
+        "per_protocol": per_protocol,
         "shards_scaling": scaling,
         "delay_p50_ms": one.and_then(|r| num(r, &["delay_event_to_encoded_batch_ms", "p50"])),
         "delay_p99_ms": one.and_then(|r| num(r, &["delay_event_to_encoded_batch_ms", "p99"])),
@@ -387,9 +484,16 @@ fn table(r: &Value) -> String {
     ));
     for run in r["synthetic"]["runs"].as_array().into_iter().flatten() {
         let n = run["shards"].as_u64().unwrap_or(0);
+        let name = match run["run"].as_str() {
+            Some("mix") => format!("synthetic mix ({})", run["mix"].as_str().unwrap_or("")),
+            Some(p) if p.starts_with("protocol:") => {
+                format!("synthetic {} alone, {n} shard", &p["protocol:".len()..])
+            }
+            _ => format!("synthetic {n} shard(s)"),
+        };
         let g = |p: &[&str]| num(run, p);
         rows.push((
-            format!("synthetic {n} shard(s): tx/s (events/s)"),
+            format!("{name}: tx/s (events/s)"),
             format!(
                 "{} ({})",
                 fmt_num(g(&["tx_per_s"])),
@@ -399,7 +503,7 @@ fn table(r: &Value) -> String {
             String::new(),
         ));
         rows.push((
-            format!("synthetic {n} shard(s): tx/s per core | per shard-CPU-s"),
+            format!("{name}: tx/s per core | per shard-CPU-s"),
             format!(
                 "{} | {}",
                 fmt_num(g(&["tx_per_s_per_core"])),
@@ -409,7 +513,7 @@ fn table(r: &Value) -> String {
             String::new(),
         ));
         rows.push((
-            format!("synthetic {n} shard(s): delay p50 / p99 (ms)"),
+            format!("{name}: delay p50 / p99 (ms)"),
             format!(
                 "{} / {}",
                 fmt_num(g(&["delay_event_to_encoded_batch_ms", "p50"])),
@@ -419,7 +523,7 @@ fn table(r: &Value) -> String {
             String::new(),
         ));
         rows.push((
-            format!("synthetic {n} shard(s): CPU shards/export/gen"),
+            format!("{name}: CPU shards/export/gen"),
             format!(
                 "{:.2} / {:.2} / {:.2}",
                 g(&["cpu_utilisation", "shards"]).unwrap_or(0.0),
@@ -429,8 +533,22 @@ fn table(r: &Value) -> String {
             String::new(),
             String::new(),
         ));
+        if run["run"] == "mix" {
+            for (p, v) in run["protocols"].as_object().into_iter().flatten() {
+                rows.push((
+                    format!("{name}: {p} tx/s per core | per shard-CPU-s"),
+                    format!(
+                        "{} | {}",
+                        fmt_num(num(v, &["tx_per_s_per_core"])),
+                        fmt_num(num(v, &["tx_per_shard_cpu_s"]))
+                    ),
+                    String::new(),
+                    String::new(),
+                ));
+            }
+        }
         rows.push((
-            format!("synthetic {n} shard(s): spans == tx, drops"),
+            format!("{name}: spans == tx, drops"),
             format!(
                 "{} ({} / {}), {}",
                 run["checks"]["ok"],
@@ -439,6 +557,18 @@ fn table(r: &Value) -> String {
                 run["drops"]
             ),
             String::new(),
+            String::new(),
+        ));
+    }
+    for (p, v) in r["per_protocol"].as_object().into_iter().flatten() {
+        rows.push((
+            format!("{p}: tx/s per shard core | per shard-CPU-s"),
+            format!(
+                "{} | {}",
+                fmt_num(num(v, &["tx_per_s_per_core"])),
+                fmt_num(num(v, &["tx_per_shard_cpu_s"]))
+            ),
+            format!("({} run)", v["from_run"].as_str().unwrap_or("no")),
             String::new(),
         ));
     }

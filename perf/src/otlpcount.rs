@@ -81,3 +81,33 @@ impl HistogramCounter {
         self.series.len()
     }
 }
+
+/// Spans of a traces request body by protocol, told apart by their attributes: `[HTTP
+/// (http.request.method), gRPC (rpc.system = grpc), DNS (dns.question.name), other]`.
+pub fn count_spans_by_protocol(body: &[u8]) -> anyhow::Result<[u64; 4]> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    let req = ExportTraceServiceRequest::decode(unzip(body)?.as_slice())?;
+    let mut out = [0u64; 4];
+    for s in req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+    {
+        let has = |k: &str| s.attributes.iter().find(|a| a.key == k);
+        let grpc = has("rpc.system").is_some_and(|a| {
+            matches!(a.value.as_ref().and_then(|v| v.value.as_ref()), Some(V::StringValue(x)) if x == "grpc")
+        });
+        let i = if grpc {
+            1
+        } else if has("dns.question.name").is_some() {
+            2
+        } else if has("http.request.method").is_some() {
+            0
+        } else {
+            3
+        };
+        out[i] += 1;
+    }
+    Ok(out)
+}

@@ -24,7 +24,8 @@ use telegen_dataplane::signal::{AttrValue, Attrs, ShardStats};
 use telegen_dataplane::spans::monotonic_now_ns;
 
 use crate::feed;
-use crate::gen::{GenCounts, Generator, WorkloadConfig};
+pub use crate::gen::Mix;
+use crate::gen::{GenCounts, Generator, Proto, WorkloadConfig, PROTOS};
 use crate::otlpcount::HistogramCounter;
 use crate::procfs;
 
@@ -41,6 +42,20 @@ pub struct SyntheticConfig {
     pub queue_bytes: usize,
     /// `None`: the shard default.
     pub reorder_timeout_ns: Option<u64>,
+    /// Share of each protocol in the generated transactions.
+    pub mix: Mix,
+    /// Decode every encoded trace batch to count spans per protocol (costs export-thread
+    /// CPU; without it, per-protocol counts come from the RED metrics and the span total).
+    pub decode_spans: bool,
+}
+
+/// The duration histogram each protocol's spans count in.
+pub fn metric_name(p: Proto) -> &'static str {
+    match p {
+        Proto::Http1 => "http.server.request.duration",
+        Proto::Grpc => "rpc.server.duration",
+        Proto::Dns => "dns.lookup.duration",
+    }
 }
 
 /// Resource attributes for the synthetic processes (no /proc lookups: they do not exist).
@@ -54,10 +69,16 @@ impl ResourceResolver for SyntheticResolver {
         ]
     }
     fn process(&mut self, pid: u32) -> Attrs {
+        // The generator's pid ranges: nginx 4000.., the gRPC server 5000.., resolver 6000...
+        let name = match pid {
+            5000..=5999 => "grpc-server",
+            6000..=6999 => "resolver",
+            _ => "nginx",
+        };
         vec![
             ("process.pid", AttrValue::Int(i64::from(pid))),
-            ("process.executable.name", AttrValue::Str("nginx".into())),
-            ("service.name", AttrValue::Str("nginx".into())),
+            ("process.executable.name", AttrValue::Str(name.into())),
+            ("service.name", AttrValue::Str(name.into())),
         ]
     }
 }
@@ -70,6 +91,11 @@ struct SinkState {
     body_bytes: AtomicU64,
     delay_us: Mutex<Histogram<u64>>,
     metrics_bodies: Mutex<Vec<Vec<u8>>>,
+    /// With `decode_spans`: spans seen per protocol (HTTP, gRPC, DNS, other) and trace bodies
+    /// that failed to decode.
+    decode_spans: bool,
+    proto_spans: [AtomicU64; 4],
+    decode_errors: AtomicU64,
 }
 
 fn unix_now_ns() -> u64 {
@@ -95,6 +121,18 @@ fn sink(state: Arc<SinkState>) -> DiscardSink {
             state
                 .body_bytes
                 .fetch_add(b.body.len() as u64, Ordering::Relaxed);
+            if state.decode_spans {
+                match crate::otlpcount::count_spans_by_protocol(b.body) {
+                    Ok(c) => {
+                        for (i, n) in c.iter().enumerate() {
+                            state.proto_spans[i].fetch_add(*n, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        state.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             // Last: the generator's window reads this.
             state.spans.fetch_add(b.items, Ordering::Release);
         }
@@ -120,7 +158,7 @@ fn generate(
     state: Arc<SinkState>,
     window: u64,
     stop: Arc<AtomicBool>,
-    progress: Arc<AtomicU64>,
+    progress: Arc<[AtomicU64; 3]>,
 ) -> GenResult {
     let mut r = GenResult::default();
     let flush_all = |writers: &mut Vec<feed::FeedWriter>, r: &mut GenResult| {
@@ -160,9 +198,20 @@ fn generate(
         }
         if i % 256 == 0 {
             flush_all(&mut writers, &mut r);
-            progress.store(g.counts.transactions, Ordering::Relaxed);
+            for (k, n) in g.counts.per_proto.iter().enumerate() {
+                progress[k].store(*n, Ordering::Relaxed);
+            }
         }
     }
+    // Answer the gRPC calls still open, so every counted transaction can complete.
+    g.finish(monotonic_now_ns(), &mut |cpu, rec| {
+        if writers[cpu].push(rec) {
+            while !writers[cpu].flush() {
+                r.queue_waits += 1;
+                std::thread::yield_now();
+            }
+        }
+    });
     flush_all(&mut writers, &mut r);
     r.counts = g.counts;
     r
@@ -240,6 +289,9 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
         body_bytes: AtomicU64::new(0),
         delay_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         metrics_bodies: Mutex::new(Vec::new()),
+        decode_spans: cfg.decode_spans,
+        proto_spans: Default::default(),
+        decode_errors: AtomicU64::new(0),
     });
     let mut writers = Vec::new();
     let mut sources: Vec<Box<dyn RecordSource>> = Vec::new();
@@ -271,9 +323,10 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
         migrate_pct: cfg.migrate_pct,
         traceparent_pct: cfg.traceparent_pct,
         seed: cfg.seed,
+        mix: cfg.mix,
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let generated = Arc::new(AtomicU64::new(0));
+    let generated: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
     let gen = {
         let (state, stop, generated) = (state.clone(), stop.clone(), generated.clone());
         let window = cfg.window.max(1);
@@ -282,7 +335,7 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
             .spawn(move || generate(g, writers, state, window, stop, generated))?
     };
 
-    let label = format!("synthetic, {n} shard(s)");
+    let label = format!("synthetic, {n} shard(s), {}", cfg.mix.label());
     let started = Instant::now();
     let warm_end = started + cfg.warmup;
     while Instant::now() < warm_end {
@@ -298,6 +351,9 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
     }
     let t0 = Instant::now();
     let spans0 = state.spans.load(Ordering::Acquire);
+    let gen_at =
+        |g: &[AtomicU64; 3]| -> [u64; 3] { std::array::from_fn(|k| g[k].load(Ordering::Relaxed)) };
+    let gen0 = gen_at(&generated);
     let cpu0 = role_cpu(&procfs::threads_cpu_s());
     let end = t0 + cfg.measure;
     while Instant::now() < end {
@@ -313,6 +369,7 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
         ));
     }
     let spans1 = state.spans.load(Ordering::Acquire);
+    let gen1 = gen_at(&generated);
     let cpu1 = role_cpu(&procfs::threads_cpu_s());
     let secs = t0.elapsed().as_secs_f64();
     let delay = state
@@ -336,15 +393,18 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
     let cpu = [cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2]];
     let shard_cpu_s = cpu[0];
 
-    let mut hc = HistogramCounter::default();
+    let mut hcs: [HistogramCounter; 3] = Default::default();
     let bodies = state
         .metrics_bodies
         .lock()
         .map(|m| m.clone())
         .unwrap_or_default();
     for b in &bodies {
-        hc.add_body(b, "http.server.request.duration")?;
+        for (p, hc) in PROTOS.iter().zip(hcs.iter_mut()) {
+            hc.add_body(b, metric_name(*p))?;
+        }
     }
+    let hc = &hcs[Proto::Http1.idx()];
     let spans_encoded = state.spans.load(Ordering::Acquire);
     let sum = |f: fn(&ShardStats) -> u64| report.shards.iter().map(f).sum::<u64>();
     let shard_drops = sum(|s| {
@@ -361,7 +421,45 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
     let spans_eq_tx = spans_encoded == counts.transactions
         && report.export.spans_exported == counts.transactions
         && spans_emitted == counts.transactions;
-    let metric_eq_tx = hc.total() == counts.transactions;
+    // Per protocol: its histogram counts exactly its transactions, and (when decoded) the spans
+    // carrying its attributes are exactly its transactions.
+    let decoded: [u64; 4] = std::array::from_fn(|k| state.proto_spans[k].load(Ordering::Relaxed));
+    let decode_errors = state.decode_errors.load(Ordering::Relaxed);
+    let metric_eq_tx = PROTOS
+        .iter()
+        .all(|p| hcs[p.idx()].total() == counts.per_proto[p.idx()]);
+    let proto_spans_ok = !cfg.decode_spans
+        || (decode_errors == 0
+            && decoded[3] == 0
+            && PROTOS
+                .iter()
+                .all(|p| decoded[p.idx()] == counts.per_proto[p.idx()]));
+    // Share of the measured transactions per protocol (from what was generated in the window).
+    let gen_window: [u64; 3] = std::array::from_fn(|k| gen1[k] - gen0[k]);
+    let gen_window_total = gen_window.iter().sum::<u64>().max(1);
+    let mut protocols = serde_json::Map::new();
+    for p in PROTOS {
+        let k = p.idx();
+        if cfg.mix.0[k] == 0 {
+            continue;
+        }
+        let share = gen_window[k] as f64 / gen_window_total as f64;
+        let ptx = tx as f64 * share;
+        protocols.insert(
+            p.name().into(),
+            json!({
+                "weight": cfg.mix.0[k],
+                "transactions_generated": counts.per_proto[k],
+                "measured_share": share,
+                "tx_per_s": ptx / secs,
+                "tx_per_s_per_core": ptx / secs / n as f64,
+                "tx_per_shard_cpu_s": if shard_cpu_s > 0.0 { ptx / shard_cpu_s } else { 0.0 },
+                "spans_decoded": if cfg.decode_spans { json!(decoded[k]) } else { Value::Null },
+                "metric": metric_name(p),
+                "metric_count": hcs[k].total(),
+            }),
+        );
+    }
     let no_drops = shard_drops == 0 && report.export.spans_dropped == 0;
     let batches = state.trace_batches.load(Ordering::Relaxed).max(1);
     let q = |p: f64| delay.value_at_quantile(p) as f64 / 1000.0;
@@ -408,13 +506,19 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
         "spans_encoded": spans_encoded,
         "spans_emitted_by_shards": spans_emitted,
         "metric_count_http_server_request_duration": hc.total(),
-        "metric_series": hc.series(),
+        "metric_series": hcs.iter().map(|h| h.series()).sum::<usize>(),
+        "mix": cfg.mix.label(),
+        "protocols": protocols,
+        "spans_decoded": cfg.decode_spans,
+        "spans_decoded_other": if cfg.decode_spans { json!(decoded[3]) } else { Value::Null },
+        "span_decode_errors": decode_errors,
         "drops": shard_drops + report.export.spans_dropped + report.export.points_dropped,
         "checks": {
             "spans_equal_transactions": spans_eq_tx,
             "metric_count_equals_transactions": metric_eq_tx,
+            "spans_per_protocol_equal_transactions": if cfg.decode_spans { json!(proto_spans_ok) } else { Value::Null },
             "no_drops": no_drops,
-            "ok": spans_eq_tx && metric_eq_tx && no_drops,
+            "ok": spans_eq_tx && metric_eq_tx && proto_spans_ok && no_drops,
         },
     }))
 }

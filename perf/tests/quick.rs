@@ -1,7 +1,7 @@
 //! Runs `telegen-perf --quick` (2-second phases) and checks that its JSON report is complete
 //! and self-consistent. Never asserts a timing: only that every figure is present, that ratios
 //! are computed from the real counts, and that the synthetic path encoded exactly one span per
-//! generated transaction. The overhead phase needs root, BPF, nginx and wrk: under `CI=true`
+//! generated transaction, per protocol (HTTP/1.1, gRPC, DNS). The overhead phase needs root, BPF, nginx and wrk: under `CI=true`
 //! a missing prerequisite fails the test, elsewhere that phase is checked as skipped.
 
 use std::path::{Path, PathBuf};
@@ -28,8 +28,44 @@ fn check_synthetic(r: &Value) {
         assert_eq!(f(run, &["spans_encoded"]), tx, "{run}");
         assert_eq!(f(run, &["spans_emitted_by_shards"]), tx, "{run}");
         assert_eq!(f(run, &["export", "spans_exported"]), tx, "{run}");
-        assert_eq!(f(run, &["metric_count_http_server_request_duration"]), tx);
         assert_eq!(f(run, &["drops"]), 0.0, "{run}");
+        // Per protocol: generated transactions == spans carrying its attributes (every trace
+        // batch decoded under --quick) == its duration histogram's count.
+        let protos = run["protocols"].as_object().expect("protocols");
+        assert!(!protos.is_empty(), "{run}");
+        let mut sum = 0.0;
+        let mut share = 0.0;
+        for (name, p) in protos {
+            let ptx = f(p, &["transactions_generated"]);
+            assert!(ptx > 0.0, "{name}: nothing generated");
+            assert_eq!(f(p, &["spans_decoded"]), ptx, "{name}: {run}");
+            assert_eq!(f(p, &["metric_count"]), ptx, "{name}: {run}");
+            let metric = match name.as_str() {
+                "http1" => "http.server.request.duration",
+                "grpc" => "rpc.server.duration",
+                "dns" => "dns.lookup.duration",
+                other => panic!("unknown protocol {other}"),
+            };
+            assert_eq!(p["metric"], metric);
+            let per_core = f(p, &["tx_per_s"]) / f(run, &["shards"]);
+            assert!((f(p, &["tx_per_s_per_core"]) - per_core).abs() < 1e-6 * per_core.max(1.0));
+            sum += ptx;
+            share += f(p, &["measured_share"]);
+        }
+        assert_eq!(sum, tx, "the protocols' transactions add up: {run}");
+        assert!((share - 1.0).abs() < 1e-9, "{share}");
+        assert_eq!(f(run, &["spans_decoded_other"]), 0.0, "{run}");
+        assert_eq!(f(run, &["span_decode_errors"]), 0.0);
+        assert_eq!(
+            run["checks"]["spans_per_protocol_equal_transactions"],
+            Value::Bool(true)
+        );
+        if protos.contains_key("http1") {
+            assert_eq!(
+                f(run, &["metric_count_http_server_request_duration"]),
+                f(&protos["http1"], &["transactions_generated"])
+            );
+        }
         assert_eq!(run["checks"]["ok"], Value::Bool(true));
         // Figures are derived from the counts they claim.
         let per_core = f(run, &["tx_per_s"]) / f(run, &["shards"]);
@@ -51,14 +87,54 @@ fn check_synthetic(r: &Value) {
         }
     }
     assert_eq!(r["synthetic_correct"], Value::Bool(true));
+    let scaling: Vec<&Value> = runs.iter().filter(|x| x["run"] == "scaling").collect();
     assert_eq!(
-        r["tx_per_s_per_core"], runs[0]["tx_per_s_per_core"],
+        scaling[0]["mix"], "http1=1",
+        "shard runs stay HTTP/1.1 only"
+    );
+    assert_eq!(
+        r["tx_per_s_per_core"], scaling[0]["tx_per_s_per_core"],
         "headline is the 1-shard run"
     );
-    if runs.len() > 1 {
-        let s = f(&runs[1], &["tx_per_s"]) / f(&runs[0], &["tx_per_s"]);
+    if scaling.len() > 1 {
+        let s = f(scaling[1], &["tx_per_s"]) / f(scaling[0], &["tx_per_s"]);
         assert!((f(r, &["shards_scaling"]) - s).abs() < 1e-9);
     }
+    // The default plan: gRPC alone, DNS alone and the mix, each at 1 shard.
+    let find = |name: &str| {
+        runs.iter()
+            .find(|x| x["run"] == name)
+            .unwrap_or_else(|| panic!("run {name} missing"))
+    };
+    let grpc = find("protocol:grpc");
+    let dns = find("protocol:dns");
+    let mix = find("mix");
+    assert_eq!(grpc["mix"], "grpc=1");
+    assert_eq!(dns["mix"], "dns=1");
+    assert_eq!(mix["mix"], "http1=70,grpc=20,dns=10");
+    assert_eq!(f(grpc, &["shards"]), 1.0);
+    // Headline per-protocol figures are the runs alone.
+    assert_eq!(r["grpc_calls_per_s_per_core"], grpc["tx_per_s_per_core"]);
+    assert_eq!(r["grpc_calls_per_shard_cpu_s"], grpc["tx_per_shard_cpu_s"]);
+    assert_eq!(r["dns_tx_per_s_per_core"], dns["tx_per_s_per_core"]);
+    assert_eq!(r["dns_tx_per_shard_cpu_s"], dns["tx_per_shard_cpu_s"]);
+    assert!(f(r, &["grpc_calls_per_s_per_core"]) > 0.0);
+    assert!(f(r, &["dns_tx_per_s_per_core"]) > 0.0);
+    // The mixed run follows its weights (70/20/10 of what was generated, within 1 point).
+    let total = f(mix, &["generator", "transactions"]);
+    for (p, w) in [("http1", 70.0), ("grpc", 20.0), ("dns", 10.0)] {
+        let share = 100.0 * f(mix, &["protocols", p, "transactions_generated"]) / total;
+        assert!((share - w).abs() <= 1.0, "{p}: {share}% of {total}");
+    }
+    let t = r["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == "grpc_calls_per_s_per_core"))
+        .expect("gRPC target");
+    assert_eq!(t["target"], ">= 1000000");
+    assert_eq!(
+        t["met"],
+        Value::Bool(f(r, &["grpc_calls_per_s_per_core"]) >= 1e6)
+    );
 }
 
 fn check_overhead(r: &Value) {
@@ -130,11 +206,17 @@ fn quick_run_writes_a_complete_consistent_report() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(stdout.contains("target: tx_per_s_per_core"), "{stdout}");
+    assert!(
+        stdout.contains("target: grpc_calls_per_s_per_core"),
+        "{stdout}"
+    );
     let text = std::fs::read_to_string(&out).expect("report written");
     let _ = std::fs::remove_file(&out);
     let r: Value = serde_json::from_str(&text).expect("report is JSON");
     for key in [
         "tx_per_s_per_core",
+        "grpc_calls_per_s_per_core",
+        "dns_tx_per_s_per_core",
         "shards_scaling",
         "overhead_ratio_vs_baseline",
         "overhead_ratio_vs_floor",

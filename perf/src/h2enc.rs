@@ -1,0 +1,214 @@
+//! A small HTTP/2 frame writer and HPACK (RFC 7541) encoder for the synthetic gRPC workload.
+//!
+//! The encoder behaves like real gRPC clients and servers: a header field already in the
+//! dynamic table (or the static table) is sent as an index; a new value is sent as a literal
+//! with incremental indexing (so the next call on the connection references it), with the name
+//! as a static-table index when the name is there; values that change on every call
+//! (`traceparent`, `grpc-message`) are sent as literals without indexing. No Huffman coding
+//! (plain literals are valid HPACK and what several clients send). The dynamic table keeps the
+//! RFC's size accounting and evicts the oldest entries past the default 4096 bytes.
+
+use std::collections::VecDeque;
+
+/// The entries of the RFC 7541 static table this workload uses, with their indices.
+const STATIC: &[(usize, &[u8], &[u8])] = &[
+    (1, b":authority", b""),
+    (2, b":method", b"GET"),
+    (3, b":method", b"POST"),
+    (4, b":path", b"/"),
+    (6, b":scheme", b"http"),
+    (7, b":scheme", b"https"),
+    (8, b":status", b"200"),
+    (13, b":status", b"404"),
+    (14, b":status", b"500"),
+    (31, b"content-type", b""),
+    (58, b"user-agent", b""),
+];
+
+/// Size of the static table (dynamic indices start after it).
+const STATIC_LEN: usize = 61;
+/// SETTINGS_HEADER_TABLE_SIZE default.
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+
+/// Write `v` as an HPACK integer with an `n`-bit prefix; `first` holds the high bits.
+fn int(out: &mut Vec<u8>, first: u8, n: u8, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+fn string(out: &mut Vec<u8>, s: &[u8]) {
+    int(out, 0x00, 7, s.len());
+    out.extend_from_slice(s);
+}
+
+/// One direction's HPACK encoder state (one per connection and direction).
+#[derive(Debug, Clone, Default)]
+pub struct Encoder {
+    /// Newest first.
+    table: VecDeque<(Vec<u8>, Vec<u8>)>,
+    size: usize,
+}
+
+impl Encoder {
+    fn find(&self, name: &[u8], value: &[u8]) -> (Option<usize>, Option<usize>) {
+        let mut name_idx = None;
+        for &(i, n, v) in STATIC {
+            if n == name {
+                if v == value {
+                    return (Some(i), Some(i));
+                }
+                name_idx.get_or_insert(i);
+            }
+        }
+        for (pos, (n, v)) in self.table.iter().enumerate() {
+            if n.as_slice() == name {
+                let i = STATIC_LEN + 1 + pos;
+                if v.as_slice() == value {
+                    return (Some(i), Some(i));
+                }
+                name_idx.get_or_insert(i);
+            }
+        }
+        (None, name_idx)
+    }
+
+    fn insert(&mut self, name: &[u8], value: &[u8]) {
+        let sz = name.len() + value.len() + 32;
+        while self.size + sz > DEFAULT_TABLE_SIZE {
+            match self.table.pop_back() {
+                Some((n, v)) => self.size -= n.len() + v.len() + 32,
+                None => return,
+            }
+        }
+        self.size += sz;
+        self.table.push_front((name.to_vec(), value.to_vec()));
+    }
+
+    /// Encode one field: indexed when the table has it, else a literal with incremental
+    /// indexing (the table learns it).
+    pub fn field(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        match self.find(name, value) {
+            (Some(i), _) => int(out, 0x80, 7, i),
+            (None, Some(ni)) => {
+                int(out, 0x40, 6, ni);
+                string(out, value);
+                self.insert(name, value);
+            }
+            (None, None) => {
+                out.push(0x40);
+                string(out, name);
+                string(out, value);
+                self.insert(name, value);
+            }
+        }
+    }
+
+    /// Encode one field as a literal without indexing (values that change on every message).
+    pub fn field_no_index(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        match self.find(name, value).1 {
+            Some(ni) => int(out, 0x00, 4, ni),
+            None => {
+                out.push(0x00);
+                string(out, name);
+            }
+        }
+        string(out, value);
+    }
+
+    /// Entries in the dynamic table.
+    #[cfg(test)]
+    pub fn entries(&self) -> usize {
+        self.table.len()
+    }
+}
+
+pub const DATA: u8 = 0x0;
+pub const HEADERS: u8 = 0x1;
+pub const SETTINGS: u8 = 0x4;
+pub const WINDOW_UPDATE: u8 = 0x8;
+pub const END_STREAM: u8 = 0x1;
+pub const ACK: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+
+/// Append one frame (9-byte header and payload).
+pub fn frame(out: &mut Vec<u8>, ty: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.push(ty);
+    out.push(flags);
+    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A SETTINGS frame with these (id, value) pairs.
+pub fn settings(out: &mut Vec<u8>, pairs: &[(u16, u32)]) {
+    let mut p = Vec::with_capacity(pairs.len() * 6);
+    for (id, v) in pairs {
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&v.to_be_bytes());
+    }
+    frame(out, SETTINGS, 0, 0, &p);
+}
+
+/// A gRPC length-prefixed message (uncompressed) holding `msg`.
+pub fn grpc_message(out: &mut Vec<u8>, msg: &[u8]) {
+    out.push(0);
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(msg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_follow_rfc7541_examples() {
+        // C.1.1: 10 with a 5-bit prefix; C.1.2: 1337 with a 5-bit prefix.
+        let mut o = Vec::new();
+        int(&mut o, 0, 5, 10);
+        assert_eq!(o, [10]);
+        o.clear();
+        int(&mut o, 0, 5, 1337);
+        assert_eq!(o, [31, 154, 10]);
+    }
+
+    #[test]
+    fn second_block_references_the_dynamic_table() {
+        let mut e = Encoder::default();
+        let mut a = Vec::new();
+        e.field(&mut a, b":method", b"POST");
+        e.field(&mut a, b":path", b"/pkg.Svc/Call");
+        e.field(&mut a, b"te", b"trailers");
+        // Static exact match, then two literals with incremental indexing.
+        assert_eq!(a[0], 0x83);
+        assert_eq!(a[1], 0x44, "literal, incremental indexing, name = static 4");
+        assert_eq!(e.entries(), 2);
+        let mut b = Vec::new();
+        e.field(&mut b, b":method", b"POST");
+        e.field(&mut b, b":path", b"/pkg.Svc/Call");
+        e.field(&mut b, b"te", b"trailers");
+        // te was inserted last (index 62), the path before it (63).
+        assert_eq!(b, [0x83, 0x80 | 63, 0x80 | 62]);
+    }
+
+    #[test]
+    fn the_table_evicts_past_its_size() {
+        let mut e = Encoder::default();
+        let mut o = Vec::new();
+        for i in 0..200 {
+            e.field(&mut o, b"x-key", format!("value-{i:04}").as_bytes());
+        }
+        assert!(e.size <= DEFAULT_TABLE_SIZE);
+        assert_eq!(e.entries(), DEFAULT_TABLE_SIZE / (5 + 10 + 32));
+    }
+}
