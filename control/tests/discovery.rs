@@ -386,7 +386,8 @@ fn oracle_cloud_imds_v2() {
 
 #[test]
 fn hanging_metadata_service_stays_within_budget() {
-    let hang = FakeServer::start(|_| Reply::Hang(Duration::from_secs(5)));
+    // Every provider hangs for 60 s; with a 300 ms budget discovery must not wait them out.
+    let hang = FakeServer::start(|_| Reply::Hang(Duration::from_secs(60)));
     let mut o = cloud_opts(300);
     o.cloud.aws_endpoint = Some(hang.url.clone());
     o.cloud.gcp_endpoint = Some(hang.url.clone());
@@ -395,14 +396,20 @@ fn hanging_metadata_service_stays_within_budget() {
     let t = Instant::now();
     let h = Discovery::new(o).host_resource();
     let took = t.elapsed();
-    assert!(took < Duration::from_millis(600), "discovery took {took:?}");
+    assert!(
+        took < Duration::from_secs(30),
+        "waited for the hanging providers: {took:?}"
+    );
     assert_eq!(attr_str(&h, "cloud.provider"), None);
     assert!(attr_str(&h, "host.name").is_some());
 }
 
 #[test]
 fn one_hanging_provider_does_not_hide_a_working_one() {
-    let hang = FakeServer::start(|_| Reply::Hang(Duration::from_secs(5)));
+    // The hang (60 s) is far longer than the probe timeout (300 ms): finishing well before it
+    // shows the timeout cut the hanging probe short (not a timing measurement: the margin is
+    // minutes).
+    let hang = FakeServer::start(|_| Reply::Hang(Duration::from_secs(60)));
     let aws = aws_server();
     let mut o = cloud_opts(300);
     o.cloud.aws_endpoint = Some(aws.url.clone());
@@ -410,8 +417,8 @@ fn one_hanging_provider_does_not_hide_a_working_one() {
     let t = Instant::now();
     let h = Discovery::new(o).host_resource();
     assert!(
-        t.elapsed() < Duration::from_millis(600),
-        "took {:?}",
+        t.elapsed() < Duration::from_secs(30),
+        "waited for the hanging provider: {:?}",
         t.elapsed()
     );
     assert!(has(&h, "cloud.provider", "aws"), "{h:?}");
@@ -435,9 +442,7 @@ fn garbage_answers_are_left_out() {
     o.cloud.gcp_endpoint = Some(not_json.url.clone());
     o.cloud.azure_endpoint = Some(raw.url.clone());
     o.cloud.oracle_endpoint = Some(array.url.clone());
-    let t = Instant::now();
     let h = Discovery::new(o).host_resource();
-    assert!(t.elapsed() < Duration::from_millis(800));
     assert!(!h.iter().any(|(k, _)| k.starts_with("cloud.")), "{h:?}");
 }
 
@@ -447,13 +452,14 @@ fn closed_port_fails_fast() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut o = cloud_opts(2000);
+    // A refused connection must not wait out the (60 s) timeout.
+    let mut o = cloud_opts(60_000);
     o.cloud.aws_endpoint = Some(format!("http://127.0.0.1:{port}"));
     let t = Instant::now();
     let h = Discovery::new(o).host_resource();
     assert!(
-        t.elapsed() < Duration::from_millis(500),
-        "took {:?}",
+        t.elapsed() < Duration::from_secs(30),
+        "waited for the timeout: {:?}",
         t.elapsed()
     );
     assert_eq!(attr_str(&h, "cloud.provider"), None);
@@ -513,10 +519,11 @@ fn in_cluster_api_over_tls_with_service_account_ca() {
         ca_pem: Some(std::fs::read(sa.join("server.crt")).unwrap()),
         ..cfg
     };
-    let mut c = k8s::K8sClient::new(wrong, None, Duration::from_secs(2)).unwrap();
+    // Refused at the handshake, not after the (60 s) request timeout.
+    let mut c = k8s::K8sClient::new(wrong, None, Duration::from_secs(60)).unwrap();
     let t = Instant::now();
     assert!(c.pod(POD_UID).is_none());
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_secs(30));
 }
 
 fn write_kubeconfig(server: &str) -> PathBuf {
@@ -577,7 +584,7 @@ fn without_api_server_cgroup_data_is_still_attached() {
 #[test]
 fn api_server_that_is_down_or_broken_does_not_stall() {
     for srv in [
-        FakeServer::start(|_| Reply::Hang(Duration::from_secs(5))),
+        FakeServer::start(|_| Reply::Hang(Duration::from_secs(60))),
         FakeServer::start(|_| ok_json("{\"items\": 7}")),
     ] {
         let kc = write_kubeconfig(&srv.url);
@@ -588,9 +595,10 @@ fn api_server_that_is_down_or_broken_does_not_stall() {
         let t = Instant::now();
         let a = d.process_resource(4121);
         let _ = std::fs::remove_file(&kc);
+        // The API server hangs for 60 s; the 300 ms timeout must cut it short.
         assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "took {:?}",
+            t.elapsed() < Duration::from_secs(30),
+            "waited for the API server: {:?}",
             t.elapsed()
         );
         assert!(has(&a, "container.id", ID));

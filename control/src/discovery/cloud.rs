@@ -454,8 +454,8 @@ mod tests {
 
     #[test]
     fn baremetal_costs_nothing() {
-        let t = Instant::now();
+        // No DMI cloud name: not one endpoint is a candidate, so nothing is probed.
+        assert!(candidates(&dmi("baremetal"), &CloudOptions::default()).is_empty());
         assert!(detect(&dmi("baremetal"), &CloudOptions::default()).is_empty());
-        assert!(t.elapsed() < Duration::from_millis(50));
     }
 }
