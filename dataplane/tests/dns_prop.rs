@@ -3,6 +3,8 @@
 //! and a model test: well-formed queries answered in any order, over UDP or TCP read in any
 //! sizes, are each emitted exactly once with the right fields.
 
+mod common;
+
 use proptest::prelude::*;
 use telegen_dataplane::protocols::dns::{
     DnsExchange, DnsParser, DnsTransport, MAX_MESSAGE_PREFIX, MAX_PENDING,
@@ -87,16 +89,7 @@ proptest! {
         let mut p = DnsParser::new(role, transport);
         let mut out = Vec::new();
         for (seq, (ingress, data, extra)) in chunks.iter().enumerate() {
-            let dir = if *ingress { Direction::Ingress } else { Direction::Egress };
-            let total = (data.len() as u64 + u64::from(*extra)).min(u64::from(u32::MAX)) as u32;
-            let c = Chunk {
-                dir,
-                data: &data[..data.len().min(limit)],
-                total_len: total,
-                start_ns: seq as u64 * 10,
-                end_ns: seq as u64 * 10 + 5,
-                seq: seq as u64,
-            };
+            let c = common::chunk(seq, *ingress, data, *extra, limit, 10);
             p.feed(&c, &mut out);
             prop_assert!(p.buffered_bytes() <= BOUND, "{} > {BOUND}", p.buffered_bytes());
             prop_assert!(p.pending() <= MAX_PENDING);

@@ -3,8 +3,7 @@
 //! several capture limits and in every role. Expected transactions come from what the *clients*
 //! saw (`NAME.expect`), not from parsing the recorded bytes.
 
-use std::fs;
-use std::path::PathBuf;
+mod common;
 
 use telegen_dataplane::protocols::http1::{Http1Parser, HttpTransaction};
 use telegen_dataplane::protocols::{Chunk, Direction, L7Record, Role};
@@ -36,28 +35,8 @@ struct Fixture {
 }
 
 fn load(name: &str) -> Fixture {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http1");
-    let read = |ext: &str| fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
-    let (client, server) = (read("client"), read("server"));
-    let (mut ci, mut si) = (0, 0);
-    let mut segments = Vec::new();
-    for line in String::from_utf8(read("segments")).unwrap().lines() {
-        let (tag, len) = line.split_once(' ').unwrap();
-        let len: usize = len.parse().unwrap();
-        if tag == "C" {
-            segments.push((true, client[ci..ci + len].to_vec()));
-            ci += len;
-        } else {
-            segments.push((false, server[si..si + len].to_vec()));
-            si += len;
-        }
-    }
-    assert_eq!(
-        (ci, si),
-        (client.len(), server.len()),
-        "{name}: segments cover the bytes"
-    );
-    let expect = String::from_utf8(read("expect"))
+    let segments = common::segments("http1", name);
+    let expect = String::from_utf8(common::fixture_file("http1", name, "expect"))
         .unwrap()
         .lines()
         .map(|l| {

@@ -1,6 +1,8 @@
 //! Property tests: any bytes, split any way, in any direction, under any capture limit and role,
 //! never make the HTTP/1.x parser panic, and its buffered memory and queue stay bounded.
 
+mod common;
+
 use proptest::prelude::*;
 use telegen_dataplane::protocols::http1::{Http1Parser, MAX_HEAD, MAX_PENDING};
 use telegen_dataplane::protocols::{Chunk, Direction, L7Record, Role};
@@ -53,16 +55,7 @@ proptest! {
         let mut p = Http1Parser::new(role);
         let mut out = Vec::new();
         for (seq, (ingress, data, extra)) in chunks.iter().enumerate() {
-            let dir = if *ingress { Direction::Ingress } else { Direction::Egress };
-            let total = (data.len() as u64 + u64::from(*extra)).min(u64::from(u32::MAX)) as u32;
-            let c = Chunk {
-                dir,
-                data: &data[..data.len().min(limit)],
-                total_len: total,
-                start_ns: seq as u64 * 10,
-                end_ns: seq as u64 * 10 + 5,
-                seq: seq as u64,
-            };
+            let c = common::chunk(seq, *ingress, data, *extra, limit, 10);
             p.feed(&c, &mut out);
             prop_assert!(p.buffered_bytes() <= BOUND, "{} > {BOUND}", p.buffered_bytes());
             prop_assert!(p.pending() <= MAX_PENDING);

@@ -4,9 +4,9 @@
 //! limits. Expected exchanges come from what the *clients* saw (`NAME.expect`), not from parsing
 //! the recorded bytes.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::PathBuf;
 
 use telegen_dataplane::protocols::grpc;
 use telegen_dataplane::protocols::http2::{H2Exchange, Http2Parser};
@@ -32,28 +32,8 @@ struct Fixture {
 }
 
 fn load(name: &str) -> Fixture {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http2");
-    let read = |ext: &str| fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
-    let (client, server) = (read("client"), read("server"));
-    let (mut ci, mut si) = (0, 0);
-    let mut segments = Vec::new();
-    for line in String::from_utf8(read("segments")).unwrap().lines() {
-        let (tag, len) = line.split_once(' ').unwrap();
-        let len: usize = len.parse().unwrap();
-        if tag == "C" {
-            segments.push((true, client[ci..ci + len].to_vec()));
-            ci += len;
-        } else {
-            segments.push((false, server[si..si + len].to_vec()));
-            si += len;
-        }
-    }
-    assert_eq!(
-        (ci, si),
-        (client.len(), server.len()),
-        "{name}: segments cover the bytes"
-    );
-    let expect = String::from_utf8(read("expect"))
+    let segments = common::segments("http2", name);
+    let expect = String::from_utf8(common::fixture_file("http2", name, "expect"))
         .unwrap()
         .lines()
         .map(|l| {
@@ -370,29 +350,11 @@ fn detection_on_real_traffic() {
         .filter(|s| detect(&s.1) == Some(Protocol::Http2));
     assert!(later.count() >= 3);
     // And HTTP/1 traffic, at any read (heads and bodies alike), is never taken for HTTP/2.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http1");
     let mut seen = 0;
-    for entry in fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("segments") {
-            continue;
-        }
-        let stem = path.with_extension("");
-        let read = |ext: &str| fs::read(stem.with_extension(ext)).unwrap();
-        let (client, server) = (read("client"), read("server"));
-        let (mut ci, mut si) = (0, 0);
-        for line in fs::read_to_string(&path).unwrap().lines() {
-            let (tag, len) = line.split_once(' ').unwrap();
-            let len: usize = len.parse().unwrap();
-            let seg = if tag == "C" {
-                ci += len;
-                &client[ci - len..ci]
-            } else {
-                si += len;
-                &server[si - len..si]
-            };
+    for name in common::fixture_names("http1") {
+        for (_, seg) in common::segments("http1", &name) {
             for start in [0, 1, seg.len() / 2] {
-                assert_ne!(detect(&seg[start..]), Some(Protocol::Http2), "{path:?}");
+                assert_ne!(detect(&seg[start..]), Some(Protocol::Http2), "{name}");
             }
             seen += 1;
         }

@@ -3,8 +3,7 @@
 //! memory and open streams stay bounded, and emitted exchanges are well-formed. Also: any
 //! re-chunking of real traffic gives the same exchanges.
 
-use std::fs;
-use std::path::PathBuf;
+mod common;
 
 use proptest::prelude::*;
 use telegen_dataplane::protocols::http2::{
@@ -98,23 +97,7 @@ fn check(p: &Http2Parser, out: &mut Vec<L7Record>) -> Result<Vec<H2Exchange>, Te
 }
 
 fn fixture(name: &str) -> Vec<(bool, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http2");
-    let read = |ext: &str| fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
-    let (client, server) = (read("client"), read("server"));
-    let (mut ci, mut si) = (0, 0);
-    let mut segs = Vec::new();
-    for line in String::from_utf8(read("segments")).unwrap().lines() {
-        let (tag, len) = line.split_once(' ').unwrap();
-        let len: usize = len.parse().unwrap();
-        if tag == "C" {
-            segs.push((true, client[ci..ci + len].to_vec()));
-            ci += len;
-        } else {
-            segs.push((false, server[si..si + len].to_vec()));
-            si += len;
-        }
-    }
-    segs
+    common::segments("http2", name)
 }
 
 fn role() -> impl Strategy<Value = Role> {
@@ -133,16 +116,7 @@ proptest! {
         let mut p = Http2Parser::new(role);
         let mut out = Vec::new();
         for (seq, (ingress, data, extra)) in chunks.iter().enumerate() {
-            let dir = if *ingress { Direction::Ingress } else { Direction::Egress };
-            let total = (data.len() as u64 + u64::from(*extra)).min(u64::from(u32::MAX)) as u32;
-            let c = Chunk {
-                dir,
-                data: &data[..data.len().min(limit)],
-                total_len: total,
-                start_ns: seq as u64 * 100,
-                end_ns: seq as u64 * 100 + 50,
-                seq: seq as u64,
-            };
+            let c = common::chunk(seq, *ingress, data, *extra, limit, 100);
             p.feed(&c, &mut out);
             check(&p, &mut out)?;
         }

@@ -336,6 +336,32 @@ impl Agent {
     }
 }
 
+/// The agent exporting to the OTLP receiver at `endpoint` (no summary, no JSON lines, metrics
+/// every 500 ms), tracing the processes `pids` (and their children); `extra` flags are added,
+/// and without a `--prometheus-addr` among them the Prometheus endpoint is off.
+pub fn otlp_agent(endpoint: &str, pids: &[u32], extra: &[String]) -> Agent {
+    let mut args: Vec<String> = [
+        "--otlp-endpoint",
+        endpoint,
+        "--no-summary",
+        "--no-output",
+        "--metrics-interval-ms",
+        "500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !extra.iter().any(|a| a == "--prometheus-addr") {
+        args.push("--no-prometheus".into());
+    }
+    for p in pids {
+        args.push("--pid".into());
+        args.push(p.to_string());
+    }
+    args.extend(extra.iter().cloned());
+    Agent::start(&args)
+}
+
 /// Child pids of a process (nginx workers), from /proc.
 pub fn children(pid: u32) -> Vec<u32> {
     let path = format!("/proc/{pid}/task/{pid}/children");

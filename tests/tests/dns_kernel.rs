@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use telegen_tests::agent::{require_bpf, serial, Agent};
+use telegen_tests::agent::{otlp_agent, require_bpf, serial};
 use telegen_tests::peers::{dig, Dnsmasq, PyResolver, SilentDns};
 use telegen_tests::receiver::{attr_int, attr_str, metric_count, metric_count_where, Receiver};
 
@@ -33,22 +33,16 @@ fn dig_and_python_lookups_become_dns_spans_and_metrics() {
     let dns = Dnsmasq::start();
     let silent = SilentDns::start();
     let py = PyResolver::start(dns.port, &["svc.test", "both.test", "nx.test"]);
-    let args: Vec<String> = vec![
-        "--otlp-endpoint".into(),
-        recv.endpoint(),
-        "--no-summary".into(),
-        "--no-output".into(),
-        "--no-prometheus".into(),
-        "--metrics-interval-ms".into(),
-        "500".into(),
-        "--dns-ports".into(),
-        format!("{},{}", dns.port, silent.port),
-        "--exe".into(),
-        "dig".into(),
-        "--pid".into(),
-        py.proc.pid().to_string(),
-    ];
-    let agent = Agent::start(&args);
+    let agent = otlp_agent(
+        &recv.endpoint(),
+        &[py.proc.pid()],
+        &[
+            "--dns-ports".into(),
+            format!("{},{}", dns.port, silent.port),
+            "--exe".into(),
+            "dig".into(),
+        ],
+    );
 
     let a = dig(dns.port, "svc.test", &["A", "+short"], 2);
     assert_eq!(a.trim(), "10.1.2.3");

@@ -7,26 +7,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telegen_tests::agent::{
-    children, curl, free_port, python, python_bg, require_bpf, serial, wait_port, Agent, Nginx,
+    children, curl, free_port, otlp_agent, python, python_bg, require_bpf, serial, wait_port, Nginx,
 };
 use telegen_tests::receiver::{attr_int, attr_str, metric_count, Receiver};
-
-fn agent_for(recv: &Receiver, pids: &[u32]) -> Agent {
-    let mut args = vec![
-        "--otlp-endpoint".to_string(),
-        recv.endpoint(),
-        "--no-summary".into(),
-        "--no-output".into(),
-        "--no-prometheus".into(),
-        "--metrics-interval-ms".into(),
-        "500".into(),
-    ];
-    for p in pids {
-        args.push("--pid".into());
-        args.push(p.to_string());
-    }
-    Agent::start(&args)
-}
 
 fn server_spans(recv: &Receiver) -> Vec<(Vec<KeyValue>, Span)> {
     recv.spans()
@@ -47,7 +30,7 @@ fn nginx_with_curl_one_server_span_per_request_and_metrics_agree() {
     let _g = serial();
     let recv = Receiver::start();
     let nginx = Nginx::start();
-    let agent = agent_for(&recv, &[nginx.proc.pid()]);
+    let agent = otlp_agent(&recv.endpoint(), &[nginx.proc.pid()], &[]);
     let base = format!("http://127.0.0.1:{}", nginx.port);
     // 20 separate connections, then one keep-alive connection with 5 URLs, a 404 and a 503.
     for i in 0..20 {
@@ -189,7 +172,7 @@ fn python_keepalive_and_pipelined_clients_are_paired_exactly() {
     let _g = serial();
     let recv = Receiver::start();
     let nginx = Nginx::start();
-    let agent = agent_for(&recv, &[nginx.proc.pid()]);
+    let agent = otlp_agent(&recv.endpoint(), &[nginx.proc.pid()], &[]);
     let out = python(KEEPALIVE_AND_PIPELINED, &[&nginx.port.to_string()]);
     assert_eq!(out.trim(), "5", "nginx answered every pipelined request");
     let log = agent.stop();
@@ -240,7 +223,7 @@ fn traceparent_is_honoured_and_outgoing_calls_become_children() {
     let port = free_port();
     let server = python_bg(PY_SERVER, &[&port.to_string(), &nginx.port.to_string()]);
     wait_port(port, Duration::from_secs(10));
-    let agent = agent_for(&recv, &[server.pid(), nginx.proc.pid()]);
+    let agent = otlp_agent(&recv.endpoint(), &[server.pid(), nginx.proc.pid()], &[]);
     let url = format!("http://127.0.0.1:{port}/checkout/17");
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     assert!(curl(&["-s", "-H", &format!("traceparent: {tp}"), &url]).starts_with("front api ok"));

@@ -8,29 +8,9 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use telegen_tests::agent::{curl, require_bpf, serial, Agent, Nginx, NginxOptions};
+use telegen_tests::agent::{curl, otlp_agent, require_bpf, serial, Nginx, NginxOptions};
 use telegen_tests::peers::{GrpcClient, GrpcServer};
 use telegen_tests::receiver::{attr_int, attr_str, metric_count_where, Receiver};
-
-fn agent(recv: &Receiver, pids: &[u32]) -> Agent {
-    let mut args: Vec<String> = [
-        "--otlp-endpoint",
-        &recv.endpoint(),
-        "--no-summary",
-        "--no-output",
-        "--no-prometheus",
-        "--metrics-interval-ms",
-        "500",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for p in pids {
-        args.push("--pid".into());
-        args.push(p.to_string());
-    }
-    Agent::start(&args)
-}
 
 fn of_kind(spans: &[(Vec<KeyValue>, Span)], kind: SpanKind) -> Vec<&Span> {
     spans
@@ -51,7 +31,7 @@ fn nginx_h2c_and_h2_over_tls_one_span_per_stream() {
         h2c: true,
         tls: true,
     });
-    let agent = agent(&recv, &[nginx.proc.pid()]);
+    let agent = otlp_agent(&recv.endpoint(), &[nginx.proc.pid()], &[]);
     let h2c = format!("http://127.0.0.1:{}", nginx.h2c_port.expect("h2c"));
     let tls = format!("https://127.0.0.1:{}", nginx.tls_port.expect("tls"));
     // h2c with prior knowledge: curl, one connection per request (curl 7.88 cannot reuse an
@@ -153,7 +133,11 @@ fn grpc_unary_streaming_and_failing_calls_both_sides() {
     let recv = Receiver::start();
     let server = GrpcServer::start();
     let client = GrpcClient::start(server.port, 5, 2, 1);
-    let agent = agent(&recv, &[server.proc.pid(), client.proc.pid()]);
+    let agent = otlp_agent(
+        &recv.endpoint(),
+        &[server.proc.pid(), client.proc.pid()],
+        &[],
+    );
     let (pings, items, fail) = client.run();
     assert_eq!((pings, items, fail.as_str()), (5, 6, "NOT_FOUND"));
     assert!(recv.wait_for_spans(16, Duration::from_secs(20)));

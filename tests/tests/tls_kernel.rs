@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use telegen_tests::agent::{
-    curl, free_port, prom_value, require_bpf, scrape_prometheus, serial, Agent, Nginx,
+    curl, free_port, otlp_agent, prom_value, require_bpf, scrape_prometheus, serial, Nginx,
     NginxOptions, Proc,
 };
 use telegen_tests::receiver::{attr_int, attr_str, metric_count_where, Receiver};
@@ -28,27 +28,6 @@ for path in ("/api/py/1", "/api/py/2"):
     print(r.status, flush=True)
 c.close()
 "#;
-
-fn agent(recv: &Receiver, pids: &[u32], prom: u16) -> Agent {
-    let mut args: Vec<String> = [
-        "--otlp-endpoint",
-        &recv.endpoint(),
-        "--no-summary",
-        "--no-output",
-        "--prometheus-addr",
-        &format!("127.0.0.1:{prom}"),
-        "--metrics-interval-ms",
-        "500",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for p in pids {
-        args.push("--pid".into());
-        args.push(p.to_string());
-    }
-    Agent::start(&args)
-}
 
 #[test]
 fn https_through_openssl_gives_plaintext_spans_on_both_sides() {
@@ -74,7 +53,11 @@ fn https_through_openssl_gives_plaintext_spans_on_both_sides() {
     assert_eq!(line.trim(), "pid");
     let py = Proc { child: py };
     let prom = free_port();
-    let agent = agent(&recv, &[nginx.proc.pid(), py.pid()], prom);
+    let agent = otlp_agent(
+        &recv.endpoint(),
+        &[nginx.proc.pid(), py.pid()],
+        &["--prometheus-addr".into(), format!("127.0.0.1:{prom}")],
+    );
 
     let base = format!("https://127.0.0.1:{port}");
     for i in 0..3 {

@@ -1,0 +1,88 @@
+//! Helpers shared by the parser test files: loading recorded fixtures and building chunks.
+// Each test file uses the part it needs.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::PathBuf;
+
+use telegen_dataplane::protocols::{Chunk, Direction};
+
+/// One file of a recorded fixture, `tests/fixtures/<proto>/<name>.<ext>`.
+pub fn fixture_file(proto: &str, name: &str, ext: &str) -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(proto);
+    fs::read(dir.join(format!("{name}.{ext}"))).unwrap()
+}
+
+/// Names of the recorded fixtures of a protocol (those with a `.segments` index).
+pub fn fixture_names(proto: &str) -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(proto);
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "segments").then(|| p.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A recorded exchange as (from the client?, bytes) segments, in the order the recording relay
+/// received them: `<name>.client` and `<name>.server` hold each side's bytes, `<name>.segments`
+/// one `C <len>` or `S <len>` line per read.
+pub fn segments(proto: &str, name: &str) -> Vec<(bool, Vec<u8>)> {
+    let (client, server) = (
+        fixture_file(proto, name, "client"),
+        fixture_file(proto, name, "server"),
+    );
+    let (mut ci, mut si) = (0, 0);
+    let mut out = Vec::new();
+    let index = String::from_utf8(fixture_file(proto, name, "segments")).unwrap();
+    for line in index.lines() {
+        let (tag, len) = line.split_once(' ').unwrap();
+        let len: usize = len.parse().unwrap();
+        if tag == "C" {
+            out.push((true, client[ci..ci + len].to_vec()));
+            ci += len;
+        } else {
+            out.push((false, server[si..si + len].to_vec()));
+            si += len;
+        }
+    }
+    assert_eq!(
+        (ci, si),
+        (client.len(), server.len()),
+        "{name}: segments cover the bytes"
+    );
+    out
+}
+
+/// The chunk of the `seq`-th generated syscall: `data` cut to `limit` captured bytes, `extra`
+/// more bytes moved but not captured, timestamps `step_ns` apart.
+pub fn chunk(
+    seq: usize,
+    ingress: bool,
+    data: &[u8],
+    extra: u32,
+    limit: usize,
+    step_ns: u64,
+) -> Chunk<'_> {
+    let dir = if ingress {
+        Direction::Ingress
+    } else {
+        Direction::Egress
+    };
+    let total = (data.len() as u64 + u64::from(extra)).min(u64::from(u32::MAX)) as u32;
+    Chunk {
+        dir,
+        data: &data[..data.len().min(limit)],
+        total_len: total,
+        start_ns: seq as u64 * step_ns,
+        end_ns: seq as u64 * step_ns + step_ns / 2,
+        seq: seq as u64,
+    }
+}
