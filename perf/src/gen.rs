@@ -281,6 +281,39 @@ fn addr_v4(ip: [u8; 4], port: u16) -> Addr {
     a
 }
 
+/// The fixed part of every record of one generated connection, as the kernel would fill it.
+struct ConnTemplate<'a> {
+    id: u64,
+    pid: u32,
+    fd: u32,
+    role: u8,
+    proto: u8,
+    local: Addr,
+    remote: Addr,
+    comm: &'a [u8],
+}
+
+fn conn_event(t: ConnTemplate<'_>) -> Event {
+    let (mut local, mut remote) = (t.local, t.remote);
+    local.proto = t.proto;
+    remote.proto = t.proto;
+    let mut ev = Event {
+        conn_id: t.id,
+        pid: t.pid,
+        tid: t.pid,
+        fd: t.fd,
+        kind: abi::EV_DATA,
+        role: t.role,
+        version: abi::ABI_VERSION,
+        local,
+        remote,
+        ..Default::default()
+    };
+    let n = t.comm.len().min(ev.comm.len());
+    ev.comm[..n].copy_from_slice(&t.comm[..n]);
+    ev
+}
+
 impl Generator {
     pub fn new(cfg: WorkloadConfig) -> Self {
         let mut rng = Rng(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -413,19 +446,17 @@ impl Generator {
         let cpu_req = self.cpu_for(self.conns[slot].home);
         let cpu_resp = self.cpu_for(self.conns[slot].home);
         let c = &mut self.conns[slot];
-        let mut ev = Event {
-            conn_id: c.id,
+        let mut ev = conn_event(ConnTemplate {
+            id: c.id,
             pid: c.pid,
-            tid: c.pid,
             fd: 10 + (slot as u32 % 1000),
-            kind: abi::EV_DATA,
             role: abi::ROLE_SERVER,
-            version: abi::ABI_VERSION,
+            // The HTTP/1 records predate the transport byte; TCP's is 0 or PROTO_TCP alike.
+            proto: 0,
             local: addr_v4([10, 0, 0, 7], LOCAL_PORT),
             remote: addr_v4([10, 1, (slot >> 8) as u8, slot as u8], c.remote_port),
-            ..Default::default()
-        };
-        ev.comm[..5].copy_from_slice(b"nginx");
+            comm: b"nginx",
+        });
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
 
@@ -625,24 +656,16 @@ impl Generator {
 
     fn grpc_event(&self, slot: usize) -> Event {
         let c = &self.grpc[slot];
-        let mut local = addr_v4([10, 0, 0, 7], GRPC_PORT);
-        let mut remote = addr_v4([10, 2, (slot >> 8) as u8, slot as u8], c.remote_port);
-        local.proto = abi::PROTO_TCP;
-        remote.proto = abi::PROTO_TCP;
-        let mut ev = Event {
-            conn_id: c.id,
+        conn_event(ConnTemplate {
+            id: c.id,
             pid: c.pid,
-            tid: c.pid,
             fd: 20 + (slot as u32 % 1000),
-            kind: abi::EV_DATA,
             role: abi::ROLE_SERVER,
-            version: abi::ABI_VERSION,
-            local,
-            remote,
-            ..Default::default()
-        };
-        ev.comm[..11].copy_from_slice(b"grpc-server");
-        ev
+            proto: abi::PROTO_TCP,
+            local: addr_v4([10, 0, 0, 7], GRPC_PORT),
+            remote: addr_v4([10, 2, (slot >> 8) as u8, slot as u8], c.remote_port),
+            comm: b"grpc-server",
+        })
     }
 
     /// Encode and emit one record of a connection's payload.
@@ -897,24 +920,16 @@ impl Generator {
 
     fn dns_event(&self, slot: usize) -> Event {
         let c = &self.dns[slot];
-        let mut local = addr_v4([10, 0, 0, 7], c.local_port);
-        let mut remote = addr_v4([10, 0, 0, 2], DNS_PORT);
-        local.proto = abi::PROTO_UDP;
-        remote.proto = abi::PROTO_UDP;
-        let mut ev = Event {
-            conn_id: c.id,
+        conn_event(ConnTemplate {
+            id: c.id,
             pid: c.pid,
-            tid: c.pid,
             fd: 40 + (slot as u32 % 1000),
-            kind: abi::EV_DATA,
             role: abi::ROLE_CLIENT,
-            version: abi::ABI_VERSION,
-            local,
-            remote,
-            ..Default::default()
-        };
-        ev.comm[..8].copy_from_slice(b"resolver");
-        ev
+            proto: abi::PROTO_UDP,
+            local: addr_v4([10, 0, 0, 7], c.local_port),
+            remote: addr_v4([10, 0, 0, 2], DNS_PORT),
+            comm: b"resolver",
+        })
     }
 
     /// One lookup on a resolver socket (a query datagram out, its answer in), or a quarter of
