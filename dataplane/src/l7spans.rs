@@ -16,25 +16,25 @@ use crate::spans::{http_span, FlowInfo, SpanCache, SpanCtx};
 /// The span of one HTTP/2 stream and the histogram it counts in: a gRPC call when its
 /// content type says so, an HTTP request otherwise.
 pub fn h2_span(
-    x: &H2Exchange,
+    x: H2Exchange,
     flow: &FlowInfo,
     ctx: SpanCtx,
     parent: [u8; 8],
     clock_offset_ns: u64,
     cache: &mut SpanCache,
 ) -> (SpanRecord, Option<&'static MetricDef>) {
-    if grpc::is_grpc_exchange(x) {
-        return grpc_span(x, flow, ctx, parent, clock_offset_ns, cache);
+    if grpc::is_grpc_exchange(&x) {
+        return grpc_span(&x, flow, ctx, parent, clock_offset_ns, cache);
     }
-    // The same fields as an HTTP/1 transaction; a method or path HPACK could not decode stays
-    // unknown (`_OTHER`, `/`) rather than guessed.
+    // The same fields as an HTTP/1 transaction (moved, not copied); a method or path HPACK
+    // could not decode stays unknown (`_OTHER`, `/`) rather than guessed.
     let tx = HttpTransaction {
         role: x.role,
-        method: x.method.clone().map_or(Cow::Borrowed("_OTHER"), Cow::Owned),
-        target: x.path.clone().unwrap_or_else(|| "/".into()),
+        method: x.method.map_or(Cow::Borrowed("_OTHER"), Cow::Owned),
+        target: x.path.unwrap_or_else(|| "/".into()),
         version: "2",
-        host: x.authority.clone(),
-        traceparent: x.traceparent.clone(),
+        host: x.authority,
+        traceparent: x.traceparent,
         status: x.status,
         start_ns: x.start_ns,
         end_ns: x.end_ns,

@@ -181,6 +181,8 @@ pub struct ShardCore {
     span_cache: SpanCache,
     clock_offset_ns: u64,
     served: HashMap<u64, VecDeque<Served>>,
+    /// The keys of `served`, oldest first (which to forget when it is full).
+    served_order: VecDeque<u64>,
     parked: HashMap<u64, Vec<Parked>>,
     parked_count: usize,
     held_flows: HashSet<u64>,
@@ -214,6 +216,7 @@ impl ShardCore {
             span_cache: SpanCache::default(),
             clock_offset_ns,
             served: HashMap::default(),
+            served_order: VecDeque::new(),
             parked: HashMap::default(),
             parked_count: 0,
             held_flows: HashSet::default(),
@@ -379,15 +382,7 @@ impl ShardCore {
             }
         }
         if !records.is_empty() {
-            // Emitting needs `self` whole: lend it the flow's info and parent memory meanwhile.
-            let view = FlowView {
-                info: flow.info.clone(),
-                parents: std::mem::take(&mut flow.parents),
-            };
-            self.emit_view(conn, &view, ev.seq, &mut records, io);
-            if let Some(f) = self.flows.get_mut(conn, 0) {
-                f.parents = view.parents;
-            }
+            self.emit_in_table(conn, ev.seq, &mut records, io);
         }
         self.records = records;
         false
@@ -401,30 +396,47 @@ impl ShardCore {
         records: &mut Vec<L7Record>,
         io: &mut impl ShardIo,
     ) {
-        let view = FlowView {
-            info: flow.info.clone(),
-            parents: flow.parents.clone(),
+        self.emit_view(conn, &flow.info, &flow.parents, end_seq, records, io);
+    }
+
+    /// [`ShardCore::emit_records`] for a flow still in the table: emitting needs `self` whole,
+    /// so the flow lends its info and parent memory meanwhile.
+    fn emit_in_table(
+        &mut self,
+        conn: u64,
+        end_seq: u64,
+        records: &mut Vec<L7Record>,
+        io: &mut impl ShardIo,
+    ) {
+        let Some(flow) = self.flows.get_mut(conn, 0) else {
+            return;
         };
-        self.emit_view(conn, &view, end_seq, records, io);
+        let info = flow.info.clone();
+        let parents = std::mem::take(&mut flow.parents);
+        self.emit_view(conn, &info, &parents, end_seq, records, io);
+        if let Some(f) = self.flows.get_mut(conn, 0) {
+            f.parents = parents;
+        }
     }
 
     fn emit_view(
         &mut self,
         conn: u64,
-        flow: &FlowView,
+        info: &FlowInfo,
+        parents: &VecDeque<(u64, u64, u64)>,
         end_seq: u64,
         records: &mut Vec<L7Record>,
         io: &mut impl ShardIo,
     ) {
         for rec in records.drain(..) {
-            self.on_record_done(conn, flow, end_seq, &rec, io);
+            self.on_record_done(conn, info, parents, end_seq, rec, io);
         }
     }
 
     /// Build the span (and count it in its histogram) of one finished exchange.
     fn build_span(
         &mut self,
-        rec: &L7Record,
+        rec: L7Record,
         flow: &FlowInfo,
         ctx: SpanCtx,
         parent: [u8; 8],
@@ -432,7 +444,7 @@ impl ShardCore {
         let (span, metric) = match rec {
             L7Record::Http(tx) => {
                 let span = http_span(
-                    tx,
+                    &tx,
                     flow,
                     ctx,
                     parent,
@@ -450,7 +462,7 @@ impl ShardCore {
                 self.clock_offset_ns,
                 &mut self.span_cache,
             ),
-            L7Record::Dns(x) => dns_span(x, flow, ctx, parent, self.clock_offset_ns),
+            L7Record::Dns(x) => dns_span(&x, flow, ctx, parent, self.clock_offset_ns),
         };
         if let Some(def) = metric {
             self.red.record(def, &span);
@@ -463,12 +475,13 @@ impl ShardCore {
     fn on_record_done(
         &mut self,
         conn: u64,
-        flow: &FlowView,
+        info: &FlowInfo,
+        parents: &VecDeque<(u64, u64, u64)>,
         end_seq: u64,
-        rec: &L7Record,
+        rec: L7Record,
         io: &mut impl ShardIo,
     ) {
-        let (role, request_seq, end_ns, traceparent) = match rec {
+        let (role, request_seq, end_ns, traceparent) = match &rec {
             L7Record::Http(tx) => (
                 tx.role,
                 tx.request_seq,
@@ -478,10 +491,10 @@ impl ShardCore {
             L7Record::Http2(x) => (x.role, x.request_seq, x.end_ns, x.traceparent.as_deref()),
             L7Record::Dns(x) => (x.role, x.request_seq, x.end_ns, None),
         };
+        let incoming = traceparent.and_then(parse_traceparent);
         match role {
             Role::Client => {
-                let parent = flow
-                    .parents
+                let parent = parents
                     .iter()
                     .rev()
                     .find(|(s, _, _)| *s == request_seq)
@@ -490,7 +503,7 @@ impl ShardCore {
                     trace_id: self.ids.trace_id(),
                     span_id: self.ids.span_id(),
                 };
-                let span = self.build_span(rec, &flow.info, ctx, [0; 8]);
+                let span = self.build_span(rec, info, ctx, [0; 8]);
                 match parent {
                     Some((pconn, pseq)) => {
                         let owner = shard_of(pconn, self.cfg.shards);
@@ -514,7 +527,7 @@ impl ShardCore {
                 }
             }
             _ => {
-                let (trace_id, parent) = match traceparent.and_then(parse_traceparent) {
+                let (trace_id, parent) = match incoming {
                     Some((t, p)) => (t, p),
                     None => (self.ids.trace_id(), [0; 8]),
                 };
@@ -522,7 +535,7 @@ impl ShardCore {
                     trace_id,
                     span_id: self.ids.span_id(),
                 };
-                let span = self.build_span(rec, &flow.info, ctx, parent);
+                let span = self.build_span(rec, info, ctx, parent);
                 let served = Served {
                     first_seq: request_seq,
                     end_seq,
@@ -537,16 +550,18 @@ impl ShardCore {
     }
 
     fn remember_served(&mut self, conn: u64, s: Served) {
-        if self.served.len() >= MAX_SERVED_CONNS && !self.served.contains_key(&conn) {
-            // Forget the stalest connection's history.
-            if let Some(&old) = self
-                .served
-                .iter()
-                .min_by_key(|(_, v)| v.back().map(|x| x.at_ns).unwrap_or(0))
-                .map(|(k, _)| k)
-            {
-                self.served.remove(&old);
+        if !self.served.contains_key(&conn) {
+            // Full: forget the connection remembered first (O(1); was a scan of every entry on
+            // each new connection once full).
+            while self.served.len() >= MAX_SERVED_CONNS {
+                match self.served_order.pop_front() {
+                    Some(old) => {
+                        self.served.remove(&old);
+                    }
+                    None => break,
+                }
             }
+            self.served_order.push_back(conn);
         }
         let q = self.served.entry(conn).or_default();
         if q.len() >= SERVED_MEMORY {
@@ -703,6 +718,8 @@ impl ShardCore {
             let horizon = now_ns.saturating_sub(self.cfg.flow_idle_ns);
             self.served
                 .retain(|_, q| q.back().map(|s| s.at_ns >= horizon).unwrap_or(false));
+            let served = &self.served;
+            self.served_order.retain(|c| served.contains_key(c));
             self.flush(io);
         }
     }
@@ -726,15 +743,8 @@ impl ShardCore {
                 self.dns_flows.remove(&conn);
             }
             if !records.is_empty() {
-                let view = FlowView {
-                    info: flow.info.clone(),
-                    parents: std::mem::take(&mut flow.parents),
-                };
                 let end = flow.reorder.next_seq();
-                self.emit_view(conn, &view, end, &mut records, io);
-                if let Some(f) = self.flows.get_mut(conn, 0) {
-                    f.parents = view.parents;
-                }
+                self.emit_in_table(conn, end, &mut records, io);
             }
             self.records = records;
         }
@@ -837,11 +847,4 @@ fn chunk_of<'a>(ev: &Event, payload: &'a [u8]) -> Chunk<'a> {
         end_ns: ev.end_ns,
         seq: ev.seq,
     }
-}
-
-/// What span building needs of a flow (copied so the flow table can be borrowed again).
-#[derive(Debug)]
-struct FlowView {
-    info: FlowInfo,
-    parents: VecDeque<(u64, u64, u64)>,
 }
