@@ -5,39 +5,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use telegen_dataplane::protocols::http1::{Http1Parser, MAX_HEAD, MAX_PENDING};
-use telegen_dataplane::protocols::{Chunk, Direction, Role};
+use telegen_dataplane::protocols::Role;
 
 fuzz_target!(|input: &[u8]| {
     for role in [Role::Server, Role::Client, Role::Unknown] {
         let mut p = Http1Parser::new(role);
         let mut out = Vec::new();
-        let mut rest = input;
-        let mut seq = 0u64;
-        // Each chunk: 1 control byte (direction, hidden-bytes class), 1 length byte, then data.
-        while let [ctl, len, tail @ ..] = rest {
-            let n = (*len as usize).min(tail.len());
-            let (data, next) = tail.split_at(n);
-            rest = next;
-            let dir = if ctl & 1 == 0 {
-                Direction::Ingress
-            } else {
-                Direction::Egress
-            };
-            let hidden: u32 = match (ctl >> 1) & 3 {
-                0 => 0,
-                1 => u32::from(ctl >> 3),
-                2 => 1 << (ctl >> 3),
-                _ => u32::MAX - n as u32,
-            };
-            seq += 1;
-            let c = Chunk {
-                dir,
-                data,
-                total_len: (n as u32).saturating_add(hidden),
-                start_ns: seq * 10,
-                end_ns: seq * 10 + 5,
-                seq,
-            };
+        let mut input_chunks = telegen_fuzz::chunks(input);
+        for (_, c) in input_chunks.by_ref() {
             p.feed(&c, &mut out);
             assert!(p.pending() <= MAX_PENDING);
             assert!(p.buffered_bytes() <= 2 * MAX_HEAD + MAX_PENDING * 8192 + 8192);
@@ -45,6 +20,6 @@ fuzz_target!(|input: &[u8]| {
                 out.clear();
             }
         }
-        p.close(seq * 10 + 100, &mut out);
+        p.close(input_chunks.seq() * 10 + 100, &mut out);
     }
 });

@@ -26,8 +26,7 @@ fuzz_target!(|input: &[u8]| {
         for with_preface in [false, true] {
             let mut p = Http2Parser::new(role);
             let mut out = Vec::new();
-            let mut rest = input;
-            let mut seq = 0u64;
+            let mut input_chunks = telegen_fuzz::chunks(input).wide();
             if with_preface {
                 let dir = if role == Role::Client {
                     Direction::Egress
@@ -44,37 +43,13 @@ fuzz_target!(|input: &[u8]| {
                 };
                 p.feed(&c, &mut out);
             }
-            // Each chunk: 1 control byte (direction, hidden-bytes class), 2 length bytes, data.
-            while let [ctl, hi, lo, tail @ ..] = rest {
-                let n = (usize::from(*hi) << 8 | usize::from(*lo)).min(tail.len());
-                let (data, next) = tail.split_at(n);
-                rest = next;
-                let dir = if ctl & 1 == 0 {
-                    Direction::Ingress
-                } else {
-                    Direction::Egress
-                };
-                let hidden: u32 = match (ctl >> 1) & 3 {
-                    0 => 0,
-                    1 => u32::from(ctl >> 3),
-                    2 => 1 << (ctl >> 3),
-                    _ => u32::MAX - n as u32,
-                };
-                seq += 1;
-                let c = Chunk {
-                    dir,
-                    data,
-                    total_len: (n as u32).saturating_add(hidden),
-                    start_ns: seq * 10,
-                    end_ns: seq * 10 + 5,
-                    seq,
-                };
+            for (_, c) in input_chunks.by_ref() {
                 p.feed(&c, &mut out);
                 assert!(p.open_streams() <= MAX_STREAMS);
                 assert!(p.buffered_bytes() <= BOUND, "{}", p.buffered_bytes());
                 check(&mut out);
             }
-            p.close(seq * 10 + 100, &mut out);
+            p.close(input_chunks.seq() * 10 + 100, &mut out);
             assert_eq!(p.open_streams(), 0);
             check(&mut out);
         }
