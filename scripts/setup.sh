@@ -28,7 +28,17 @@ fi
 # (dnspython). Pinned to known-good versions; installed only when missing.
 if ! python3 -c 'import grpc, dns.resolver' >/dev/null 2>&1; then
   echo "setup: installing grpcio and dnspython (pip)"
-  python3 -m pip install -q --disable-pip-version-check "grpcio==1.85.*" "dnspython==2.*"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  pip_args=(-q --disable-pip-version-check)
+  # Debian's own python3 marks itself externally managed (PEP 668); these test-only packages
+  # go into it anyway.
+  if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+    pip_args+=(--break-system-packages)
+  fi
+  python3 -m pip install "${pip_args[@]}" "grpcio==1.85.*" "dnspython==2.*"
 fi
 # Debian starts the packaged servers; the tests start their own on free loopback ports.
 for svc in nginx redis-server; do
