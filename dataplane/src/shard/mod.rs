@@ -16,14 +16,14 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use telegen_bpf::abi::{self, Event};
 
 use crate::flow::FlowTable;
+
+mod dispatch;
 use crate::l7spans::{dns_span, h2_span};
-use crate::protocols::dns::{DnsParser, DnsTransport};
-use crate::protocols::http1::Http1Parser;
-use crate::protocols::http2::Http2Parser;
-use crate::protocols::{detect, tls, Chunk, Direction, L7Record, Protocol, Role};
+use crate::protocols::{Direction, L7Record, Role};
 use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
 use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
+use dispatch::{chunk_of, feed_flow, Proto};
 
 /// The shard that owns a connection.
 #[inline]
@@ -90,8 +90,6 @@ impl ShardConfig {
     }
 }
 
-/// Data events seen without recognising a protocol before a flow is given up on.
-const DETECT_ATTEMPTS: u32 = 8;
 /// Client egress records remembered per flow for parent lookup.
 const PARENT_MEMORY: usize = 16;
 /// Served requests remembered per server connection for late children.
@@ -100,46 +98,6 @@ const SERVED_MEMORY: usize = 16;
 const MAX_PARKED: usize = 8192;
 /// Server connections whose served requests are remembered.
 const MAX_SERVED_CONNS: usize = 1 << 16;
-
-#[derive(Debug)]
-enum Proto {
-    Detecting(u32),
-    Http1(Box<Http1Parser>),
-    Http2(Box<Http2Parser>),
-    Dns(Box<DnsParser>),
-    /// TLS records on the socket and no plaintext yet: the bytes are skipped.
-    Encrypted,
-    Unsupported,
-}
-
-impl Proto {
-    fn feed(&mut self, chunk: &Chunk<'_>, out: &mut Vec<L7Record>) {
-        match self {
-            Proto::Http1(p) => p.feed(chunk, out),
-            Proto::Http2(p) => p.feed(chunk, out),
-            Proto::Dns(p) => p.feed(chunk, out),
-            _ => {}
-        }
-    }
-
-    fn close(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
-        match self {
-            Proto::Http1(p) => p.close(end_ns, out),
-            Proto::Http2(p) => p.close(end_ns, out),
-            Proto::Dns(p) => p.close(end_ns, out),
-            _ => {}
-        }
-    }
-
-    fn parse_errors(&self) -> u64 {
-        match self {
-            Proto::Http1(p) => p.parse_errors(),
-            Proto::Http2(p) => p.parse_errors(),
-            Proto::Dns(p) => p.parse_errors(),
-            _ => 0,
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Flow {
@@ -777,74 +735,5 @@ impl ShardCore {
             self.export_span(*p.span, io);
         }
         self.flush(io);
-    }
-}
-
-/// One in-order data record through a flow: TLS handling, protocol detection, the parser.
-/// `kind` is `EV_DATA` (socket bytes) or `EV_TLS_DATA` (plaintext from the TLS library).
-fn feed_flow(
-    flow: &mut Flow,
-    kind: u8,
-    chunk: &Chunk<'_>,
-    out: &mut Vec<L7Record>,
-    stats: &mut ShardStats,
-) {
-    let plaintext = kind == abi::EV_TLS_DATA;
-    if plaintext && !flow.info.tls {
-        // The TLS library is traced on this connection: from now on its socket bytes are
-        // ciphertext and the plaintext events carry the protocol.
-        flow.info.tls = true;
-        if matches!(flow.proto, Proto::Encrypted | Proto::Unsupported) {
-            flow.proto = Proto::Detecting(0);
-        }
-    } else if !plaintext && flow.info.tls {
-        stats.tls_encrypted += 1;
-        return;
-    }
-    if let Proto::Detecting(n) = flow.proto {
-        if flow.udp {
-            // The kernel reports datagrams on the DNS ports only.
-            flow.proto = Proto::Dns(Box::new(DnsParser::new(flow.role, DnsTransport::Udp)));
-        } else if !plaintext && tls::looks_like_tls_record(chunk.data) {
-            flow.proto = Proto::Encrypted;
-        } else {
-            flow.proto = match detect(chunk.data) {
-                Some(Protocol::Http1) => Proto::Http1(Box::new(Http1Parser::new(flow.role))),
-                Some(Protocol::Http2) => Proto::Http2(Box::new(Http2Parser::new(flow.role))),
-                Some(Protocol::Dns) => {
-                    Proto::Dns(Box::new(DnsParser::new(flow.role, DnsTransport::Tcp)))
-                }
-                None if n + 1 >= DETECT_ATTEMPTS => {
-                    stats.unknown_protocol += 1;
-                    Proto::Unsupported
-                }
-                None => Proto::Detecting(n + 1),
-            };
-        }
-    }
-    if matches!(flow.proto, Proto::Encrypted) {
-        stats.tls_encrypted += 1;
-        return;
-    }
-    flow.proto.feed(chunk, out);
-    let errs = flow.proto.parse_errors();
-    stats.parse_errors += errs.saturating_sub(flow.parse_errors_seen);
-    flow.parse_errors_seen = errs;
-}
-
-/// The parser's view of one data record.
-fn chunk_of<'a>(ev: &Event, payload: &'a [u8]) -> Chunk<'a> {
-    let dir = if ev.dir == abi::DIR_EGRESS {
-        Direction::Egress
-    } else {
-        Direction::Ingress
-    };
-    Chunk {
-        dir,
-        data: payload,
-        total_len: ev.bytes,
-        start_ns: ev.start_ns,
-        end_ns: ev.end_ns,
-        seq: ev.seq,
     }
 }
