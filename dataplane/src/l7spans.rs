@@ -11,7 +11,7 @@ use crate::protocols::http2::H2Exchange;
 use crate::protocols::Role;
 use crate::red::{http_def, MetricDef, DNS_LOOKUP, RPC_CLIENT, RPC_SERVER};
 use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
-use crate::spans::{http_span, FlowInfo, SpanCache, SpanCtx};
+use crate::spans::{http_span, push_endpoint_attrs, FlowInfo, SpanCache, SpanCtx};
 
 /// The span of one HTTP/2 stream and the histogram it counts in: a gRPC call when its
 /// content type says so, an HTTP request otherwise.
@@ -83,34 +83,10 @@ fn grpc_span(
         "network.protocol.version",
         AttrValue::Text(Text::Static("2")),
     ));
+    push_endpoint_attrs(&mut attrs, x.role, flow, x.authority.as_deref(), cache);
     let kind = if x.role == Role::Client {
-        let server = match x.authority.as_deref() {
-            Some(a) => cache.host(a),
-            None => flow.remote_ip.clone(),
-        };
-        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
-        attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
-        attrs.push((
-            "network.peer.address",
-            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
-        ));
-        attrs.push((
-            "network.peer.port",
-            AttrValue::Int(i64::from(flow.remote.port)),
-        ));
         SpanKind::Client
     } else {
-        let server = match x.authority.as_deref() {
-            Some(a) => cache.host(a),
-            None => flow.local_ip.clone(),
-        };
-        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
-        attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
-        attrs.push((
-            "client.address",
-            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
-        ));
-        attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
         SpanKind::Server
     };
     let error = match status {

@@ -304,6 +304,46 @@ pub fn error_type(tx: &HttpTransaction) -> Option<String> {
     }
 }
 
+/// The endpoint attributes of a span, pushed onto `attrs`. A client span gets `server.address`
+/// (the host of `authority` — a `Host` header or `:authority` — when known, else the peer's
+/// address), `server.port` and `network.peer.*`; a server span gets `server.address` (the same,
+/// else its own address), `server.port` and `client.*`. Returns `server.address`.
+pub fn push_endpoint_attrs(
+    attrs: &mut Attrs,
+    role: Role,
+    flow: &FlowInfo,
+    authority: Option<&str>,
+    cache: &mut SpanCache,
+) -> Arc<str> {
+    let client = role == Role::Client;
+    let server = match authority {
+        Some(a) => cache.host(a),
+        None if client => flow.remote_ip.clone(),
+        None => flow.local_ip.clone(),
+    };
+    let server_port = if client {
+        flow.remote.port
+    } else {
+        flow.local.port
+    };
+    attrs.push((
+        "server.address",
+        AttrValue::Text(Text::Shared(server.clone())),
+    ));
+    attrs.push(("server.port", AttrValue::Int(i64::from(server_port))));
+    let (addr_key, port_key) = if client {
+        ("network.peer.address", "network.peer.port")
+    } else {
+        ("client.address", "client.port")
+    };
+    attrs.push((
+        addr_key,
+        AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
+    ));
+    attrs.push((port_key, AttrValue::Int(i64::from(flow.remote.port))));
+    server
+}
+
 /// Build the span of a transaction. `ctx` is this span's identity, `parent` its parent span id
 /// (zero for a root).
 pub fn http_span(
@@ -338,10 +378,7 @@ pub fn http_span(
     let err = error_type(tx);
     let scheme = flow.scheme();
     let (kind, name) = if tx.role == Role::Client {
-        let server = match tx.host.as_deref() {
-            Some(h) => cache.host(h),
-            None => flow.remote_ip.clone(),
-        };
+        let server = push_endpoint_attrs(&mut attrs, Role::Client, flow, tx.host.as_deref(), cache);
         let full = format!(
             "{scheme}://{}:{}{}",
             server,
@@ -352,24 +389,10 @@ pub fn http_span(
                 "/"
             }
         );
-        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
-        attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
         attrs.push(("url.full", AttrValue::Str(full)));
-        attrs.push((
-            "network.peer.address",
-            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
-        ));
-        attrs.push((
-            "network.peer.port",
-            AttrValue::Int(i64::from(flow.remote.port)),
-        ));
         (SpanKind::Client, Text::Static(method))
     } else {
         let (route, name) = cache.route_and_name(method, path);
-        let server = match tx.host.as_deref() {
-            Some(h) => cache.host(h),
-            None => flow.local_ip.clone(),
-        };
         let url_path = if *route == *path {
             AttrValue::Text(Text::Shared(route.clone()))
         } else {
@@ -377,13 +400,7 @@ pub fn http_span(
         };
         attrs.push(("url.path", url_path));
         attrs.push(("url.scheme", AttrValue::Text(Text::Static(scheme))));
-        attrs.push(("server.address", AttrValue::Text(Text::Shared(server))));
-        attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
-        attrs.push((
-            "client.address",
-            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
-        ));
-        attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
+        push_endpoint_attrs(&mut attrs, Role::Server, flow, tx.host.as_deref(), cache);
         attrs.push(("http.route", AttrValue::Text(Text::Shared(route))));
         (SpanKind::Server, Text::Shared(name))
     };
