@@ -35,6 +35,8 @@ const MAX_PER_CONSUMER_PER_TICK: usize = 16_384;
 /// Most cumulative histogram series held; new series beyond it are dropped and counted.
 pub const MAX_SERIES: usize = 100_000;
 const TICK: Duration = Duration::from_millis(1);
+/// Longest pause of an idle export core: the shard queues hold far more than this much traffic.
+const IDLE_PAUSE_MAX: Duration = Duration::from_millis(16);
 const KERNEL_STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Rows printed by the live summary.
 const SUMMARY_ROWS: usize = 20;
@@ -295,8 +297,7 @@ impl Core {
             self.queue = Some(q);
         }
 
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut pause = TICK;
         let start = Instant::now();
         let mut next_metrics = after(start, self.cfg.metrics_interval);
         let mut next_kstats = start;
@@ -330,10 +331,12 @@ impl Core {
             if stopping {
                 break;
             }
+            // Idle: back off (doubling up to IDLE_PAUSE_MAX) instead of waking every tick.
+            pause = crate::runtime::next_pause(pause, busy, TICK, IDLE_PAUSE_MAX);
             if busy {
                 tokio::task::yield_now().await;
             } else {
-                tick.tick().await;
+                tokio::time::sleep(pause).await;
             }
         }
 
