@@ -14,7 +14,7 @@ pub use loader::{
     comm_key, loaded_programs, preflight, BpfError, CpuRing, ProcessFilter, StatsReader, Tracer,
     TracerOptions,
 };
-pub use tls::{AttachFailure, TlsManager, TlsStats};
+pub use tls::{AttachFailure, AttachedLibrary, Hook, TlsManager, TlsStats};
 
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, rust_2018_idioms, missing_docs)]
 mod skel {

@@ -187,6 +187,16 @@ pub struct TlsStats {
     pub maps_read: u64,
 }
 
+/// A libssl file with uprobes attached now, as reported by [`TlsManager::attached`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedLibrary {
+    /// The path it was attached through (`/proc/<pid>/root/...` of the first process seen
+    /// mapping it).
+    pub path: PathBuf,
+    /// The hooks attached, in [`Hook::ALL`] order (a symbol the library lacks is not there).
+    pub hooks: Vec<Hook>,
+}
+
 /// Most recent attach failures kept for reporting.
 const FAILURES_KEPT: usize = 32;
 /// First and largest re-read interval of a process's maps.
@@ -372,6 +382,19 @@ impl<P: Procs, K: Probes> Core<P, K> {
         v.sort();
         v
     }
+
+    pub(crate) fn attached(&self) -> Vec<AttachedLibrary> {
+        let mut v: Vec<AttachedLibrary> = self
+            .libs
+            .values()
+            .map(|a| AttachedLibrary {
+                path: a.path.clone(),
+                hooks: a.links.iter().map(|(h, _)| *h).collect(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
 }
 
 /// Processes from /proc.
@@ -508,6 +531,11 @@ impl<'t> TlsManager<'t> {
     /// Paths of the libssl files with uprobes attached now.
     pub fn libraries(&self) -> Vec<PathBuf> {
         self.core.libraries()
+    }
+
+    /// The libssl files with uprobes attached now and which hooks each has, by path.
+    pub fn attached(&self) -> Vec<AttachedLibrary> {
+        self.core.attached()
     }
 }
 
@@ -718,6 +746,19 @@ mod tests {
         let s = core.stats();
         assert_eq!(s.libraries_attached, 1, "1.1 without the _ex symbols");
         assert_eq!(s.links, 5);
+        assert_eq!(
+            core.attached(),
+            vec![AttachedLibrary {
+                path: "/lib/libssl.so.1.1".into(),
+                hooks: vec![
+                    Hook::ReadRet,
+                    Hook::Read,
+                    Hook::WriteRet,
+                    Hook::Write,
+                    Hook::SetFd
+                ],
+            }]
+        );
         assert_eq!(s.symbols_missing, 4 + 4);
         assert_eq!(
             s.attach_failures, 5,

@@ -1,7 +1,9 @@
 //! `telegen run`: check the flags and the machine, load and attach the kernel side, start the
 //! data plane, wait for SIGINT/SIGTERM (or `--duration`), then detach, drain and flush in order.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -226,6 +228,34 @@ fn report_tls_failures(m: &TlsManager<'_>, seen: &mut u64) {
     *seen = total;
 }
 
+/// Say which libssl files got their TLS uprobes (with the symbols hooked) and which lost them,
+/// once per change; `known` is what was said before.
+fn report_tls_libraries(m: &TlsManager<'_>, known: &mut BTreeSet<PathBuf>) {
+    let now = m.attached();
+    for lib in &now {
+        if known.contains(&lib.path) {
+            continue;
+        }
+        let mut symbols: Vec<&str> = Vec::new();
+        for h in &lib.hooks {
+            if !symbols.contains(&h.symbol()) {
+                symbols.push(h.symbol());
+            }
+        }
+        eprintln!(
+            "telegen: TLS uprobes attached to {}: {} hooks on {}",
+            lib.path.display(),
+            lib.hooks.len(),
+            symbols.join(", ")
+        );
+    }
+    let paths: BTreeSet<PathBuf> = now.into_iter().map(|l| l.path).collect();
+    for gone in known.difference(&paths) {
+        eprintln!("telegen: TLS uprobes detached from {}", gone.display());
+    }
+    *known = paths;
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if args.floor {
         return run_floor(args);
@@ -286,8 +316,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let deadline = plan.duration.map(|d| Instant::now() + d);
     let mut tls_failures_seen = 0u64;
+    let mut tls_libraries = BTreeSet::new();
     if let Some(m) = tls.as_ref() {
         report_tls_failures(m, &mut tls_failures_seen);
+        report_tls_libraries(m, &mut tls_libraries);
     }
     loop {
         if let Some(sig) = wait_signal(&signals, Duration::from_millis(200)) {
@@ -304,6 +336,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         if let Some(m) = tls.as_mut() {
             m.poll();
             report_tls_failures(m, &mut tls_failures_seen);
+            report_tls_libraries(m, &mut tls_libraries);
         }
     }
     if let Some(m) = tls.take() {
