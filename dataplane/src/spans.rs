@@ -390,6 +390,8 @@ pub fn http_span(
             }
         );
         attrs.push(("url.full", AttrValue::Str(full)));
+        // Opt-In on client spans; it is one of the client duration metric's keys.
+        attrs.push(("url.scheme", AttrValue::Text(Text::Static(scheme))));
         (SpanKind::Client, Text::Static(method))
     } else {
         let (route, name) = cache.route_and_name(method, path);
@@ -592,6 +594,10 @@ mod tests {
             .iter()
             .any(|(k, v)| *k == "url.full"
                 && *v == AttrValue::Str("http://svc:80/users/42?x=1".into())));
+        assert!(s
+            .attrs
+            .iter()
+            .any(|(k, v)| *k == "url.scheme" && *v == AttrValue::Text(Text::Static("http"))));
         let none = http_span(
             &tx(Role::Client, None),
             &flow,
