@@ -82,12 +82,26 @@ impl Hook {
 }
 
 /// True for the file names of OpenSSL's libssl 1.1 and 3.x (`libssl.so.3`, `libssl.so.1.1`,
-/// and versioned names such as `libssl.so.3.0.7`); not NSS's `libssl3.so`.
+/// versioned names such as `libssl.so.3.0.7`, and the copies Python wheels vendor, which
+/// auditwheel renames `libssl-<hash>.so.1.1`); not NSS's `libssl3.so`.
 pub fn is_openssl_lib(file_name: &str) -> bool {
-    ["libssl.so.3", "libssl.so.1.1"].iter().any(|base| {
-        file_name
-            .strip_prefix(base)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    let Some(mut rest) = file_name.strip_prefix("libssl") else {
+        return false;
+    };
+    if let Some(tagged) = rest.strip_prefix('-') {
+        let hash_len = tagged.find('.').unwrap_or(tagged.len());
+        if hash_len == 0
+            || !tagged[..hash_len]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+        {
+            return false;
+        }
+        rest = &tagged[hash_len..];
+    }
+    [".so.3", ".so.1.1"].iter().any(|version| {
+        rest.strip_prefix(version)
+            .is_some_and(|tail| tail.is_empty() || tail.starts_with('.'))
     })
 }
 
@@ -552,6 +566,9 @@ mod tests {
             "libssl.so.1.1",
             "libssl.so.3.0.7",
             "libssl.so.1.1.1k",
+            "libssl-5babfe3f.so.1.1",
+            "libssl-8248cfc9.so.1.1.1k",
+            "libssl-8bd944e8.so.3",
         ] {
             assert!(is_openssl_lib(yes), "{yes}");
         }
@@ -562,6 +579,11 @@ mod tests {
             "libssl.so.1.0.2",
             "libcrypto.so.3",
             "libssl.so.1.10",
+            "libssl-.so.1.1",
+            "libssl-a/b.so.3",
+            "libssl-47.dll",
+            "libssl-5babfe3f.so.1.0.0",
+            "libcrypto-5babfe3f.so.1.1",
         ] {
             assert!(!is_openssl_lib(no), "{no}");
         }
