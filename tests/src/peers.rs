@@ -1,6 +1,7 @@
 //! Real peers for the protocol tests beyond HTTP/1.1: a gRPC server and client (Python `grpcio`),
-//! a DNS server (`dnsmasq`), DNS clients (`dig`, Python `dnspython`) and a DNS server that never
-//! answers. Every process is killed and reaped on drop.
+//! a DNS server (`dnsmasq`), DNS clients (`dig`, Python `dnspython`), a DNS server that never
+//! answers, and an HTTPS client on OpenSSL 1.1 (Python `ctypes` on Debian bullseye's libssl1.1,
+//! unpacked by scripts/setup.sh). Every process is killed and reaped on drop.
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -293,5 +294,205 @@ impl PyResolver {
         }
         let _ = self.proc.child.wait();
         lines
+    }
+}
+
+/// Where scripts/setup.sh unpacks Debian bullseye's libssl1.1 (`libssl.so.1.1` and
+/// `libcrypto.so.1.1`); it is not installed system-wide.
+pub const LIBSSL11_DIR: &str = "/opt/telegen-test/libssl1.1/root/usr/lib/x86_64-linux-gnu";
+
+/// The directory holding OpenSSL 1.1's libraries, when scripts/setup.sh has unpacked them.
+/// Under `CI=true` their absence fails the test loudly; elsewhere the test prints that it was
+/// skipped and why.
+pub fn require_libssl11() -> Option<PathBuf> {
+    let dir = PathBuf::from(LIBSSL11_DIR);
+    let missing: Vec<&str> = ["libssl.so.1.1", "libcrypto.so.1.1"]
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if missing.is_empty() {
+        return Some(dir);
+    }
+    let why = format!(
+        "{missing:?} not in {LIBSSL11_DIR}: run scripts/setup.sh (it unpacks Debian bullseye's libssl1.1)"
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("OpenSSL 1.1 unavailable under CI=true: {why}");
+    }
+    eprintln!("SKIPPED: OpenSSL 1.1 unavailable: {why}");
+    None
+}
+
+/// An HTTPS/1.1 client written against OpenSSL 1.1's C API with `ctypes` (no Python `ssl`
+/// module, so libssl.so.3 is never mapped; the script checks both). Two connections: one tied
+/// to its socket with `SSL_set_fd`, one with a socket BIO (`BIO_new_socket` + `SSL_set_bio`).
+/// Each request is written with `SSL_write` or `SSL_write_ex` and its response read with
+/// `SSL_read` or `SSL_read_ex` in 32-byte pieces, so most reads are served from OpenSSL's
+/// buffer without a syscall. Prints `version <OpenSSL_version>`, waits for `go` on stdin (so the
+/// agent can be told its pid and attach first), then prints `<path> <status>` per request and
+/// `done`.
+const PY_SSL11_CLIENT: &str = r#"
+import ctypes, os, socket, sys
+
+crypto_path, ssl_path, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+crypto = ctypes.CDLL(crypto_path, mode=ctypes.RTLD_GLOBAL)
+ssl = ctypes.CDLL(ssl_path)
+P, I, Z = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+
+def fn(lib, name, res, *args):
+    f = getattr(lib, name)
+    f.restype, f.argtypes = res, list(args)
+    return f
+
+OpenSSL_version = fn(crypto, "OpenSSL_version", ctypes.c_char_p, I)
+BIO_new_socket = fn(crypto, "BIO_new_socket", P, I, I)
+TLS_client_method = fn(ssl, "TLS_client_method", P)
+SSL_CTX_new = fn(ssl, "SSL_CTX_new", P, P)
+SSL_CTX_free = fn(ssl, "SSL_CTX_free", None, P)
+SSL_new = fn(ssl, "SSL_new", P, P)
+SSL_free = fn(ssl, "SSL_free", None, P)
+SSL_set_fd = fn(ssl, "SSL_set_fd", I, P, I)
+SSL_set_bio = fn(ssl, "SSL_set_bio", None, P, P, P)
+SSL_connect = fn(ssl, "SSL_connect", I, P)
+SSL_shutdown = fn(ssl, "SSL_shutdown", I, P)
+SSL_write = fn(ssl, "SSL_write", I, P, ctypes.c_char_p, I)
+SSL_read = fn(ssl, "SSL_read", I, P, P, I)
+SSL_write_ex = fn(ssl, "SSL_write_ex", I, P, ctypes.c_char_p, Z, ctypes.POINTER(Z))
+SSL_read_ex = fn(ssl, "SSL_read_ex", I, P, P, Z, ctypes.POINTER(Z))
+
+maps = open("/proc/self/maps").read()
+if os.path.realpath(ssl_path) not in maps or "libssl.so.3" in maps:
+    sys.exit("expected %s mapped and no libssl.so.3" % ssl_path)
+print("version", OpenSSL_version(0).decode(), flush=True)
+sys.stdin.readline()
+
+ctx = SSL_CTX_new(TLS_client_method())
+assert ctx, "SSL_CTX_new"
+CHUNK = 32
+
+def send(s, data, ex):
+    if ex:
+        n = Z(0)
+        assert SSL_write_ex(s, data, len(data), ctypes.byref(n)) == 1 and n.value == len(data)
+    else:
+        assert SSL_write(s, data, len(data)) == len(data), "SSL_write"
+
+def recv(s, ex):
+    buf = ctypes.create_string_buffer(CHUNK)
+    if ex:
+        n = Z(0)
+        assert SSL_read_ex(s, buf, CHUNK, ctypes.byref(n)) == 1, "SSL_read_ex"
+        return buf.raw[: n.value]
+    n = SSL_read(s, buf, CHUNK)
+    assert n > 0, "SSL_read"
+    return buf.raw[:n]
+
+def request(s, path, ex):
+    send(s, b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path.encode(), ex)
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        resp += recv(s, ex)
+    head, body = resp.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    length = next(int(l.split(":", 1)[1]) for l in lines if l.lower().startswith("content-length:"))
+    while len(body) < length:
+        body += recv(s, ex)
+    print(path, lines[0].split()[1], flush=True)
+
+def connection(bind, calls):
+    sock = socket.create_connection(("127.0.0.1", port))
+    s = SSL_new(ctx)
+    assert s, "SSL_new"
+    if bind == "set_fd":
+        assert SSL_set_fd(s, sock.fileno()) == 1, "SSL_set_fd"
+    else:
+        bio = BIO_new_socket(sock.fileno(), 0)
+        assert bio, "BIO_new_socket"
+        SSL_set_bio(s, bio, bio)
+    assert SSL_connect(s) == 1, "SSL_connect"
+    for path, ex in calls:
+        request(s, path, ex)
+    SSL_shutdown(s)
+    SSL_free(s)
+    sock.close()
+
+for conn in sys.argv[4:]:
+    bind, *reqs = conn.split()
+    connection(bind, [(r.rsplit(":", 1)[0], r.rsplit(":", 1)[1] == "ex") for r in reqs])
+SSL_CTX_free(ctx)
+print("done", flush=True)
+"#;
+
+/// The OpenSSL 1.1 client of [`PY_SSL11_CLIENT`], started and paused before its first
+/// connection.
+#[derive(Debug)]
+pub struct Ssl11Client {
+    pub proc: Proc,
+    /// What the loaded libcrypto says it is (`OpenSSL_version(OPENSSL_VERSION)`).
+    pub version: String,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Ssl11Client {
+    /// `libssl`: the libssl.so.1.1 file to load (the one in [`LIBSSL11_DIR`] or a copy of it);
+    /// libcrypto.so.1.1 comes from `lib_dir`. `conns`: one string per connection, `"<set_fd|bio> <path>:<plain|ex> ..."`, its
+    /// requests in order on that keep-alive connection (`plain`: `SSL_write`/`SSL_read`, `ex`:
+    /// `SSL_write_ex`/`SSL_read_ex`). OpenSSL 1.1 reads no configuration (`OPENSSL_CONF` is
+    /// /dev/null): the system's is written for OpenSSL 3.
+    pub fn start(
+        lib_dir: &std::path::Path,
+        libssl: &std::path::Path,
+        port: u16,
+        conns: &[&str],
+    ) -> Ssl11Client {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(PY_SSL11_CLIENT)
+            .arg(lib_dir.join("libcrypto.so.1.1"))
+            .arg(libssl)
+            .arg(port.to_string())
+            .args(conns)
+            .env("OPENSSL_CONF", "/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("client started");
+        let proc = Proc { child };
+        let version = line
+            .trim()
+            .strip_prefix("version ")
+            .unwrap_or_else(|| panic!("OpenSSL 1.1 client did not start: {line:?}"))
+            .to_string();
+        Ssl11Client {
+            proc,
+            version,
+            stdout,
+        }
+    }
+
+    /// Make the requests; returns `(path, status)` per request, in order.
+    pub fn run(mut self) -> Vec<(String, u16)> {
+        use std::io::Write;
+        let stdin = self.proc.child.stdin.as_mut().expect("piped");
+        stdin.write_all(b"go\n").expect("write");
+        stdin.flush().expect("flush");
+        let mut out = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.stdout.read_line(&mut line).expect("read") == 0 {
+                panic!("OpenSSL 1.1 client exited early after {out:?}");
+            }
+            if line.trim() == "done" {
+                break;
+            }
+            let (path, status) = line.trim().rsplit_once(' ').expect("<path> <status>");
+            out.push((path.to_string(), status.parse().expect("status")));
+        }
+        let status = self.proc.child.wait().expect("wait");
+        assert!(status.success(), "OpenSSL 1.1 client: {status}");
+        out
     }
 }
