@@ -40,6 +40,66 @@ if ! python3 -c 'import grpc, dns.resolver' >/dev/null 2>&1; then
   fi
   python3 -m pip install "${pip_args[@]}" "grpcio==1.85.*" "dnspython==2.*"
 fi
+# OpenSSL 1.1 for the TLS tests (tests/tests/tls11_kernel.rs): bookworm ships only libssl3, so
+# apt downloads Debian bullseye's libssl1.1 (by package name and pinned version, from the
+# mirrors this machine's apt already uses, through a throwaway apt state) and dpkg-deb unpacks it
+# into LIBSSL11_DIR. Never installed: the system's libssl and apt configuration are left as they
+# are. Skipped when the cached .deb matches its sha256 and both libraries are there.
+LIBSSL11_DIR=/opt/telegen-test/libssl1.1
+LIBSSL11_VERSION=1.1.1w-0+deb11u8
+LIBSSL11_DEB=libssl1.1_${LIBSSL11_VERSION}_amd64.deb
+LIBSSL11_SHA256=dcc68a543de6cb955a57077b66dcdb15f61d1e31e072f2c6cc4082c37da1b00d
+libssl11_ok() {
+  [ -f "$LIBSSL11_DIR/$LIBSSL11_DEB" ] &&
+    echo "$LIBSSL11_SHA256  $LIBSSL11_DIR/$LIBSSL11_DEB" | sha256sum -c --status - &&
+    [ -f "$LIBSSL11_DIR/root/usr/lib/x86_64-linux-gnu/libssl.so.1.1" ] &&
+    [ -f "$LIBSSL11_DIR/root/usr/lib/x86_64-linux-gnu/libcrypto.so.1.1" ]
+}
+# The Debian archive and security mirrors apt is configured with (deb822 or one-line sources).
+debian_mirror() { # $1: "security" for the security archive, "" for the main one
+  local uris
+  uris=$({ sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true; })
+  if [ "$1" = security ]; then
+    printf '%s\n' $uris | awk '/security/ { print; exit }'
+  else
+    printf '%s\n' $uris | awk '/debian/ && !/security/ { print; exit }'
+  fi
+}
+if [ "$(dpkg --print-architecture)" = amd64 ] && ! libssl11_ok; then
+  echo "setup: downloading libssl1.1=$LIBSSL11_VERSION (Debian bullseye) into $LIBSSL11_DIR"
+  main_mirror=$(debian_mirror "")
+  security_mirror=$(debian_mirror security)
+  if [ -z "$main_mirror" ] || [ -z "$security_mirror" ]; then
+    echo "setup: no Debian archive and security mirrors found in /etc/apt sources" >&2
+    exit 1
+  fi
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  cat >"$tmp/sources.list" <<SOURCES
+deb [signed-by=$keyring] $main_mirror bullseye main
+deb [signed-by=$keyring] $security_mirror bullseye-security main
+SOURCES
+  mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+  apt_tmp=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::archives=$tmp/archives"
+    -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Get::List-Cleanup=0
+    -o APT::Sandbox::User=root)
+  apt-get "${apt_tmp[@]}" -qq update
+  (cd "$tmp" && apt-get "${apt_tmp[@]}" -qq download "libssl1.1=$LIBSSL11_VERSION")
+  if ! echo "$LIBSSL11_SHA256  $tmp/$LIBSSL11_DEB" | sha256sum -c --status -; then
+    echo "setup: $LIBSSL11_DEB does not match sha256 $LIBSSL11_SHA256" >&2
+    exit 1
+  fi
+  dpkg-deb -x "$tmp/$LIBSSL11_DEB" "$tmp/root"
+  rm -rf "$LIBSSL11_DIR"
+  mkdir -p "$LIBSSL11_DIR"
+  mv "$tmp/root" "$LIBSSL11_DIR/root"
+  mv "$tmp/$LIBSSL11_DEB" "$LIBSSL11_DIR/$LIBSSL11_DEB"
+  libssl11_ok || { echo "setup: $LIBSSL11_DIR is incomplete after unpacking $LIBSSL11_DEB" >&2; exit 1; }
+fi
 # Debian starts the packaged servers; the tests start their own on free loopback ports.
 for svc in nginx redis-server; do
   if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
