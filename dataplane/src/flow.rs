@@ -4,8 +4,15 @@
 //! approximation of least-recently-used: every access sets a reference bit, the hand clears bits
 //! until it finds an unreferenced entry), so memory stays bounded whatever the traffic does.
 //! Entries idle longer than the caller's deadline are expired by [`FlowTable::expire`], which does
-//! a bounded amount of work per call. Every key in `map` is in `ring` exactly once.
+//! a bounded amount of work per call.
+//!
+//! The clock's ring holds `(key, stamp)` pairs; an entry is live while the map holds its key with
+//! the same stamp. Removing a key leaves its ring entry behind (removal is O(1), not a scan of the
+//! ring: a connection closes on every short-lived request of a gateway); the hand skips such
+//! entries, and the ring is compacted once they outnumber the live ones, so it stays within
+//! `2 * len + COMPACT_SLACK` entries.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -15,13 +22,18 @@ struct Slot<V> {
     value: V,
     referenced: bool,
     last_seen_ns: u64,
+    stamp: u64,
 }
+
+/// Stale ring entries tolerated beyond the live ones before a compaction.
+const COMPACT_SLACK: usize = 64;
 
 /// Bounded map with CLOCK eviction and idle expiry.
 #[derive(Debug)]
 pub struct FlowTable<V> {
     map: HashMap<u64, Slot<V>>,
-    ring: VecDeque<u64>,
+    ring: VecDeque<(u64, u64)>,
+    next_stamp: u64,
     capacity: usize,
     evicted: u64,
     expired: u64,
@@ -33,6 +45,7 @@ impl<V> FlowTable<V> {
         Self {
             map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
             ring: VecDeque::with_capacity(capacity.min(1 << 16)),
+            next_stamp: 0,
             capacity,
             evicted: 0,
             expired: 0,
@@ -82,47 +95,56 @@ impl<V> FlowTable<V> {
         make: impl FnOnce() -> V,
         evict: impl FnOnce(u64, V),
     ) -> &mut V {
-        if !self.map.contains_key(&key) {
-            if self.map.len() >= self.capacity {
-                if let Some((k, v)) = self.evict_one() {
-                    evict(k, v);
-                }
+        // One hash lookup on the usual path (the key is there, or the table has room).
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            if let Some((k, v)) = self.evict_one() {
+                evict(k, v);
             }
-            self.map.insert(
-                key,
-                Slot {
+        }
+        let slot = match self.map.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let stamp = self.next_stamp;
+                self.next_stamp += 1;
+                self.ring.push_back((key, stamp));
+                v.insert(Slot {
                     value: make(),
                     referenced: false,
                     last_seen_ns: now_ns,
-                },
-            );
-            self.ring.push_back(key);
-        }
-        let slot = self.map.get_mut(&key).expect("present: inserted above");
+                    stamp,
+                })
+            }
+        };
         slot.referenced = true;
         slot.last_seen_ns = slot.last_seen_ns.max(now_ns);
         &mut slot.value
     }
 
-    /// Remove an entry.
+    /// Remove an entry (O(1); its ring entry goes stale).
     pub fn remove(&mut self, key: u64) -> Option<V> {
         let slot = self.map.remove(&key)?;
-        if let Some(pos) = self.ring.iter().position(|&k| k == key) {
-            self.ring.remove(pos);
+        if self.ring.len() > 2 * self.map.len() + COMPACT_SLACK {
+            let map = &self.map;
+            self.ring
+                .retain(|(k, stamp)| map.get(k).is_some_and(|s| s.stamp == *stamp));
         }
         Some(slot.value)
     }
 
+    fn live(&self, key: u64, stamp: u64) -> bool {
+        self.map.get(&key).is_some_and(|s| s.stamp == stamp)
+    }
+
     fn evict_one(&mut self) -> Option<(u64, V)> {
-        // Each key is visited at most twice: once to clear its bit, once to evict.
+        // Each live key is visited at most twice: once to clear its bit, once to evict.
         for _ in 0..self.ring.len() * 2 + 1 {
-            let key = self.ring.pop_front()?;
-            let Some(slot) = self.map.get_mut(&key) else {
-                continue;
+            let (key, stamp) = self.ring.pop_front()?;
+            let Some(slot) = self.map.get_mut(&key).filter(|s| s.stamp == stamp) else {
+                continue; // removed since: drop the stale entry
             };
             if slot.referenced {
                 slot.referenced = false;
-                self.ring.push_back(key);
+                self.ring.push_back((key, stamp));
                 continue;
             }
             let slot = self.map.remove(&key)?;
@@ -138,14 +160,16 @@ impl<V> FlowTable<V> {
         let steps = (budget * 2).min(self.ring.len());
         let mut removed = 0;
         for _ in 0..steps {
-            let Some(key) = self.ring.pop_front() else {
+            let Some((key, stamp)) = self.ring.pop_front() else {
                 break;
             };
+            if !self.live(key, stamp) {
+                continue; // removed since: drop the stale entry
+            }
             let idle = self
                 .map
                 .get(&key)
-                .map(|s| s.last_seen_ns < deadline_ns)
-                .unwrap_or(true);
+                .is_some_and(|s| s.last_seen_ns < deadline_ns);
             if idle {
                 if let Some(slot) = self.map.remove(&key) {
                     self.expired += 1;
@@ -156,7 +180,7 @@ impl<V> FlowTable<V> {
                     break;
                 }
             } else {
-                self.ring.push_back(key);
+                self.ring.push_back((key, stamp));
             }
         }
     }
@@ -186,6 +210,39 @@ mod tests {
         assert!(victim.is_some());
         assert_eq!(t.len(), 2);
         assert_eq!(t.evicted(), 1);
+    }
+
+    #[test]
+    fn removal_is_lazy_and_the_ring_stays_bounded() {
+        let mut t = FlowTable::new(1 << 20);
+        // Short-lived connections: open, close, 100,000 times, with a few long-lived ones.
+        for k in 0..4 {
+            t.get_or_insert_with(k, 0, || k, |_, _| panic!("room"));
+        }
+        for k in 4..100_004u64 {
+            t.get_or_insert_with(k, k, || k, |_, _| panic!("room"));
+            assert_eq!(t.remove(k), Some(k));
+        }
+        assert_eq!(t.len(), 4);
+        assert!(
+            t.ring.len() <= 2 * 4 + COMPACT_SLACK + 1,
+            "ring {}",
+            t.ring.len()
+        );
+        // A key removed and inserted again is live once, and eviction still works.
+        t.get_or_insert_with(7, 0, || 7, |_, _| {});
+        t.remove(7);
+        t.get_or_insert_with(7, 0, || 70, |_, _| {});
+        assert_eq!(t.peek(7), Some(&70));
+        let mut small = FlowTable::new(2);
+        small.get_or_insert_with(1, 0, || 1, |_, _| {});
+        small.remove(1);
+        small.get_or_insert_with(2, 0, || 2, |_, _| {});
+        small.get_or_insert_with(3, 0, || 3, |_, _| {});
+        let mut victim = None;
+        small.get_or_insert_with(4, 0, || 4, |k, _| victim = Some(k));
+        assert!(matches!(victim, Some(2) | Some(3)), "{victim:?}");
+        assert_eq!(small.len(), 2);
     }
 
     #[test]
@@ -254,7 +311,14 @@ mod tests {
                 }
                 prop_assert!(t.len() <= cap);
                 prop_assert_eq!(t.len(), model.len());
-                prop_assert_eq!(t.ring.len(), t.map.len());
+                // Every live key is in the ring exactly once; stale entries stay bounded.
+                let live: Vec<u64> = t.ring.iter().filter(|(k, st)| t.live(*k, *st)).map(|(k, _)| *k).collect();
+                let mut uniq = live.clone();
+                uniq.sort_unstable();
+                uniq.dedup();
+                prop_assert_eq!(live.len(), t.map.len());
+                prop_assert_eq!(uniq.len(), t.map.len());
+                prop_assert!(t.ring.len() <= 2 * t.map.len() + COMPACT_SLACK + 1);
             }
         }
     }
