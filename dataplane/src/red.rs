@@ -10,7 +10,9 @@ use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
-use crate::signal::{AttrValue, Attrs, HistogramDelta, SpanKind, SpanRecord, DURATION_BOUNDS_S};
+use crate::signal::{
+    same_str, AttrValue, Attrs, HistogramDelta, SpanKind, SpanRecord, DURATION_BOUNDS_S,
+};
 
 /// A duration histogram: its name, unit, the span attributes it keeps, and its buckets.
 #[derive(Debug)]
@@ -132,7 +134,30 @@ pub struct Red {
     /// Series by hash of (metric, pid, values); a collision keeps both in the same slot.
     series: HashMap<u64, Vec<Accum>>,
     len: usize,
+    /// Per metric, what the key found at each attribute position was last time (see
+    /// [`KeyHint`]): spans are built with their attributes in a fixed order, so this turns the
+    /// search of every attribute key among the metric's keys into one pointer comparison.
+    hints: Vec<(usize, [KeyHint; MAX_HINTED])>,
 }
+
+/// At one attribute position: the address of the key last seen there (only compared, never
+/// dereferenced), and its index in the metric's keys (`NOT_KEPT` when the metric does not keep
+/// it).
+#[derive(Debug, Clone, Copy)]
+struct KeyHint {
+    key: usize,
+    len: usize,
+    index: u8,
+}
+
+const NOT_KEPT: u8 = u8::MAX;
+/// Attribute positions hinted (later ones are searched every time).
+const MAX_HINTED: usize = 24;
+const NO_HINT: KeyHint = KeyHint {
+    key: 0,
+    len: 0,
+    index: NOT_KEPT,
+};
 
 /// Most attribute keys a metric keeps.
 const MAX_KEYS: usize = 12;
@@ -184,12 +209,35 @@ impl Red {
         // The span's value of each key, found once (a metric keeps at most MAX_KEYS).
         let mut found: [Option<&AttrValue>; MAX_KEYS] = [None; MAX_KEYS];
         let n = def.keys.len().min(MAX_KEYS);
-        for (k, v) in &span.attrs {
-            if let Some(i) = def.keys[..n]
-                .iter()
-                .position(|d| d.len() == k.len() && d == k)
-            {
-                found[i] = Some(v);
+        let defp = def as *const MetricDef as usize;
+        let h = match self.hints.iter().position(|(d, _)| *d == defp) {
+            Some(h) => h,
+            None => {
+                self.hints.push((defp, [NO_HINT; MAX_HINTED]));
+                self.hints.len() - 1
+            }
+        };
+        let hints = &mut self.hints[h].1;
+        for (pos, (k, v)) in span.attrs.iter().enumerate() {
+            let index = match hints.get_mut(pos) {
+                Some(hint) if hint.key == k.as_ptr() as usize && hint.len == k.len() => hint.index,
+                slot => {
+                    let index = def.keys[..n]
+                        .iter()
+                        .position(|d| same_str(d, k))
+                        .map_or(NOT_KEPT, |i| i as u8);
+                    if let Some(hint) = slot {
+                        *hint = KeyHint {
+                            key: k.as_ptr() as usize,
+                            len: k.len(),
+                            index,
+                        };
+                    }
+                    index
+                }
+            };
+            if let Some(f) = found.get_mut(usize::from(index)) {
+                *f = Some(v);
             }
         }
         let found = &found[..n];
@@ -315,5 +363,58 @@ mod tests {
             "high-cardinality keys stay off metrics"
         );
         assert_eq!(out.iter().map(|d| d.count).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn attributes_in_another_order_or_missing_land_in_the_right_series() {
+        // The per-position key hints must never pair a value with the wrong key: the same
+        // attributes reordered, one replaced by a key the metric does not keep, and one left out.
+        let mut r = Red::default();
+        let base = span(SpanKind::Server, 200, 1_000);
+        let mut reordered = base.clone();
+        reordered.attrs.reverse();
+        let mut replaced = base.clone();
+        replaced.attrs[1] = ("url.scheme", AttrValue::Str("http".into()));
+        let mut missing = base.clone();
+        missing.attrs.remove(0);
+        for s in [&base, &reordered, &base, &replaced, &missing, &reordered] {
+            r.record(&HTTP_SERVER, s);
+        }
+        let mut out = Vec::new();
+        r.flush(|d| out.push(d));
+        let count_of = |want: &[(&str, AttrValue)]| {
+            out.iter()
+                .find(|d| {
+                    d.attrs.len() == want.len()
+                        && want
+                            .iter()
+                            .all(|(k, v)| d.attrs.iter().any(|(dk, dv)| dk == k && dv == v))
+                })
+                .map(|d| d.count)
+        };
+        let get = AttrValue::Str("GET".into());
+        let route = AttrValue::Str("/".into());
+        let full = [
+            ("http.request.method", get.clone()),
+            ("http.response.status_code", AttrValue::Int(200)),
+            ("http.route", route.clone()),
+        ];
+        assert_eq!(count_of(&full), Some(4));
+        assert_eq!(
+            count_of(&[
+                ("http.request.method", get),
+                ("url.scheme", AttrValue::Str("http".into())),
+                ("http.route", route.clone()),
+            ]),
+            Some(1)
+        );
+        assert_eq!(
+            count_of(&[
+                ("http.response.status_code", AttrValue::Int(200)),
+                ("http.route", route),
+            ]),
+            Some(1)
+        );
+        assert_eq!(out.len(), 3);
     }
 }

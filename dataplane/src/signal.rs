@@ -34,9 +34,16 @@ impl std::ops::Deref for Text {
     }
 }
 
+/// String equality that skips comparing the bytes when both sides are the same memory (the same
+/// constant or the same shared text, the usual case on the per-span path).
+#[inline]
+pub(crate) fn same_str(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
+}
+
 impl PartialEq for Text {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        same_str(self.as_str(), other.as_str())
     }
 }
 
@@ -115,7 +122,7 @@ impl PartialEq for AttrValue {
             (AttrValue::Bool(a), AttrValue::Bool(b)) => a == b,
             (AttrValue::Double(a), AttrValue::Double(b)) => a == b,
             (a, b) => match (a.as_str(), b.as_str()) {
-                (Some(x), Some(y)) => x == y,
+                (Some(x), Some(y)) => same_str(x, y),
                 _ => false,
             },
         }
