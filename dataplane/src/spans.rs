@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use telegen_bpf::abi::Addr;
 
 use crate::protocols::http1::HttpTransaction;
-use crate::protocols::{route::route_template, Role};
+use crate::protocols::{route::route_template_into, Role};
 use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
 
 /// A fast per-shard generator for trace and span ids (wyrand), seeded from the kernel.
@@ -210,6 +210,8 @@ pub struct SpanCache {
     entries: Vec<RouteEntry>,
     hosts: FxHashMap<Box<str>, Arc<str>>,
     rpcs: FxHashMap<Box<str>, RpcNames>,
+    /// Reused buffer for route templates (no allocation per span for paths with identifiers).
+    scratch: String,
 }
 
 /// The texts of a gRPC method, shared by its spans.
@@ -231,7 +233,8 @@ impl SpanCache {
             self.routes.clear();
             self.entries.clear();
         }
-        let route = route_template(path);
+        let mut route = std::mem::take(&mut self.scratch);
+        route_template_into(path, &mut route);
         let i = match self.routes.get(route.as_str()) {
             Some(&i) => i,
             None => {
@@ -247,6 +250,7 @@ impl SpanCache {
         if route == path {
             self.paths.insert(path.into(), i);
         }
+        self.scratch = route;
         i
     }
 

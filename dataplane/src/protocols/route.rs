@@ -13,6 +13,14 @@ const MAX_SEGMENT_LEN: usize = 64;
 /// Turn a path (a query or fragment, and an absolute-form scheme and authority, are stripped)
 /// into a template such as `/users/{id}`.
 pub fn route_template(path: &str) -> String {
+    let mut out = String::new();
+    route_template_into(path, &mut out);
+    out
+}
+
+/// [`route_template`] into `out` (cleared first), so a caller can reuse one buffer.
+pub fn route_template_into(path: &str, out: &mut String) {
+    out.clear();
     let mut path = path;
     if let Some(i) = path.bytes().position(|b| b == b'?' || b == b'#') {
         path = &path[..i];
@@ -25,7 +33,7 @@ pub fn route_template(path: &str) -> String {
             path = rest.find('/').map_or("", |i| &rest[i..]);
         }
     }
-    let mut out = String::with_capacity(path.len().min(128) + 1);
+    out.reserve(path.len().min(128) + 1);
     // Split by hand: paths are short, and a generic searcher's setup costs more than the scan.
     let bytes = path.as_bytes();
     let (mut start, mut kept) = (0, 0);
@@ -46,7 +54,6 @@ pub fn route_template(path: &str) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
 }
 
 fn is_uuid(s: &[u8]) -> bool {
