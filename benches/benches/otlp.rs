@@ -135,6 +135,17 @@ fn bench(c: &mut Criterion) {
     g.bench_function("direct_encode_gzip", |b| {
         b.iter(|| black_box(otlp::gzip(&encode_direct(black_box(&input))).unwrap_or_default()))
     });
+    // The export core's path: one compressor kept across batches (reset, not rebuilt).
+    let mut gzipper = otlp::Gzipper::default();
+    g.bench_function("direct_encode_gzip_reused", |b| {
+        b.iter(|| {
+            black_box(
+                gzipper
+                    .gzip(&encode_direct(black_box(&input)))
+                    .unwrap_or_default(),
+            )
+        })
+    });
     g.bench_function("encode_gzip", |b| {
         b.iter_batched(
             || input.clone(),

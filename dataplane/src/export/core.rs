@@ -134,6 +134,9 @@ struct Core {
     /// Spans per process, already protobuf-encoded (`pb::append_span`).
     spans: BTreeMap<u32, Vec<u8>>,
     span_scratch: Vec<u8>,
+    /// The request body of a span batch, reused.
+    body_buf: Vec<u8>,
+    gzipper: otlp::Gzipper,
     span_count: usize,
     batch_started: Option<Instant>,
     /// End times of the batched spans, kept only for the discard sink.
@@ -224,6 +227,8 @@ pub fn run_export_core(
         start_unix_ns: unix_ns(),
         spans: BTreeMap::new(),
         span_scratch: Vec::new(),
+        body_buf: Vec::new(),
+        gzipper: otlp::Gzipper::default(),
         span_count: 0,
         batch_started: None,
         span_ends: Vec::new(),
@@ -520,15 +525,27 @@ impl Core {
             return;
         }
         let items = std::mem::take(&mut self.span_count) as u64;
-        let spans = std::mem::take(&mut self.spans);
-        let groups: Vec<_> = spans
-            .into_iter()
-            .map(|(pid, spans)| (otlp::resource(&self.resource_for(pid)), spans))
+        // Per-process buffers are kept, cleared, for the next batch (no regrowing them span by
+        // span into fresh pages every batch); a process with no span since the last batch gives
+        // its buffer back.
+        self.spans.retain(|_, b| !b.is_empty());
+        let pids: Vec<u32> = self.spans.keys().copied().collect();
+        let resources: Vec<_> = pids
+            .iter()
+            .map(|&pid| otlp::resource(&self.resource_for(pid)))
             .collect();
-        let body = pb::traces_body(
-            groups.iter().map(|(r, s)| (r, s.as_slice())),
+        let mut body = std::mem::take(&mut self.body_buf);
+        pb::traces_body_into(
+            resources
+                .iter()
+                .zip(self.spans.values())
+                .map(|(r, s)| (r, s.as_slice())),
             &otlp::scope(),
+            &mut body,
         );
+        for b in self.spans.values_mut() {
+            b.clear();
+        }
         if self.jsonl.is_some() {
             // JSON lines are the no-collector path: decode our own bytes into the message the
             // JSON mapping is defined on (they are valid by construction; tested in `pb`).
@@ -539,10 +556,11 @@ impl Core {
         }
         if self.queue.is_some() || self.cfg.discard.is_some() {
             let mut ends = std::mem::take(&mut self.span_ends);
-            self.enqueue(SignalKind::Traces, body, items, &ends);
+            self.enqueue(SignalKind::Traces, &body, items, &ends);
             ends.clear();
             self.span_ends = ends;
         }
+        self.body_buf = body;
     }
 
     fn export_metrics(&mut self) {
@@ -582,18 +600,18 @@ impl Core {
             self.write_jsonl(&req);
             if self.queue.is_some() || self.cfg.discard.is_some() {
                 let body = otlp::encode_metrics(&req);
-                self.enqueue(SignalKind::Metrics, body, points, &[]);
+                self.enqueue(SignalKind::Metrics, &body, points, &[]);
             }
         }
     }
 
-    fn enqueue(&mut self, kind: SignalKind, body: Vec<u8>, items: u64, span_ends: &[u64]) {
+    fn enqueue(&mut self, kind: SignalKind, body: &[u8], items: u64, span_ends: &[u64]) {
         if self.queue.is_none() && self.cfg.discard.is_none() {
             return;
         }
         let encoded_bytes = body.len();
         let body = if self.cfg.gzip {
-            match otlp::gzip(&body) {
+            match self.gzipper.gzip(body) {
                 Ok(b) => b,
                 Err(e) => {
                     log::warn!("export core: gzip failed: {e}");
@@ -607,7 +625,7 @@ impl Core {
                 }
             }
         } else {
-            body
+            body.to_vec()
         };
         if let Some(d) = &self.cfg.discard {
             d.deliver(&EncodedBatch {

@@ -147,8 +147,19 @@ pub fn traces_body<'a>(
     groups: impl IntoIterator<Item = (&'a Resource, &'a [u8])>,
     scope: &InstrumentationScope,
 ) -> Vec<u8> {
-    let scope_bytes = scope.encode_to_vec();
     let mut out = Vec::new();
+    traces_body_into(groups, scope, &mut out);
+    out
+}
+
+/// [`traces_body`] into `out` (cleared first), so the caller can reuse one buffer.
+pub fn traces_body_into<'a>(
+    groups: impl IntoIterator<Item = (&'a Resource, &'a [u8])>,
+    scope: &InstrumentationScope,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let scope_bytes = scope.encode_to_vec();
     for (resource, spans) in groups {
         let res = resource.encode_to_vec();
         let scope_spans_len =
@@ -160,15 +171,14 @@ pub fn traces_body<'a>(
             + varint_len(scope_spans_len as u64)
             + scope_spans_len;
         out.reserve(rs_len + 8);
-        tag(&mut out, 1, LEN);
-        varint(&mut out, rs_len as u64);
-        bytes_field(&mut out, 1, &res);
-        tag(&mut out, 2, LEN);
-        varint(&mut out, scope_spans_len as u64);
-        bytes_field(&mut out, 1, &scope_bytes);
+        tag(out, 1, LEN);
+        varint(out, rs_len as u64);
+        bytes_field(out, 1, &res);
+        tag(out, 2, LEN);
+        varint(out, scope_spans_len as u64);
+        bytes_field(out, 1, &scope_bytes);
         out.extend_from_slice(spans);
     }
-    out
 }
 
 #[cfg(test)]
