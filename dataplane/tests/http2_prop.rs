@@ -1,7 +1,8 @@
 //! Property tests: any bytes (random, or real captured HTTP/2 traffic mutated), split any way,
-//! in any direction, under any capture limit and role, never make the HTTP/2 parser panic, its
-//! memory and open streams stay bounded, and emitted exchanges are well-formed. Also: any
-//! re-chunking of real traffic gives the same exchanges.
+//! in any direction, under any capture limit and role (with or without the end of each syscall
+//! captured), never make the HTTP/2 parser panic, its memory and open streams stay bounded, and
+//! emitted exchanges are well-formed. Also: any re-chunking of real traffic gives the same
+//! exchanges.
 
 mod common;
 
@@ -111,12 +112,13 @@ proptest! {
     fn never_panics_and_stays_bounded(
         role in role(),
         limit in prop_oneof![Just(16usize), Just(1024), Just(usize::MAX)],
+        tail in prop_oneof![Just(0usize), Just(256), 1usize..600],
         chunks in proptest::collection::vec(chunk_spec(), 0..40),
     ) {
         let mut p = Http2Parser::new(role);
         let mut out = Vec::new();
         for (seq, (ingress, data, extra)) in chunks.iter().enumerate() {
-            let c = common::chunk(seq, *ingress, data, *extra, limit, 100);
+            let c = common::tail_chunk(seq, *ingress, data, *extra, limit, tail, 100);
             p.feed(&c, &mut out);
             check(&p, &mut out)?;
         }
@@ -153,6 +155,7 @@ proptest! {
                 let ch = Chunk {
                     dir,
                     data: part,
+                    tail: &[],
                     total_len: part.len() as u32,
                     start_ns: seq * 10,
                     end_ns: seq * 10 + 5,
@@ -187,6 +190,7 @@ proptest! {
                     let ch = Chunk {
                         dir,
                         data: part,
+                        tail: &[],
                         total_len: part.len() as u32,
                         start_ns: 0,
                         end_ns: 0,

@@ -2,7 +2,9 @@
 /*
  * Telegen's socket tracer. Syscall tracepoints only (no kprobes, no fentry: they are not
  * available on hardened kernels). Tracks TCP sockets per (tgid, fd), stamps a per-connection
- * sequence, copies the first bytes of each payload, and writes records to the ring buffer of the
+ * sequence, copies the first bytes of each payload (and its last bytes when the payload is
+ * longer than the capture size: the end of a message, e.g. HTTP/2 trailers after a large body,
+ * is where a response says how it ended), and writes records to the ring buffer of the
  * CPU it runs on, waking the consumer only when a lot is pending.
  *
  * UDP sockets are tracked too (one "connection" per socket) when the loader set UDP ports, but a
@@ -26,6 +28,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Knobs set by the loader before load. */
 const volatile __u32 capture_bytes = 1024;
+/* Bytes copied from the end of a syscall's data when it moved more than capture_bytes (they go
+ * after the prefix: a record holds at most capture_bytes + tail_bytes). 0: prefix only. */
+const volatile __u32 tail_bytes = 256;
 const volatile __u32 self_tgid = 0;
 const volatile __u8 filter_enabled = 0;
 const volatile __u64 wakeup_bytes = 1 << 20;
@@ -297,6 +302,8 @@ static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u
 	s->ev.tid = (__u32)id;
 	s->ev.bytes = 0;
 	s->ev.captured = 0;
+	s->ev.tail = 0;
+	s->ev._pad = 0;
 	s->ev.kind = kind;
 	s->ev.dir = 0;
 	s->ev.role = c->role;
@@ -405,10 +412,82 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 	return 0;
 }
 
-static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a, __u64 want)
+/* Bytes of the end to copy after a prefix of `head` bytes when the syscall moved `moved`. */
+static __always_inline __u64 tail_len(__u64 head, __u64 moved)
+{
+	__u64 t = tail_bytes;
+
+	if (moved <= head)
+		return 0;
+	if (t > moved - head)
+		t = moved - head;
+	if (t > TG_MAX_TAIL)
+		t = TG_MAX_TAIL;
+	return t;
+}
+
+/*
+ * The last `tl` of the `moved` bytes an iovec syscall moved, copied to s->payload + `dst0`;
+ * returns `tl`, or 0 if they could not all be copied. A read fills its iovecs only up to
+ * `moved`, so the end is found by walking the iovecs from the first (at most TG_MAX_IOV of
+ * them: an end beyond is not copied). A loop of its own after the prefix loop: one loop doing
+ * both made the verifier give up (too many states).
+ */
+static __always_inline __u32 copy_iov_tail(struct scratch *s, struct call_args *a, __u64 dst0,
+					   __u64 moved, __u64 tl)
+{
+	__u64 tstart = moved - tl;
+	__u64 pos = 0;  /* where iovec i starts in the bytes moved */
+	__u64 tgot = 0; /* tail bytes copied */
+	struct iovec iov;
+	int i;
+
+	dst0 &= (2 * TG_MAX_CAPTURE - 1);
+	for (i = 0; i < TG_MAX_IOV; i++) {
+		__u64 len, skip, n;
+
+		if (i >= a->iovcnt || tgot >= tl || pos >= moved)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(a->buf + i * sizeof(iov))))
+			break;
+		len = iov.iov_len;
+		if (len > moved - pos)
+			len = moved - pos;
+		if (pos + len > tstart) {
+			skip = tstart > pos ? tstart - pos : 0;
+			n = len - skip;
+			if (n > tl - tgot)
+				n = tl - tgot;
+			barrier_var(n);
+			if (n > TG_MAX_TAIL)
+				n = TG_MAX_TAIL;
+			n &= (2 * TG_MAX_TAIL - 1);
+			tgot &= (TG_MAX_TAIL - 1);
+			if (bpf_probe_read_user(s->payload + dst0 + tgot, n, iov.iov_base + skip))
+				break;
+			tgot += n;
+		}
+		pos += len;
+	}
+	return tgot == tl ? tl : 0;
+}
+
+/*
+ * Copy the first `want` of the `moved` bytes the syscall moved into s->payload and, when that
+ * is not all of them, the last tail_len() bytes right after the prefix (s->ev.tail says how
+ * many). Returns the prefix length; the record carries prefix + tail. The tail is dropped (0)
+ * when the prefix came out short or the end lies beyond the iovecs walked.
+ */
+static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a, __u64 want,
+					  __u64 moved)
 {
 	__u64 n = want;
+	__u64 tl;
 
+	s->ev.tail = 0;
+	if (want > TG_MAX_CAPTURE)
+		return 0;
+	tl = tail_len(want, moved);
 	if (a->op == OP_PLAIN) {
 		barrier_var(n);
 		if (n > TG_MAX_CAPTURE)
@@ -416,6 +495,16 @@ static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a
 		n &= (2 * TG_MAX_CAPTURE - 1);
 		if (bpf_probe_read_user(s->payload, n, (void *)a->buf))
 			return 0;
+		if (tl) {
+			__u64 dst = want & (2 * TG_MAX_CAPTURE - 1);
+
+			barrier_var(tl);
+			if (tl > TG_MAX_TAIL)
+				tl = TG_MAX_TAIL;
+			tl &= (2 * TG_MAX_TAIL - 1);
+			if (!bpf_probe_read_user(s->payload + dst, tl, (void *)(a->buf + moved - tl)))
+				s->ev.tail = tl;
+		}
 		return n;
 	}
 	if (a->op == OP_IOV) {
@@ -445,6 +534,8 @@ static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a
 		}
 		if (off > want)
 			off = want;
+		if (tl && off == want)
+			s->ev.tail = copy_iov_tail(s, a, want, moved, tl);
 		return off;
 	}
 	return 0;
@@ -554,16 +645,20 @@ static __always_inline int udp_pick(struct conn *c, __u64 uaddr, __u8 dir, struc
 	return 0;
 }
 
-/* One payload of `ret` bytes moved on `c`: copy its prefix and submit a DATA record. */
+/*
+ * One payload of `ret` bytes moved on `c`: copy its prefix (and, if `with_tail`, its end) and
+ * submit a DATA record. `with_tail` is a constant at each call site: without it the tail code
+ * is compiled out.
+ */
 static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args *ap, long ret,
-				      __u8 dir)
+				      __u8 dir, int with_tail)
 {
 	struct scratch *s;
 	struct tg_stats *st = stats();
 	struct tg_addr local, remote;
 	__u32 tid = (__u32)id;
 	__u64 cap = capture_bytes;
-	__u32 captured;
+	__u32 head;
 	__u8 kind = TG_EV_DATA;
 
 	if (st)
@@ -596,13 +691,15 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args
 	s->ev.bytes = ret > 0xffffffff ? 0xffffffff : (__u32)ret;
 	if (cap > TG_MAX_CAPTURE)
 		cap = TG_MAX_CAPTURE;
-	captured = copy_payload(s, ap, (__u64)ret < cap ? (__u64)ret : cap);
-	s->ev.captured = captured;
-	if (st && (__u64)ret > captured && ap->op != OP_SENDFILE)
+	/* Without the tail, pass moved == want (tail_len() is then 0). */
+	head = copy_payload(s, ap, (__u64)ret < cap ? (__u64)ret : cap,
+			    with_tail || (__u64)ret < cap ? (__u64)ret : cap);
+	s->ev.captured = head + s->ev.tail;
+	if (st && (__u64)ret > head && ap->op != OP_SENDFILE)
 		__sync_fetch_and_add(&st->truncated, 1);
 
 	stamp_parent(c, s, dir, tid);
-	submit(s, captured);
+	submit(s, s->ev.captured);
 }
 
 static __always_inline int exit_io(long ret, __u8 dir)
@@ -626,7 +723,7 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	c = bpf_map_lookup_elem(&tg_conns, &k);
 	if (!c)
 		return 0;
-	emit_data(c, id, &a, ret, dir);
+	emit_data(c, id, &a, ret, dir, 1);
 	return 0;
 }
 
@@ -888,7 +985,9 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 		m.iovcnt = (__u32)mh.msg_hdr.msg_iovlen;
 		m.addr = (__u64)mh.msg_hdr.msg_name;
 		m.op = OP_IOV;
-		emit_data(c, id, &m, mh.msg_len, dir);
+		/* No tail per datagram: 8 inlined copies of the tail walk are more than the
+		 * verifier's budget, and DNS (what batches datagrams) has no use for one. */
+		emit_data(c, id, &m, mh.msg_len, dir, 0);
 	}
 	return 0;
 }

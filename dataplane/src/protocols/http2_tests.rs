@@ -84,6 +84,7 @@ impl Feeder {
         let c = Chunk {
             dir,
             data,
+            tail: &[],
             total_len: total as u32,
             start_ns: self.seq * 100,
             end_ns: self.seq * 100 + 10,
