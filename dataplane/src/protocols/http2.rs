@@ -13,7 +13,10 @@
 //!   beyond that evicts the oldest as partial, counted in [`Http2Parser::stream_overflows`]);
 //!   strings are capped;
 //! - bytes the kernel did not capture (`total_len` beyond `data`) are skipped by frame length;
-//!   a header block that was not fully captured breaks HPACK for that direction: the decoder
+//!   when they lie inside one frame's payload, the captured end of the chunk (`tail`) is read
+//!   on from the right place (the trailers after a large DATA frame); when they cross a frame
+//!   boundary they may hide a header block, so the direction is lost and the tail unused; a
+//!   header block that was not fully captured breaks HPACK for that direction: the decoder
 //!   falls back to the mid-stream rule (only entries inserted since are trusted) and the stream
 //!   is marked `headers_incomplete`; bytes whose framing is unknown make the direction *lost*
 //!   until a chunk starts with a plausible frame header (HPACK reset, open streams partial);
@@ -693,3 +696,7 @@ impl Http2Parser {
 #[cfg(test)]
 #[path = "http2_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "http2_tail_tests.rs"]
+mod tail_tests;

@@ -181,16 +181,37 @@ impl Http2Parser {
                 }
             }
         }
-        while pos < data.len() {
-            pos += self.step(d, c, &data[pos..], out);
+        if !self.walk(d, c, &data[pos..], out) {
+            return;
+        }
+        // The captured end, if it fits in what the syscall moved after `data`.
+        let tail = if c.tail.len() as u64 <= c.hidden() {
+            c.tail
+        } else {
+            &[]
+        };
+        let gap = c.hidden() - tail.len() as u64;
+        if gap > 0 {
+            self.hidden(d, c, gap, out);
+        }
+        if !tail.is_empty() && self.dirs[d].state != St::Lost {
+            // The gap lay inside one frame's payload: we know where the tail stands in the
+            // framing (the trailers of a large response are here).
+            self.walk(d, c, tail, out);
+        }
+    }
+
+    /// Consume `bytes` (contiguous with what came before in direction `d`); `false` once the
+    /// framing is lost.
+    fn walk(&mut self, d: usize, c: &Chunk<'_>, bytes: &[u8], out: &mut Vec<L7Record>) -> bool {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            pos += self.step(d, c, &bytes[pos..], out);
             if self.dirs[d].state == St::Lost {
-                return;
+                return false;
             }
         }
-        let hidden = u64::from(c.total_len).saturating_sub(data.len() as u64);
-        if hidden > 0 {
-            self.hidden(d, c, hidden, out);
-        }
+        true
     }
 
     /// Lost, and a frame header may be split across small reads: gather its first 9 bytes
@@ -301,7 +322,10 @@ impl Http2Parser {
         }
     }
 
-    /// The rest of the chunk was not captured.
+    /// `hidden` bytes of the chunk were not captured. Skipped exactly when they lie inside the
+    /// payload of the frame being read (a header block cut this way resets HPACK); if they run
+    /// past its end, they may hold any frame (a HEADERS block changing the HPACK table): the
+    /// direction is lost.
     fn hidden(&mut self, d: usize, c: &Chunk<'_>, hidden: u64, out: &mut Vec<L7Record>) {
         let (left, end) = match self.dirs[d].state {
             St::Skip { left, end } => (left, end),
