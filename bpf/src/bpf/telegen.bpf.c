@@ -79,6 +79,9 @@ struct tid_ctx {
 struct scratch {
 	struct tg_event ev;
 	__u8 payload[3 * TG_MAX_CAPTURE];
+	/* The syscall's iovec array, read in one go (twice the room: the length mask). After the
+	 * payload: a record is `ev` and the payload that follows it. */
+	struct iovec iov[2 * TG_MAX_IOV];
 };
 
 struct {
@@ -433,7 +436,7 @@ static __always_inline __u64 tail_len(__u64 head, __u64 moved)
  * them: an end beyond is not copied). A loop of its own after the prefix loop: one loop doing
  * both made the verifier give up (too many states).
  */
-static __always_inline __u32 copy_iov_tail(struct scratch *s, struct call_args *a, __u64 dst0,
+static __always_inline __u32 copy_iov_tail(struct scratch *s, __u32 cnt, __u64 dst0,
 					   __u64 moved, __u64 tl)
 {
 	__u64 tstart = moved - tl;
@@ -446,10 +449,9 @@ static __always_inline __u32 copy_iov_tail(struct scratch *s, struct call_args *
 	for (i = 0; i < TG_MAX_IOV; i++) {
 		__u64 len, skip, n;
 
-		if (i >= a->iovcnt || tgot >= tl || pos >= moved)
+		if (i >= cnt || tgot >= tl || pos >= moved)
 			break;
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(a->buf + i * sizeof(iov))))
-			break;
+		iov = s->iov[i];
 		len = iov.iov_len;
 		if (len > moved - pos)
 			len = moved - pos;
@@ -509,17 +511,28 @@ static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a
 	}
 	if (a->op == OP_IOV) {
 		__u64 off = 0;
+		__u64 cnt = a->iovcnt;
+		__u64 sz;
 		struct iovec iov;
 		int i;
 
+		/* The iovec array in one read: a helper call costs more than the loop around it. */
+		if (cnt > TG_MAX_IOV)
+			cnt = TG_MAX_IOV;
+		sz = cnt * sizeof(struct iovec);
+		barrier_var(sz);
+		if (sz > TG_MAX_IOV * sizeof(struct iovec))
+			sz = TG_MAX_IOV * sizeof(struct iovec);
+		sz &= (2 * TG_MAX_IOV * sizeof(struct iovec) - 1);
+		if (bpf_probe_read_user(s->iov, sz, (void *)a->buf))
+			return 0;
 		/* A bounded loop, not unrolled: the verifier walks it (kernel >= 5.3). */
 		for (i = 0; i < TG_MAX_IOV; i++) {
 			__u64 len;
 
-			if (i >= a->iovcnt || off >= want || off >= TG_MAX_CAPTURE)
+			if (i >= cnt || off >= want || off >= TG_MAX_CAPTURE)
 				break;
-			if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(a->buf + i * sizeof(iov))))
-				break;
+			iov = s->iov[i];
 			len = iov.iov_len;
 			if (len > want - off)
 				len = want - off;
@@ -535,7 +548,7 @@ static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a
 		if (off > want)
 			off = want;
 		if (tl && off == want)
-			s->ev.tail = copy_iov_tail(s, a, want, moved, tl);
+			s->ev.tail = copy_iov_tail(s, cnt, want, moved, tl);
 		return off;
 	}
 	return 0;
