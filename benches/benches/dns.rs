@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
             let q = Chunk {
                 dir: Direction::Egress,
                 data: &query,
+                tail: &[],
                 total_len: query.len() as u32,
                 start_ns: seq * 1000,
                 end_ns: seq * 1000 + 200,
@@ -40,6 +41,7 @@ fn bench(c: &mut Criterion) {
             let a = Chunk {
                 dir: Direction::Ingress,
                 data: &answer,
+                tail: &[],
                 total_len: answer.len() as u32,
                 start_ns: seq * 1000 + 300,
                 end_ns: seq * 1000 + 500,

@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
             let req = Chunk {
                 dir: Direction::Ingress,
                 data: REQ,
+                tail: &[],
                 total_len: REQ.len() as u32,
                 start_ns: seq * 1000,
                 end_ns: seq * 1000 + 200,
@@ -47,6 +48,7 @@ fn bench(c: &mut Criterion) {
             let resp = Chunk {
                 dir: Direction::Egress,
                 data: RESP,
+                tail: &[],
                 total_len: RESP.len() as u32,
                 start_ns: seq * 1000 + 300,
                 end_ns: seq * 1000 + 500,

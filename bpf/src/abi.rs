@@ -1,9 +1,11 @@
 //! `#[repr(C)]` mirrors of `src/bpf/telegen.h`. Sizes and offsets are checked at compile time.
 
-/// ABI version stamped in every event.
-pub const ABI_VERSION: u8 = 1;
+/// ABI version stamped in every event (2: [`Event::tail`]).
+pub const ABI_VERSION: u8 = 2;
 /// Largest payload prefix the kernel copies per syscall.
 pub const MAX_CAPTURE: u32 = 4096;
+/// Largest payload suffix the kernel copies per syscall beyond the prefix.
+pub const MAX_TAIL: u32 = 1024;
 /// Most CPUs the ring array holds.
 pub const MAX_CPUS: u32 = 1024;
 
@@ -55,6 +57,10 @@ impl Addr {
 }
 
 /// `struct tg_event`: the header of every ring record; `captured` payload bytes follow.
+///
+/// When the syscall moved more than the capture size (`bytes > captured`), the payload is the
+/// first bytes it moved followed by its last `tail` bytes; the `bytes - captured` bytes between
+/// them were not copied. See [`Event::split`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Event {
@@ -76,6 +82,9 @@ pub struct Event {
     pub comm: [u8; 16],
     pub local: Addr,
     pub remote: Addr,
+    /// The last `tail` of the `captured` bytes are the last bytes the syscall moved.
+    pub tail: u32,
+    pub _pad: u32,
 }
 
 /// `struct tg_stats`: per-CPU counters.
@@ -95,7 +104,8 @@ pub struct Stats {
 }
 
 const _: () = assert!(std::mem::size_of::<Addr>() == 24);
-const _: () = assert!(std::mem::size_of::<Event>() == 136);
+const _: () = assert!(std::mem::size_of::<Event>() == 144);
+const _: () = assert!(std::mem::offset_of!(Event, tail) == 136);
 const _: () = assert!(std::mem::size_of::<Stats>() == 64);
 const _: () = assert!(std::mem::offset_of!(Event, pid) == 48);
 const _: () = assert!(std::mem::offset_of!(Event, captured) == 64);
@@ -114,6 +124,8 @@ pub enum DecodeError {
     Version { got: u8, expected: u8 },
     #[error("record claims {claimed} payload bytes but carries {got}")]
     Payload { claimed: u32, got: usize },
+    #[error("record claims a tail of {tail} bytes in {captured} payload bytes")]
+    Tail { tail: u32, captured: u32 },
 }
 
 impl Event {
@@ -143,7 +155,21 @@ impl Event {
                 got: payload.len(),
             });
         }
+        if ev.tail > ev.captured {
+            return Err(DecodeError::Tail {
+                tail: ev.tail,
+                captured: ev.captured,
+            });
+        }
         Ok((ev, &payload[..claimed]))
+    }
+
+    /// The payload of a decoded record as (first bytes moved, last bytes moved): the tail is
+    /// empty unless bytes in between were not copied. Never panics (a tail longer than the
+    /// payload is cut to it).
+    pub fn split<'a>(&self, payload: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+        let tail = (self.tail as usize).min(payload.len());
+        payload.split_at(payload.len() - tail)
     }
 
     /// A datagram on a UDP socket (rather than bytes on a TCP connection).
@@ -161,10 +187,12 @@ impl Event {
         std::str::from_utf8(&self.comm[..end]).unwrap_or("?")
     }
 
-    /// Serialize (for tests, benches and the synthetic generator): header then payload.
+    /// Serialize (for tests, benches and the synthetic generator): header then payload (which
+    /// ends with the `tail` bytes, if any).
     pub fn encode_into(&self, payload: &[u8], out: &mut Vec<u8>) {
         let mut hdr = *self;
         hdr.captured = payload.len() as u32;
+        hdr.tail = hdr.tail.min(hdr.captured);
         // SAFETY: Event is repr(C) plain data with explicit padding fields; viewing it as bytes
         // for its full size reads only initialised memory.
         let bytes = unsafe {
@@ -211,6 +239,33 @@ mod tests {
             Event::decode(cut),
             Err(DecodeError::Payload { .. })
         ));
+        let mut long_tail = buf.clone();
+        long_tail[std::mem::offset_of!(Event, tail)] = 200;
+        assert!(matches!(
+            Event::decode(&long_tail),
+            Err(DecodeError::Tail { tail: 200, .. })
+        ));
+    }
+
+    #[test]
+    fn head_and_tail_split() {
+        let ev = Event {
+            version: ABI_VERSION,
+            bytes: 100,
+            tail: 3,
+            ..Default::default()
+        };
+        let mut buf = Vec::new();
+        ev.encode_into(b"HEADend", &mut buf);
+        let (got, payload) = Event::decode(&buf).unwrap();
+        assert_eq!(got.split(payload), (&b"HEAD"[..], &b"end"[..]));
+        let none = Event::default();
+        assert_eq!(none.split(b"all"), (&b"all"[..], &b""[..]));
+        let over = Event {
+            tail: 9,
+            ..Default::default()
+        };
+        assert_eq!(over.split(b"ab"), (&b""[..], &b"ab"[..]));
     }
 
     #[test]

@@ -133,6 +133,10 @@ impl ProcessFilter {
 pub struct TracerOptions {
     /// Payload bytes copied per syscall (1..=MAX_CAPTURE).
     pub capture_bytes: u32,
+    /// When a syscall moved more than `capture_bytes`, this many of its last bytes are copied
+    /// too, after the prefix (0..=MAX_TAIL; 0: prefix only). The end of a message is where a
+    /// large HTTP/2 response keeps its trailers and a chunked body its last chunk.
+    pub tail_bytes: u32,
     /// Total bytes of ring buffer, split evenly over the possible CPUs.
     pub ring_bytes_total: u64,
     /// Connection table (LRU) entries.
@@ -155,6 +159,7 @@ impl Default for TracerOptions {
     fn default() -> Self {
         Self {
             capture_bytes: 1024,
+            tail_bytes: 256,
             ring_bytes_total: 16 << 20,
             conn_table_entries: 1 << 18,
             wakeup_bytes: 1 << 20,
@@ -230,6 +235,13 @@ impl Tracer {
                 why: "must be between 1 and 4096",
             });
         }
+        if opts.tail_bytes > abi::MAX_TAIL {
+            return Err(BpfError::Invalid {
+                name: "tail-bytes",
+                value: opts.tail_bytes.into(),
+                why: "must be at most 1024",
+            });
+        }
         if opts.conn_table_entries < 1024 {
             return Err(BpfError::Invalid {
                 name: "conn-table-entries",
@@ -279,6 +291,7 @@ impl Tracer {
                 source: libbpf_rs::Error::from_raw_os_error(libc::ENOENT),
             })?;
         ro.capture_bytes = opts.capture_bytes;
+        ro.tail_bytes = opts.tail_bytes;
         ro.self_tgid = std::process::id();
         ro.filter_enabled = u8::from(!opts.filter.is_empty());
         ro.wakeup_bytes = opts.wakeup_bytes.min(u64::from(per_cpu) / 2).max(4096);

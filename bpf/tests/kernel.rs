@@ -64,8 +64,15 @@ fn traces_loopback_exchange_from_a_child_process() {
         .expect("egress record");
     assert_eq!(out.ev.role, abi::ROLE_CLIENT);
     assert_eq!(out.ev.bytes as usize, REQ_LEN, "bytes moved by the syscall");
-    assert_eq!(out.payload.len(), 64, "capture limit honoured");
+    // The first 64 bytes, then the rest (168 <= the 256-byte tail budget) as the tail.
+    assert_eq!(
+        out.payload.len(),
+        REQ_LEN,
+        "capture limit and tail honoured"
+    );
+    assert_eq!(out.ev.tail as usize, REQ_LEN - 64);
     assert!(out.payload.starts_with(b"GET /hello HTTP/1.1"));
+    assert!(out.payload.ends_with(&[b'x'; 168]));
     assert_eq!(out.ev.remote.port, port);
     assert_eq!(out.ev.remote.ip().to_string(), "127.0.0.1");
     assert_eq!(out.ev.remote.proto, abi::PROTO_TCP);
@@ -98,6 +105,123 @@ fn traces_loopback_exchange_from_a_child_process() {
     );
 }
 
+/// A child writes like grpcio (a writev of small iovecs, one 100 KB iovec, small iovecs), a
+/// plain 5000-byte send, a sendmsg whose end lies past the iovecs the kernel walks, and reads
+/// 20000 bytes with recvmsg into two buffers.
+const PY_LARGE_IO: &str = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+big = bytes(range(256)) * 400
+def check(n, want):
+    if n != want:
+        sys.exit("short write %d of %d" % (n, want))
+parts = [b"h%02d" % i for i in range(6)] + [big] + [b"T%02d" % i for i in range(12)]
+check(s.sendmsg(parts), sum(map(len, parts)))
+check(s.send(b"W" * 4000 + bytes(range(200)) * 5), 5000)
+parts = [big] + [b"x"] * 40
+check(s.sendmsg(parts), sum(map(len, parts)))
+got = 0
+bufs = [bytearray(7000), bytearray(7000)]
+while got < 20000:
+    n = s.recvmsg_into(bufs)[0]
+    if n == 0:
+        sys.exit("eof")
+    got += n
+s.close()
+"#;
+
+#[test]
+fn large_payloads_carry_their_last_bytes() {
+    if !bpf_or_skip() {
+        return;
+    }
+    let _serial = serial();
+    let opts = TracerOptions {
+        capture_bytes: 64,
+        ring_bytes_total: 4 << 20,
+        ..Default::default()
+    };
+    assert_eq!(opts.tail_bytes, 256, "the default tail budget");
+    let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PY_LARGE_IO, &port.to_string()])
+        .spawn()
+        .unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    let big: Vec<u8> = (0..400).flat_map(|_| 0..=255u8).collect();
+    let mut first: Vec<u8> = (0..6)
+        .flat_map(|i| format!("h{i:02}").into_bytes())
+        .collect();
+    first.extend(&big);
+    first.extend((0..12).flat_map(|i| format!("T{i:02}").into_bytes()));
+    let mut second = vec![b'W'; 4000];
+    second.extend((0..5).flat_map(|_| 0..200u8));
+    let mut third = big.clone();
+    third.extend([b'x'; 40]);
+    let want = first.len() + second.len() + third.len();
+    let mut got = Vec::with_capacity(want);
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < want {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "child closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got.len(), want);
+    let answer: Vec<u8> = (0..20000u32).map(|i| (i * 7 % 251) as u8).collect();
+    conn.write_all(&answer).unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let recs = RefCell::new(Vec::new());
+    drain(&rings, &recs);
+    let recs = recs.into_inner();
+    let mut mine: Vec<&Rec> = recs
+        .iter()
+        .filter(|r| r.ev.pid == child.id() && r.ev.kind == abi::EV_DATA)
+        .collect();
+    mine.sort_by_key(|r| r.ev.seq);
+    let out: Vec<&&Rec> = mine
+        .iter()
+        .filter(|r| r.ev.dir == abi::DIR_EGRESS)
+        .collect();
+    assert_eq!(out.len(), 3, "three writes");
+    for (r, sent, tail) in [
+        (out[0], &first, 256usize),
+        (out[1], &second, 256),
+        // Its end lies in iovec 41, past the 32 the kernel walks: prefix only.
+        (out[2], &third, 0),
+    ] {
+        assert_eq!(r.ev.bytes as usize, sent.len());
+        assert_eq!(r.ev.tail as usize, tail, "{:?}", r.ev);
+        assert_eq!(r.payload.len(), 64 + tail);
+        assert_eq!(r.payload[..64], sent[..64], "the prefix");
+        assert_eq!(
+            r.payload[64..],
+            sent[sent.len() - tail..],
+            "the tail is the last bytes moved"
+        );
+    }
+    // The tail of the grpcio-shaped writev spans the end of the big iovec and 12 small ones.
+    assert!(out[0].payload.ends_with(b"T10T11"));
+    // Reads: the tail ends where the read ended (inside one of the two buffers), so each read
+    // carries the last bytes of its own share of the answer.
+    let mut at = 0usize;
+    for r in mine.iter().filter(|r| r.ev.dir == abi::DIR_INGRESS) {
+        let n = r.ev.bytes as usize;
+        let head = n.min(64);
+        let tail = (n - head).min(256);
+        assert_eq!(r.ev.tail as usize, tail, "{:?}", r.ev);
+        assert_eq!(r.payload[..head], answer[at..at + head]);
+        assert_eq!(r.payload[head..], answer[at + n - tail..at + n]);
+        at += n;
+    }
+    assert_eq!(at, answer.len(), "every read seen");
+    drop(tracer);
+    drop(rings);
+    assert!(loaded_programs().is_empty());
+}
+
 #[test]
 fn bad_settings_are_refused_before_loading() {
     if !bpf_or_skip() {
@@ -118,6 +242,10 @@ fn bad_settings_are_refused_before_loading() {
         },
         TracerOptions {
             conn_table_entries: 10,
+            ..Default::default()
+        },
+        TracerOptions {
+            tail_bytes: 2048,
             ..Default::default()
         },
         TracerOptions {

@@ -161,6 +161,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1024)]
     pub capture_bytes: u32,
 
+    /// When a syscall moved more than --capture-bytes, also copy its last BYTES (0-1024; 0:
+    /// only the first bytes). The end is where a large HTTP/2 response carries its trailers
+    /// (gRPC status) and a chunked body its last chunk.
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    pub tail_bytes: u32,
+
     /// Trace only this process and its children (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,

@@ -67,6 +67,13 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             args.capture_bytes
         );
     }
+    if args.tail_bytes > telegen_bpf::abi::MAX_TAIL {
+        bail!(
+            "--tail-bytes must be at most {} (got {})",
+            telegen_bpf::abi::MAX_TAIL,
+            args.tail_bytes
+        );
+    }
     if args.flow_table_entries == 0 {
         bail!("--flow-table-entries must be at least 1");
     }
@@ -134,6 +141,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     Ok(Plan {
         tracer: TracerOptions {
             capture_bytes: args.capture_bytes,
+            tail_bytes: args.tail_bytes,
             ring_bytes_total: args.ring_bytes,
             conn_table_entries: args.conn_table_entries,
             tls: !args.no_tls,

@@ -106,6 +106,7 @@ fn replay(
             let c = Chunk {
                 dir,
                 data: &part[..part.len().min(cap)],
+                tail: &[],
                 total_len: part.len() as u32,
                 start_ns: seq * 1000,
                 end_ns: seq * 1000 + 100,

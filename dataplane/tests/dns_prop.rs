@@ -1,5 +1,5 @@
 //! Property tests for the DNS parser: any bytes, split any way, in any direction, under any
-//! capture limit, transport and role, never make it panic and keep its memory and queue bounded;
+//! capture limit (and captured end), transport and role, never make it panic and keep its memory and queue bounded;
 //! and a model test: well-formed queries answered in any order, over UDP or TCP read in any
 //! sizes, are each emitted exactly once with the right fields.
 
@@ -83,13 +83,14 @@ proptest! {
         role in prop_oneof![Just(Role::Server), Just(Role::Client), Just(Role::Unknown)],
         tcp in any::<bool>(),
         limit in prop_oneof![Just(16usize), Just(64), Just(usize::MAX)],
+        tail in prop_oneof![Just(0usize), Just(256), 1usize..600],
         chunks in proptest::collection::vec(chunk_spec(), 0..60),
     ) {
         let transport = if tcp { DnsTransport::Tcp } else { DnsTransport::Udp };
         let mut p = DnsParser::new(role, transport);
         let mut out = Vec::new();
         for (seq, (ingress, data, extra)) in chunks.iter().enumerate() {
-            let c = common::chunk(seq, *ingress, data, *extra, limit, 10);
+            let c = common::tail_chunk(seq, *ingress, data, *extra, limit, tail, 10);
             p.feed(&c, &mut out);
             prop_assert!(p.buffered_bytes() <= BOUND, "{} > {BOUND}", p.buffered_bytes());
             prop_assert!(p.pending() <= MAX_PENDING);
@@ -143,7 +144,7 @@ proptest! {
             let step = if tcp { split } else { bytes.len() };
             for part in bytes.chunks(step) {
                 seq += 1;
-                p.feed(&Chunk { dir, data: part, total_len: part.len() as u32,
+                p.feed(&Chunk { dir, data: part, tail: &[], total_len: part.len() as u32,
                     start_ns: seq * 10, end_ns: seq * 10 + 5, seq }, out);
             }
         };

@@ -78,6 +78,7 @@ fn replay(
             let c = Chunk {
                 dir,
                 data: &piece[..piece.len().min(limit)],
+                tail: &[],
                 total_len: piece.len() as u32,
                 start_ns: seq * 1000,
                 end_ns: seq * 1000 + 500,

@@ -1,5 +1,6 @@
-//! Property tests: any bytes, split any way, in any direction, under any capture limit and role,
-//! never make the HTTP/1.x parser panic, and its buffered memory and queue stay bounded.
+//! Property tests: any bytes, split any way, in any direction, under any capture limit (with or
+//! without the end of each syscall captured) and role, never make the HTTP/1.x parser panic, and
+//! its buffered memory and queue stay bounded.
 
 mod common;
 
@@ -50,12 +51,13 @@ proptest! {
     fn never_panics_and_stays_bounded(
         role in prop_oneof![Just(Role::Server), Just(Role::Client), Just(Role::Unknown)],
         limit in prop_oneof![Just(64usize), Just(1024), Just(usize::MAX)],
+        tail in prop_oneof![Just(0usize), Just(256), 1usize..600],
         chunks in proptest::collection::vec(chunk_spec(), 0..40),
     ) {
         let mut p = Http1Parser::new(role);
         let mut out = Vec::new();
         for (seq, (ingress, data, extra)) in chunks.iter().enumerate() {
-            let c = common::chunk(seq, *ingress, data, *extra, limit, 10);
+            let c = common::tail_chunk(seq, *ingress, data, *extra, limit, tail, 10);
             p.feed(&c, &mut out);
             prop_assert!(p.buffered_bytes() <= BOUND, "{} > {BOUND}", p.buffered_bytes());
             prop_assert!(p.pending() <= MAX_PENDING);
@@ -85,11 +87,11 @@ proptest! {
                 let (a, b) = rest.split_at((*cut as usize).min(rest.len()));
                 rest = b;
                 let dir = if *ingress { Direction::Ingress } else { Direction::Egress };
-                let c = Chunk { dir, data: a, total_len: a.len() as u32, start_ns: 0, end_ns: 1, seq: i as u64 };
+                let c = Chunk { dir, data: a, tail: &[], total_len: a.len() as u32, start_ns: 0, end_ns: 1, seq: i as u64 };
                 p.feed(&c, &mut out);
                 prop_assert!(p.buffered_bytes() <= BOUND);
             }
-            let c = Chunk { dir: Direction::Ingress, data: rest, total_len: 0, start_ns: 0, end_ns: 1, seq: 99 };
+            let c = Chunk { dir: Direction::Ingress, data: rest, tail: &[], total_len: 0, start_ns: 0, end_ns: 1, seq: 99 };
             p.feed(&c, &mut out);
             p.close(2, &mut out);
         }

@@ -76,6 +76,7 @@ fn run(segments: &[(bool, Vec<u8>)], r: Replay) -> (Vec<H2Exchange>, Http2Parser
             let c = Chunk {
                 dir,
                 data: &piece[..piece.len().min(r.capture)],
+                tail: &[],
                 total_len: piece.len() as u32,
                 start_ns: seq * 1000,
                 end_ns: seq * 1000 + 500,

@@ -36,6 +36,7 @@ fuzz_target!(|input: &[u8]| {
                 let c = Chunk {
                     dir,
                     data: PREFACE,
+                    tail: &[],
                     total_len: 24,
                     start_ns: 0,
                     end_ns: 1,

@@ -1,7 +1,9 @@
 //! The input format every fuzz target shares: the input is cut into chunks, each a control byte
 //! (bit 0: direction; bits 1-2: how many uncaptured bytes the syscall also moved; the other bits
 //! are the target's own), a length (one byte, or two big-endian with [`Chunks::wide`]) and that
-//! many bytes of captured data. Timestamps and sequence numbers are derived from the position.
+//! many bytes of captured data. When the syscall also moved uncaptured bytes and the length is
+//! odd, the last half of the captured bytes is the chunk's `tail` (the end of the syscall, after
+//! the uncaptured gap). Timestamps and sequence numbers are derived from the position.
 
 use telegen_dataplane::protocols::{Chunk, Direction};
 
@@ -39,15 +41,15 @@ impl<'a> Iterator for Chunks<'a> {
     type Item = (u8, Chunk<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (ctl, n, tail) = match (self.wide, self.rest) {
-            (false, [ctl, len, tail @ ..]) => (*ctl, usize::from(*len), tail),
-            (true, [ctl, hi, lo, tail @ ..]) => {
-                (*ctl, usize::from(*hi) << 8 | usize::from(*lo), tail)
+        let (ctl, n, rest) = match (self.wide, self.rest) {
+            (false, [ctl, len, rest @ ..]) => (*ctl, usize::from(*len), rest),
+            (true, [ctl, hi, lo, rest @ ..]) => {
+                (*ctl, usize::from(*hi) << 8 | usize::from(*lo), rest)
             }
             _ => return None,
         };
-        let n = n.min(tail.len());
-        let (data, next) = tail.split_at(n);
+        let n = n.min(rest.len());
+        let (data, next) = rest.split_at(n);
         self.rest = next;
         let dir = if ctl & 1 == 0 {
             Direction::Ingress
@@ -60,6 +62,11 @@ impl<'a> Iterator for Chunks<'a> {
             2 => 1 << (ctl >> 3),
             _ => u32::MAX - n as u32,
         };
+        let (data, tail) = if hidden > 0 && n % 2 == 1 {
+            data.split_at(n - n / 2)
+        } else {
+            (data, &[][..])
+        };
         self.seq += 1;
         let seq = self.seq;
         Some((
@@ -67,6 +74,7 @@ impl<'a> Iterator for Chunks<'a> {
             Chunk {
                 dir,
                 data,
+                tail,
                 total_len: (n as u32).saturating_add(hidden),
                 start_ns: seq * 10,
                 end_ns: seq * 10 + 5,

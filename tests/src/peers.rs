@@ -12,7 +12,10 @@ use std::time::Duration;
 use crate::agent::{free_port, wait_port, Proc};
 
 /// The gRPC service the tests call: `demo.v1.Echo` with a unary `Ping`, a server-streaming
-/// `List` (3 messages) and a unary `Fail` that aborts with NOT_FOUND. Raw bytes, no protoc.
+/// `List` (3 messages), a unary `Fail` that aborts with NOT_FOUND, and the large-message pair
+/// `Big` (a unary answer of 100,000 bytes) and `BigList` (3 messages of 40,000 bytes): grpcio
+/// writes such an answer and its trailers in one sendmsg, far larger than the capture size.
+/// Raw bytes, no protoc.
 const GRPC_SERVER: &str = r#"
 import sys
 from concurrent import futures
@@ -28,10 +31,19 @@ def lst(req, ctx):
 def fail(req, ctx):
     ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
 
+def big(req, ctx):
+    return b"b" * 100000
+
+def big_list(req, ctx):
+    for i in range(3):
+        yield (b"%d" % i) * 40000
+
 handlers = {
     "Ping": grpc.unary_unary_rpc_method_handler(ping),
     "List": grpc.unary_stream_rpc_method_handler(lst),
     "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    "Big": grpc.unary_unary_rpc_method_handler(big),
+    "BigList": grpc.unary_stream_rpc_method_handler(big_list),
 }
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.v1.Echo", handlers),))
@@ -41,14 +53,15 @@ print("ready", flush=True)
 server.wait_for_termination()
 "#;
 
-/// Calls `Ping` n times, `List` m times and `Fail` k times on one channel, then prints a line
-/// `done <pings> <items> <failcode>`. Waits for `go` on stdin first, so the agent can be told
-/// its pid before any call is made.
+/// Calls `Ping` n times, `List` m times, `Fail` k times, `Big` b times and `BigList` l times on
+/// one channel, then prints a line `done <pings> <items> <failcode> <bigs> <bigitems>` (a big
+/// answer counts when its size is right). Waits for `go` on stdin first, so the agent can be
+/// told its pid before any call is made.
 const GRPC_CLIENT: &str = r#"
 import sys
 import grpc
 
-port, n, m, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+port, n, m, k, b, l = sys.argv[1], *(int(a) for a in sys.argv[2:7])
 print("pid", flush=True)
 sys.stdin.readline()
 ch = grpc.insecure_channel("127.0.0.1:" + port)
@@ -56,6 +69,8 @@ grpc.channel_ready_future(ch).result(timeout=10)
 ping = ch.unary_unary("/demo.v1.Echo/Ping")
 lst = ch.unary_stream("/demo.v1.Echo/List")
 fail = ch.unary_unary("/demo.v1.Echo/Fail")
+big = ch.unary_unary("/demo.v1.Echo/Big")
+big_list = ch.unary_stream("/demo.v1.Echo/BigList")
 pings = sum(1 for _ in range(n) if ping(b"x") == b"pong:x")
 items = sum(len(list(lst(b"x"))) for _ in range(m))
 code = "none"
@@ -64,8 +79,10 @@ for _ in range(k):
         fail(b"x")
     except grpc.RpcError as e:
         code = e.code().name
+bigs = sum(1 for _ in range(b) if len(big(b"x")) == 100000)
+big_items = sum(1 for _ in range(l) for x in big_list(b"x") if len(x) == 40000)
 ch.close()
-print("done", pings, items, code, flush=True)
+print("done", pings, items, code, bigs, big_items, flush=True)
 "#;
 
 /// A Python `grpcio` server on a free loopback port.
@@ -100,6 +117,31 @@ impl GrpcServer {
     }
 }
 
+/// How many calls of each kind a [`GrpcClient`] makes (in this order).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcCalls {
+    pub pings: u32,
+    pub lists: u32,
+    pub fails: u32,
+    pub bigs: u32,
+    pub big_lists: u32,
+}
+
+/// What a [`GrpcClient`] got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcOutcome {
+    /// `Ping` answers that were right.
+    pub pings: u32,
+    /// `List` messages received.
+    pub items: u32,
+    /// Status name the last `Fail` call raised (`none` without one).
+    pub fail: String,
+    /// `Big` answers of the right size.
+    pub bigs: u32,
+    /// `BigList` messages of the right size.
+    pub big_items: u32,
+}
+
 /// A gRPC client process started and paused before its first call.
 #[derive(Debug)]
 pub struct GrpcClient {
@@ -110,9 +152,29 @@ pub struct GrpcClient {
 impl GrpcClient {
     /// Start the client (it waits for [`GrpcClient::run`]).
     pub fn start(port: u16, pings: u32, lists: u32, fails: u32) -> GrpcClient {
+        GrpcClient::start_calls(
+            port,
+            GrpcCalls {
+                pings,
+                lists,
+                fails,
+                ..GrpcCalls::default()
+            },
+        )
+    }
+
+    /// Start a client that makes `calls` (it waits for [`GrpcClient::run_calls`]).
+    pub fn start_calls(port: u16, calls: GrpcCalls) -> GrpcClient {
+        let GrpcCalls {
+            pings,
+            lists,
+            fails,
+            bigs,
+            big_lists,
+        } = calls;
         let mut child = Command::new("python3")
             .args(["-c", GRPC_CLIENT, &port.to_string()])
-            .args([pings, lists, fails].map(|v| v.to_string()))
+            .args([pings, lists, fails, bigs, big_lists].map(|v| v.to_string()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -128,7 +190,13 @@ impl GrpcClient {
     }
 
     /// Let it make its calls; returns (pings answered, stream items received, failure code).
-    pub fn run(mut self) -> (u32, u32, String) {
+    pub fn run(self) -> (u32, u32, String) {
+        let o = self.run_calls();
+        (o.pings, o.items, o.fail)
+    }
+
+    /// Let it make its calls; returns what each kind of call got back.
+    pub fn run_calls(mut self) -> GrpcOutcome {
         use std::io::Write;
         let stdin = self.proc.child.stdin.as_mut().expect("piped");
         stdin.write_all(b"go\n").expect("write");
@@ -139,11 +207,14 @@ impl GrpcClient {
         assert_eq!(f.first(), Some(&"done"), "grpc client failed: {line:?}");
         let status = self.proc.child.wait().expect("wait");
         assert!(status.success());
-        (
-            f[1].parse().expect("pings"),
-            f[2].parse().expect("items"),
-            f[3].to_string(),
-        )
+        let num = |i: usize| -> u32 { f[i].parse().expect("a count") };
+        GrpcOutcome {
+            pings: num(1),
+            items: num(2),
+            fail: f[3].to_string(),
+            bigs: num(4),
+            big_items: num(5),
+        }
     }
 }
 

@@ -36,6 +36,10 @@ fn bad_input_gets_a_clear_error() {
         &["run", "--capture-bytes", "0"],
         "--capture-bytes must be between 1 and 4096",
     );
+    fails_with(
+        &["run", "--tail-bytes", "2000"],
+        "--tail-bytes must be at most 1024",
+    );
     fails_with(&["run", "--ring-bytes", "lots"], "is not a size");
     fails_with(
         &["run", "--no-prometheus", "--prometheus-addr", "127.0.0.1:1"],

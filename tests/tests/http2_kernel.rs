@@ -1,7 +1,7 @@
 //! HTTP/2 and gRPC traced from the kernel: nginx serving h2c (prior knowledge) and h2 over TLS
 //! (ALPN, through the OpenSSL uprobes) to curl, and a Python grpcio server and client with unary,
-//! server-streaming and failing calls. Counts and attributes are decoded from the OTLP the agent
-//! exported.
+//! server-streaming and failing calls, and answers far larger than the capture size. Counts and
+//! attributes are decoded from the OTLP the agent exported.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telegen_tests::agent::{curl, otlp_agent, require_bpf, serial, Nginx, NginxOptions};
-use telegen_tests::peers::{GrpcClient, GrpcServer};
+use telegen_tests::peers::{GrpcCalls, GrpcClient, GrpcServer};
 use telegen_tests::receiver::{attr_int, attr_str, metric_count_where, Receiver};
 
 fn of_kind(spans: &[(Vec<KeyValue>, Span)], kind: SpanKind) -> Vec<&Span> {
@@ -185,4 +185,90 @@ fn grpc_unary_streaming_and_failing_calls_both_sides() {
         attr_int(a, "rpc.grpc.status_code") == Some(5)
     });
     assert_eq!(failed, 1);
+}
+
+/// Answers far larger than the capture size: grpcio writes a 100 KB unary answer (HEADERS, one
+/// big DATA frame, trailers) in one sendmsg, so its trailers (grpc-status) are only in the bytes
+/// the kernel copies from the end of the syscall; the streaming call sends 40 KB messages. The
+/// server side ends every call with its status. The client reads whatever has arrived: a unary
+/// answer's reads hold its one DATA frame and trailers, so the client ends those calls with their
+/// status too; a read of several streamed 40 KB messages hides DATA frame headers in the
+/// uncaptured middle, so the client's streaming calls may end without a status (partial, at the
+/// connection's close), never with a wrong one. The metrics count every call once.
+#[test]
+fn grpc_large_answers_keep_their_trailers() {
+    if !require_bpf() {
+        return;
+    }
+    let _g = serial();
+    let recv = Receiver::start();
+    let server = GrpcServer::start();
+    let client = GrpcClient::start_calls(
+        server.port,
+        GrpcCalls {
+            pings: 2,
+            bigs: 4,
+            big_lists: 2,
+            ..GrpcCalls::default()
+        },
+    );
+    let agent = otlp_agent(
+        &recv.endpoint(),
+        &[server.proc.pid(), client.proc.pid()],
+        &[],
+    );
+    let got = client.run_calls();
+    assert_eq!((got.pings, got.bigs, got.big_items), (2, 4, 6));
+    assert!(recv.wait_for_spans(16, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = agent.stop();
+
+    let all = recv.spans();
+    for (kind, what) in [(SpanKind::Server, "server"), (SpanKind::Client, "client")] {
+        let spans = of_kind(&all, kind);
+        let mut calls: Vec<(String, Option<i64>)> = spans
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    attr_int(&s.attributes, "rpc.grpc.status_code"),
+                )
+            })
+            .collect();
+        calls.sort();
+        let streamed = if kind == SpanKind::Client {
+            // See above: Some(0) or None, never another code.
+            calls
+                .iter()
+                .filter(|(n, _)| n == "demo.v1.Echo/BigList")
+                .map(|(_, c)| *c)
+                .collect()
+        } else {
+            vec![Some(0); 2]
+        };
+        assert!(
+            streamed.iter().all(|c| c.is_none_or(|c| c == 0)),
+            "{calls:?}"
+        );
+        let want: Vec<(String, Option<i64>)> = [
+            vec![("demo.v1.Echo/Big", Some(0)); 4],
+            streamed
+                .iter()
+                .map(|&c| ("demo.v1.Echo/BigList", c))
+                .collect(),
+            vec![("demo.v1.Echo/Ping", Some(0)); 2],
+        ]
+        .concat()
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), c))
+        .collect();
+        assert_eq!(calls, want, "{what}: (log:\n{log})");
+    }
+    let ok = |a: &[KeyValue]| attr_int(a, "rpc.grpc.status_code") == Some(0);
+    assert_eq!(metric_count_where(&recv, "rpc.server.duration", ok), 8);
+    assert_eq!(
+        metric_count_where(&recv, "rpc.client.duration", |_| true),
+        8
+    );
+    assert!(metric_count_where(&recv, "rpc.client.duration", ok) >= 6);
 }

@@ -2,7 +2,9 @@
 /*
  * Telegen's socket tracer. Syscall tracepoints only (no kprobes, no fentry: they are not
  * available on hardened kernels). Tracks TCP sockets per (tgid, fd), stamps a per-connection
- * sequence, copies the first bytes of each payload, and writes records to the ring buffer of the
+ * sequence, copies the first bytes of each payload (and its last bytes when the payload is
+ * longer than the capture size: the end of a message, e.g. HTTP/2 trailers after a large body,
+ * is where a response says how it ended), and writes records to the ring buffer of the
  * CPU it runs on, waking the consumer only when a lot is pending.
  *
  * UDP sockets are tracked too (one "connection" per socket) when the loader set UDP ports, but a
@@ -26,6 +28,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Knobs set by the loader before load. */
 const volatile __u32 capture_bytes = 1024;
+/* Bytes copied from the end of a syscall's data when it moved more than capture_bytes (they go
+ * after the prefix: a record holds at most capture_bytes + tail_bytes). 0: prefix only. */
+const volatile __u32 tail_bytes = 256;
 const volatile __u32 self_tgid = 0;
 const volatile __u8 filter_enabled = 0;
 const volatile __u64 wakeup_bytes = 1 << 20;
@@ -74,6 +79,9 @@ struct tid_ctx {
 struct scratch {
 	struct tg_event ev;
 	__u8 payload[3 * TG_MAX_CAPTURE];
+	/* The syscall's iovec array, read in one go (twice the room: the length mask). After the
+	 * payload: a record is `ev` and the payload that follows it. */
+	struct iovec iov[2 * TG_MAX_IOV];
 };
 
 struct {
@@ -297,6 +305,8 @@ static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u
 	s->ev.tid = (__u32)id;
 	s->ev.bytes = 0;
 	s->ev.captured = 0;
+	s->ev.tail = 0;
+	s->ev._pad = 0;
 	s->ev.kind = kind;
 	s->ev.dir = 0;
 	s->ev.role = c->role;
@@ -405,50 +415,7 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 	return 0;
 }
 
-static __always_inline __u32 copy_payload(struct scratch *s, struct call_args *a, __u64 want)
-{
-	__u64 n = want;
-
-	if (a->op == OP_PLAIN) {
-		barrier_var(n);
-		if (n > TG_MAX_CAPTURE)
-			n = TG_MAX_CAPTURE;
-		n &= (2 * TG_MAX_CAPTURE - 1);
-		if (bpf_probe_read_user(s->payload, n, (void *)a->buf))
-			return 0;
-		return n;
-	}
-	if (a->op == OP_IOV) {
-		__u64 off = 0;
-		struct iovec iov;
-		int i;
-
-		/* A bounded loop, not unrolled: the verifier walks it (kernel >= 5.3). */
-		for (i = 0; i < TG_MAX_IOV; i++) {
-			__u64 len;
-
-			if (i >= a->iovcnt || off >= want || off >= TG_MAX_CAPTURE)
-				break;
-			if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(a->buf + i * sizeof(iov))))
-				break;
-			len = iov.iov_len;
-			if (len > want - off)
-				len = want - off;
-			barrier_var(len);
-			if (len > TG_MAX_CAPTURE)
-				len = TG_MAX_CAPTURE;
-			len &= (2 * TG_MAX_CAPTURE - 1);
-			off &= (TG_MAX_CAPTURE - 1);
-			if (bpf_probe_read_user(s->payload + off, len, iov.iov_base))
-				break;
-			off += len;
-		}
-		if (off > want)
-			off = want;
-		return off;
-	}
-	return 0;
-}
+#include "payload.bpf.h"
 
 /*
  * Server ingress remembers (per thread) the request being served; server egress forgets it;
@@ -554,16 +521,20 @@ static __always_inline int udp_pick(struct conn *c, __u64 uaddr, __u8 dir, struc
 	return 0;
 }
 
-/* One payload of `ret` bytes moved on `c`: copy its prefix and submit a DATA record. */
+/*
+ * One payload of `ret` bytes moved on `c`: copy its prefix (and, if `with_tail`, its end) and
+ * submit a DATA record. `with_tail` is a constant at each call site: without it the tail code
+ * is compiled out.
+ */
 static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args *ap, long ret,
-				      __u8 dir)
+				      __u8 dir, int with_tail)
 {
 	struct scratch *s;
 	struct tg_stats *st = stats();
 	struct tg_addr local, remote;
 	__u32 tid = (__u32)id;
 	__u64 cap = capture_bytes;
-	__u32 captured;
+	__u32 head;
 	__u8 kind = TG_EV_DATA;
 
 	if (st)
@@ -596,13 +567,15 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args
 	s->ev.bytes = ret > 0xffffffff ? 0xffffffff : (__u32)ret;
 	if (cap > TG_MAX_CAPTURE)
 		cap = TG_MAX_CAPTURE;
-	captured = copy_payload(s, ap, (__u64)ret < cap ? (__u64)ret : cap);
-	s->ev.captured = captured;
-	if (st && (__u64)ret > captured && ap->op != OP_SENDFILE)
+	/* Without the tail, pass moved == want (tail_len() is then 0). */
+	head = copy_payload(s, ap, (__u64)ret < cap ? (__u64)ret : cap,
+			    with_tail || (__u64)ret < cap ? (__u64)ret : cap);
+	s->ev.captured = head + s->ev.tail;
+	if (st && (__u64)ret > head && ap->op != OP_SENDFILE)
 		__sync_fetch_and_add(&st->truncated, 1);
 
 	stamp_parent(c, s, dir, tid);
-	submit(s, captured);
+	submit(s, s->ev.captured);
 }
 
 static __always_inline int exit_io(long ret, __u8 dir)
@@ -626,7 +599,7 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	c = bpf_map_lookup_elem(&tg_conns, &k);
 	if (!c)
 		return 0;
-	emit_data(c, id, &a, ret, dir);
+	emit_data(c, id, &a, ret, dir, 1);
 	return 0;
 }
 
@@ -888,7 +861,9 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 		m.iovcnt = (__u32)mh.msg_hdr.msg_iovlen;
 		m.addr = (__u64)mh.msg_hdr.msg_name;
 		m.op = OP_IOV;
-		emit_data(c, id, &m, mh.msg_len, dir);
+		/* No tail per datagram: 8 inlined copies of the tail walk are more than the
+		 * verifier's budget, and DNS (what batches datagrams) has no use for one. */
+		emit_data(c, id, &m, mh.msg_len, dir, 0);
 	}
 	return 0;
 }

@@ -7,9 +7,12 @@
 #ifndef TELEGEN_H
 #define TELEGEN_H
 
-#define TG_ABI_VERSION 1
+#define TG_ABI_VERSION 2 /* 2: tg_event.tail (the event grew from 136 to 144 bytes) */
 /* Largest payload prefix copied per syscall (the runtime knob must not exceed it). Power of two. */
 #define TG_MAX_CAPTURE 4096
+/* Largest payload suffix copied per syscall beyond the prefix (runtime knob tail_bytes). Power
+ * of two. */
+#define TG_MAX_TAIL 1024
 /* Most CPUs we size the array of per-CPU rings for. */
 #define TG_MAX_CPUS 1024
 /* iovec entries copied per readv/writev/recvmsg/sendmsg. */
@@ -62,7 +65,12 @@ struct tg_addr {
 	__u8 _pad[3];
 };
 
-/* Header of every ring record; `captured` payload bytes follow it. */
+/*
+ * Header of every ring record; `captured` payload bytes follow it. When the syscall moved more
+ * than the capture size, the payload is the first bytes it moved, then its last `tail` bytes:
+ * the `bytes - captured` bytes between the two were not copied. `tail` is 0 when everything
+ * moved was copied (and when the end could not be copied).
+ */
 struct tg_event {
 	__u64 conn_id;        /* unique per connection for the agent's lifetime */
 	__u64 seq;            /* per-connection sequence, stamped in the kernel */
@@ -82,6 +90,8 @@ struct tg_event {
 	__u8 comm[16];
 	struct tg_addr local;
 	struct tg_addr remote;
+	__u32 tail; /* the last `tail` of the `captured` bytes are the syscall's last bytes */
+	__u32 _pad;
 };
 
 /* Per-CPU counters (one entry in a per-CPU array). */
@@ -99,7 +109,8 @@ struct tg_stats {
 #ifndef __cplusplus
 _Static_assert(sizeof(struct tg_addr) == 24, "tg_addr size");
 _Static_assert(__builtin_offsetof(struct tg_addr, proto) == 20, "tg_addr.proto offset");
-_Static_assert(sizeof(struct tg_event) == 136, "tg_event size");
+_Static_assert(sizeof(struct tg_event) == 144, "tg_event size");
+_Static_assert(__builtin_offsetof(struct tg_event, tail) == 136, "tg_event.tail offset");
 _Static_assert(sizeof(struct tg_stats) == 64, "tg_stats size");
 #endif
 

@@ -113,7 +113,7 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 	struct conn *conn;
 	__u64 cap = capture_bytes;
 	__u64 n = 0;
-	__u32 captured;
+	__u32 head;
 	__u32 fd;
 
 	if (!cp)
@@ -172,13 +172,14 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 		cap = TG_MAX_CAPTURE;
 	a.buf = c.buf;
 	a.op = OP_PLAIN;
-	captured = copy_payload(s, &a, n < cap ? n : cap);
-	s->ev.captured = captured;
+	/* A large SSL_write carries its end too, like a large write() (see copy_payload). */
+	head = copy_payload(s, &a, n < cap ? n : cap, n);
+	s->ev.captured = head + s->ev.tail;
 	st = stats();
-	if (st && n > captured)
+	if (st && n > head)
 		__sync_fetch_and_add(&st->truncated, 1);
 	stamp_parent(conn, s, c.dir, (__u32)id);
-	submit(s, captured);
+	submit(s, s->ev.captured);
 	conn->tls = 1;
 	return 0;
 }

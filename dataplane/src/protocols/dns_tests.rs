@@ -41,6 +41,7 @@ fn chunk(dir: Direction, data: &[u8], seq: u64) -> Chunk<'_> {
     Chunk {
         dir,
         data,
+        tail: &[],
         total_len: data.len() as u32,
         start_ns: seq * 100,
         end_ns: seq * 100 + 10,

@@ -49,6 +49,7 @@ impl Conn {
         let c = Chunk {
             dir,
             data,
+            tail: &[],
             total_len,
             start_ns: self.seq * 100,
             end_ns: self.seq * 100 + 10,

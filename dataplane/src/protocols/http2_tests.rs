@@ -1,6 +1,6 @@
 use super::*;
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut f = len.to_be_bytes()[1..].to_vec();
     f.extend([kind, flags]);
@@ -10,7 +10,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// HPACK literal field; `index` adds it to the dynamic table.
-fn lit(index: bool, name: &str, value: &str) -> Vec<u8> {
+pub(super) fn lit(index: bool, name: &str, value: &str) -> Vec<u8> {
     let mut b = vec![if index { 0x40 } else { 0x00 }, name.len() as u8];
     b.extend(name.as_bytes());
     b.push(value.len() as u8);
@@ -55,7 +55,7 @@ fn resp(stream: u32, status_idx: u8, end: bool) -> Vec<u8> {
     )
 }
 
-fn data(stream: u32, n: usize, end: bool) -> Vec<u8> {
+pub(super) fn data(stream: u32, n: usize, end: bool) -> Vec<u8> {
     frame(
         DATA,
         if end { FLAG_END_STREAM } else { 0 },
@@ -64,14 +64,14 @@ fn data(stream: u32, n: usize, end: bool) -> Vec<u8> {
     )
 }
 
-struct Feeder {
-    p: Http2Parser,
-    out: Vec<L7Record>,
+pub(super) struct Feeder {
+    pub(super) p: Http2Parser,
+    pub(super) out: Vec<L7Record>,
     seq: u64,
 }
 
 impl Feeder {
-    fn new(role: Role) -> Self {
+    pub(super) fn new(role: Role) -> Self {
         Self {
             p: Http2Parser::new(role),
             out: Vec::new(),
@@ -79,11 +79,17 @@ impl Feeder {
         }
     }
 
-    fn feed_total(&mut self, dir: Direction, data: &[u8], total: usize) {
+    pub(super) fn feed_total(&mut self, dir: Direction, data: &[u8], total: usize) {
+        self.feed_tail(dir, data, total, &[]);
+    }
+
+    /// One syscall that moved `total` bytes: `data` is their start, `tail` their end.
+    pub(super) fn feed_tail(&mut self, dir: Direction, data: &[u8], total: usize, tail: &[u8]) {
         self.seq += 1;
         let c = Chunk {
             dir,
             data,
+            tail,
             total_len: total as u32,
             start_ns: self.seq * 100,
             end_ns: self.seq * 100 + 10,
@@ -92,11 +98,16 @@ impl Feeder {
         self.p.feed(&c, &mut self.out);
     }
 
-    fn feed(&mut self, dir: Direction, data: &[u8]) {
+    /// Sequence number of the last chunk fed.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub(super) fn feed(&mut self, dir: Direction, data: &[u8]) {
         self.feed_total(dir, data, data.len());
     }
 
-    fn exchanges(&mut self) -> Vec<H2Exchange> {
+    pub(super) fn exchanges(&mut self) -> Vec<H2Exchange> {
         self.out
             .drain(..)
             .map(|r| match r {
@@ -107,8 +118,8 @@ impl Feeder {
     }
 }
 
-const IN: Direction = Direction::Ingress;
-const OUT: Direction = Direction::Egress;
+pub(super) const IN: Direction = Direction::Ingress;
+pub(super) const OUT: Direction = Direction::Egress;
 
 fn simple_conversation() -> Vec<(Direction, Vec<u8>)> {
     let mut c1 = PREFACE.to_vec();

@@ -2,9 +2,11 @@
 //!
 //! A parser is owned by one connection in one shard. It is fed the payload chunks of that
 //! connection in kernel order ([`Chunk`]) and appends finished [`L7Record`]s to a buffer the caller
-//! owns. The kernel copies only the first bytes of each syscall (`data`), but always reports how many
-//! bytes the syscall moved (`total_len`): parsers must use `total_len` to skip bodies they cannot
-//! see, and must never panic or grow without bound on any input.
+//! owns. The kernel copies only the first bytes of each syscall (`data`), and of a syscall that
+//! moved more than that also its last bytes (`tail`), but always reports how many bytes the
+//! syscall moved (`total_len`): parsers must use `total_len` to skip bodies they cannot see, may
+//! use `tail` to see how a long message ended (HTTP/2 trailers), and must never panic or grow
+//! without bound on any input (`tail` included: its length need not add up).
 
 pub mod dns;
 pub mod grpc;
@@ -38,12 +40,16 @@ pub enum Role {
     Unknown,
 }
 
-/// One syscall's worth of payload on one connection.
+/// One syscall's worth of payload on one connection: `data`, then [`Chunk::gap`] bytes that
+/// were not captured, then `tail`, adding up to `total_len`.
 #[derive(Debug, Clone, Copy)]
 pub struct Chunk<'a> {
     pub dir: Direction,
     /// The captured prefix of what the syscall moved (may be shorter than `total_len`).
     pub data: &'a [u8],
+    /// The last bytes the syscall moved, when it moved more than the prefix: empty when `data`
+    /// is all of it (or the kernel could not copy the end). Never overlaps `data`.
+    pub tail: &'a [u8],
     /// Bytes the syscall really moved.
     pub total_len: u32,
     /// Kernel monotonic timestamps of syscall entry and exit.
@@ -51,6 +57,19 @@ pub struct Chunk<'a> {
     pub end_ns: u64,
     /// Per-connection sequence number stamped by the kernel.
     pub seq: u64,
+}
+
+impl Chunk<'_> {
+    /// Bytes moved that are in neither `data` nor `tail` (between them).
+    pub fn gap(&self) -> u64 {
+        u64::from(self.total_len).saturating_sub((self.data.len() + self.tail.len()) as u64)
+    }
+
+    /// Bytes moved after `data` (the gap and the tail), which a parser that ignores the tail
+    /// skips.
+    pub fn hidden(&self) -> u64 {
+        u64::from(self.total_len).saturating_sub(self.data.len() as u64)
+    }
 }
 
 /// A finished exchange recognised by a parser.

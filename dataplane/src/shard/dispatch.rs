@@ -105,16 +105,19 @@ pub(super) fn feed_flow(
     flow.parse_errors_seen = errs;
 }
 
-/// The parser's view of one data record.
+/// The parser's view of one data record: the captured prefix and, when the syscall moved more
+/// than the capture size, its captured end.
 pub(super) fn chunk_of<'a>(ev: &Event, payload: &'a [u8]) -> Chunk<'a> {
     let dir = if ev.dir == abi::DIR_EGRESS {
         Direction::Egress
     } else {
         Direction::Ingress
     };
+    let (data, tail) = ev.split(payload);
     Chunk {
         dir,
-        data: payload,
+        data,
+        tail,
         total_len: ev.bytes,
         start_ns: ev.start_ns,
         end_ns: ev.end_ns,

@@ -71,15 +71,33 @@ pub fn chunk(
     limit: usize,
     step_ns: u64,
 ) -> Chunk<'_> {
+    tail_chunk(seq, ingress, data, extra, limit, 0, step_ns)
+}
+
+/// Like [`chunk`], and when `data` is longer than `limit` the kernel also copied its last
+/// `tail` bytes (never overlapping the prefix): the syscall moved the prefix, the rest of
+/// `data` but its tail and `extra` unknown bytes (the gap), then the tail.
+pub fn tail_chunk(
+    seq: usize,
+    ingress: bool,
+    data: &[u8],
+    extra: u32,
+    limit: usize,
+    tail: usize,
+    step_ns: u64,
+) -> Chunk<'_> {
     let dir = if ingress {
         Direction::Ingress
     } else {
         Direction::Egress
     };
     let total = (data.len() as u64 + u64::from(extra)).min(u64::from(u32::MAX)) as u32;
+    let head = data.len().min(limit);
+    let tail = tail.min(data.len() - head);
     Chunk {
         dir,
-        data: &data[..data.len().min(limit)],
+        data: &data[..head],
+        tail: &data[data.len() - tail..],
         total_len: total,
         start_ns: seq as u64 * step_ns,
         end_ns: seq as u64 * step_ns + step_ns / 2,
