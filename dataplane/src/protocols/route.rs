@@ -64,24 +64,39 @@ fn is_uuid(s: &[u8]) -> bool {
         })
 }
 
+/// Per byte, a 1 in each counter lane of [`is_id`] the byte counts in: digits, letters, hex
+/// digits, base64-ish characters, `@`. The lanes are 8 bits wide, and a segment longer than
+/// [`MAX_SEGMENT_LEN`] (< 256) never gets counted, so they cannot overflow into each other.
+static LANES: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let d = c.is_ascii_digit();
+        let l = c.is_ascii_alphabetic();
+        let hex = d || matches!(c | 0x20, b'a'..=b'f');
+        let b64 = d || l || matches!(c, b'-' | b'_' | b'=' | b'+');
+        t[b] = (d as u64)
+            | (l as u64) << 8
+            | (hex as u64) << 16
+            | (b64 as u64) << 24
+            | ((c == b'@') as u64) << 32;
+        b += 1;
+    }
+    t
+};
+
 /// Does this path segment look like an identifier rather than a fixed name? One pass over the
-/// bytes classifies them; the rules below only read the counts.
+/// bytes classifies them (one table load and one add per byte); the rules below only read the
+/// counts.
 fn is_id(seg: &str) -> bool {
     let s = seg.as_bytes();
     if s.len() > MAX_SEGMENT_LEN {
         return true;
     }
-    let (mut digits, mut letters, mut hex, mut b64, mut at) =
-        (0usize, 0usize, 0usize, 0usize, false);
-    for &b in s {
-        let d = b.is_ascii_digit();
-        let l = b.is_ascii_alphabetic();
-        digits += usize::from(d);
-        letters += usize::from(l);
-        hex += usize::from(d || matches!(b | 0x20, b'a'..=b'f'));
-        b64 += usize::from(d || l || matches!(b, b'-' | b'_' | b'=' | b'+'));
-        at |= b == b'@';
-    }
+    let lanes: u64 = s.iter().map(|&b| LANES[usize::from(b)]).sum();
+    let lane = |i: u32| ((lanes >> (8 * i)) & 0xff) as usize;
+    let (digits, letters, hex, b64, at) = (lane(0), lane(1), lane(2), lane(3), lane(4) > 0);
     if at || (s.len() == 36 && is_uuid(s)) {
         return true;
     }
@@ -165,5 +180,50 @@ mod tests {
     fn unicode_never_panics() {
         assert_eq!(r("/caf\u{e9}/\u{1f600}"), "/caf\u{e9}/\u{1f600}");
         assert_eq!(r("/\u{e9}1\u{e9}2\u{e9}3"), "/{id}");
+    }
+
+    /// The byte-at-a-time classification `is_id` used before the lane table, kept as the
+    /// reference the table must agree with.
+    fn reference_is_id(seg: &str) -> bool {
+        let s = seg.as_bytes();
+        if s.len() > super::MAX_SEGMENT_LEN {
+            return true;
+        }
+        let (mut digits, mut letters, mut hex, mut b64, mut at) = (0, 0, 0, 0, false);
+        for &b in s {
+            let d = b.is_ascii_digit();
+            let l = b.is_ascii_alphabetic();
+            digits += usize::from(d);
+            letters += usize::from(l);
+            hex += usize::from(d || matches!(b | 0x20, b'a'..=b'f'));
+            b64 += usize::from(d || l || matches!(b, b'-' | b'_' | b'=' | b'+'));
+            at |= b == b'@';
+        }
+        if at || (s.len() == 36 && super::is_uuid(s)) {
+            return true;
+        }
+        if digits == 0 {
+            return false;
+        }
+        let seps = s.len() - digits - letters;
+        if letters == 0 {
+            return true;
+        }
+        if s.len() >= 12 && hex == s.len() {
+            return true;
+        }
+        if s.len() >= 16 && b64 == s.len() && seps <= 2 {
+            return true;
+        }
+        digits >= 3 || (digits == 2 && letters <= 2)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lane_table_agrees_with_the_byte_loop(
+            seg in "[a-fA-F0-9@=+_.~%-]{0,70}|[a-z]{0,8}[0-9]{0,4}|\\PC{0,70}"
+        ) {
+            proptest::prop_assert_eq!(super::is_id(&seg), reference_is_id(&seg), "{:?}", seg);
+        }
     }
 }
