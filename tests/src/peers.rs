@@ -11,6 +11,20 @@ use std::time::Duration;
 
 use crate::agent::{free_port, wait_port, Proc};
 
+/// Start a Python peer that talks over its stdin and stdout, and read the first line it prints
+/// (its "started" line; empty if it died first).
+fn start_python(cmd: &mut Command) -> (Proc, BufReader<std::process::ChildStdout>, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("peer started");
+    (Proc { child }, stdout, line)
+}
+
 /// The gRPC service the tests call: `demo.v1.Echo` with a unary `Ping`, a server-streaming
 /// `List` (3 messages), a unary `Fail` that aborts with NOT_FOUND, and the large-message pair
 /// `Big` (a unary answer of 100,000 bytes) and `BigList` (3 messages of 40,000 bytes): grpcio
@@ -172,21 +186,13 @@ impl GrpcClient {
             bigs,
             big_lists,
         } = calls;
-        let mut child = Command::new("python3")
-            .args(["-c", GRPC_CLIENT, &port.to_string()])
-            .args([pings, lists, fails, bigs, big_lists].map(|v| v.to_string()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("client started");
+        let (proc, stdout, line) = start_python(
+            Command::new("python3")
+                .args(["-c", GRPC_CLIENT, &port.to_string()])
+                .args([pings, lists, fails, bigs, big_lists].map(|v| v.to_string())),
+        );
         assert_eq!(line.trim(), "pid", "grpc client did not start");
-        GrpcClient {
-            proc: Proc { child },
-            stdout,
-        }
+        GrpcClient { proc, stdout }
     }
 
     /// Let it make its calls; returns (pings answered, stream items received, failure code).
@@ -325,25 +331,17 @@ pub struct PyResolver {
 
 impl PyResolver {
     pub fn start(port: u16, names: &[&str]) -> PyResolver {
-        let mut child = Command::new("python3")
-            .args(["-c", PY_RESOLVER, &port.to_string()])
-            .args(names)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("resolver started");
+        let (proc, stdout, line) = start_python(
+            Command::new("python3")
+                .args(["-c", PY_RESOLVER, &port.to_string()])
+                .args(names),
+        );
         assert_eq!(
             line.trim(),
             "pid",
             "python resolver did not start (pip install dnspython; the README's test command does)"
         );
-        PyResolver {
-            proc: Proc { child },
-            stdout,
-        }
+        PyResolver { proc, stdout }
     }
 
     /// Run the queries; returns the lines printed (one per name).
@@ -516,22 +514,16 @@ impl Ssl11Client {
         port: u16,
         conns: &[&str],
     ) -> Ssl11Client {
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(PY_SSL11_CLIENT)
-            .arg(lib_dir.join("libcrypto.so.1.1"))
-            .arg(libssl)
-            .arg(port.to_string())
-            .args(conns)
-            .env("OPENSSL_CONF", "/dev/null")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("client started");
-        let proc = Proc { child };
+        let (proc, stdout, line) = start_python(
+            Command::new("python3")
+                .arg("-c")
+                .arg(PY_SSL11_CLIENT)
+                .arg(lib_dir.join("libcrypto.so.1.1"))
+                .arg(libssl)
+                .arg(port.to_string())
+                .args(conns)
+                .env("OPENSSL_CONF", "/dev/null"),
+        );
         let version = line
             .trim()
             .strip_prefix("version ")
