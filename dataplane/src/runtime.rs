@@ -380,13 +380,38 @@ struct Coordination {
 /// Longest pause of an idle shard, in ticks.
 const IDLE_PAUSE_MAX: u32 = 16;
 
-/// The pause before a loop's next cycle: `tick` after a cycle that found work, else double the
-/// previous pause, at most `max` (an idle loop backs off instead of waking every tick).
-pub(crate) fn next_pause(prev: Duration, worked: bool, tick: Duration, max: Duration) -> Duration {
-    if worked {
-        tick
-    } else {
-        (prev * 2).clamp(tick, max)
+/// Cycles without work a loop still runs every tick before it starts backing off: a busy
+/// pipeline often has a cycle or two with nothing to do, and must not pay a longer pause for it.
+const IDLE_CYCLES_BEFORE_BACKOFF: u32 = 16;
+
+/// The pause before each cycle of a polling loop: the tick while there is work, and after
+/// [`IDLE_CYCLES_BEFORE_BACKOFF`] cycles without any, doubling up to `max` (an idle loop does not
+/// wake every tick for nothing); the first cycle that finds work returns to the tick.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    tick: Duration,
+    max: Duration,
+    idle_cycles: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(tick: Duration, max: Duration) -> Self {
+        Self {
+            tick,
+            max: max.max(tick),
+            idle_cycles: 0,
+        }
+    }
+
+    pub(crate) fn next(&mut self, worked: bool) -> Duration {
+        if worked {
+            self.idle_cycles = 0;
+            return self.tick;
+        }
+        self.idle_cycles = self.idle_cycles.saturating_add(1);
+        let doublings = self.idle_cycles.saturating_sub(IDLE_CYCLES_BEFORE_BACKOFF);
+        let pause = self.tick.saturating_mul(1u32 << doublings.min(16));
+        pause.min(self.max)
     }
 }
 
@@ -469,7 +494,7 @@ async fn run_shard(
     // Cycle length, for the watermark margin: a record drained in a cycle is stamped with the
     // cycle's start but may have been submitted up to a cycle later.
     let mut longest_cycle = 0u64;
-    let mut pause = tick;
+    let mut backoff = Backoff::new(tick, tick * IDLE_PAUSE_MAX);
     loop {
         now.set(monotonic_now_ns());
         let stopping = stop.load(Ordering::Acquire);
@@ -493,9 +518,8 @@ async fn run_shard(
         if stopping {
             break;
         }
-        // An idle shard backs off (doubling its pause up to IDLE_PAUSE_MAX ticks) instead of
-        // waking every tick for nothing; the first cycle that finds work returns to the tick.
-        pause = next_pause(pause, drained > 0 || received, tick, tick * IDLE_PAUSE_MAX);
+        // An idle shard backs off (up to IDLE_PAUSE_MAX ticks) instead of waking every tick.
+        let pause = backoff.next(drained > 0 || received);
         // A plain nanosleep: nothing else runs on this executor, and glommio's io_uring timer
         // (submit, wait, cancel) cost about 5x more CPU per wake-up here (about 60 us against
         // 12 us, measured with `perf record` on an idle agent), paid a thousand times a second.
@@ -558,18 +582,19 @@ mod pause_tests {
     use super::*;
 
     #[test]
-    fn idle_loops_back_off_and_work_resets_the_pause() {
+    fn only_a_loop_idle_for_a_while_backs_off_and_work_resets_it() {
         let tick = Duration::from_millis(1);
-        let max = Duration::from_millis(16);
-        let mut p = tick;
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            p = next_pause(p, false, tick, max);
-            seen.push(p.as_millis());
+        let mut b = Backoff::new(tick, Duration::from_millis(16));
+        let idle: Vec<u128> = (0..IDLE_CYCLES_BEFORE_BACKOFF + 6)
+            .map(|_| b.next(false).as_millis())
+            .collect();
+        let (steady, backing_off) = idle.split_at(IDLE_CYCLES_BEFORE_BACKOFF as usize);
+        assert!(steady.iter().all(|&p| p == 1), "{idle:?}");
+        assert_eq!(backing_off, [2, 4, 8, 16, 16, 16]);
+        assert_eq!(b.next(true), tick);
+        // A busy loop with the odd empty cycle keeps the tick.
+        for i in 0..100 {
+            assert_eq!(b.next(i % 3 != 0), tick);
         }
-        assert_eq!(seen, [2, 4, 8, 16, 16, 16]);
-        assert_eq!(next_pause(p, true, tick, max), tick);
-        // Never below the tick, whatever it started from.
-        assert_eq!(next_pause(Duration::ZERO, false, tick, max), tick);
     }
 }

@@ -302,7 +302,9 @@ impl Core {
             self.queue = Some(q);
         }
 
-        let mut pause = TICK;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut backoff = crate::runtime::Backoff::new(TICK, IDLE_PAUSE_MAX);
         let start = Instant::now();
         let mut next_metrics = after(start, self.cfg.metrics_interval);
         let mut next_kstats = start;
@@ -336,10 +338,12 @@ impl Core {
             if stopping {
                 break;
             }
-            // Idle: back off (doubling up to IDLE_PAUSE_MAX) instead of waking every tick.
-            pause = crate::runtime::next_pause(pause, busy, TICK, IDLE_PAUSE_MAX);
+            // Idle for a while: back off (up to IDLE_PAUSE_MAX) instead of waking every tick.
+            let pause = backoff.next(busy);
             if busy {
                 tokio::task::yield_now().await;
+            } else if pause <= TICK {
+                tick.tick().await;
             } else {
                 tokio::time::sleep(pause).await;
             }
