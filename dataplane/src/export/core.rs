@@ -312,7 +312,7 @@ impl Core {
         loop {
             // Read before draining: everything pushed before stop() is drained below.
             let stopping = self.stop.is_stopped();
-            let busy = self.drain(MAX_PER_CONSUMER_PER_TICK);
+            let (busy, any) = self.drain(MAX_PER_CONSUMER_PER_TICK);
             let now = Instant::now();
             if self
                 .batch_started
@@ -338,8 +338,9 @@ impl Core {
             if stopping {
                 break;
             }
-            // Idle for a while: back off (up to IDLE_PAUSE_MAX) instead of waking every tick.
-            let pause = backoff.next(busy);
+            // Idle for a while (no message at all): back off (up to IDLE_PAUSE_MAX) instead of
+            // waking every tick.
+            let pause = backoff.next(any);
             if busy {
                 tokio::task::yield_now().await;
             } else if pause <= TICK {
@@ -350,7 +351,7 @@ impl Core {
         }
 
         // Stop: drain what is left, flush everything, deliver for a bounded time.
-        while self.drain(MAX_PER_CONSUMER_PER_TICK) {}
+        while self.drain(MAX_PER_CONSUMER_PER_TICK).0 {}
         self.flush_spans();
         self.read_kernel_stats();
         self.export_metrics();
@@ -373,9 +374,12 @@ impl Core {
     }
 
     /// One pass over every consumer; true when some consumer hit the per-tick bound.
-    fn drain(&mut self, bound: usize) -> bool {
+    /// Take up to `bound` messages from each shard queue. Returns (some queue still had more:
+    /// drain again at once, any message taken).
+    fn drain(&mut self, bound: usize) -> (bool, bool) {
         let mut consumers = std::mem::take(&mut self.consumers);
         let mut busy = false;
+        let mut any = false;
         let mut spans = 0u64;
         let mut deltas = 0u64;
         for c in consumers.iter_mut() {
@@ -396,6 +400,7 @@ impl Core {
                 }
             }
             busy |= n == bound;
+            any |= n > 0;
         }
         self.consumers = consumers;
         if spans > 0 {
@@ -404,7 +409,7 @@ impl Core {
         if deltas > 0 {
             self.mon.record(SelfEvent::HistogramDeltasReceived(deltas));
         }
-        busy
+        (busy, any)
     }
 
     fn on_span(&mut self, rec: crate::signal::SpanRecord) {
