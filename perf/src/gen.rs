@@ -489,23 +489,12 @@ impl Generator {
         self.counts.per_proto[Proto::Http1.idx()] += 1;
         self.counts.records += 2;
         self.counts.traced += u64::from(traced);
-        if c.left == 0 {
-            buf.clear();
-            ev.seq = c.seq;
-            ev.kind = abi::EV_CLOSE;
-            ev.dir = abi::DIR_INGRESS;
-            ev.start_ns = now_ns;
-            ev.end_ns = now_ns;
-            ev.bytes = 0;
-            ev.encode_into(&[], &mut buf);
-            let home = c.home;
-            let cpu = self.cpu_for(home);
-            out(cpu, &buf);
-            self.counts.records += 1;
-            self.counts.closes += 1;
+        let (left, seq, home) = (c.left, c.seq, c.home);
+        self.scratch = buf;
+        if left == 0 {
+            self.emit_close(&mut ev, seq, home, now_ns, out);
             self.conns[slot] = self.new_conn(slot);
         }
-        self.scratch = buf;
     }
 }
 
@@ -695,6 +684,20 @@ impl Generator {
         self.counts.records += 1;
     }
 
+    /// The record the kernel sends when a connection closes (counted as a close).
+    fn emit_close(
+        &mut self,
+        ev: &mut Event,
+        seq: u64,
+        home: usize,
+        now_ns: u64,
+        out: &mut impl FnMut(usize, &[u8]),
+    ) {
+        ev.kind = abi::EV_CLOSE;
+        self.emit(ev, seq, abi::DIR_INGRESS, now_ns, now_ns, &[], home, out);
+        self.counts.closes += 1;
+    }
+
     /// One round of a gRPC connection: the client's record (preface and SETTINGS first on a
     /// new connection) with the requests of new calls, then the server's record with the
     /// responses of the calls opened in the previous round (frames of the streams interleaved).
@@ -807,18 +810,7 @@ impl Generator {
             let c = &self.grpc[slot];
             let (seq, home) = (c.seq, c.home);
             let mut ev = self.grpc_event(slot);
-            ev.kind = abi::EV_CLOSE;
-            self.emit(
-                &mut ev,
-                seq,
-                abi::DIR_INGRESS,
-                now_ns,
-                now_ns,
-                &[],
-                home,
-                out,
-            );
-            self.counts.closes += 1;
+            self.emit_close(&mut ev, seq, home, now_ns, out);
             self.grpc[slot] = self.new_grpc_conn(slot);
         }
     }
@@ -985,18 +977,7 @@ impl Generator {
         self.counts.transactions += qtypes.len() as u64;
         self.counts.per_proto[Proto::Dns.idx()] += qtypes.len() as u64;
         if self.dns[slot].left == 0 {
-            ev.kind = abi::EV_CLOSE;
-            self.emit(
-                &mut ev,
-                seq,
-                abi::DIR_INGRESS,
-                now_ns,
-                now_ns,
-                &[],
-                home,
-                out,
-            );
-            self.counts.closes += 1;
+            self.emit_close(&mut ev, seq, home, now_ns, out);
             self.dns[slot] = self.new_dns_conn(slot);
         }
     }
