@@ -387,6 +387,13 @@ pub fn scrape_prometheus(port: u16) -> String {
 }
 
 /// Sum of every sample of the metric family `name` (all label sets) in a Prometheus body.
+/// Assert that each of these self-telemetry counters is 0 in a Prometheus scrape.
+pub fn assert_prom_zero(body: &str, names: &[&str]) {
+    for name in names {
+        assert_eq!(prom_value(body, name), 0, "{name} is not 0\n{body}");
+    }
+}
+
 pub fn prom_value(body: &str, name: &str) -> u64 {
     body.lines()
         .filter(|l| {
