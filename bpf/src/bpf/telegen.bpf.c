@@ -8,7 +8,7 @@
  * CPU it runs on, waking the consumer only when a lot is pending.
  *
  * UDP sockets are tracked too (one "connection" per socket) when the loader set UDP ports, but a
- * datagram is reported only if its remote or local port is in tg_udp_ports (see the UDP block).
+ * datagram is reported only if its remote or local port is in tg_udp_ports (see udp.bpf.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -439,64 +439,10 @@ static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8
 	}
 }
 
-/* ---- UDP: which datagrams are reported, and their per-datagram addresses ---- */
+/* ---- UDP: which datagrams are reported, and their addresses ---- */
+#include "udp.bpf.h"
 
-/* Read a user sockaddr (AF_INET or AF_INET6) into `a`; leaves `a` alone on failure. */
-static __always_inline void read_sockaddr(__u64 uaddr, struct tg_addr *a)
-{
-	struct sockaddr_in in4;
-	__u16 family;
-
-	if (bpf_probe_read_user(&in4, sizeof(in4), (void *)uaddr))
-		return;
-	family = in4.sin_family;
-	if (family == AF_INET) {
-		__builtin_memset(a->addr, 0, sizeof(a->addr));
-		map_v4(a, in4.sin_addr.s_addr);
-	} else if (family == AF_INET6) {
-		if (bpf_probe_read_user(a->addr, sizeof(a->addr),
-					(void *)(uaddr + offsetof(struct sockaddr_in6, sin6_addr))))
-			return;
-	} else {
-		return;
-	}
-	a->family = family;
-	a->port = bpf_ntohs(in4.sin_port);
-}
-
-/*
- * Decide whether this datagram on UDP socket `c` is reported: its remote port (the syscall's
- * sockaddr when given, else the connected peer) or the socket's local port must be in
- * tg_udp_ports (or the socket is already traced and this datagram's peer is unknown). Fills
- * both addresses as they are now (the local port is bound at the first send).
- * The first reported datagram sets the role: sent to a traced remote port = CLIENT, received on a
- * traced local port = SERVER. Returns 0 to report.
- */
-static __always_inline int udp_pick(struct conn *c, __u64 uaddr, __u8 dir, struct tg_addr *local,
-				    struct tg_addr *remote)
-{
-	struct sock *sk = (void *)c->sk;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	int lp, rp;
-
-	__builtin_memset(local, 0, sizeof(*local));
-	__builtin_memset(remote, 0, sizeof(*remote));
-	if (family == AF_INET) {
-		map_v4(local, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
-		map_v4(remote, BPF_CORE_READ(sk, __sk_common.skc_daddr));
-	} else {
-		BPF_CORE_READ_INTO(&local->addr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&remote->addr, sk, __sk_common.skc_v6_daddr);
-	}
-	local->family = family;
-	remote->family = family;
-	local->proto = TG_PROTO_UDP;
-	remote->proto = TG_PROTO_UDP;
-	local->port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	remote->port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (uaddr)
-		read_sockaddr(uaddr, remote);
-	/* barrier_var: keep clang from OR-ing the two map pointers (the verifier refuses that). */
+/* barrier_var: keep clang from OR-ing the two map pointers (the verifier refuses that). */
 	lp = bpf_map_lookup_elem(&tg_udp_ports, &local->port) ? 1 : 0;
 	barrier_var(lp);
 	rp = bpf_map_lookup_elem(&tg_udp_ports, &remote->port) ? 1 : 0;
@@ -812,73 +758,8 @@ int tg_exit(void *ctx)
 	return 0;
 }
 
-/* ---- sendmmsg/recvmmsg: one record per datagram (UDP DNS resolvers batch with them) ---- */
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int tg_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int tg_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
-}
-
-/* `ret` messages of the vector moved: report the first TG_MAX_MMSG, each with its msg_len. */
-static __always_inline int exit_mmsg(long ret, __u8 dir)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
-	struct call_args a;
-	struct conn_key k;
-	struct conn *c;
-	__u32 i;
-
-	if (!ap)
-		return 0;
-	a = *ap;
-	bpf_map_delete_elem(&tg_args, &id);
-	if (a.op != OP_MMSG || ret <= 0)
-		return 0;
-	k.tgid = id >> 32;
-	k.fd = a.fd;
-	c = bpf_map_lookup_elem(&tg_conns, &k);
-	if (!c)
-		return 0;
-	for (i = 0; i < TG_MAX_MMSG; i++) {
-		struct mmsghdr mh;
-		struct call_args m = a;
-
-		if (i >= ret)
-			break;
-		if (bpf_probe_read_user(&mh, sizeof(mh), (void *)(a.buf + i * sizeof(mh))))
-			break;
-		if (mh.msg_len == 0)
-			continue;
-		m.buf = (__u64)mh.msg_hdr.msg_iov;
-		m.iovcnt = (__u32)mh.msg_hdr.msg_iovlen;
-		m.addr = (__u64)mh.msg_hdr.msg_name;
-		m.op = OP_IOV;
-		/* No tail per datagram: 8 inlined copies of the tail walk are more than the
-		 * verifier's budget, and DNS (what batches datagrams) has no use for one. */
-		emit_data(c, id, &m, mh.msg_len, dir, 0);
-	}
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int tg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_mmsg(ctx->ret, TG_DIR_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int tg_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_mmsg(ctx->ret, TG_DIR_INGRESS);
-}
+/* ---- sendmmsg/recvmmsg: one record per datagram ---- */
+#include "mmsg.bpf.h"
 
 /* ---- TLS plaintext (OpenSSL uprobes) ---- */
 #include "tls.bpf.h"

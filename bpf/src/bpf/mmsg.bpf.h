@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * sendmmsg/recvmmsg, included once by telegen.bpf.c after the data path (emit_data) it uses.
+ */
+#ifndef TELEGEN_MMSG_BPF_H
+#define TELEGEN_MMSG_BPF_H
+
+/* ---- sendmmsg/recvmmsg: one record per datagram (UDP DNS resolvers batch with them) ---- */
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int tg_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int tg_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
+}
+
+/* `ret` messages of the vector moved: report the first TG_MAX_MMSG, each with its msg_len. */
+static __always_inline int exit_mmsg(long ret, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
+	struct call_args a;
+	struct conn_key k;
+	struct conn *c;
+	__u32 i;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&tg_args, &id);
+	if (a.op != OP_MMSG || ret <= 0)
+		return 0;
+	k.tgid = id >> 32;
+	k.fd = a.fd;
+	c = bpf_map_lookup_elem(&tg_conns, &k);
+	if (!c)
+		return 0;
+	for (i = 0; i < TG_MAX_MMSG; i++) {
+		struct mmsghdr mh;
+		struct call_args m = a;
+
+		if (i >= ret)
+			break;
+		if (bpf_probe_read_user(&mh, sizeof(mh), (void *)(a.buf + i * sizeof(mh))))
+			break;
+		if (mh.msg_len == 0)
+			continue;
+		m.buf = (__u64)mh.msg_hdr.msg_iov;
+		m.iovcnt = (__u32)mh.msg_hdr.msg_iovlen;
+		m.addr = (__u64)mh.msg_hdr.msg_name;
+		m.op = OP_IOV;
+		/* No tail per datagram: 8 inlined copies of the tail walk are more than the
+		 * verifier's budget, and DNS (what batches datagrams) has no use for one. */
+		emit_data(c, id, &m, mh.msg_len, dir, 0);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int tg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(ctx->ret, TG_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int tg_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(ctx->ret, TG_DIR_INGRESS);
+}
+
+#endif /* TELEGEN_MMSG_BPF_H */
