@@ -6,8 +6,6 @@
 //! nothing.
 
 mod feed;
-mod gen;
-mod h2enc;
 mod otlpcount;
 mod overhead;
 mod procfs;
@@ -18,9 +16,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use gen::{Proto, PROTOS};
 use serde_json::{json, Value};
 use synthetic::Mix;
+use telegen_perf::gen::{Proto, PROTOS};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -24,10 +24,10 @@ use telegen_dataplane::signal::{AttrValue, Attrs, ShardStats};
 use telegen_dataplane::spans::monotonic_now_ns;
 
 use crate::feed;
-pub use crate::gen::Mix;
-use crate::gen::{GenCounts, Generator, Proto, WorkloadConfig, PROTOS};
 use crate::otlpcount::HistogramCounter;
 use crate::procfs;
+pub use telegen_perf::gen::Mix;
+use telegen_perf::gen::{GenCounts, Generator, Proto, WorkloadConfig, PROTOS};
 
 #[derive(Debug, Clone)]
 pub struct SyntheticConfig {

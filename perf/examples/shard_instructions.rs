@@ -1,0 +1,152 @@
+//! Drives the shard's event path (and, with `encode`, the export core's span encoding and gzip)
+//! on one thread with the perf harness's own synthetic records, for counting instructions under
+//! callgrind: unlike timings, the counts repeat exactly whatever else the machine is doing.
+//! `scripts/instructions.sh` runs it twice (two transaction counts) and prints the difference
+//! per transaction, so start-up and shutdown cancel out. The records are generated before the
+//! shard runs and the script counts only inside [`drive`], so the generator costs nothing.
+//!
+//! Usage: `shard_instructions <transactions> [http1|grpc|dns] [encode]`
+
+use telegen_dataplane::export::{otlp::Gzipper, pb};
+use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
+use telegen_dataplane::signal::ExportMsg;
+use telegen_perf::gen::{Generator, Mix, Proto, WorkloadConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Protobuf bytes per gzipped body, about one 512-span batch of the export core.
+const BATCH_BYTES: usize = 200_000;
+/// Simulated time between transactions, and transactions between shard ticks.
+const STEP_NS: u64 = 1_000;
+const TICK_EVERY: usize = 1_024;
+
+/// Takes the shard's output: with `encode`, spans are encoded and gzipped in batches as the
+/// export core does; otherwise only counted.
+struct Sink {
+    encode: bool,
+    spans: u64,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    gz: Gzipper,
+    gzipped_bytes: usize,
+}
+
+impl Sink {
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            self.gzipped_bytes += self.gz.gzip(&self.buf).map_or(0, |z| z.len());
+            self.buf.clear();
+        }
+    }
+}
+
+impl ShardIo for Sink {
+    fn forward(&mut self, _to: usize, _msg: ShardMsg) -> Result<(), ShardMsg> {
+        Ok(())
+    }
+    fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
+        if let ExportMsg::Span(s) = msg {
+            self.spans += 1;
+            if self.encode {
+                pb::append_span(&s, &mut self.buf, &mut self.scratch);
+                if self.buf.len() >= BATCH_BYTES {
+                    self.flush();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The records of one generator step, and the simulated time it ended at.
+struct Step {
+    now_ns: u64,
+    records: Vec<Vec<u8>>,
+}
+
+/// Everything the instruction count covers: the shard consuming pre-generated records.
+#[inline(never)]
+fn drive(steps: &[Step], shard: &mut ShardCore, sink: &mut Sink) {
+    for (i, step) in steps.iter().enumerate() {
+        for rec in &step.records {
+            shard.on_record(rec, step.now_ns, sink);
+        }
+        if i % TICK_EVERY == 0 {
+            shard.tick(step.now_ns, sink);
+        }
+    }
+    shard.stop(sink);
+    sink.flush();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(txs) = args.first().and_then(|s| s.parse::<u64>().ok()) else {
+        eprintln!("usage: shard_instructions <transactions> [http1|grpc|dns] [encode]");
+        std::process::exit(2);
+    };
+    let proto = match args
+        .iter()
+        .skip(1)
+        .find(|a| *a != "encode")
+        .map(String::as_str)
+    {
+        None | Some("http1") => Proto::Http1,
+        Some("grpc") => Proto::Grpc,
+        Some("dns") => Proto::Dns,
+        Some(other) => {
+            eprintln!("shard_instructions: unknown protocol {other:?} (http1, grpc or dns)");
+            std::process::exit(2);
+        }
+    };
+    let encode = args.iter().any(|a| a == "encode");
+    // The harness's defaults for the synthetic phase, on one "CPU" so that records arrive in
+    // kernel order (reordering is the harness's business, not this count's).
+    let mut g = Generator::new(WorkloadConfig {
+        conns: 4096,
+        cpus: 1,
+        migrate_pct: 0,
+        traceparent_pct: 25,
+        seed: 1,
+        mix: Mix::only(proto),
+    });
+    let mut steps = Vec::new();
+    let mut now_ns = 1_000_000_000;
+    while g.counts.transactions < txs {
+        now_ns += STEP_NS;
+        let mut records = Vec::new();
+        g.next_transaction(now_ns, &mut |_cpu, rec| records.push(rec.to_vec()));
+        steps.push(Step { now_ns, records });
+    }
+    let mut records = Vec::new();
+    g.finish(now_ns + STEP_NS, &mut |_cpu, rec| {
+        records.push(rec.to_vec())
+    });
+    steps.push(Step {
+        now_ns: now_ns + STEP_NS,
+        records,
+    });
+
+    let mut shard = ShardCore::new(ShardConfig::new(0, 1), 0);
+    let mut sink = Sink {
+        encode,
+        spans: 0,
+        buf: Vec::new(),
+        scratch: Vec::new(),
+        gz: Gzipper::default(),
+        gzipped_bytes: 0,
+    };
+    drive(&steps, &mut shard, &mut sink);
+    println!(
+        "{} transactions {} spans {} gzipped bytes {}",
+        proto.name(),
+        g.counts.transactions,
+        sink.spans,
+        sink.gzipped_bytes
+    );
+    if sink.spans != g.counts.transactions {
+        eprintln!("shard_instructions: spans differ from transactions");
+        std::process::exit(1);
+    }
+}
