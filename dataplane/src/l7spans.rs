@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::protocols::dns::{rcode_name, type_name, DnsExchange, DnsTransport};
 use crate::protocols::grpc;
-use crate::protocols::http1::HttpTransaction;
+use crate::protocols::http1::{self, HttpTransaction};
 use crate::protocols::http2::H2Exchange;
 use crate::protocols::Role;
 use crate::red::{http_def, MetricDef, DNS_LOOKUP, RPC_CLIENT, RPC_SERVER};
@@ -30,10 +30,12 @@ pub fn h2_span(
     // could not decode stays unknown (`_OTHER`, `/`) rather than guessed.
     let tx = HttpTransaction {
         role: x.role,
-        method: x.method.map_or(Cow::Borrowed("_OTHER"), Cow::Owned),
-        target: x.path.unwrap_or_else(|| "/".into()),
+        method: x.method.map_or(Cow::Borrowed("_OTHER"), |m| {
+            http1::method_text(m.as_bytes())
+        }),
+        target: x.path.as_deref().unwrap_or("/").to_string(),
         version: "2",
-        host: x.authority,
+        host: x.authority.as_deref().map(str::to_string),
         traceparent: x.traceparent,
         status: x.status,
         start_ns: x.start_ns,

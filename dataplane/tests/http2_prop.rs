@@ -295,7 +295,9 @@ proptest! {
             let w = whole.iter().find(|w| w.stream_id == x.stream_id);
             prop_assert!(w.is_some(), "stream {} invented", x.stream_id);
             let w = w.unwrap();
-            let same = |a: &Option<String>, b: &Option<String>| a.is_none() || a == b;
+            fn same<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+                a.is_none() || a == b
+            }
             prop_assert!(same(&x.method, &w.method) && same(&x.path, &w.path), "{:?} vs {:?}", x, w);
             prop_assert!(same(&x.authority, &w.authority) && same(&x.scheme, &w.scheme));
             prop_assert!(same(&x.content_type, &w.content_type) && same(&x.grpc_message, &w.grpc_message));

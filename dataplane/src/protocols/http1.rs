@@ -81,7 +81,7 @@ pub fn detect(data: &[u8]) -> bool {
 }
 
 /// The standard methods as constants; anything else copied (bounded).
-fn method_text(m: &[u8]) -> Cow<'static, str> {
+pub(crate) fn method_text(m: &[u8]) -> Cow<'static, str> {
     const KNOWN: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
     ];

@@ -24,6 +24,8 @@
 //! - per chunk, nothing is allocated unless a header block must be buffered or a stream's
 //!   strings are stored.
 
+use std::sync::Arc;
+
 use super::{Chunk, Direction, L7Record, Role};
 
 #[path = "http2_framing.rs"]
@@ -69,13 +71,13 @@ pub struct H2Exchange {
     /// The side the traced process played (never `Unknown` in an emitted exchange).
     pub role: Role,
     pub stream_id: u32,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub authority: Option<String>,
-    pub scheme: Option<String>,
+    pub method: Option<Arc<str>>,
+    pub path: Option<Arc<str>>,
+    pub authority: Option<Arc<str>>,
+    pub scheme: Option<Arc<str>>,
     pub status: Option<u16>,
     /// The first `content-type` seen on the stream (request's, else response's).
-    pub content_type: Option<String>,
+    pub content_type: Option<Arc<str>>,
     pub traceparent: Option<String>,
     /// From the trailers (or a trailers-only response).
     pub grpc_status: Option<u32>,
@@ -107,6 +109,50 @@ fn owned(bytes: &[u8], cap: usize) -> String {
 fn set(slot: &mut Option<String>, v: &[u8], cap: usize) {
     if slot.is_none() {
         *slot = Some(owned(v, cap));
+    }
+}
+
+/// The fields a connection's calls usually repeat (method, path, authority, scheme, content
+/// type): the last few values of each are kept per connection, and a field equal to one of them
+/// is shared (a reference count) instead of validated and copied again. A gateway connection
+/// typically cycles through a handful of paths, hence a few ways per field.
+#[derive(Debug, Default)]
+struct Memo {
+    ways: [[Option<Arc<str>>; MEMO_WAYS]; 5],
+    /// Per field, the way the next new value replaces.
+    next: [u8; 5],
+}
+
+const MEMO_WAYS: usize = 4;
+const M_METHOD: usize = 0;
+const M_PATH: usize = 1;
+const M_AUTHORITY: usize = 2;
+const M_SCHEME: usize = 3;
+const M_CONTENT_TYPE: usize = 4;
+
+impl Memo {
+    fn set(&mut self, slot: &mut Option<Arc<str>>, which: usize, v: &[u8], cap: usize) {
+        if slot.is_some() {
+            return;
+        }
+        let v = &v[..v.len().min(cap)];
+        let ways = &mut self.ways[which];
+        if let Some(hit) = ways.iter().flatten().find(|w| w.as_bytes() == v) {
+            *slot = Some(hit.clone());
+            return;
+        }
+        let fresh: Arc<str> = match std::str::from_utf8(v) {
+            Ok(s) => s.into(),
+            Err(_) => String::from_utf8_lossy(v).into(),
+        };
+        let n = &mut self.next[which];
+        ways[usize::from(*n)] = Some(fresh.clone());
+        *n = (*n + 1) % MEMO_WAYS as u8;
+        *slot = Some(fresh);
+    }
+
+    fn bytes(&self) -> usize {
+        self.ways.iter().flatten().flatten().map(|s| s.len()).sum()
     }
 }
 
@@ -150,13 +196,13 @@ struct Stream {
 /// Header fields of one block that matter for an exchange.
 #[derive(Default)]
 struct Fields {
-    method: Option<String>,
-    path: Option<String>,
-    authority: Option<String>,
-    host: Option<String>,
-    scheme: Option<String>,
+    method: Option<Arc<str>>,
+    path: Option<Arc<str>>,
+    authority: Option<Arc<str>>,
+    host: Option<Arc<str>>,
+    scheme: Option<Arc<str>>,
     status: Option<u16>,
-    content_type: Option<String>,
+    content_type: Option<Arc<str>>,
     traceparent: Option<String>,
     grpc_status: Option<u32>,
     grpc_message: Option<String>,
@@ -164,18 +210,18 @@ struct Fields {
 }
 
 impl Fields {
-    fn add(&mut self, name: &[u8], v: &[u8]) {
+    fn add(&mut self, name: &[u8], v: &[u8], memo: &mut Memo) {
         match name {
-            b":method" => set(&mut self.method, v, MAX_SHORT),
-            b":path" => set(&mut self.path, v, MAX_PATH),
-            b":authority" => set(&mut self.authority, v, MAX_AUTHORITY),
-            b"host" => set(&mut self.host, v, MAX_AUTHORITY),
-            b":scheme" => set(&mut self.scheme, v, MAX_SHORT),
+            b":method" => memo.set(&mut self.method, M_METHOD, v, MAX_SHORT),
+            b":path" => memo.set(&mut self.path, M_PATH, v, MAX_PATH),
+            b":authority" => memo.set(&mut self.authority, M_AUTHORITY, v, MAX_AUTHORITY),
+            b"host" => memo.set(&mut self.host, M_AUTHORITY, v, MAX_AUTHORITY),
+            b":scheme" => memo.set(&mut self.scheme, M_SCHEME, v, MAX_SHORT),
             b":status" => match number::<u16>(v).filter(|s| (100..=999).contains(s)) {
                 Some(s) if v.len() == 3 => self.status = Some(s),
                 _ => self.bad = true,
             },
-            b"content-type" => set(&mut self.content_type, v, MAX_SHORT),
+            b"content-type" => memo.set(&mut self.content_type, M_CONTENT_TYPE, v, MAX_SHORT),
             b"traceparent" => set(&mut self.traceparent, v, MAX_TRACEPARENT),
             b"grpc-status" => match number::<u32>(v) {
                 Some(s) => self.grpc_status = Some(s),
@@ -193,6 +239,7 @@ pub struct Http2Parser {
     role: Role,
     dirs: [Dir; 2],
     streams: Vec<Stream>,
+    memo: Memo,
     /// Highest client stream id a stream was created for: lower unknown ids are closed.
     last_stream: u32,
     errors: u64,
@@ -206,6 +253,7 @@ impl Http2Parser {
             role,
             dirs: [Dir::new(), Dir::new()],
             streams: Vec::new(),
+            memo: Memo::default(),
             last_stream: 0,
             errors: 0,
             overflows: 0,
@@ -250,21 +298,28 @@ impl Http2Parser {
             .iter()
             .map(|s| {
                 let x = &s.x;
-                [
-                    &x.method,
-                    &x.path,
-                    &x.authority,
-                    &x.scheme,
-                    &x.content_type,
-                    &x.traceparent,
-                    &x.grpc_message,
-                ]
-                .iter()
-                .map(|o| o.as_ref().map_or(0, String::capacity))
-                .sum::<usize>()
+                [&x.traceparent, &x.grpc_message]
+                    .iter()
+                    .map(|o| o.as_ref().map_or(0, String::capacity))
+                    .sum::<usize>()
             })
             .sum();
-        dirs + self.streams.capacity() * std::mem::size_of::<Stream>() + strings
+        // Shared fields are counted once, in the memo (a stream's copy is usually the memo's).
+        let shared: usize = self
+            .streams
+            .iter()
+            .map(|s| {
+                let x = &s.x;
+                [&x.method, &x.path, &x.authority, &x.scheme, &x.content_type]
+                    .iter()
+                    .map(|o| o.as_ref().map_or(0, |a| a.len()))
+                    .sum::<usize>()
+            })
+            .sum();
+        dirs + self.streams.capacity() * std::mem::size_of::<Stream>()
+            + strings
+            + shared
+            + self.memo.bytes()
     }
 
     /// Which direction carries requests (the client's frames), once the role is known.
@@ -534,7 +589,8 @@ impl Http2Parser {
         let mut f = Fields::default();
         let mut incomplete = block.is_none();
         if let Some(block) = block {
-            match self.dirs[d].hpack.decode(block, |n, v| f.add(n, v)) {
+            let memo = &mut self.memo;
+            match self.dirs[d].hpack.decode(block, |n, v| f.add(n, v, memo)) {
                 Ok(info) => incomplete = info.unknown > 0,
                 Err(_) => {
                     self.errors += 1;
@@ -610,11 +666,11 @@ impl Http2Parser {
         }
         let x = &mut s.x;
         x.headers_incomplete |= incomplete;
-        let take = |slot: &mut Option<String>, v: Option<String>| {
+        fn take<T>(slot: &mut Option<T>, v: Option<T>) {
             if slot.is_none() {
                 *slot = v;
             }
-        };
+        }
         take(&mut x.method, f.method);
         take(&mut x.path, f.path);
         take(&mut x.authority, f.authority.or(f.host));

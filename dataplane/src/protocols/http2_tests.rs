@@ -599,3 +599,42 @@ fn detection() {
         Some(crate::protocols::Protocol::Http2)
     );
 }
+
+/// Calls on one connection share the texts they repeat (one allocation per distinct value),
+/// a value not seen before is never confused with a remembered one, and the memo stays bounded.
+#[test]
+fn repeated_fields_are_shared_and_never_mixed_up() {
+    let mut f = Feeder::new(Role::Server);
+    let mut c = PREFACE.to_vec();
+    c.extend(settings());
+    f.feed(IN, &c);
+    let paths: Vec<String> = (0..12).map(|i| format!("/p{}", i % 6)).collect();
+    for (i, path) in paths.iter().enumerate() {
+        let stream = 1 + 2 * i as u32;
+        f.feed(IN, &get(stream, path, true));
+        f.feed(OUT, &resp(stream, 8, true));
+    }
+    let xs = f.exchanges();
+    assert_eq!(xs.len(), paths.len());
+    for (x, path) in xs.iter().zip(&paths) {
+        assert_eq!(x.path.as_deref(), Some(path.as_str()));
+        assert_eq!(x.authority.as_deref(), Some("example.test"));
+        assert_eq!(x.method.as_deref(), Some("GET"));
+    }
+    // The same authority and method: one shared text each.
+    let first = &xs[0];
+    for x in &xs[1..] {
+        assert!(Arc::ptr_eq(
+            x.authority.as_ref().unwrap(),
+            first.authority.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            x.method.as_ref().unwrap(),
+            first.method.as_ref().unwrap()
+        ));
+    }
+    // Six paths cycling through four ways: correct values whether shared or not, and the
+    // memo holds at most four per field.
+    let ways = f.p.memo.ways[M_PATH].iter().flatten().count();
+    assert!(ways <= MEMO_WAYS, "{ways}");
+}
