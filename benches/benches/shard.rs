@@ -7,7 +7,7 @@ use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
 use telegen_dataplane::signal::ExportMsg;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: telegen_dataplane::alloc::MiMalloc = telegen_dataplane::alloc::MiMalloc;
 
 /// Discards everything (counts it, so the work is not optimised away).
 #[derive(Default)]

@@ -1,6 +1,7 @@
 //! Telegen's data plane: per-CPU kernel rings drained by pinned shards, each owning a shard of the
 //! flow table and correlation state, merging into one export core over SPSC queues.
 
+pub mod alloc;
 pub mod export;
 pub mod flow;
 pub mod l7spans;

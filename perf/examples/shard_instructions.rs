@@ -13,7 +13,7 @@ use telegen_dataplane::signal::ExportMsg;
 use telegen_perf::gen::{Generator, Mix, Proto, WorkloadConfig};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: telegen_dataplane::alloc::MiMalloc = telegen_dataplane::alloc::MiMalloc;
 
 /// Protobuf bytes per gzipped body, about one 512-span batch of the export core.
 const BATCH_BYTES: usize = 200_000;
