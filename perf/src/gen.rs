@@ -24,9 +24,13 @@
 //! Connections close after a while (a close record) and new ones take their place.
 //! Deterministic for a seed; pure (no threads, no clock: the caller passes `now_ns`).
 
+#[cfg(test)]
+use grpc::GRPC_METHODS;
 use telegen_bpf::abi::{self, Addr, Event};
 
-use crate::h2enc;
+#[path = "gen_grpc.rs"]
+mod grpc;
+use grpc::GrpcConn;
 
 /// Shape of the workload.
 #[derive(Debug, Clone)]
@@ -265,6 +269,7 @@ pub struct Generator {
     next_dns: usize,
     /// Scratch for HTTP/2 payloads.
     h2buf: Vec<u8>,
+    grpc_bufs: grpc::Bufs,
 }
 
 const LOCAL_PORT: u16 = 8080;
@@ -331,6 +336,7 @@ impl Generator {
             dns: Vec::new(),
             next_dns: 0,
             h2buf: Vec::with_capacity(4096),
+            grpc_bufs: grpc::Bufs::default(),
             cfg,
         };
         // Connections per protocol in proportion to its weight (at least one when used).
@@ -393,11 +399,7 @@ impl Generator {
     /// Complete every call still open (the responses of gRPC calls whose requests were sent),
     /// so that the transactions counted are exactly the ones the data plane can finish.
     pub fn finish(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
-        for slot in 0..self.grpc.len() {
-            if !self.grpc[slot].pending.is_empty() {
-                self.grpc_respond(slot, now_ns, false, out);
-            }
-        }
+        self.grpc_finish(now_ns, out);
     }
 
     fn new_conn(&mut self, slot: usize) -> Conn {
@@ -502,47 +504,6 @@ impl Generator {
 const GRPC_PORT: u16 = 50051;
 const DNS_PORT: u16 = 53;
 
-/// The gRPC methods called (the path), with request message sizes.
-const GRPC_METHODS: &[(&str, usize)] = &[
-    ("/telegen.bench.Users/GetUser", 12),
-    ("/telegen.bench.Users/ListUsers", 24),
-    ("/telegen.bench.Orders/CreateOrder", 64),
-    ("/grpc.health.v1.Health/Check", 0),
-];
-/// Calls opened per round on a connection (the responses come in the connection's next round,
-/// so this many streams of one round and of the previous one are open at once).
-const GRPC_CALLS_PER_ROUND: u32 = 2;
-/// gRPC `Not found` and `Unavailable` status codes.
-const GRPC_NOT_FOUND: u32 = 5;
-const GRPC_UNAVAILABLE: u32 = 14;
-
-#[derive(Debug, Clone, Copy)]
-struct GrpcCall {
-    stream: u32,
-    method: usize,
-    status: u32,
-}
-
-/// A long-lived h2c connection to a gRPC server, seen on the server side.
-#[derive(Debug, Clone)]
-struct GrpcConn {
-    id: u64,
-    seq: u64,
-    home: usize,
-    /// Calls still to open before the connection closes.
-    left: u32,
-    pid: u32,
-    remote_port: u16,
-    next_stream: u32,
-    /// Rounds so far: the first carries the preface and SETTINGS, the second the ACK.
-    rounds: u64,
-    /// HPACK state of the client's header blocks and of the server's.
-    req_hpack: h2enc::Encoder,
-    resp_hpack: h2enc::Encoder,
-    /// Calls whose request was sent and whose response was not.
-    pending: Vec<GrpcCall>,
-}
-
 /// A resolver's UDP socket talking to a DNS server, seen on the client side.
 #[derive(Debug, Clone)]
 struct DnsConn {
@@ -606,27 +567,6 @@ fn dns_message(out: &mut Vec<u8>, id: u16, name: &str, qtype: u16, answer: Optio
 }
 
 impl Generator {
-    fn new_grpc_conn(&mut self, slot: usize) -> GrpcConn {
-        let cpus = self.cfg.cpus.max(1) as u64;
-        let home = self.rng.below(cpus) as usize;
-        let id = ((home as u64 + 1) << 48) | self.next_conn_id;
-        self.next_conn_id += 1;
-        GrpcConn {
-            id,
-            seq: 0,
-            home,
-            // Long-lived: hundreds to a few thousand calls, an even number (whole rounds).
-            left: (200 + self.rng.below(2000) as u32) & !1,
-            pid: 5000 + (slot % 4) as u32,
-            remote_port: 20_000 + (self.rng.below(40_000) as u16),
-            next_stream: 1,
-            rounds: 0,
-            req_hpack: h2enc::Encoder::default(),
-            resp_hpack: h2enc::Encoder::default(),
-            pending: Vec::with_capacity(2 * GRPC_CALLS_PER_ROUND as usize),
-        }
-    }
-
     fn new_dns_conn(&mut self, _slot: usize) -> DnsConn {
         let cpus = self.cfg.cpus.max(1) as u64;
         let home = self.rng.below(cpus) as usize;
@@ -641,20 +581,6 @@ impl Generator {
             local_port: 30_000 + (self.rng.below(30_000) as u16),
             next_id: self.rng.below(65_536) as u16,
         }
-    }
-
-    fn grpc_event(&self, slot: usize) -> Event {
-        let c = &self.grpc[slot];
-        conn_event(ConnTemplate {
-            id: c.id,
-            pid: c.pid,
-            fd: 20 + (slot as u32 % 1000),
-            role: abi::ROLE_SERVER,
-            proto: abi::PROTO_TCP,
-            local: addr_v4([10, 0, 0, 7], GRPC_PORT),
-            remote: addr_v4([10, 2, (slot >> 8) as u8, slot as u8], c.remote_port),
-            comm: b"grpc-server",
-        })
     }
 
     /// Encode and emit one record of a connection's payload.
@@ -696,218 +622,6 @@ impl Generator {
         ev.kind = abi::EV_CLOSE;
         self.emit(ev, seq, abi::DIR_INGRESS, now_ns, now_ns, &[], home, out);
         self.counts.closes += 1;
-    }
-
-    /// One round of a gRPC connection: the client's record (preface and SETTINGS first on a
-    /// new connection) with the requests of new calls, then the server's record with the
-    /// responses of the calls opened in the previous round (frames of the streams interleaved).
-    /// The last round also answers its own calls and closes the connection.
-    fn grpc_round(&mut self, now_ns: u64, out: &mut impl FnMut(usize, &[u8])) {
-        let slot = self.next_grpc;
-        self.next_grpc = (self.next_grpc + 1) % self.grpc.len();
-        let mut p = std::mem::take(&mut self.h2buf);
-        p.clear();
-        let traced_pct = self.cfg.traceparent_pct;
-        // The new calls (drawn before borrowing the connection).
-        let mut calls = [GrpcCall {
-            stream: 0,
-            method: 0,
-            status: 0,
-        }; GRPC_CALLS_PER_ROUND as usize];
-        let mut traced = [false; GRPC_CALLS_PER_ROUND as usize];
-        let mut ids = [0u64; GRPC_CALLS_PER_ROUND as usize];
-        for i in 0..calls.len() {
-            calls[i].method = self.rng.below(GRPC_METHODS.len() as u64) as usize;
-            let r = self.rng.below(100);
-            calls[i].status = match r {
-                0..=5 => GRPC_NOT_FOUND,
-                6..=7 => GRPC_UNAVAILABLE,
-                _ => 0,
-            };
-            traced[i] = (self.rng.below(100) as u32) < traced_pct;
-            ids[i] = self.rng.next();
-        }
-        let c = &mut self.grpc[slot];
-        if c.rounds == 0 {
-            p.extend_from_slice(telegen_dataplane::protocols::http2::PREFACE);
-            // ENABLE_PUSH=0, INITIAL_WINDOW_SIZE, MAX_HEADER_LIST_SIZE (like grpc-go).
-            h2enc::settings(&mut p, &[(0x2, 0), (0x4, 4_194_304), (0x6, 16_384)]);
-            h2enc::frame(
-                &mut p,
-                h2enc::WINDOW_UPDATE,
-                0,
-                0,
-                &4_128_769u32.to_be_bytes(),
-            );
-        } else if c.rounds == 1 {
-            h2enc::frame(&mut p, h2enc::SETTINGS, h2enc::ACK, 0, &[]);
-        }
-        // Requests: HEADERS of every new call, then their DATA (END_STREAM).
-        for (i, call) in calls.iter_mut().enumerate() {
-            call.stream = c.next_stream;
-            c.next_stream += 2;
-            let mut block = Vec::with_capacity(160);
-            let e = &mut c.req_hpack;
-            e.field(&mut block, b":method", b"POST");
-            e.field(&mut block, b":scheme", b"http");
-            e.field(&mut block, b":path", GRPC_METHODS[call.method].0.as_bytes());
-            e.field(&mut block, b":authority", b"users.internal:50051");
-            e.field(&mut block, b"content-type", b"application/grpc");
-            e.field(&mut block, b"user-agent", b"grpc-go/1.64.0");
-            e.field(&mut block, b"te", b"trailers");
-            e.field(&mut block, b"grpc-timeout", b"4999813u");
-            if traced[i] {
-                let tp = format!(
-                    "00-{:016x}{:016x}-{:016x}-01",
-                    ids[i],
-                    ids[i].rotate_left(17),
-                    ids[i].rotate_left(31) | 1
-                );
-                e.field_no_index(&mut block, b"traceparent", tp.as_bytes());
-            }
-            h2enc::frame(
-                &mut p,
-                h2enc::HEADERS,
-                h2enc::END_HEADERS,
-                call.stream,
-                &block,
-            );
-        }
-        for call in &calls {
-            let size = GRPC_METHODS[call.method].1;
-            let mut msg = Vec::with_capacity(size + 7);
-            if size > 0 {
-                msg.push(0x0a);
-                msg.push(size as u8 - 2);
-                msg.extend((0..size - 2).map(|k| b'a' + (k % 26) as u8));
-            }
-            let mut data = Vec::with_capacity(msg.len() + 5);
-            h2enc::grpc_message(&mut data, &msg);
-            h2enc::frame(&mut p, h2enc::DATA, h2enc::END_STREAM, call.stream, &data);
-        }
-        c.pending.extend_from_slice(&calls);
-        c.left = c.left.saturating_sub(calls.len() as u32);
-        let seq = c.seq;
-        c.seq += 1;
-        let home = c.home;
-        let mut ev = self.grpc_event(slot);
-        self.emit(
-            &mut ev,
-            seq,
-            abi::DIR_INGRESS,
-            now_ns.saturating_sub(80_000),
-            now_ns.saturating_sub(75_000),
-            &p,
-            home,
-            out,
-        );
-        self.counts.traced += traced.iter().filter(|&&t| t).count() as u64;
-        self.h2buf = p;
-        let last = self.grpc[slot].left == 0;
-        // The previous round's calls (all pending calls when this is the last round).
-        self.grpc_respond(slot, now_ns, !last, out);
-        if last {
-            let c = &self.grpc[slot];
-            let (seq, home) = (c.seq, c.home);
-            let mut ev = self.grpc_event(slot);
-            self.emit_close(&mut ev, seq, home, now_ns, out);
-            self.grpc[slot] = self.new_grpc_conn(slot);
-        }
-    }
-
-    /// The server's record answering the pending calls of a connection (all of them, or all
-    /// but the newest round's when `keep_newest`): HEADERS of each, their DATA in reverse
-    /// order, then the trailers (grpc-status, END_STREAM) of each.
-    fn grpc_respond(
-        &mut self,
-        slot: usize,
-        now_ns: u64,
-        keep_newest: bool,
-        out: &mut impl FnMut(usize, &[u8]),
-    ) {
-        let mut p = std::mem::take(&mut self.h2buf);
-        p.clear();
-        let c = &mut self.grpc[slot];
-        if c.rounds == 0 {
-            // The server's SETTINGS and its ACK of the client's.
-            h2enc::settings(&mut p, &[(0x3, 100), (0x4, 1_048_576)]);
-            h2enc::frame(&mut p, h2enc::SETTINGS, h2enc::ACK, 0, &[]);
-        }
-        c.rounds += 1;
-        let keep = if keep_newest {
-            GRPC_CALLS_PER_ROUND as usize
-        } else {
-            0
-        };
-        let n = c.pending.len().saturating_sub(keep);
-        let done: Vec<GrpcCall> = c.pending.drain(..n).collect();
-        for call in &done {
-            let mut block = Vec::with_capacity(48);
-            c.resp_hpack.field(&mut block, b":status", b"200");
-            c.resp_hpack
-                .field(&mut block, b"content-type", b"application/grpc");
-            h2enc::frame(
-                &mut p,
-                h2enc::HEADERS,
-                h2enc::END_HEADERS,
-                call.stream,
-                &block,
-            );
-        }
-        for call in done.iter().rev() {
-            if call.status != 0 {
-                continue;
-            }
-            let size = 8 + call.method * 10;
-            let mut msg = Vec::with_capacity(size);
-            msg.push(0x0a);
-            msg.push(size as u8 - 2);
-            msg.extend((0..size - 2).map(|k| b'A' + (k % 26) as u8));
-            let mut data = Vec::with_capacity(size + 5);
-            h2enc::grpc_message(&mut data, &msg);
-            h2enc::frame(&mut p, h2enc::DATA, 0, call.stream, &data);
-        }
-        for call in &done {
-            let mut block = Vec::with_capacity(48);
-            let status = call.status.to_string();
-            c.resp_hpack
-                .field(&mut block, b"grpc-status", status.as_bytes());
-            if call.status != 0 {
-                c.resp_hpack.field_no_index(
-                    &mut block,
-                    b"grpc-message",
-                    if call.status == GRPC_NOT_FOUND {
-                        b"user not found"
-                    } else {
-                        b"backend unavailable"
-                    },
-                );
-            }
-            h2enc::frame(
-                &mut p,
-                h2enc::HEADERS,
-                h2enc::END_HEADERS | h2enc::END_STREAM,
-                call.stream,
-                &block,
-            );
-        }
-        let seq = c.seq;
-        c.seq += 1;
-        let home = c.home;
-        let mut ev = self.grpc_event(slot);
-        self.emit(
-            &mut ev,
-            seq,
-            abi::DIR_EGRESS,
-            now_ns.saturating_sub(5_000),
-            now_ns,
-            &p,
-            home,
-            out,
-        );
-        self.counts.transactions += done.len() as u64;
-        self.counts.per_proto[Proto::Grpc.idx()] += done.len() as u64;
-        self.h2buf = p;
     }
 
     fn dns_event(&self, slot: usize) -> Event {

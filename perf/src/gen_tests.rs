@@ -1,4 +1,5 @@
 use super::*;
+use crate::h2enc;
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
 use telegen_dataplane::signal::{AttrValue, ExportMsg};
 
