@@ -271,11 +271,8 @@ impl Red {
         };
         let acc = &mut slot[i];
         let v = span.end_unix_ns.saturating_sub(span.start_unix_ns) as f64 / 1e9 * def.per_second;
-        let bucket = def
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(def.bounds.len());
+        // The first bound >= v (bounds ascend): a binary search, four or so comparisons.
+        let bucket = def.bounds.partition_point(|b| *b < v);
         acc.counts[bucket] += 1;
         acc.count += 1;
         acc.sum += v;
@@ -363,6 +360,37 @@ mod tests {
             "high-cardinality keys stay off metrics"
         );
         assert_eq!(out.iter().map(|d| d.count).sum::<u64>(), 4);
+    }
+
+    /// Every histogram's bounds ascend (the bucket search relies on it), and a value lands in
+    /// the first bucket whose bound is at least the value: on a bound, just past it, beyond all.
+    #[test]
+    fn buckets_are_the_first_bound_at_least_the_value() {
+        for def in [
+            &HTTP_SERVER,
+            &HTTP_CLIENT,
+            &RPC_SERVER,
+            &RPC_CLIENT,
+            &DNS_LOOKUP,
+        ] {
+            assert!(def.bounds.windows(2).all(|w| w[0] < w[1]), "{}", def.name);
+            let mut r = Red::default();
+            let per_ns = def.per_second / 1e9;
+            let mut want = vec![0u64; def.bounds.len() + 1];
+            for (i, b) in def.bounds.iter().enumerate() {
+                // On the bound: bucket i; a little past it: bucket i + 1.
+                for (ns, bucket) in [(b / per_ns, i), (b / per_ns + 1_000.0, i + 1)] {
+                    let mut s = span(SpanKind::Server, 200, ns.round() as u64);
+                    s.end_unix_ns = s.start_unix_ns + ns.round() as u64;
+                    r.record(def, &s);
+                    want[bucket] += 1;
+                }
+            }
+            let mut out = Vec::new();
+            r.flush(|d| out.push(d));
+            assert_eq!(out.len(), 1, "{}", def.name);
+            assert_eq!(out[0].bucket_counts, want, "{}", def.name);
+        }
     }
 
     #[test]
