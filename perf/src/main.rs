@@ -72,8 +72,11 @@ struct Args {
     #[arg(long, value_name = "N")]
     conns: Option<usize>,
 
-    /// Most transactions in flight (generated, not yet encoded) in the synthetic phase.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// Most transactions in flight (generated, not yet encoded) in the synthetic phase. By
+    /// Little's law the rate is at most this over the delay from event to encoded batch, so
+    /// it must cover a few milliseconds of traffic at the highest rate: the gRPC workload alone
+    /// keeps 2 calls per connection waiting for their responses.
+    #[arg(long, value_name = "N", default_value_t = 16384)]
     window: u64,
 
     /// Percent of records written on a CPU other than their connection's home CPU.

@@ -165,7 +165,7 @@ fn generate(
         for w in writers.iter_mut() {
             while !w.flush() {
                 r.queue_waits += 1;
-                std::thread::yield_now();
+                queue_wait();
             }
         }
     };
@@ -192,7 +192,7 @@ fn generate(
             if full[cpu % 64] {
                 while !w.flush() {
                     r.queue_waits += 1;
-                    std::thread::yield_now();
+                    queue_wait();
                 }
             }
         }
@@ -208,13 +208,19 @@ fn generate(
         if writers[cpu].push(rec) {
             while !writers[cpu].flush() {
                 r.queue_waits += 1;
-                std::thread::yield_now();
+                queue_wait();
             }
         }
     });
     flush_all(&mut writers, &mut r);
     r.counts = g.counts;
     r
+}
+
+/// Wait for a shard to drain a full queue: a short sleep, not a spin, since on a machine with
+/// few cores a spinning generator takes the very CPU the shards need to drain it.
+fn queue_wait() {
+    std::thread::sleep(Duration::from_micros(20));
 }
 
 /// CPU seconds per role: shard threads (glommio names them `shard<N>-<id>`; the pinned wrapper
