@@ -163,7 +163,8 @@ pub struct RunArgs {
 
     /// When a syscall moved more than --capture-bytes, also copy its last BYTES (0-1024; 0:
     /// only the first bytes). The end is where a large HTTP/2 response carries its trailers
-    /// (gRPC status). HTTP/2 reads it; HTTP/1.1 and DNS do not use it yet.
+    /// (gRPC status), and where a large HTTP/1.1 chunked body shows its terminator (so its span
+    /// ends there, not at the next request). DNS does not use it.
     #[arg(long, value_name = "BYTES", default_value_t = 256)]
     pub tail_bytes: u32,
 

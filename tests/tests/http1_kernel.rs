@@ -1,13 +1,16 @@
 //! HTTP/1.1 traced from the kernel to OTLP: the real agent (as root) against nginx and Python,
 //! decoded by a real OTLP/HTTP receiver. Counts are exact: one server span per request served.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telegen_tests::agent::{
-    children, curl, free_port, otlp_agent, python, python_bg, require_bpf, serial, wait_port, Nginx,
+    children, curl, free_port, otlp_agent, python, python_bg, require_bpf, serial, wait_port,
+    Nginx, Proc,
 };
 use telegen_tests::receiver::{attr_int, attr_str, metric_count, Receiver};
 
@@ -300,4 +303,158 @@ fn traceparent_is_honoured_and_outgoing_calls_become_children() {
         .count();
     assert_eq!(inv, 2);
     assert_eq!(metric_count(&recv, "http.client.request.duration"), 2);
+}
+
+/// A keep-alive HTTP/1.1 server answering `GET /chunked/<how>/<i>` with a 64 KiB body sent
+/// chunked, far larger than the capture (1024 bytes): `one` writes the four 16 KiB chunks and
+/// the terminator in one write (the capture's gap hides three chunk-size lines), `each` writes
+/// one chunk per write, the terminator with the last, and `trailers` is `one` with trailer
+/// fields after the last chunk.
+const CHUNKED_SERVER: &str = r#"
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port = int(sys.argv[1])
+CHUNK = 16 * 1024
+class H(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        how = self.path.split('/')[2]
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/plain')
+        self.send_header('Transfer-Encoding', 'chunked')
+        self.end_headers()
+        chunks = [b'%x\r\n' % CHUNK + b'x' * CHUNK + b'\r\n' for _ in range(4)]
+        end = b'0\r\nX-Checksum: 4x16k\r\nX-Chunks: 4\r\n\r\n' if how == 'trailers' else b'0\r\n\r\n'
+        if how == 'each':
+            for c in chunks[:-1]:
+                self.wfile.write(c)
+            self.wfile.write(chunks[-1] + end)
+        else:
+            self.wfile.write(b''.join(chunks) + end)
+    def log_message(self, *a): pass
+HTTPServer(('127.0.0.1', port), H).serve_forever()
+"#;
+
+/// One keep-alive connection: for each path given, waits for a line on stdin, sends the request,
+/// reads the whole answer and prints `got <status> <body length>`. Prints `pid` first (so the
+/// agent can be told to trace it before it connects) and `done` after closing.
+const CHUNKED_CLIENT: &str = r#"
+import http.client, sys
+port, paths = int(sys.argv[1]), sys.argv[2:]
+print('pid', flush=True)
+c = http.client.HTTPConnection('127.0.0.1', port)
+for p in paths:
+    sys.stdin.readline()
+    c.request('GET', p)
+    r = c.getresponse()
+    body = r.read()
+    print('got', r.status, len(body), flush=True)
+c.close()
+print('done', flush=True)
+"#;
+
+#[test]
+fn chunked_answers_larger_than_the_capture_end_at_their_terminator() {
+    if !require_bpf() {
+        return;
+    }
+    let _g = serial();
+    let recv = Receiver::start();
+    let port = free_port();
+    let server = python_bg(CHUNKED_SERVER, &[&port.to_string()]);
+    wait_port(port, Duration::from_secs(10));
+    let hows = ["one", "each", "trailers", "one", "each", "trailers"];
+    let paths: Vec<String> = hows
+        .iter()
+        .enumerate()
+        .map(|(i, how)| format!("/chunked/{how}/{i}"))
+        .collect();
+    let mut child = Command::new("python3")
+        .args(["-c", CHUNKED_CLIENT, &port.to_string()])
+        .args(&paths)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut stdin = child.stdin.take().expect("piped");
+    let client = Proc { child };
+    let client_pid = client.pid();
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("client started");
+    assert_eq!(line.trim(), "pid");
+    let agent = otlp_agent(&recv.endpoint(), &[server.pid(), client.pid()], &[]);
+    for (i, path) in paths.iter().enumerate() {
+        stdin.write_all(b"next\n").expect("write");
+        stdin.flush().expect("flush");
+        line.clear();
+        stdout.read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "got 200 65536", "request {i}");
+        // Both spans of this exchange (the server's and the client's) are exported before the
+        // next request is sent: the answer ended at its terminator, not at the next request.
+        assert!(
+            recv.wait_for_spans(2 * (i + 1), Duration::from_secs(10)),
+            "the spans of exchange {i} ({path}) were not exported while the connection idled \
+             (have {}); agent log:\n{}",
+            recv.spans().len(),
+            agent.log()
+        );
+    }
+    line.clear();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line.trim(), "done");
+    drop(stdin);
+    drop(client);
+    let log = agent.stop();
+
+    let all = recv.spans();
+    assert_eq!(all.len(), 2 * paths.len(), "agent log:\n{log}");
+    let sorted = |kind: SpanKind| {
+        let mut v: Vec<&Span> = all
+            .iter()
+            .filter(|(_, s)| s.kind == kind as i32)
+            .map(|(_, s)| s)
+            .collect();
+        v.sort_by_key(|s| s.start_time_unix_nano);
+        v
+    };
+    let (servers, clients) = (sorted(SpanKind::Server), sorted(SpanKind::Client));
+    assert_eq!((servers.len(), clients.len()), (paths.len(), paths.len()));
+    assert!(all.iter().all(|(r, s)| {
+        let pid = if s.kind == SpanKind::Server as i32 {
+            server.pid()
+        } else {
+            client_pid
+        };
+        attr_int(r, "process.pid") == Some(i64::from(pid))
+    }));
+    for (i, (srv, cli)) in servers.iter().zip(&clients).enumerate() {
+        for (s, path) in [
+            (srv, attr_str(&srv.attributes, "url.path")),
+            (cli, attr_str(&cli.attributes, "url.full")),
+        ] {
+            assert_eq!(
+                attr_int(&s.attributes, "http.response.status_code"),
+                Some(200),
+                "{i}"
+            );
+            assert!(
+                path.is_some_and(|p| p.ends_with(&paths[i])),
+                "{i}: {path:?}"
+            );
+            assert!(s.end_time_unix_nano >= s.start_time_unix_nano, "{i}");
+        }
+        // The client's span covers the exchange (its start is the request's send): 64 KiB on
+        // loopback take milliseconds, not the second the test waits between requests.
+        let took = cli.end_time_unix_nano - cli.start_time_unix_nano;
+        assert!(took < 500_000_000, "client {i}: {} ms", took / 1_000_000);
+        // The server's answer ended after the request was sent, and before the next one. (Its
+        // span starts when its read began waiting for the request, before the client sent it.)
+        assert!(srv.end_time_unix_nano >= cli.start_time_unix_nano, "{i}");
+        if let (Some(ns), Some(nc)) = (servers.get(i + 1), clients.get(i + 1)) {
+            assert!(srv.end_time_unix_nano <= nc.start_time_unix_nano, "{i}");
+            assert!(srv.end_time_unix_nano <= ns.start_time_unix_nano, "{i}");
+            assert!(cli.end_time_unix_nano <= nc.start_time_unix_nano, "{i}");
+        }
+    }
 }

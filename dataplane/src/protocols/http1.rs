@@ -8,10 +8,17 @@
 //! - never panics and never grows without bound on any input: head buffers are capped at
 //!   [`MAX_HEAD`] bytes each, at most [`MAX_PENDING`] requests wait, their strings are capped;
 //! - bytes the kernel did not capture (`total_len` beyond `data`) are skipped by the framing when
-//!   it is known; when it cannot be (a truncated head, a chunked body whose sizes were not
-//!   captured) the message is marked `partial` and the side is *lost*: a lost request side resyncs
+//!   it is known (a Content-Length body, or the rest of one chunk's data and its CRLF), and the
+//!   syscall's captured end (`tail`) is then read on from where they end: a chunked body's
+//!   terminator and trailers, or the start of the next message, are seen there exactly;
+//! - when the framing cannot be known (a truncated head, uncaptured bytes that cross chunk-size
+//!   lines) the message is marked `partial` and the side is *lost*: a lost request side resyncs
 //!   at the next chunk that starts like a request; a lost response ends at the next request, the
-//!   next chunk that starts like a response, or close;
+//!   next chunk that starts like a response, or close. A chunked body lost that way still ends
+//!   where a syscall ends with its terminator (`0`, trailers, empty line) in the tail or in the
+//!   bytes seen just before (its body size is then the bytes moved, framing included): strong
+//!   evidence rather than proof, see `ends_with_terminator` in `http1_framing.rs` for the one
+//!   kind of body that can fool it;
 //! - malformed traffic counts in [`Http1Parser::parse_errors`] and is never emitted;
 //! - only a finished (or abandoned) request allocates: its few `String`s.
 
@@ -19,7 +26,8 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use super::http1_framing::{
-    run_chunked, scan_head, Chunked, Flow, HeadScan, Side, State, CHUNK_START,
+    chunk_data_skipped, lost_in, run_chunked, scan_head, skip_chunked, usable_tail, Flow, HeadScan,
+    Side, State, CHUNK_START,
 };
 use super::http1_headers::{
     parse_request, parse_response, request_start, response_start, skip_crlf, Head, Start,
@@ -199,22 +207,40 @@ impl Http1Parser {
                 Direction::Egress => Role::Client,
             };
         }
-        let hidden = u64::from(chunk.total_len).saturating_sub(data.len() as u64);
         let is_request = matches!(
             (self.role, chunk.dir),
             (Role::Server, Direction::Ingress) | (Role::Client, Direction::Egress)
         );
         if is_request {
-            self.feed_request(chunk, data, hidden, out);
+            self.feed_request(chunk, out);
         } else {
-            self.feed_response(chunk, data, hidden, out);
+            self.feed_response(chunk, out);
         }
     }
 
-    fn feed_request(&mut self, c: &Chunk<'_>, data: &[u8], hidden: u64, out: &mut Vec<L7Record>) {
-        if self.req.state == State::Lost && request_start(&data[skip_crlf(data)..]) == Start::Yes {
+    /// One request-direction syscall: its captured bytes, then the uncaptured ones (skipped by
+    /// the framing when it knows how), then its tail when the framing knows where it stands.
+    fn feed_request(&mut self, c: &Chunk<'_>, out: &mut Vec<L7Record>) {
+        let data = c.data;
+        if self.req.state.is_lost() && request_start(&data[skip_crlf(data)..]) == Start::Yes {
             self.req.state = State::Idle;
         }
+        self.walk_request(c, data, out);
+        let tail = usable_tail(c);
+        let gap = c.hidden() - tail.len() as u64;
+        if gap > 0 {
+            self.skip_request(gap);
+        }
+        if !tail.is_empty() && !self.req.state.is_lost() {
+            self.walk_request(c, tail, out);
+        }
+        if self.req.state == State::LostChunked && self.req.lost_chunked_ends(c) {
+            self.req.state = State::Idle;
+        }
+    }
+
+    /// Request bytes contiguous with those before them.
+    fn walk_request(&mut self, c: &Chunk<'_>, data: &[u8], out: &mut Vec<L7Record>) {
         let mut pos = 0;
         while pos < data.len() {
             if self.req.state == State::Head && self.req.buf.is_empty() {
@@ -285,16 +311,17 @@ impl Http1Parser {
                         }
                     };
                 }
-                State::UntilClose | State::Lost => pos = data.len(),
+                State::UntilClose | State::Lost | State::LostChunked => pos = data.len(),
             }
         }
-        if hidden == 0 {
-            return;
-        }
+    }
+
+    /// `hidden` request bytes were not captured.
+    fn skip_request(&mut self, hidden: u64) {
         match self.req.state {
             // Hidden bytes past the end of a message: whatever follows is unseen, resync.
             State::Idle => self.req.state = State::Lost,
-            State::UntilClose | State::Lost => {}
+            State::UntilClose | State::Lost | State::LostChunked => {}
             State::Head => self.truncated_request_head(),
             State::Length(n) => {
                 self.add_request_body(hidden.min(n));
@@ -306,24 +333,21 @@ impl Http1Parser {
                     State::Length(n - hidden)
                 };
             }
-            State::Chunked(Chunked::Data(r)) if hidden <= r => {
-                self.add_request_body(hidden);
-                self.req.state = State::Chunked(if hidden == r {
-                    Chunked::DataCr
+            State::Chunked(ch) => {
+                if let Some(next) = skip_chunked(ch, hidden) {
+                    self.add_request_body(chunk_data_skipped(ch, hidden));
+                    self.req.state = State::Chunked(next);
                 } else {
-                    Chunked::Data(r - hidden)
-                });
-            }
-            State::Chunked(_) => {
-                self.mark_request_partial();
-                self.req.state = State::Lost;
+                    self.mark_request_partial();
+                    self.req.state = lost_in(ch);
+                }
             }
         }
     }
 
     /// A new request begins: a response whose end could only be guessed ends now.
     fn on_request_start(&mut self, out: &mut Vec<L7Record>) {
-        if matches!(self.resp.state, State::Lost | State::UntilClose) {
+        if self.resp.state.is_lost() || self.resp.state == State::UntilClose {
             self.resp.partial = true;
             let end = self.resp.last_end_ns;
             self.finish_response(end, out);
@@ -402,13 +426,45 @@ impl Http1Parser {
         }
     }
 
-    fn feed_response(&mut self, c: &Chunk<'_>, data: &[u8], hidden: u64, out: &mut Vec<L7Record>) {
-        if self.resp.state == State::Lost && response_start(data) == Start::Yes {
+    /// One response-direction syscall, read like [`Self::feed_request`] reads a request one.
+    fn feed_response(&mut self, c: &Chunk<'_>, out: &mut Vec<L7Record>) {
+        let data = c.data;
+        if self.resp.state.is_lost() && response_start(data) == Start::Yes {
             let end = self.resp.last_end_ns;
             self.finish_response(end, out);
             self.resp.state = State::Idle;
         }
         self.resp.last_end_ns = c.end_ns;
+        self.walk_response(c, data, out);
+        if self.upgraded {
+            return;
+        }
+        let tail = usable_tail(c);
+        let gap = c.hidden() - tail.len() as u64;
+        let tail_len = tail.len() as u64;
+        if gap > 0 {
+            self.skip_response(gap, tail_len, c.end_ns, out);
+        } else if self.resp.state.is_lost() {
+            self.resp.body_bytes += tail_len;
+        }
+        if !tail.is_empty() && !self.resp.state.is_lost() && !self.upgraded {
+            self.walk_response(c, tail, out);
+        }
+        // Only when no other request waits: bytes the gap hid could have held their responses,
+        // and the next status line would then be paired with the wrong request.
+        let alone = if self.resp_paired {
+            self.pending.len() == 1
+        } else {
+            self.pending.is_empty()
+        };
+        if self.resp.state == State::LostChunked && self.resp.lost_chunked_ends(c) && alone {
+            self.finish_response(c.end_ns, out);
+            self.resp.state = State::Idle;
+        }
+    }
+
+    /// Response bytes contiguous with those before them.
+    fn walk_response(&mut self, c: &Chunk<'_>, data: &[u8], out: &mut Vec<L7Record>) {
         let mut pos = 0;
         while pos < data.len() && !self.upgraded {
             if self.resp.state == State::Head && self.resp.buf.is_empty() {
@@ -481,24 +537,27 @@ impl Http1Parser {
                         }
                     };
                 }
-                State::UntilClose | State::Lost => {
+                State::UntilClose | State::Lost | State::LostChunked => {
                     self.resp.body_bytes += (data.len() - pos) as u64;
                     pos = data.len();
                 }
             }
         }
-        if hidden == 0 || self.upgraded {
-            return;
-        }
+    }
+
+    /// `hidden` response bytes were not captured, then `tail` were, in a syscall that ended at
+    /// `end_ns`. The tail is read on by the caller unless the side is lost here; bytes of a
+    /// body whose framing is lost are counted as they are.
+    fn skip_response(&mut self, hidden: u64, tail: u64, end_ns: u64, out: &mut Vec<L7Record>) {
         match self.resp.state {
-            State::Idle => self.response_desync(c.end_ns, out),
-            State::Head => self.truncated_response_head(c.end_ns, out),
+            State::Idle => self.response_desync(end_ns, out),
+            State::Head => self.truncated_response_head(end_ns, out),
             State::Length(n) => {
                 self.resp.body_bytes += hidden.min(n);
                 self.resp.state = if hidden >= n {
-                    self.finish_response(c.end_ns, out);
+                    self.finish_response(end_ns, out);
                     if hidden > n {
-                        self.response_desync(c.end_ns, out);
+                        self.response_desync(end_ns, out);
                         State::Lost
                     } else {
                         State::Idle
@@ -507,21 +566,19 @@ impl Http1Parser {
                     State::Length(n - hidden)
                 };
             }
-            State::Chunked(Chunked::Data(r)) if hidden <= r => {
-                self.resp.body_bytes += hidden;
-                self.resp.state = State::Chunked(if hidden == r {
-                    Chunked::DataCr
+            State::Chunked(ch) => {
+                if let Some(next) = skip_chunked(ch, hidden) {
+                    self.resp.body_bytes += chunk_data_skipped(ch, hidden);
+                    self.resp.state = State::Chunked(next);
                 } else {
-                    Chunked::Data(r - hidden)
-                });
+                    // The hidden bytes cross chunk-size lines: framing is lost.
+                    self.resp.body_bytes += hidden + tail;
+                    self.resp.partial = true;
+                    self.resp.state = lost_in(ch);
+                }
             }
-            State::Chunked(_) => {
-                // The hidden bytes cross chunk-size lines: framing is lost.
-                self.resp.body_bytes += hidden;
-                self.resp.partial = true;
-                self.resp.state = State::Lost;
-            }
-            State::UntilClose | State::Lost => self.resp.body_bytes += hidden,
+            State::UntilClose => self.resp.body_bytes += hidden,
+            State::Lost | State::LostChunked => self.resp.body_bytes += hidden + tail,
         }
     }
 
@@ -669,7 +726,7 @@ impl Http1Parser {
             }
             match self.resp.state {
                 State::UntilClose => self.finish_response(end_ns, out),
-                State::Length(_) | State::Chunked(_) | State::Lost => {
+                State::Length(_) | State::Chunked(_) | State::Lost | State::LostChunked => {
                     self.resp.partial = true;
                     let last = self.resp.last_end_ns;
                     self.finish_response(last, out);
@@ -692,3 +749,7 @@ impl Http1Parser {
 #[cfg(test)]
 #[path = "http1_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "http1_tail_tests.rs"]
+mod tail_tests;

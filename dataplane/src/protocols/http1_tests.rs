@@ -3,20 +3,20 @@
 use super::*;
 use crate::protocols::Direction::{Egress, Ingress};
 
-const REQ: &[u8] = b"GET /api/users/42?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n";
-const RESP: &[u8] =
+pub(super) const REQ: &[u8] = b"GET /api/users/42?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n";
+pub(super) const RESP: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
 
 /// Feeds chunks with increasing timestamps and sequence numbers.
-struct Conn {
-    p: Http1Parser,
+pub(super) struct Conn {
+    pub(super) p: Http1Parser,
     out: Vec<L7Record>,
-    seq: u64,
+    pub(super) seq: u64,
     limit: usize,
 }
 
 impl Conn {
-    fn new(role: Role) -> Self {
+    pub(super) fn new(role: Role) -> Self {
         Self {
             p: Http1Parser::new(role),
             out: Vec::new(),
@@ -33,7 +33,7 @@ impl Conn {
     }
 
     /// Feed `data` as one syscall, captured up to the limit.
-    fn send(&mut self, dir: Direction, data: &[u8]) -> &mut Self {
+    pub(super) fn send(&mut self, dir: Direction, data: &[u8]) -> &mut Self {
         let cap = data.len().min(self.limit);
         self.raw(dir, &data[..cap], data.len() as u32)
     }
@@ -45,11 +45,22 @@ impl Conn {
     }
 
     fn raw(&mut self, dir: Direction, data: &[u8], total_len: u32) -> &mut Self {
+        self.raw_tail(dir, data, total_len, &[])
+    }
+
+    /// One syscall that moved `total_len` bytes: `data` is their start, `tail` their end.
+    pub(super) fn raw_tail(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        total_len: u32,
+        tail: &[u8],
+    ) -> &mut Self {
         self.seq += 1;
         let c = Chunk {
             dir,
             data,
-            tail: &[],
+            tail,
             total_len,
             start_ns: self.seq * 100,
             end_ns: self.seq * 100 + 10,
@@ -59,13 +70,13 @@ impl Conn {
         self
     }
 
-    fn close(&mut self) -> &mut Self {
+    pub(super) fn close(&mut self) -> &mut Self {
         self.seq += 1;
         self.p.close(self.seq * 100, &mut self.out);
         self
     }
 
-    fn txs(&mut self) -> Vec<HttpTransaction> {
+    pub(super) fn txs(&mut self) -> Vec<HttpTransaction> {
         self.out
             .drain(..)
             .map(|r| match r {
