@@ -207,6 +207,30 @@ fn traceparent_is_honoured_and_child_joins_trace_across_shards() {
     assert_eq!(cli.parent_span_id, srv.span_id);
 }
 
+/// A server blocked in read() on a keep-alive connection: the span starts when the request
+/// arrived (the read's exit), not when the process began waiting for it.
+#[test]
+fn a_blocking_read_does_not_count_its_wait() {
+    let mut h = Harness::new(1);
+    let mut read = rec(9, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 1_000);
+    let (mut ev, payload) = Event::decode(&read).unwrap();
+    let payload = payload.to_vec();
+    ev.end_ns = 5_000_000_000; // waited 5 s for the request
+    read.clear();
+    ev.encode_into(&payload, &mut read);
+    h.drain(0, &read);
+    h.drain(
+        0,
+        &rec(9, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 5_000_200_000),
+    );
+    let s = h.spans()[0];
+    let dur = s.end_unix_ns - s.start_unix_ns;
+    assert_eq!(
+        dur, 200_010,
+        "from the read's exit to the response write's exit"
+    );
+}
+
 #[test]
 fn without_traceparent_a_new_trace_starts() {
     let mut h = Harness::new(1);

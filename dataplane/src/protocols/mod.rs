@@ -52,7 +52,8 @@ pub struct Chunk<'a> {
     pub tail: &'a [u8],
     /// Bytes the syscall really moved.
     pub total_len: u32,
-    /// Kernel monotonic timestamps of syscall entry and exit.
+    /// Kernel monotonic timestamps: when the bytes moved (a write's entry; a read's exit, since
+    /// a blocking read may have waited long for them) and the syscall's exit.
     pub start_ns: u64,
     pub end_ns: u64,
     /// Per-connection sequence number stamped by the kernel.

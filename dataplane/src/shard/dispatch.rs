@@ -114,12 +114,20 @@ pub(super) fn chunk_of<'a>(ev: &Event, payload: &'a [u8]) -> Chunk<'a> {
         Direction::Ingress
     };
     let (data, tail) = ev.split(payload);
+    // Bytes read arrived when the read returned: a blocking read (a thread-per-connection
+    // server waiting for the next request on a keep-alive connection) entered long before the
+    // peer sent anything, and that wait is not part of the exchange. Bytes written leave from
+    // the write's entry.
+    let start_ns = match dir {
+        Direction::Ingress => ev.end_ns.max(ev.start_ns),
+        Direction::Egress => ev.start_ns,
+    };
     Chunk {
         dir,
         data,
         tail,
         total_len: ev.bytes,
-        start_ns: ev.start_ns,
+        start_ns,
         end_ns: ev.end_ns,
         seq: ev.seq,
     }
