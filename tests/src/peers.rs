@@ -28,8 +28,11 @@ fn start_python(cmd: &mut Command) -> (Proc, BufReader<std::process::ChildStdout
 /// The gRPC service the tests call: `demo.v1.Echo` with a unary `Ping`, a server-streaming
 /// `List` (3 messages), a unary `Fail` that aborts with NOT_FOUND, and the large-message pair
 /// `Big` (a unary answer of 100,000 bytes) and `BigList` (3 messages of 40,000 bytes): grpcio
-/// writes such an answer and its trailers in one sendmsg, far larger than the capture size.
-/// Raw bytes, no protoc.
+/// writes such an answer and its trailers in one sendmsg, far larger than the capture size. Then
+/// the calls that stream large messages the other way: `Collect` (client streaming: answers
+/// `got <bytes>`), `CollectFail` (client streaming: reads every message, then fails with
+/// INVALID_ARGUMENT) and `Chat` (bidirectional: answers each message with `got <bytes>` as it
+/// arrives). Raw bytes, no protoc.
 const GRPC_SERVER: &str = r#"
 import sys
 from concurrent import futures
@@ -52,12 +55,26 @@ def big_list(req, ctx):
     for i in range(3):
         yield (b"%d" % i) * 40000
 
+def collect(reqs, ctx):
+    return b"got %d" % sum(len(m) for m in reqs)
+
+def collect_fail(reqs, ctx):
+    n = sum(len(m) for m in reqs)
+    ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "read %d bytes" % n)
+
+def chat(reqs, ctx):
+    for m in reqs:
+        yield b"got %d" % len(m)
+
 handlers = {
     "Ping": grpc.unary_unary_rpc_method_handler(ping),
     "List": grpc.unary_stream_rpc_method_handler(lst),
     "Fail": grpc.unary_unary_rpc_method_handler(fail),
     "Big": grpc.unary_unary_rpc_method_handler(big),
     "BigList": grpc.unary_stream_rpc_method_handler(big_list),
+    "Collect": grpc.stream_unary_rpc_method_handler(collect),
+    "CollectFail": grpc.stream_unary_rpc_method_handler(collect_fail),
+    "Chat": grpc.stream_stream_rpc_method_handler(chat),
 }
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.v1.Echo", handlers),))
@@ -67,15 +84,17 @@ print("ready", flush=True)
 server.wait_for_termination()
 "#;
 
-/// Calls `Ping` n times, `List` m times, `Fail` k times, `Big` b times and `BigList` l times on
-/// one channel, then prints a line `done <pings> <items> <failcode> <bigs> <bigitems>` (a big
-/// answer counts when its size is right). Waits for `go` on stdin first, so the agent can be
-/// told its pid before any call is made.
+/// Calls `Ping` n times, `List` m times, `Fail` k times, `Big` b times, `BigList` l times,
+/// `Collect` c times, `CollectFail` f times and `Chat` t times on one channel, then prints a line
+/// `done <pings> <items> <failcode> <bigs> <bigitems> <collected> <collectfailcode> <chatitems>`
+/// (a big answer counts when its size is right, a `Collect` when it counted every byte). Each
+/// streaming call sends 4 messages of 40,000 to 100,000 bytes (sizes vary from call to call).
+/// Waits for `go` on stdin first, so the agent can be told its pid before any call is made.
 const GRPC_CLIENT: &str = r#"
 import sys
 import grpc
 
-port, n, m, k, b, l = sys.argv[1], *(int(a) for a in sys.argv[2:7])
+port, n, m, k, b, l, c, f, t = sys.argv[1], *(int(a) for a in sys.argv[2:10])
 print("pid", flush=True)
 sys.stdin.readline()
 ch = grpc.insecure_channel("127.0.0.1:" + port)
@@ -85,6 +104,15 @@ lst = ch.unary_stream("/demo.v1.Echo/List")
 fail = ch.unary_unary("/demo.v1.Echo/Fail")
 big = ch.unary_unary("/demo.v1.Echo/Big")
 big_list = ch.unary_stream("/demo.v1.Echo/BigList")
+collect = ch.stream_unary("/demo.v1.Echo/Collect")
+collect_fail = ch.stream_unary("/demo.v1.Echo/CollectFail")
+chat = ch.stream_stream("/demo.v1.Echo/Chat")
+calls = 0
+def messages():
+    global calls
+    calls += 1
+    sizes = [40000 + (calls * 4 + j) * 13331 % 60001 for j in range(4)]
+    return sizes, [bytes([97 + j]) * s for j, s in enumerate(sizes)]
 pings = sum(1 for _ in range(n) if ping(b"x") == b"pong:x")
 items = sum(len(list(lst(b"x"))) for _ in range(m))
 code = "none"
@@ -95,8 +123,23 @@ for _ in range(k):
         code = e.code().name
 bigs = sum(1 for _ in range(b) if len(big(b"x")) == 100000)
 big_items = sum(1 for _ in range(l) for x in big_list(b"x") if len(x) == 40000)
+collected = 0
+for _ in range(c):
+    sizes, msgs = messages()
+    collected += collect(iter(msgs)) == b"got %d" % sum(sizes)
+fail_code = "none"
+for _ in range(f):
+    try:
+        collect_fail(iter(messages()[1]))
+    except grpc.RpcError as e:
+        fail_code = e.code().name
+chat_items = 0
+for _ in range(t):
+    sizes, msgs = messages()
+    got = list(chat(iter(msgs)))
+    chat_items += sum(1 for g, s in zip(got, sizes) if g == b"got %d" % s)
 ch.close()
-print("done", pings, items, code, bigs, big_items, flush=True)
+print("done", pings, items, code, bigs, big_items, collected, fail_code, chat_items, flush=True)
 "#;
 
 /// A Python `grpcio` server on a free loopback port.
@@ -139,6 +182,9 @@ pub struct GrpcCalls {
     pub fails: u32,
     pub bigs: u32,
     pub big_lists: u32,
+    pub collects: u32,
+    pub collect_fails: u32,
+    pub chats: u32,
 }
 
 /// What a [`GrpcClient`] got back.
@@ -154,6 +200,12 @@ pub struct GrpcOutcome {
     pub bigs: u32,
     /// `BigList` messages of the right size.
     pub big_items: u32,
+    /// `Collect` calls whose answer counted every byte sent.
+    pub collected: u32,
+    /// Status name the last `CollectFail` call raised (`none` without one).
+    pub collect_fail: String,
+    /// `Chat` answers that counted their message's bytes.
+    pub chat_items: u32,
 }
 
 /// A gRPC client process started and paused before its first call.
@@ -185,11 +237,26 @@ impl GrpcClient {
             fails,
             bigs,
             big_lists,
+            collects,
+            collect_fails,
+            chats,
         } = calls;
         let (proc, stdout, line) = start_python(
             Command::new("python3")
                 .args(["-c", GRPC_CLIENT, &port.to_string()])
-                .args([pings, lists, fails, bigs, big_lists].map(|v| v.to_string())),
+                .args(
+                    [
+                        pings,
+                        lists,
+                        fails,
+                        bigs,
+                        big_lists,
+                        collects,
+                        collect_fails,
+                        chats,
+                    ]
+                    .map(|v| v.to_string()),
+                ),
         );
         assert_eq!(line.trim(), "pid", "grpc client did not start");
         GrpcClient { proc, stdout }
@@ -220,6 +287,9 @@ impl GrpcClient {
             fail: f[3].to_string(),
             bigs: num(4),
             big_items: num(5),
+            collected: num(6),
+            collect_fail: f[7].to_string(),
+            chat_items: num(8),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! HTTP/2 and gRPC traced from the kernel: nginx serving h2c (prior knowledge) and h2 over TLS
 //! (ALPN, through the OpenSSL uprobes) to curl, and a Python grpcio server and client with unary,
-//! server-streaming and failing calls, and answers far larger than the capture size. Counts and
-//! attributes are decoded from the OTLP the agent exported.
+//! server-streaming and failing calls, answers far larger than the capture size, and client-
+//! streaming and bidirectional calls of large messages. Counts and attributes are decoded from
+//! the OTLP the agent exported.
 
 use std::time::Duration;
 
@@ -271,4 +272,81 @@ fn grpc_large_answers_keep_their_trailers() {
         8
     );
     assert!(metric_count_where(&recv, "rpc.client.duration", ok) >= 6);
+}
+
+/// Large messages the other way: the client streams 4 messages of 40 to 100 KB per call
+/// (`Collect`, `CollectFail`, and the bidirectional `Chat`, answered message by message).
+/// grpcio writes each message as one DATA frame in one sendmsg, but the server reads whatever has
+/// arrived, in pieces of 8 KB and more: frame headers fall in the uncaptured middle of its reads
+/// and the direction loses its framing. It comes back at the read that starts the next call's
+/// HEADERS, which opens the next stream id, so no header block can have been hidden and the
+/// HPACK table is kept: every call keeps its name and status on both sides, one span each.
+/// (Before, the table was forgotten and later calls on the connection were named `grpc`.)
+#[test]
+fn grpc_client_streaming_large_messages_keep_their_status() {
+    if !require_bpf() {
+        return;
+    }
+    let _g = serial();
+    let recv = Receiver::start();
+    let server = GrpcServer::start();
+    let client = GrpcClient::start_calls(
+        server.port,
+        GrpcCalls {
+            pings: 1,
+            collects: 6,
+            collect_fails: 1,
+            chats: 2,
+            ..GrpcCalls::default()
+        },
+    );
+    let agent = otlp_agent(
+        &recv.endpoint(),
+        &[server.proc.pid(), client.proc.pid()],
+        &[],
+    );
+    let got = client.run_calls();
+    assert_eq!(
+        (got.pings, got.collected, got.collect_fail.as_str()),
+        (1, 6, "INVALID_ARGUMENT")
+    );
+    assert_eq!(got.chat_items, 8);
+    assert!(recv.wait_for_spans(20, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = agent.stop();
+
+    let all = recv.spans();
+    let want: Vec<(String, Option<i64>)> = [
+        vec![("demo.v1.Echo/Chat", Some(0)); 2],
+        vec![("demo.v1.Echo/Collect", Some(0)); 6],
+        vec![("demo.v1.Echo/CollectFail", Some(3))],
+        vec![("demo.v1.Echo/Ping", Some(0))],
+    ]
+    .concat()
+    .into_iter()
+    .map(|(n, c)| (n.to_string(), c))
+    .collect();
+    let mut report = String::new();
+    let mut ok = true;
+    for (kind, what) in [(SpanKind::Server, "server"), (SpanKind::Client, "client")] {
+        let mut calls: Vec<(String, Option<i64>)> = of_kind(&all, kind)
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    attr_int(&s.attributes, "rpc.grpc.status_code"),
+                )
+            })
+            .collect();
+        calls.sort();
+        ok &= calls == want;
+        report.push_str(&format!("{what}: {calls:?}\n"));
+    }
+    assert!(ok, "want {want:?}, got\n{report}(log:\n{log})");
+    for (metric, n) in [("rpc.server.duration", 10), ("rpc.client.duration", 10)] {
+        assert_eq!(metric_count_where(&recv, metric, |_| true), n, "{metric}");
+    }
+    let invalid = |a: &[KeyValue]| attr_int(a, "rpc.grpc.status_code") == Some(3);
+    assert_eq!(metric_count_where(&recv, "rpc.client.duration", invalid), 1);
+    assert_eq!(metric_count_where(&recv, "rpc.server.duration", invalid), 1);
 }

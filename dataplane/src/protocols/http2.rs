@@ -19,7 +19,10 @@
 //!   header block that was not fully captured breaks HPACK for that direction: the decoder
 //!   falls back to the mid-stream rule (only entries inserted since are trusted) and the stream
 //!   is marked `headers_incomplete`; bytes whose framing is unknown make the direction *lost*
-//!   until a chunk starts with a plausible frame header (HPACK reset, open streams partial);
+//!   until a chunk starts with a plausible frame header (open streams partial). HPACK is then
+//!   reset, unless framing was lost to uncaptured bytes and the stream ids prove they held no
+//!   header block: the child module `resync` (`http2_resync.rs`) says where framing comes back
+//!   after such a gap and when the table is kept;
 //! - a field is either what the peer sent or `None`: never a guess;
 //! - per chunk, nothing is allocated unless a header block must be buffered or a stream's
 //!   strings are stored.
@@ -30,6 +33,8 @@ use super::{Chunk, Direction, L7Record, Role};
 
 #[path = "http2_framing.rs"]
 mod framing;
+#[path = "http2_resync.rs"]
+mod resync;
 pub use framing::{detect, FrameHeader};
 use framing::{Dir, St};
 
@@ -191,6 +196,9 @@ struct Stream {
     reset: bool,
     /// The request headers were seen (not joined after them).
     saw_request: bool,
+    /// Per direction: bytes hidden from us since the stream opened may have held its frames (a
+    /// header block, END_STREAM), and no frame of it seen since rules that out.
+    hidden: [bool; 2],
 }
 
 /// Header fields of one block that matter for an exchange.
@@ -245,6 +253,9 @@ pub struct Http2Parser {
     errors: u64,
     overflows: u64,
     unattributed: u64,
+    /// Per direction: a stream no longer tracked may still send a header block that way (a
+    /// request that was not a gRPC call, or an answer, not ended when the stream was emitted).
+    untracked_blocks: [bool; 2],
 }
 
 impl Http2Parser {
@@ -258,6 +269,7 @@ impl Http2Parser {
             errors: 0,
             overflows: 0,
             unattributed: 0,
+            untracked_blocks: [false; 2],
         }
     }
 
@@ -382,6 +394,7 @@ impl Http2Parser {
         dir.frame_start = (c.start_ns, c.seq);
         if matches!(h.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
             dir.pristine = false;
+            self.settle_hpack(d, &h);
         }
         match h.kind {
             HEADERS | CONTINUATION | PUSH_PROMISE => {
@@ -395,8 +408,12 @@ impl Http2Parser {
                 }
             }
             DATA => {
-                if let Some(s) = self.stream_mut(h.stream) {
+                if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                    let s = &mut self.streams[i];
                     s.body[d] = s.body[d].saturating_add(u64::from(h.len));
+                    if s.hidden[d] {
+                        self.data_alive(d, i);
+                    }
                 }
                 let end = if h.flags & FLAG_END_STREAM != 0 {
                     h.stream
@@ -416,14 +433,13 @@ impl Http2Parser {
             GOAWAY if h.len as usize <= MAX_FRAME_BUF => {
                 self.dirs[d].state = St::Collect { left: h.len };
             }
-            // SETTINGS (HPACK size changes arrive as size updates in blocks), PING, a GOAWAY too
-            // long to keep (its streams end at close), WINDOW_UPDATE, PRIORITY, unknown types.
+            SETTINGS if h.flags & FLAG_ACK == 0 && h.len > 0 && h.len as usize <= MAX_FRAME_BUF => {
+                self.dirs[d].state = St::Collect { left: h.len };
+            }
+            // SETTINGS acks (HPACK size changes arrive as size updates in blocks), PING, a GOAWAY
+            // or SETTINGS too long to keep, WINDOW_UPDATE, PRIORITY, unknown types.
             _ => self.skipped(d, c, h.len, 0, out),
         }
-    }
-
-    fn stream_mut(&mut self, id: u32) -> Option<&mut Stream> {
-        self.streams.iter_mut().find(|s| s.x.stream_id == id)
     }
 
     /// A header-block frame whose payload we will not see whole.
@@ -469,6 +485,10 @@ impl Http2Parser {
         let h = self.dirs[d].frame;
         if h.kind == GOAWAY {
             self.goaway(d, c, p, out);
+            return;
+        }
+        if h.kind == SETTINGS {
+            self.settings(d, p);
             return;
         }
         let (frag, meta) = if h.kind == CONTINUATION {
@@ -640,6 +660,7 @@ impl Http2Parser {
                     s.x.partial = true;
                     self.emit(s, c.end_ns, out);
                 }
+                let hidden = self.dirs.each_ref().map(|d| d.suspect.is_some());
                 self.streams.push(Stream {
                     x: H2Exchange {
                         stream_id: meta.stream,
@@ -647,6 +668,7 @@ impl Http2Parser {
                         request_seq: meta.seq,
                         ..H2Exchange::default()
                     },
+                    hidden,
                     ..Stream::default()
                 });
                 self.streams.len() - 1
@@ -659,6 +681,8 @@ impl Http2Parser {
         let s = &mut self.streams[i];
         let first = !s.headers[d];
         s.headers[d] = true;
+        // A header block of it was not hidden (see `data_alive`).
+        s.hidden[d] = false;
         if request_block && first {
             s.saw_request = true;
             s.x.start_ns = meta.start_ns;
@@ -722,6 +746,7 @@ impl Http2Parser {
             return;
         };
         let resp = 1 - req;
+        let end_ns = self.emitted(&s, req, end_ns);
         let mut x = s.x;
         x.role = self.role;
         x.request_body_bytes = s.body[req];
@@ -756,3 +781,11 @@ mod tests;
 #[cfg(test)]
 #[path = "http2_tail_tests.rs"]
 mod tail_tests;
+
+#[cfg(test)]
+#[path = "http2_grpc_model.rs"]
+mod grpc_model;
+
+#[cfg(test)]
+#[path = "http2_resync_tests.rs"]
+mod resync_tests;

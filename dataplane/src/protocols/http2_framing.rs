@@ -1,9 +1,11 @@
 //! HTTP/2 frame reassembly, one reader per direction: the client preface, 9-byte frame headers
-//! split across reads, payloads collected (header blocks, GOAWAY) or skipped by length, bytes the
-//! kernel did not capture skipped by frame length, and the *lost* state (framing unknown) with
-//! its resynchronisation. Whole frames go to the stream side in the parent module
+//! split across reads, payloads collected (header blocks, GOAWAY, SETTINGS) or skipped by length,
+//! bytes the kernel did not capture skipped by frame length, and the *lost* state (framing
+//! unknown) with its resynchronisation (after uncaptured bytes, by the rules of
+//! `http2_resync.rs`). Whole frames go to the stream side in the parent module
 //! ([`Http2Parser::frame_header`], [`Http2Parser::payload`]).
 
+use super::resync::Suspect;
 use super::{
     dir_index, BlockMeta, Http2Parser, CONTINUATION, DATA, DEFAULT_MAX_FRAME, FLAG_ACK, GOAWAY,
     HEADERS, PING, PREFACE, PRIORITY, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
@@ -90,7 +92,7 @@ pub fn detect(data: &[u8]) -> bool {
 /// Walk the frame headers at the start of `data` while they are plausible: `None` if one is
 /// not (or there is none), else where the last frame ends (possibly past `data`, or before it
 /// when fewer than 9 bytes follow).
-fn plausible_frames(data: &[u8]) -> Option<usize> {
+pub(super) fn plausible_frames(data: &[u8]) -> Option<usize> {
     let mut pos = 0;
     let mut n = 0;
     while let Some(h) = data.get(pos..).and_then(FrameHeader::parse) {
@@ -136,6 +138,16 @@ pub(super) struct Dir {
     pub(super) block: Vec<u8>,
     pub(super) meta: Option<BlockMeta>,
     pub(super) hpack: Decoder,
+    /// Framing was lost to uncaptured bytes and HPACK is kept until the first header block
+    /// since shows whether they could have held one (see `http2_resync.rs`).
+    pub(super) suspect: Option<Suspect>,
+    /// Largest frame the receiving side accepts (its SETTINGS_MAX_FRAME_SIZE, once seen).
+    pub(super) max_frame: u32,
+    /// The writing side sent SETTINGS_ENABLE_PUSH = 0.
+    pub(super) push_off: bool,
+    /// Exit time of the last chunk of the latest lost stretch (when a hidden END_STREAM may
+    /// have been moved, at the latest).
+    pub(super) lost_ns: u64,
 }
 
 impl Dir {
@@ -154,6 +166,10 @@ impl Dir {
             block: Vec::new(),
             meta: None,
             hpack: Decoder::new_unknown(),
+            suspect: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            push_off: false,
+            lost_ns: 0,
         }
     }
 }
@@ -169,7 +185,8 @@ impl Http2Parser {
             if fresh && !data.is_empty() && PREFACE.starts_with(&data[..data.len().min(24)]) {
                 self.dirs[d].state = St::Preface(0);
             } else if self.dirs[d].probe_len == 0 && data.len() >= 9 {
-                if plausible_frames(data).is_none() {
+                if !self.resyncs_at(d, c) {
+                    self.dirs[d].lost_ns = c.end_ns;
                     return;
                 }
                 self.dirs[d].state = St::Header;
@@ -177,6 +194,7 @@ impl Http2Parser {
             } else {
                 pos = self.probe(d, c, out);
                 if self.dirs[d].state == St::Lost {
+                    self.dirs[d].lost_ns = c.end_ns;
                     return;
                 }
             }
@@ -232,9 +250,10 @@ impl Http2Parser {
         }
         dir.probe_len = 0;
         let hdr = dir.probe;
-        if !FrameHeader::parse(&hdr).is_some_and(|h| h.plausible(DEFAULT_MAX_FRAME)) {
+        if !FrameHeader::parse(&hdr).is_some_and(|h| self.resync_frame(d, &h, &[])) {
             return c.data.len();
         }
+        let dir = &mut self.dirs[d];
         dir.state = St::Header;
         dir.hdr_len = 0;
         self.step(d, c, &hdr, out);
@@ -330,17 +349,21 @@ impl Http2Parser {
         let (left, end) = match self.dirs[d].state {
             St::Skip { left, end } => (left, end),
             St::Collect { left } => {
-                // A header-block frame cut short: its block cannot be decoded (a GOAWAY cut
-                // short is just skipped).
+                // A header-block frame cut short: its block cannot be decoded (a GOAWAY or
+                // SETTINGS cut short is just skipped).
                 self.dirs[d].buf.clear();
                 let h = self.dirs[d].frame;
-                if h.kind != GOAWAY {
+                if !matches!(h.kind, GOAWAY | SETTINGS) {
                     self.truncated_block(d, c, h, out);
                 }
                 (left, 0)
             }
-            St::Header | St::Preface(_) | St::Lost => {
+            St::Preface(_) => {
                 self.lose(d);
+                return;
+            }
+            St::Header | St::Lost => {
+                self.lose_gap(d, c);
                 return;
             }
         };
@@ -353,12 +376,20 @@ impl Http2Parser {
         }
         self.skipped(d, c, 0, end, out);
         if hidden > u64::from(left) {
-            self.lose(d);
+            self.lose_gap(d, c);
         }
     }
 
-    /// Framing is lost in direction `d`.
+    /// Framing is lost in direction `d` because bytes made no sense as frames: whatever was
+    /// decoded lately may have been garbage, HPACK is forgotten now.
     pub(super) fn lose(&mut self, d: usize) {
+        self.lose_framing(d);
+        self.dirs[d].suspect = None;
+        self.dirs[d].hpack.reset_unknown();
+    }
+
+    /// Framing is lost in direction `d` (HPACK is the caller's business).
+    pub(super) fn lose_framing(&mut self, d: usize) {
         let dir = &mut self.dirs[d];
         dir.state = St::Lost;
         dir.pristine = false;
@@ -367,7 +398,6 @@ impl Http2Parser {
         dir.buf.clear();
         dir.block.clear();
         dir.meta = None;
-        dir.hpack.reset_unknown();
         // Whatever the lost bytes held (END_STREAM, headers) is unknown.
         for s in &mut self.streams {
             s.x.partial = true;

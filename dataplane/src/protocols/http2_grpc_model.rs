@@ -1,0 +1,259 @@
+//! A model of gRPC over HTTP/2 the way grpcio writes it, for the tests of framing lost inside a
+//! syscall: connections of sequential client-streaming and bidirectional calls of large
+//! messages, as writes of whole frames, and the ways the traced side's syscalls can cut them.
+
+use super::tests::{frame, lit, Feeder, IN, OUT};
+use super::*;
+
+/// An HPACK encoder that behaves like grpcio's: a field already in the dynamic table is sent as
+/// its index, any other as a literal with incremental indexing (`grpc-message`, which varies,
+/// without indexing). Tables stay far below 4096 bytes here, so nothing is ever evicted.
+#[derive(Default)]
+pub(super) struct Enc {
+    /// Newest first (index 62 is `table[0]`).
+    table: Vec<(String, String)>,
+}
+
+impl Enc {
+    pub(super) fn block(&mut self, fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for &(n, v) in fields {
+            match (n, v) {
+                (":method", "POST") => b.push(0x83),
+                (":scheme", "http") => b.push(0x86),
+                (":status", "200") => b.push(0x88),
+                ("grpc-message", _) => b.extend(lit(false, n, v)),
+                _ => match self.table.iter().position(|(tn, tv)| tn == n && tv == v) {
+                    Some(i) => b.push(0x80 | (62 + i) as u8),
+                    None => {
+                        b.extend(lit(true, n, v));
+                        self.table.insert(0, (n.into(), v.into()));
+                    }
+                },
+            }
+        }
+        assert!(self.table.len() < 60, "indices fit one byte");
+        b
+    }
+}
+
+/// One call: `/demo.v1.Echo/<method>`, the sizes of the messages the client streams, the sizes
+/// of the answers (one per request message for a bidirectional call, else one answer), and the
+/// grpc-status it ends with.
+#[derive(Debug, Clone)]
+pub(super) struct Call {
+    pub(super) method: &'static str,
+    pub(super) msgs: Vec<usize>,
+    pub(super) bidi: bool,
+    pub(super) answer: usize,
+    pub(super) status: u32,
+}
+
+impl Call {
+    pub(super) fn collect(msgs: &[usize]) -> Self {
+        Self {
+            method: "Collect",
+            msgs: msgs.to_vec(),
+            bidi: false,
+            answer: 12,
+            status: 0,
+        }
+    }
+
+    pub(super) fn path(&self) -> String {
+        format!("/demo.v1.Echo/{}", self.method)
+    }
+}
+
+/// One write of whole frames (the preface counts as a frame) by the client or the server.
+#[derive(Debug, Clone)]
+pub(super) struct Write {
+    pub(super) client: bool,
+    pub(super) frames: Vec<Vec<u8>>,
+}
+
+/// SETTINGS as grpcio sends them: push off (client only), frames up to `max_frame`.
+pub(super) fn settings(client: bool, max_frame: u32) -> Vec<u8> {
+    let mut p = Vec::new();
+    if client {
+        p.extend([0, 2, 0, 0, 0, 0]);
+    }
+    p.extend([0, 5]);
+    p.extend(max_frame.to_be_bytes());
+    frame(SETTINGS, 0, 0, &p)
+}
+
+/// DATA frames of one gRPC message of `n` bytes (5-byte prefix included), cut at `max_frame`.
+fn message(stream: u32, n: usize, max_frame: usize, fill: u8) -> Vec<Vec<u8>> {
+    let mut m = vec![0];
+    m.extend((n as u32).to_be_bytes());
+    m.resize(5 + n, fill);
+    m.chunks(max_frame)
+        .map(|p| frame(DATA, 0, stream, p))
+        .collect()
+}
+
+/// The writes of a connection (both SETTINGS of `max_frame`) that makes `calls` one after the
+/// other on streams 1, 3, 5...
+pub(super) fn conversation(calls: &[Call], max_frame: u32) -> Vec<Write> {
+    let mf = max_frame as usize;
+    let w = |client, frames| Write { client, frames };
+    let mut out = vec![
+        w(true, vec![PREFACE.to_vec(), settings(true, max_frame)]),
+        w(
+            false,
+            vec![settings(false, max_frame), frame(SETTINGS, 1, 0, &[])],
+        ),
+        w(true, vec![frame(SETTINGS, 1, 0, &[])]),
+    ];
+    let (mut req_enc, mut resp_enc) = (Enc::default(), Enc::default());
+    for (i, call) in calls.iter().enumerate() {
+        let s = 2 * i as u32 + 1;
+        let path = call.path();
+        let h = req_enc.block(&[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", &path),
+            (":authority", "127.0.0.1:50051"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]);
+        out.push(w(true, vec![frame(HEADERS, FLAG_END_HEADERS, s, &h)]));
+        let answer_headers = |enc: &mut Enc| {
+            let h = enc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
+            frame(HEADERS, FLAG_END_HEADERS, s, &h)
+        };
+        for (j, &n) in call.msgs.iter().enumerate() {
+            out.push(w(true, message(s, n, mf, b'a' + j as u8 % 26)));
+            if call.bidi {
+                let mut f = if j == 0 {
+                    vec![answer_headers(&mut resp_enc)]
+                } else {
+                    vec![]
+                };
+                f.extend(message(s, n.min(call.answer), mf, b'A' + j as u8 % 26));
+                out.push(w(false, f));
+            }
+        }
+        out.push(w(true, vec![frame(DATA, FLAG_END_STREAM, s, &[])]));
+        let mut f = Vec::new();
+        if !call.bidi {
+            f.push(answer_headers(&mut resp_enc));
+            f.extend(message(s, call.answer, mf, b'z'));
+        } else if call.msgs.is_empty() {
+            f.push(answer_headers(&mut resp_enc));
+        }
+        let status = call.status.to_string();
+        let mut t = vec![("grpc-status", status.as_str())];
+        if call.status != 0 {
+            t.push(("grpc-message", "no"));
+        }
+        let t = resp_enc.block(&t);
+        f.push(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &t));
+        out.push(w(false, f));
+    }
+    out
+}
+
+/// What the traced process's syscalls moved, in order: (direction, bytes). A *flight* is a run
+/// of writes by one side up to the other side's next write. With `groups` empty each write is
+/// one syscall; else each flight is cut into syscalls of that many whole frames (cycled; 0 means
+/// the rest of the flight). `reads`, when not empty, cuts what the traced side reads at any
+/// byte instead (cycled sizes), as a reader that lags behind the writer sees it.
+pub(super) fn syscalls(
+    writes: &[Write],
+    role: Role,
+    groups: &[usize],
+    reads: &[usize],
+) -> Vec<(Direction, Vec<u8>)> {
+    let traced_client = role == Role::Client;
+    let mut out = Vec::new();
+    let (mut g, mut r) = (0, 0);
+    let mut i = 0;
+    while i < writes.len() {
+        let client = writes[i].client;
+        let n = writes[i..]
+            .iter()
+            .take_while(|w| w.client == client)
+            .count();
+        let flight = &writes[i..i + n];
+        i += n;
+        let dir = if client == traced_client { OUT } else { IN };
+        if dir == IN && !reads.is_empty() {
+            let bytes: Vec<u8> = flight.iter().flat_map(|w| w.frames.concat()).collect();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let k = reads[r % reads.len()].clamp(1, rest.len());
+                r += 1;
+                out.push((IN, rest[..k].to_vec()));
+                rest = &rest[k..];
+            }
+        } else if groups.is_empty() {
+            out.extend(flight.iter().map(|w| (dir, w.frames.concat())));
+        } else {
+            let frames: Vec<&Vec<u8>> = flight.iter().flat_map(|w| &w.frames).collect();
+            let mut rest = &frames[..];
+            while !rest.is_empty() {
+                let k = groups[g % groups.len()];
+                g += 1;
+                let k = if k == 0 {
+                    rest.len()
+                } else {
+                    k.min(rest.len())
+                };
+                out.push((
+                    dir,
+                    rest[..k].iter().flat_map(|f| f.iter().copied()).collect(),
+                ));
+                rest = &rest[k..];
+            }
+        }
+    }
+    out
+}
+
+/// Feed syscalls of which the kernel copies the first `limit` bytes and, of longer ones, the
+/// last `tail` bytes too.
+pub(super) fn feed_captured(
+    f: &mut Feeder,
+    calls: &[(Direction, Vec<u8>)],
+    limit: usize,
+    tail: usize,
+) {
+    for (dir, b) in calls {
+        let head = b.len().min(limit);
+        let t = tail.min(b.len() - head);
+        f.feed_tail(*dir, &b[..head], b.len(), &b[b.len() - t..]);
+    }
+}
+
+/// Every exchange is one of `calls` and says nothing it did not send; returns them by stream.
+pub(super) fn never_wrong(
+    xs: &[H2Exchange],
+    calls: &[Call],
+    role: Role,
+) -> Vec<Option<H2Exchange>> {
+    let mut by_call = vec![None; calls.len()];
+    for x in xs {
+        let i = (x.stream_id / 2) as usize;
+        assert!(x.stream_id % 2 == 1 && i < calls.len(), "invented: {x:?}");
+        assert!(by_call[i].is_none(), "stream {} twice", x.stream_id);
+        let c = &calls[i];
+        assert_eq!(x.role, role);
+        assert!(x.method.as_deref().is_none_or(|m| m == "POST"), "{x:?}");
+        assert!(x.path.as_deref().is_none_or(|p| p == c.path()), "{x:?}");
+        assert!(x.status.is_none_or(|s| s == 200), "{x:?}");
+        assert!(x.grpc_status.is_none_or(|s| s == c.status), "{x:?}");
+        assert!(x
+            .content_type
+            .as_deref()
+            .is_none_or(|t| t == "application/grpc"));
+        assert!(x
+            .authority
+            .as_deref()
+            .is_none_or(|a| a == "127.0.0.1:50051"));
+        assert!(x.end_ns >= x.start_ns);
+        by_call[i] = Some(x.clone());
+    }
+    by_call
+}

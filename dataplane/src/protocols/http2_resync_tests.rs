@@ -1,0 +1,404 @@
+//! Framing lost inside a syscall that moved several frames, found again at a later syscall's
+//! start (`http2_resync.rs`): client-streaming and bidirectional gRPC calls of large messages.
+
+use proptest::prelude::*;
+
+use super::grpc_model::{conversation, feed_captured, never_wrong, syscalls, Call};
+use super::tests::{data, frame, lit, Feeder, IN, OUT};
+use super::*;
+
+const GRPCIO_MAX_FRAME: u32 = 4 << 20;
+
+fn run(calls: &[Call], max_frame: u32, role: Role, groups: &[usize], reads: &[usize]) -> Feeder {
+    let mut f = Feeder::new(role);
+    let w = conversation(calls, max_frame);
+    feed_captured(&mut f, &syscalls(&w, role, groups, reads), 1024, 256);
+    f
+}
+
+fn collects(n: usize) -> Vec<Call> {
+    (0..n)
+        .map(|i| Call::collect(&[40_000 + i * 7_000, 70_000, 100_000, 55_000 - i * 3_000]))
+        .collect()
+}
+
+/// Every call ended by its trailers (not at close) with its status, method and path.
+fn all_found(f: &mut Feeder, calls: &[Call], role: Role) {
+    let xs = f.exchanges();
+    let by_call = never_wrong(&xs, calls, role);
+    for (c, x) in calls.iter().zip(&by_call) {
+        let x = x.as_ref().expect("ended by its trailers");
+        assert_eq!(x.grpc_status, Some(c.status), "{x:?}");
+        assert_eq!(x.path.as_deref(), Some(c.path().as_str()), "{x:?}");
+        assert_eq!(x.method.as_deref(), Some("POST"), "{x:?}");
+    }
+    assert_eq!(f.p.open_streams(), 0);
+}
+
+/// The server reads what grpcio's client streams in pieces of 8 KiB and more, wherever they
+/// fall (as strace shows grpcio's reads): message boundaries land in the uncaptured middle of a
+/// read. The framing comes back at the read that starts the next call's HEADERS, and as that
+/// call opens the next stream id, no header block can have been hidden: HPACK is kept.
+#[test]
+fn a_server_reading_large_client_streams_keeps_every_call() {
+    let calls = collects(4);
+    let mut f = run(
+        &calls,
+        GRPCIO_MAX_FRAME,
+        Role::Server,
+        &[],
+        &[8192, 8192, 30_000, 8192],
+    );
+    all_found(&mut f, &calls, Role::Server);
+}
+
+/// A client writing to a peer whose frames are at most 16 KiB: each message is several DATA
+/// frames in one sendmsg. The next write starts with a frame header again.
+#[test]
+fn a_client_writing_16k_frames_keeps_every_call() {
+    let calls = collects(4);
+    for role in [Role::Client, Role::Server] {
+        let mut f = run(&calls, 16_384, role, &[], &[]);
+        all_found(&mut f, &calls, role);
+    }
+}
+
+/// Several whole messages in one write (a writer held back by flow control sends what queued
+/// up), grpcio's frame size: frame headers in the gap.
+#[test]
+fn several_messages_in_one_write_keep_every_call() {
+    let calls = collects(3);
+    for role in [Role::Client, Role::Server] {
+        let mut f = run(&calls, GRPCIO_MAX_FRAME, role, &[1, 3, 2, 4, 1], &[]);
+        all_found(&mut f, &calls, role);
+    }
+}
+
+/// A bidirectional call whose 50 KB answers the client reads in pieces: framing is lost in the
+/// answers, and found again where the trailers start a read. They are the first header block
+/// since, of the one stream whose headers were seen: nothing hidden can have changed the table,
+/// so their reference to `grpc-status: 0` (inserted by the first call) is trusted.
+#[test]
+fn a_client_reading_large_bidi_answers_gets_their_status() {
+    let mut calls = collects(1);
+    calls.push(Call {
+        method: "Chat",
+        msgs: vec![60_000, 80_000, 45_000],
+        bidi: true,
+        answer: 50_000,
+        status: 0,
+    });
+    let w = conversation(&calls, GRPCIO_MAX_FRAME);
+    let mut sys = syscalls(&w, Role::Client, &[], &[]);
+    // Each answer (after the first) read in two pieces: its start with the end of the previous
+    // answer, so DATA frame headers fall in the gaps.
+    let answers: Vec<usize> = (0..sys.len())
+        .filter(|&i| sys[i].0 == IN && sys[i].1.len() > 40_000)
+        .collect();
+    assert_eq!(answers.len(), 3);
+    for pair in answers.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let mut joined = std::mem::take(&mut sys[a].1);
+        joined.extend(std::mem::take(&mut sys[b].1));
+        let cut = joined.len() - 20_000;
+        sys[a].1 = joined[..cut].to_vec();
+        sys[b].1 = joined[cut..].to_vec();
+    }
+    let mut f = Feeder::new(Role::Client);
+    feed_captured(&mut f, &sys, 1024, 256);
+    all_found(&mut f, &calls, Role::Client);
+}
+
+/// Server side: the client's frames of stream 1 are followed, in the same read, by the HEADERS
+/// of stream 3 (inserting `x-user: eve`) and stream 3's DATA; the gap hides the HEADERS. The
+/// next read starts with stream 5's HEADERS, which refers to index 65 (`:authority` for the
+/// client, `:path /demo.v1.Echo/Collect` in the table as we had it) before its literal `:path`.
+/// Stream 5 is not the next id after 1, so a block may have been hidden: the table is
+/// forgotten, nothing is decoded from it.
+#[test]
+fn a_hidden_request_headers_block_forgets_hpack() {
+    let calls = collects(1);
+    let mut f = Feeder::new(Role::Server);
+    let w = conversation(&calls, GRPCIO_MAX_FRAME);
+    // Up to stream 1's request headers and first message.
+    for (dir, b) in syscalls(&w[..5], Role::Server, &[], &[]) {
+        f.feed(dir, &b);
+    }
+    let mut h3 = vec![0x83, 0x86];
+    h3.extend(lit(false, ":path", "/demo.v1.Echo/Collect"));
+    h3.extend(lit(true, "x-user", "eve"));
+    let mut r = data(1, 30_000, true);
+    r.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &h3));
+    r.extend(data(3, 30_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let mut h5 = vec![0x83, 0x86, 0xc1];
+    h5.extend(lit(false, ":path", "/demo.v1.Echo/Five"));
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &h5),
+    );
+    let answer = |s: u32, first: bool| {
+        let mut h = vec![0x88];
+        h.extend(if first {
+            lit(true, "grpc-status", "0")
+        } else {
+            vec![0xbe]
+        });
+        frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &h)
+    };
+    for (s, first) in [(1, true), (3, false), (5, false)] {
+        f.feed(OUT, &answer(s, first));
+    }
+    // Stream 3 is not tracked: its request was hidden and stream 5 came first.
+    let xs = f.exchanges();
+    assert_eq!(xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(), [1, 5]);
+    let x5 = &xs[1];
+    assert_eq!(x5.grpc_status, Some(0));
+    assert_eq!(x5.method.as_deref(), Some("POST"));
+    assert_eq!(x5.path.as_deref(), Some("/demo.v1.Echo/Five"), "{x5:?}");
+    assert_eq!(x5.authority, None);
+    assert!(x5.headers_incomplete);
+}
+
+/// Client side, after a call that ended with `grpc-status: 0` (inserted): two calls in flight,
+/// framing of the answers is lost while both are open, and the hidden bytes hold stream 5's
+/// trailers, inserting `grpc-status: 7`. The first block found again is stream 3's trailers
+/// referring to index 62: `grpc-status: 7` for the server, `grpc-status: 0` in the table as we
+/// had it. Stream 5 was open and has not been seen since: the table is forgotten.
+#[test]
+fn a_hidden_answer_block_of_another_stream_forgets_hpack() {
+    let mut f = Feeder::new(Role::Client);
+    let mut out = PREFACE.to_vec();
+    out.extend(super::grpc_model::settings(true, GRPCIO_MAX_FRAME));
+    let request = |s: u32| {
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(false, ":path", "/demo.v1.Echo/Chat"));
+        h.extend(lit(false, "content-type", "application/grpc"));
+        frame(HEADERS, FLAG_END_HEADERS, s, &h)
+    };
+    out.extend(request(1));
+    f.feed(OUT, &out);
+    let mut a = super::grpc_model::settings(false, GRPCIO_MAX_FRAME);
+    let mut h = vec![0x88];
+    h.extend(lit(true, "content-type", "application/grpc"));
+    a.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &h));
+    let t = lit(true, "grpc-status", "0");
+    a.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t));
+    f.feed(IN, &a);
+    assert_eq!(f.exchanges()[0].grpc_status, Some(0));
+    f.feed(OUT, &[request(3), request(5)].concat());
+    let h = [0x88, 0xbf];
+    let a = [3, 5]
+        .map(|s| frame(HEADERS, FLAG_END_HEADERS, s, &h))
+        .concat();
+    f.feed(IN, &a);
+    let mut r = data(3, 30_000, false);
+    let t = lit(true, "grpc-status", "7");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &t));
+    r.extend(data(3, 30_000, false));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let lost_at = f.seq() * 100 + 10;
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &[0xbe]),
+    );
+    let xs = f.exchanges();
+    assert_eq!(xs.len(), 1);
+    assert_eq!((xs[0].stream_id, xs[0].grpc_status), (3, None));
+    assert!(xs[0].headers_incomplete);
+    // Stream 5's end was hidden: it is emitted at close, its end no later than the lost
+    // stretch.
+    f.p.close(99_999, &mut f.out);
+    let xs = f.exchanges();
+    assert_eq!(xs.len(), 1);
+    assert_eq!((xs[0].stream_id, xs[0].grpc_status), (5, None));
+    assert!(xs[0].partial);
+    assert_eq!(xs[0].end_ns, lost_at);
+}
+
+/// Not gRPC: a request may carry trailers, so a gap in the requests can have hidden a header
+/// block whatever the stream ids say.
+#[test]
+fn plain_http2_requests_forget_hpack_after_a_gap() {
+    let mut f = Feeder::new(Role::Server);
+    let mut c = PREFACE.to_vec();
+    let mut h = vec![0x83, 0x86];
+    h.extend(lit(true, ":path", "/upload"));
+    c.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &h));
+    f.feed(IN, &c);
+    let mut r = data(1, 20_000, false);
+    r.extend(frame(
+        HEADERS,
+        FLAG_END_HEADERS | FLAG_END_STREAM,
+        1,
+        &lit(true, "x-sum", "1"),
+    ));
+    // The trailers' frame header is in the gap.
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 5..]);
+    // Stream 3 refers to index 62: `/upload` as we had the table, `x-sum: 1` for the client.
+    f.feed(
+        IN,
+        &frame(
+            HEADERS,
+            FLAG_END_HEADERS | FLAG_END_STREAM,
+            3,
+            &[0x83, 0x86, 0xbe],
+        ),
+    );
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &[0x88]),
+    );
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &[0x88]),
+    );
+    let xs = f.exchanges();
+    assert_eq!(xs.len(), 2);
+    assert_eq!(xs[1].stream_id, 3);
+    assert_eq!(xs[1].path, None, "{:?}", xs[1]);
+}
+
+/// After a gap, a chunk that starts inside a payload with bytes that read as a frame header is
+/// not where framing starts again unless the frame fits the connection: here a DATA frame on a
+/// stream that was never opened, then a header whose walk into the captured end does not fit.
+#[test]
+fn resync_wants_frames_that_fit_the_connection() {
+    let calls = collects(1);
+    let w = conversation(&calls, GRPCIO_MAX_FRAME);
+    let mut f = Feeder::new(Role::Server);
+    for (dir, b) in syscalls(&w[..5], Role::Server, &[], &[]) {
+        f.feed(dir, &b);
+    }
+    let r = [data(1, 30_000, false), data(1, 30_000, false)].concat();
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    // Looks like DATA on stream 9, which does not exist: still lost.
+    let fake = data(9, 100, false);
+    f.feed(IN, &fake);
+    // DATA on stream 1 whose length points into the captured end, where the bytes are not a
+    // frame header: still lost.
+    let mut bad = data(1, 4000, false);
+    bad.extend([0xff; 2000]);
+    f.feed_tail(IN, &bad[..1024], bad.len(), &bad[bad.len() - 2000..]);
+    // The real next frame: stream 1's end.
+    f.feed(IN, &frame(DATA, FLAG_END_STREAM, 1, &[]));
+    assert_eq!(f.p.dirs[0].state, framing::St::Header);
+    let s = &f.p.streams[0];
+    // The first message and the DATA frame seen before the gap; nothing from the fakes.
+    assert_eq!((s.body[0], s.ended[0]), (40_005 + 30_000, true));
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    (
+        proptest::collection::vec(0usize..150_000, 0..5),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(msgs, bidi, fails)| Call {
+            method: if fails { "CollectFail" } else { "Collect" },
+            msgs,
+            bidi,
+            answer: if bidi { 50_000 } else { 12 },
+            status: if fails { 3 } else { 0 },
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any grpcio-shaped connection of client-streaming and bidirectional calls of random
+    /// message sizes, either frame size, on either side, with whole frames cut into syscalls any
+    /// way or (for what the traced side reads) cut at any byte, under any capture and tail size:
+    /// no status, method or path is ever wrong and no call is invented. When every syscall
+    /// holds whole frames and header blocks are captured, every call ends with its trailers, with
+    /// its status, method and path.
+    #[test]
+    fn grpc_streams_of_large_messages_never_get_a_wrong_value(
+        calls in proptest::collection::vec(call(), 1..5),
+        client in any::<bool>(),
+        small_frames in any::<bool>(),
+        aligned in any::<bool>(),
+        groups in proptest::collection::vec(0usize..4, 0..5),
+        reads in proptest::collection::vec(1usize..120_000, 1..5),
+        limit in prop_oneof![64usize..300, 256usize..4096],
+        tail in prop_oneof![Just(0usize), Just(256), 0usize..1024],
+    ) {
+        let role = if client { Role::Client } else { Role::Server };
+        let max_frame = if small_frames { 16_384 } else { GRPCIO_MAX_FRAME };
+        let w = conversation(&calls, max_frame);
+        let sys = syscalls(&w, role, &groups, if aligned { &[] } else { &reads });
+        let mut f = Feeder::new(role);
+        feed_captured(&mut f, &sys, limit, tail);
+        let ended = f.exchanges();
+        let by_call = never_wrong(&ended, &calls, role);
+        f.p.close(u64::MAX / 2, &mut f.out);
+        let mut all = ended.clone();
+        all.extend(f.exchanges());
+        never_wrong(&all, &calls, role);
+        if aligned && limit >= 256 {
+            for (c, x) in calls.iter().zip(&by_call) {
+                let x = x.as_ref();
+                prop_assert!(x.is_some(), "{} not ended by its trailers", c.path());
+                let x = x.unwrap();
+                prop_assert_eq!(x.grpc_status, Some(c.status), "{:?}", x);
+                let path = c.path();
+                prop_assert_eq!(x.path.as_deref(), Some(path.as_str()), "{:?}", x);
+                prop_assert_eq!(x.method.as_deref(), Some("POST"));
+            }
+        }
+    }
+}
+
+/// Client side: the client resets stream 3 while the server's trailers for it (inserting
+/// `grpc-status: 1`) are already on their way; they arrive hidden in a gap of stream 5's answer.
+/// Stream 5's trailers then refer to index 62 (`grpc-status: 1` for the server, `grpc-status: 0`
+/// as we had the table). Stream 3 is no longer tracked, but its frames may still come: the
+/// table is forgotten.
+#[test]
+fn answers_in_flight_for_a_reset_stream_forget_hpack() {
+    let mut f = Feeder::new(Role::Client);
+    let mut out = PREFACE.to_vec();
+    out.extend(super::grpc_model::settings(true, GRPCIO_MAX_FRAME));
+    let request = |s: u32| {
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(false, ":path", "/demo.v1.Echo/Chat"));
+        h.extend(lit(false, "content-type", "application/grpc"));
+        frame(HEADERS, FLAG_END_HEADERS, s, &h)
+    };
+    out.extend(request(1));
+    f.feed(OUT, &out);
+    let mut a = super::grpc_model::settings(false, GRPCIO_MAX_FRAME);
+    let mut h = vec![0x88];
+    h.extend(lit(true, "content-type", "application/grpc"));
+    a.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &h));
+    let t = lit(true, "grpc-status", "0");
+    a.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t));
+    f.feed(IN, &a);
+    f.feed(OUT, &[request(3), request(5)].concat());
+    let h = [0x88, 0xbf];
+    f.feed(
+        IN,
+        &[3, 5]
+            .map(|s| frame(HEADERS, FLAG_END_HEADERS, s, &h))
+            .concat(),
+    );
+    f.feed(OUT, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 8]));
+    let xs = f.exchanges();
+    assert_eq!(xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(), [1, 3]);
+    let mut r = data(5, 30_000, false);
+    let t = lit(true, "grpc-status", "1");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t));
+    r.extend(data(5, 30_000, false));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
+    );
+    let xs = f.exchanges();
+    assert_eq!(
+        (xs[0].stream_id, xs[0].grpc_status),
+        (5, None),
+        "{:?}",
+        xs[0]
+    );
+}
