@@ -31,8 +31,11 @@ use std::sync::Arc;
 
 use super::{Chunk, Direction, L7Record, Role};
 
+#[path = "http2_fields.rs"]
+mod fields;
 #[path = "http2_framing.rs"]
 mod framing;
+use fields::{Fields, Memo};
 #[path = "http2_resync.rs"]
 mod resync;
 pub use framing::{detect, FrameHeader};
@@ -103,68 +106,6 @@ pub struct H2Exchange {
     pub partial: bool,
 }
 
-fn owned(bytes: &[u8], cap: usize) -> String {
-    let bytes = &bytes[..bytes.len().min(cap)];
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
-fn set(slot: &mut Option<String>, v: &[u8], cap: usize) {
-    if slot.is_none() {
-        *slot = Some(owned(v, cap));
-    }
-}
-
-/// The fields a connection's calls usually repeat (method, path, authority, scheme, content
-/// type): the last few values of each are kept per connection, and a field equal to one of them
-/// is shared (a reference count) instead of validated and copied again. A gateway connection
-/// typically cycles through a handful of paths, hence a few ways per field.
-#[derive(Debug, Default)]
-struct Memo {
-    ways: [[Option<Arc<str>>; MEMO_WAYS]; 5],
-    /// Per field, the way the next new value replaces.
-    next: [u8; 5],
-}
-
-const MEMO_WAYS: usize = 4;
-const M_METHOD: usize = 0;
-const M_PATH: usize = 1;
-const M_AUTHORITY: usize = 2;
-const M_SCHEME: usize = 3;
-const M_CONTENT_TYPE: usize = 4;
-
-impl Memo {
-    fn set(&mut self, slot: &mut Option<Arc<str>>, which: usize, v: &[u8], cap: usize) {
-        if slot.is_some() {
-            return;
-        }
-        let v = &v[..v.len().min(cap)];
-        let ways = &mut self.ways[which];
-        if let Some(hit) = ways.iter().flatten().find(|w| w.as_bytes() == v) {
-            *slot = Some(hit.clone());
-            return;
-        }
-        let fresh: Arc<str> = match std::str::from_utf8(v) {
-            Ok(s) => s.into(),
-            Err(_) => String::from_utf8_lossy(v).into(),
-        };
-        let n = &mut self.next[which];
-        ways[usize::from(*n)] = Some(fresh.clone());
-        *n = (*n + 1) % MEMO_WAYS as u8;
-        *slot = Some(fresh);
-    }
-
-    fn bytes(&self) -> usize {
-        self.ways.iter().flatten().flatten().map(|s| s.len()).sum()
-    }
-}
-
-fn number<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
-
 fn dir_index(d: Direction) -> usize {
     match d {
         Direction::Ingress => 0,
@@ -199,46 +140,6 @@ struct Stream {
     /// Per direction: bytes hidden from us since the stream opened may have held its frames (a
     /// header block, END_STREAM), and no frame of it seen since rules that out.
     hidden: [bool; 2],
-}
-
-/// Header fields of one block that matter for an exchange.
-#[derive(Default)]
-struct Fields {
-    method: Option<Arc<str>>,
-    path: Option<Arc<str>>,
-    authority: Option<Arc<str>>,
-    host: Option<Arc<str>>,
-    scheme: Option<Arc<str>>,
-    status: Option<u16>,
-    content_type: Option<Arc<str>>,
-    traceparent: Option<String>,
-    grpc_status: Option<u32>,
-    grpc_message: Option<String>,
-    bad: bool,
-}
-
-impl Fields {
-    fn add(&mut self, name: &[u8], v: &[u8], memo: &mut Memo) {
-        match name {
-            b":method" => memo.set(&mut self.method, M_METHOD, v, MAX_SHORT),
-            b":path" => memo.set(&mut self.path, M_PATH, v, MAX_PATH),
-            b":authority" => memo.set(&mut self.authority, M_AUTHORITY, v, MAX_AUTHORITY),
-            b"host" => memo.set(&mut self.host, M_AUTHORITY, v, MAX_AUTHORITY),
-            b":scheme" => memo.set(&mut self.scheme, M_SCHEME, v, MAX_SHORT),
-            b":status" => match number::<u16>(v).filter(|s| (100..=999).contains(s)) {
-                Some(s) if v.len() == 3 => self.status = Some(s),
-                _ => self.bad = true,
-            },
-            b"content-type" => memo.set(&mut self.content_type, M_CONTENT_TYPE, v, MAX_SHORT),
-            b"traceparent" => set(&mut self.traceparent, v, MAX_TRACEPARENT),
-            b"grpc-status" => match number::<u32>(v) {
-                Some(s) => self.grpc_status = Some(s),
-                None => self.bad = true,
-            },
-            b"grpc-message" => set(&mut self.grpc_message, v, MAX_GRPC_MESSAGE),
-            _ => {}
-        }
-    }
 }
 
 /// Per-connection HTTP/2 parser state.

@@ -635,6 +635,6 @@ fn repeated_fields_are_shared_and_never_mixed_up() {
     }
     // Six paths cycling through four ways: correct values whether shared or not, and the
     // memo holds at most four per field.
-    let ways = f.p.memo.ways[M_PATH].iter().flatten().count();
-    assert!(ways <= MEMO_WAYS, "{ways}");
+    let ways = f.p.memo.ways[fields::M_PATH].iter().flatten().count();
+    assert!(ways <= fields::MEMO_WAYS, "{ways}");
 }
