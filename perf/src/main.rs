@@ -606,13 +606,13 @@ fn table(r: &Value) -> String {
     }
     if let Some(s) = r["overhead"].get("soak") {
         rows.push((
-            "soak: RSS first / warm / last / max (MiB)".into(),
+            "soak: RSS without rings first / warm / last / max (MiB)".into(),
             format!(
                 "{:.1} / {:.1} / {:.1} / {:.1}",
-                num(s, &["first", "rss_bytes"]).unwrap_or(0.0) / MIB,
-                num(s, &["warm", "rss_bytes"]).unwrap_or(0.0) / MIB,
-                num(s, &["last", "rss_bytes"]).unwrap_or(0.0) / MIB,
-                num(s, &["max", "rss_bytes"]).unwrap_or(0.0) / MIB
+                num(s, &["first", "rss_without_rings_bytes"]).unwrap_or(0.0) / MIB,
+                num(s, &["warm", "rss_without_rings_bytes"]).unwrap_or(0.0) / MIB,
+                num(s, &["last", "rss_without_rings_bytes"]).unwrap_or(0.0) / MIB,
+                num(s, &["max", "rss_without_rings_bytes"]).unwrap_or(0.0) / MIB
             ),
             String::new(),
             String::new(),
