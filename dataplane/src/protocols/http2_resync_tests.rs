@@ -160,23 +160,21 @@ fn a_hidden_request_headers_block_forgets_hpack() {
     assert!(x5.headers_incomplete);
 }
 
-/// Client side, after a call that ended with `grpc-status: 0` (inserted): two calls in flight,
-/// framing of the answers is lost while both are open, and the hidden bytes hold stream 5's
-/// trailers, inserting `grpc-status: 7`. The first block found again is stream 3's trailers
-/// referring to index 62: `grpc-status: 7` for the server, `grpc-status: 0` in the table as we
-/// had it. Stream 5 was open and has not been seen since: the table is forgotten.
-#[test]
-fn a_hidden_answer_block_of_another_stream_forgets_hpack() {
+/// The request HEADERS of a `Chat` call on stream `s` (literals, nothing indexed).
+fn chat_request(s: u32) -> Vec<u8> {
+    let mut h = vec![0x83, 0x86];
+    h.extend(lit(false, ":path", "/demo.v1.Echo/Chat"));
+    h.extend(lit(false, "content-type", "application/grpc"));
+    frame(HEADERS, FLAG_END_HEADERS, s, &h)
+}
+
+/// A client that made one call (stream 1) answered with `grpc-status: 0`, which the server
+/// inserted in its table (index 62, `content-type` at 63).
+fn client_after_one_ok_call() -> Feeder {
     let mut f = Feeder::new(Role::Client);
     let mut out = PREFACE.to_vec();
     out.extend(super::grpc_model::settings(true, GRPCIO_MAX_FRAME));
-    let request = |s: u32| {
-        let mut h = vec![0x83, 0x86];
-        h.extend(lit(false, ":path", "/demo.v1.Echo/Chat"));
-        h.extend(lit(false, "content-type", "application/grpc"));
-        frame(HEADERS, FLAG_END_HEADERS, s, &h)
-    };
-    out.extend(request(1));
+    out.extend(chat_request(1));
     f.feed(OUT, &out);
     let mut a = super::grpc_model::settings(false, GRPCIO_MAX_FRAME);
     let mut h = vec![0x88];
@@ -185,8 +183,19 @@ fn a_hidden_answer_block_of_another_stream_forgets_hpack() {
     let t = lit(true, "grpc-status", "0");
     a.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t));
     f.feed(IN, &a);
+    f
+}
+
+/// Client side, after a call that ended with `grpc-status: 0` (inserted): two calls in flight,
+/// framing of the answers is lost while both are open, and the hidden bytes hold stream 5's
+/// trailers, inserting `grpc-status: 7`. The first block found again is stream 3's trailers
+/// referring to index 62: `grpc-status: 7` for the server, `grpc-status: 0` in the table as we
+/// had it. Stream 5 was open and has not been seen since: the table is forgotten.
+#[test]
+fn a_hidden_answer_block_of_another_stream_forgets_hpack() {
+    let mut f = client_after_one_ok_call();
     assert_eq!(f.exchanges()[0].grpc_status, Some(0));
-    f.feed(OUT, &[request(3), request(5)].concat());
+    f.feed(OUT, &[chat_request(3), chat_request(5)].concat());
     let h = [0x88, 0xbf];
     let a = [3, 5]
         .map(|s| frame(HEADERS, FLAG_END_HEADERS, s, &h))
@@ -356,25 +365,8 @@ proptest! {
 /// table is forgotten.
 #[test]
 fn answers_in_flight_for_a_reset_stream_forget_hpack() {
-    let mut f = Feeder::new(Role::Client);
-    let mut out = PREFACE.to_vec();
-    out.extend(super::grpc_model::settings(true, GRPCIO_MAX_FRAME));
-    let request = |s: u32| {
-        let mut h = vec![0x83, 0x86];
-        h.extend(lit(false, ":path", "/demo.v1.Echo/Chat"));
-        h.extend(lit(false, "content-type", "application/grpc"));
-        frame(HEADERS, FLAG_END_HEADERS, s, &h)
-    };
-    out.extend(request(1));
-    f.feed(OUT, &out);
-    let mut a = super::grpc_model::settings(false, GRPCIO_MAX_FRAME);
-    let mut h = vec![0x88];
-    h.extend(lit(true, "content-type", "application/grpc"));
-    a.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &h));
-    let t = lit(true, "grpc-status", "0");
-    a.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t));
-    f.feed(IN, &a);
-    f.feed(OUT, &[request(3), request(5)].concat());
+    let mut f = client_after_one_ok_call();
+    f.feed(OUT, &[chat_request(3), chat_request(5)].concat());
     let h = [0x88, 0xbf];
     f.feed(
         IN,
