@@ -187,6 +187,23 @@ pub struct GrpcCalls {
     pub chats: u32,
 }
 
+impl GrpcCalls {
+    /// The counts in the order the client script takes them on its command line.
+    fn args(&self) -> [String; 8] {
+        [
+            self.pings,
+            self.lists,
+            self.fails,
+            self.bigs,
+            self.big_lists,
+            self.collects,
+            self.collect_fails,
+            self.chats,
+        ]
+        .map(|v| v.to_string())
+    }
+}
+
 /// What a [`GrpcClient`] got back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcOutcome {
@@ -216,56 +233,15 @@ pub struct GrpcClient {
 }
 
 impl GrpcClient {
-    /// Start the client (it waits for [`GrpcClient::run`]).
-    pub fn start(port: u16, pings: u32, lists: u32, fails: u32) -> GrpcClient {
-        GrpcClient::start_calls(
-            port,
-            GrpcCalls {
-                pings,
-                lists,
-                fails,
-                ..GrpcCalls::default()
-            },
-        )
-    }
-
     /// Start a client that makes `calls` (it waits for [`GrpcClient::run_calls`]).
     pub fn start_calls(port: u16, calls: GrpcCalls) -> GrpcClient {
-        let GrpcCalls {
-            pings,
-            lists,
-            fails,
-            bigs,
-            big_lists,
-            collects,
-            collect_fails,
-            chats,
-        } = calls;
         let (proc, stdout, line) = start_python(
             Command::new("python3")
                 .args(["-c", GRPC_CLIENT, &port.to_string()])
-                .args(
-                    [
-                        pings,
-                        lists,
-                        fails,
-                        bigs,
-                        big_lists,
-                        collects,
-                        collect_fails,
-                        chats,
-                    ]
-                    .map(|v| v.to_string()),
-                ),
+                .args(calls.args()),
         );
         assert_eq!(line.trim(), "pid", "grpc client did not start");
         GrpcClient { proc, stdout }
-    }
-
-    /// Let it make its calls; returns (pings answered, stream items received, failure code).
-    pub fn run(self) -> (u32, u32, String) {
-        let o = self.run_calls();
-        (o.pings, o.items, o.fail)
     }
 
     /// Let it make its calls; returns what each kind of call got back.

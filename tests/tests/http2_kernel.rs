@@ -9,7 +9,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use telegen_tests::agent::{curl, otlp_agent, require_bpf, serial, Nginx, NginxOptions};
+use telegen_tests::agent::{curl, otlp_agent, require_bpf, serial, Agent, Nginx, NginxOptions};
 use telegen_tests::peers::{GrpcCalls, GrpcClient, GrpcServer};
 use telegen_tests::receiver::{attr_int, attr_str, metric_count_where, Receiver};
 
@@ -19,6 +19,38 @@ fn of_kind(spans: &[(Vec<KeyValue>, Span)], kind: SpanKind) -> Vec<&Span> {
         .map(|(_, s)| s)
         .filter(|s| s.kind == kind as i32)
         .collect()
+}
+
+/// A grpcio server and a client that will make `calls`, both traced by an agent exporting to
+/// `recv`.
+fn traced_grpc(recv: &Receiver, calls: GrpcCalls) -> (GrpcServer, GrpcClient, Agent) {
+    let server = GrpcServer::start();
+    let client = GrpcClient::start_calls(server.port, calls);
+    let pids = [server.proc.pid(), client.proc.pid()];
+    let agent = otlp_agent(&recv.endpoint(), &pids, &[]);
+    (server, client, agent)
+}
+
+/// Wait for at least `spans` spans and the metric flush, stop the agent, return its log.
+fn settle(recv: &Receiver, agent: Agent, spans: usize) -> String {
+    assert!(recv.wait_for_spans(spans, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(1500));
+    agent.stop()
+}
+
+/// (name, rpc.grpc.status_code) of the spans of one kind, sorted.
+fn calls_of(all: &[(Vec<KeyValue>, Span)], kind: SpanKind) -> Vec<(String, Option<i64>)> {
+    let mut calls: Vec<(String, Option<i64>)> = of_kind(all, kind)
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                attr_int(&s.attributes, "rpc.grpc.status_code"),
+            )
+        })
+        .collect();
+    calls.sort();
+    calls
 }
 
 #[test]
@@ -132,18 +164,19 @@ fn grpc_unary_streaming_and_failing_calls_both_sides() {
     }
     let _g = serial();
     let recv = Receiver::start();
-    let server = GrpcServer::start();
-    let client = GrpcClient::start(server.port, 5, 2, 1);
-    let agent = otlp_agent(
-        &recv.endpoint(),
-        &[server.proc.pid(), client.proc.pid()],
-        &[],
+    let calls = GrpcCalls {
+        pings: 5,
+        lists: 2,
+        fails: 1,
+        ..GrpcCalls::default()
+    };
+    let (_server, client, agent) = traced_grpc(&recv, calls);
+    let got = client.run_calls();
+    assert_eq!(
+        (got.pings, got.items, got.fail.as_str()),
+        (5, 6, "NOT_FOUND")
     );
-    let (pings, items, fail) = client.run();
-    assert_eq!((pings, items, fail.as_str()), (5, 6, "NOT_FOUND"));
-    assert!(recv.wait_for_spans(16, Duration::from_secs(20)));
-    std::thread::sleep(Duration::from_millis(1500));
-    let log = agent.stop();
+    let log = settle(&recv, agent, 16);
 
     let all = recv.spans();
     for (kind, what) in [(SpanKind::Server, "server"), (SpanKind::Client, "client")] {
@@ -203,40 +236,20 @@ fn grpc_large_answers_keep_their_trailers() {
     }
     let _g = serial();
     let recv = Receiver::start();
-    let server = GrpcServer::start();
-    let client = GrpcClient::start_calls(
-        server.port,
-        GrpcCalls {
-            pings: 2,
-            bigs: 4,
-            big_lists: 2,
-            ..GrpcCalls::default()
-        },
-    );
-    let agent = otlp_agent(
-        &recv.endpoint(),
-        &[server.proc.pid(), client.proc.pid()],
-        &[],
-    );
+    let calls = GrpcCalls {
+        pings: 2,
+        bigs: 4,
+        big_lists: 2,
+        ..GrpcCalls::default()
+    };
+    let (_server, client, agent) = traced_grpc(&recv, calls);
     let got = client.run_calls();
     assert_eq!((got.pings, got.bigs, got.big_items), (2, 4, 6));
-    assert!(recv.wait_for_spans(16, Duration::from_secs(20)));
-    std::thread::sleep(Duration::from_millis(1500));
-    let log = agent.stop();
+    let log = settle(&recv, agent, 16);
 
     let all = recv.spans();
     for (kind, what) in [(SpanKind::Server, "server"), (SpanKind::Client, "client")] {
-        let spans = of_kind(&all, kind);
-        let mut calls: Vec<(String, Option<i64>)> = spans
-            .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    attr_int(&s.attributes, "rpc.grpc.status_code"),
-                )
-            })
-            .collect();
-        calls.sort();
+        let calls = calls_of(&all, kind);
         let streamed = if kind == SpanKind::Client {
             // See above: Some(0) or None, never another code.
             calls
@@ -289,31 +302,21 @@ fn grpc_client_streaming_large_messages_keep_their_status() {
     }
     let _g = serial();
     let recv = Receiver::start();
-    let server = GrpcServer::start();
-    let client = GrpcClient::start_calls(
-        server.port,
-        GrpcCalls {
-            pings: 1,
-            collects: 6,
-            collect_fails: 1,
-            chats: 2,
-            ..GrpcCalls::default()
-        },
-    );
-    let agent = otlp_agent(
-        &recv.endpoint(),
-        &[server.proc.pid(), client.proc.pid()],
-        &[],
-    );
+    let calls = GrpcCalls {
+        pings: 1,
+        collects: 6,
+        collect_fails: 1,
+        chats: 2,
+        ..GrpcCalls::default()
+    };
+    let (_server, client, agent) = traced_grpc(&recv, calls);
     let got = client.run_calls();
     assert_eq!(
         (got.pings, got.collected, got.collect_fail.as_str()),
         (1, 6, "INVALID_ARGUMENT")
     );
     assert_eq!(got.chat_items, 8);
-    assert!(recv.wait_for_spans(20, Duration::from_secs(20)));
-    std::thread::sleep(Duration::from_millis(1500));
-    let log = agent.stop();
+    let log = settle(&recv, agent, 20);
 
     let all = recv.spans();
     let want: Vec<(String, Option<i64>)> = [
@@ -329,16 +332,7 @@ fn grpc_client_streaming_large_messages_keep_their_status() {
     let mut report = String::new();
     let mut ok = true;
     for (kind, what) in [(SpanKind::Server, "server"), (SpanKind::Client, "client")] {
-        let mut calls: Vec<(String, Option<i64>)> = of_kind(&all, kind)
-            .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    attr_int(&s.attributes, "rpc.grpc.status_code"),
-                )
-            })
-            .collect();
-        calls.sort();
+        let calls = calls_of(&all, kind);
         ok &= calls == want;
         report.push_str(&format!("{what}: {calls:?}\n"));
     }
