@@ -402,12 +402,18 @@ impl Generator {
         self.grpc_finish(now_ns, out);
     }
 
-    fn new_conn(&mut self, slot: usize) -> Conn {
+    /// A new connection's home CPU and kernel-style id (the CPU that saw the connection first
+    /// in the top bits).
+    fn new_conn_id(&mut self) -> (u64, usize) {
         let cpus = self.cfg.cpus.max(1) as u64;
         let home = self.rng.below(cpus) as usize;
-        // Kernel-style ids: the CPU that saw the connection first in the top bits.
         let id = ((home as u64 + 1) << 48) | self.next_conn_id;
         self.next_conn_id += 1;
+        (id, home)
+    }
+
+    fn new_conn(&mut self, slot: usize) -> Conn {
+        let (id, home) = self.new_conn_id();
         Conn {
             id,
             seq: 0,
@@ -568,10 +574,7 @@ fn dns_message(out: &mut Vec<u8>, id: u16, name: &str, qtype: u16, answer: Optio
 
 impl Generator {
     fn new_dns_conn(&mut self, _slot: usize) -> DnsConn {
-        let cpus = self.cfg.cpus.max(1) as u64;
-        let home = self.rng.below(cpus) as usize;
-        let id = ((home as u64 + 1) << 48) | self.next_conn_id;
-        self.next_conn_id += 1;
+        let (id, home) = self.new_conn_id();
         DnsConn {
             id,
             seq: 0,

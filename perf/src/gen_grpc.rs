@@ -106,10 +106,7 @@ pub(super) struct GrpcConn {
 
 impl Generator {
     pub(super) fn new_grpc_conn(&mut self, slot: usize) -> GrpcConn {
-        let cpus = self.cfg.cpus.max(1) as u64;
-        let home = self.rng.below(cpus) as usize;
-        let id = ((home as u64 + 1) << 48) | self.next_conn_id;
-        self.next_conn_id += 1;
+        let (id, home) = self.new_conn_id();
         GrpcConn {
             id,
             seq: 0,
@@ -222,20 +219,8 @@ impl Generator {
         }
         c.pending.extend_from_slice(&calls);
         c.left = c.left.saturating_sub(calls.len() as u32);
-        let seq = c.seq;
-        c.seq += 1;
-        let home = c.home;
-        let mut ev = self.grpc_event(slot);
-        self.emit(
-            &mut ev,
-            seq,
-            abi::DIR_INGRESS,
-            now_ns.saturating_sub(80_000),
-            now_ns.saturating_sub(75_000),
-            &p,
-            home,
-            out,
-        );
+        let at = (now_ns.saturating_sub(80_000), now_ns.saturating_sub(75_000));
+        self.grpc_emit(slot, abi::DIR_INGRESS, at, &p, out);
         self.counts.traced += traced.iter().filter(|&&t| t).count() as u64;
         self.h2buf = p;
         let last = self.grpc[slot].left == 0;
@@ -248,6 +233,23 @@ impl Generator {
             self.emit_close(&mut ev, seq, home, now_ns, out);
             self.grpc[slot] = self.new_grpc_conn(slot);
         }
+    }
+
+    /// Emit one record of connection `slot` (its next sequence number), moving `payload`
+    /// between the times `at` (syscall entry, exit).
+    fn grpc_emit(
+        &mut self,
+        slot: usize,
+        dir: u8,
+        at: (u64, u64),
+        payload: &[u8],
+        out: &mut impl FnMut(usize, &[u8]),
+    ) {
+        let c = &mut self.grpc[slot];
+        let (seq, home) = (c.seq, c.home);
+        c.seq += 1;
+        let mut ev = self.grpc_event(slot);
+        self.emit(&mut ev, seq, dir, at.0, at.1, payload, home, out);
     }
 
     /// Answer every call still open, on every connection.
@@ -334,20 +336,8 @@ impl Generator {
             h2enc::frame(&mut p, h2enc::HEADERS, flags, call.stream, block);
         }
         let answered = done.len() as u64;
-        let seq = c.seq;
-        c.seq += 1;
-        let home = c.home;
-        let mut ev = self.grpc_event(slot);
-        self.emit(
-            &mut ev,
-            seq,
-            abi::DIR_EGRESS,
-            now_ns.saturating_sub(5_000),
-            now_ns,
-            &p,
-            home,
-            out,
-        );
+        let at = (now_ns.saturating_sub(5_000), now_ns);
+        self.grpc_emit(slot, abi::DIR_EGRESS, at, &p, out);
         self.counts.transactions += answered;
         self.counts.per_proto[Proto::Grpc.idx()] += answered;
         self.h2buf = p;
