@@ -96,7 +96,35 @@ fn is_id(seg: &str) -> bool {
     }
     let lanes: u64 = s.iter().map(|&b| LANES[usize::from(b)]).sum();
     let lane = |i: u32| ((lanes >> (8 * i)) & 0xff) as usize;
-    let (digits, letters, hex, b64, at) = (lane(0), lane(1), lane(2), lane(3), lane(4) > 0);
+    let counts = Counts {
+        digits: lane(0),
+        letters: lane(1),
+        hex: lane(2),
+        b64: lane(3),
+        at: lane(4) > 0,
+    };
+    looks_like_id(s, counts)
+}
+
+/// What [`is_id`] counts in a segment.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    digits: usize,
+    letters: usize,
+    hex: usize,
+    b64: usize,
+    at: bool,
+}
+
+/// The rules of [`is_id`], on the counts of segment `s` (at most [`MAX_SEGMENT_LEN`] bytes).
+fn looks_like_id(s: &[u8], c: Counts) -> bool {
+    let Counts {
+        digits,
+        letters,
+        hex,
+        b64,
+        at,
+    } = c;
     if at || (s.len() == 36 && is_uuid(s)) {
         return true;
     }
@@ -182,8 +210,8 @@ mod tests {
         assert_eq!(r("/\u{e9}1\u{e9}2\u{e9}3"), "/{id}");
     }
 
-    /// The byte-at-a-time classification `is_id` used before the lane table, kept as the
-    /// reference the table must agree with.
+    /// The byte-at-a-time counting `is_id` used before the lane table, kept as the reference
+    /// the table must agree with (the rules are shared: [`super::looks_like_id`]).
     fn reference_is_id(seg: &str) -> bool {
         let s = seg.as_bytes();
         if s.len() > super::MAX_SEGMENT_LEN {
@@ -199,23 +227,14 @@ mod tests {
             b64 += usize::from(d || l || matches!(b, b'-' | b'_' | b'=' | b'+'));
             at |= b == b'@';
         }
-        if at || (s.len() == 36 && super::is_uuid(s)) {
-            return true;
-        }
-        if digits == 0 {
-            return false;
-        }
-        let seps = s.len() - digits - letters;
-        if letters == 0 {
-            return true;
-        }
-        if s.len() >= 12 && hex == s.len() {
-            return true;
-        }
-        if s.len() >= 16 && b64 == s.len() && seps <= 2 {
-            return true;
-        }
-        digits >= 3 || (digits == 2 && letters <= 2)
+        let counts = super::Counts {
+            digits,
+            letters,
+            hex,
+            b64,
+            at,
+        };
+        super::looks_like_id(s, counts)
     }
 
     proptest::proptest! {
