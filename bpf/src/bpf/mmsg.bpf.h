@@ -23,21 +23,13 @@ int tg_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
 static __always_inline int exit_mmsg(long ret, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
 	struct call_args a;
-	struct conn_key k;
 	struct conn *c;
 	__u32 i;
 
-	if (!ap)
+	if (!take_args(id, &a) || a.op != OP_MMSG || ret <= 0)
 		return 0;
-	a = *ap;
-	bpf_map_delete_elem(&tg_args, &id);
-	if (a.op != OP_MMSG || ret <= 0)
-		return 0;
-	k.tgid = id >> 32;
-	k.fd = a.fd;
-	c = bpf_map_lookup_elem(&tg_conns, &k);
+	c = tracked(id, a.fd);
 	if (!c)
 		return 0;
 	for (i = 0; i < TG_MAX_MMSG; i++) {

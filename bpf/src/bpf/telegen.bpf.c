@@ -524,25 +524,36 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args
 	submit(s, s->ev.captured);
 }
 
-static __always_inline int exit_io(long ret, __u8 dir)
+/* Take (copy and remove) the arguments this thread's entry program saved: 0 if there are none. */
+static __always_inline int take_args(__u64 id, struct call_args *a)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
-	struct call_args a;
-	struct conn_key k;
-	struct conn *c;
 
 	if (!ap)
 		return 0;
-	a = *ap;
+	*a = *ap;
 	bpf_map_delete_elem(&tg_args, &id);
-	if (a.op == OP_CONNECT)
+	return 1;
+}
+
+/* The connection behind (tgid, fd) as the entry program left it tracked (no mid-stream pick-up:
+ * the entry did that). */
+static __always_inline struct conn *tracked(__u64 id, __u32 fd)
+{
+	struct conn_key k = { .tgid = id >> 32, .fd = fd };
+
+	return bpf_map_lookup_elem(&tg_conns, &k);
+}
+
+static __always_inline int exit_io(long ret, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args a;
+	struct conn *c;
+
+	if (!take_args(id, &a) || a.op == OP_CONNECT || ret <= 0)
 		return 0;
-	if (ret <= 0)
-		return 0;
-	k.tgid = id >> 32;
-	k.fd = a.fd;
-	c = bpf_map_lookup_elem(&tg_conns, &k);
+	c = tracked(id, a.fd);
 	if (!c)
 		return 0;
 	emit_data(c, id, &a, ret, dir, 1);
