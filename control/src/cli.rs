@@ -153,7 +153,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1 << 18)]
     pub conn_table_entries: u32,
 
-    /// Connections each shard tracks at most (user-space flow table, CLOCK eviction).
+    /// Connections each shard tracks at most (user-space flow table, CLOCK eviction). Memory
+    /// follows the connections held (about 250 bytes each), not this bound.
     #[arg(long, value_name = "N", default_value_t = 1 << 16)]
     pub flow_table_entries: usize,
 

@@ -11,6 +11,12 @@
 //! ring: a connection closes on every short-lived request of a gateway); the hand skips such
 //! entries, and the ring is compacted once they outnumber the live ones, so it stays within
 //! `2 * len + COMPACT_SLACK` entries.
+//!
+//! Memory follows the entries held, not the capacity: the map starts small, grows as flows
+//! arrive and gives memory back when expiry leaves it mostly empty. (Allocating the whole
+//! capacity up front cost 31 MiB per shard at the default 65,536 flows, and with transparent
+//! huge pages every new flow hashed into an untouched 2 MiB stretch of it made that stretch
+//! resident: RSS crept up for minutes under a steady load that held a few hundred flows.)
 
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
@@ -27,6 +33,8 @@ struct Slot<V> {
 
 /// Stale ring entries tolerated beyond the live ones before a compaction.
 const COMPACT_SLACK: usize = 64;
+/// Entries the map has room for before it first grows.
+const INITIAL_SLOTS: usize = 256;
 
 /// Bounded map with CLOCK eviction and idle expiry.
 #[derive(Debug)]
@@ -43,8 +51,8 @@ impl<V> FlowTable<V> {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
-            map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
-            ring: VecDeque::with_capacity(capacity.min(1 << 16)),
+            map: HashMap::with_capacity_and_hasher(capacity.min(INITIAL_SLOTS), Default::default()),
+            ring: VecDeque::with_capacity(capacity.min(INITIAL_SLOTS)),
             next_stamp: 0,
             capacity,
             evicted: 0,
@@ -62,6 +70,11 @@ impl<V> FlowTable<V> {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Entries the map has memory for now (it grows with the entries held, up to `capacity`).
+    pub fn slots(&self) -> usize {
+        self.map.capacity()
     }
 
     /// Entries removed to make room, and entries removed for idleness.
@@ -183,6 +196,20 @@ impl<V> FlowTable<V> {
                 self.ring.push_back((key, stamp));
             }
         }
+        if removed > 0 {
+            self.shrink_if_sparse();
+        }
+    }
+
+    /// Give memory back once at most a quarter of the map's room is used (after a burst of
+    /// flows expired), keeping room for twice the entries held: the rehash that costs is
+    /// amortised over the entries that left.
+    fn shrink_if_sparse(&mut self) {
+        let len = self.map.len();
+        if self.map.capacity() > INITIAL_SLOTS && self.map.capacity() >= 4 * len {
+            self.map.shrink_to((2 * len).max(INITIAL_SLOTS));
+            self.ring.shrink_to((4 * len).max(INITIAL_SLOTS));
+        }
     }
 
     /// Take every entry out (shutdown).
@@ -255,6 +282,44 @@ mod tests {
         assert_eq!(gone, vec![1]);
         assert!(t.peek(2).is_some());
         assert_eq!(t.expired(), 1);
+    }
+
+    /// A big capacity costs no memory until flows arrive, and a burst's memory is given back
+    /// once its flows expired.
+    #[test]
+    fn memory_follows_the_entries_held() {
+        let mut t = FlowTable::new(1 << 16);
+        assert!(
+            t.slots() <= 2 * INITIAL_SLOTS,
+            "{} slots when empty",
+            t.slots()
+        );
+        for k in 0..50_000u64 {
+            t.get_or_insert_with(k, k, || k, |_, _| panic!("room"));
+        }
+        assert!(t.slots() >= 50_000);
+        // The burst goes idle; a few flows stay busy.
+        for k in 0..10u64 {
+            t.get_mut(k, 1_000_000);
+        }
+        let mut gone = 0;
+        for _ in 0..100 {
+            t.expire(500_000, 4096, |_, _| gone += 1);
+        }
+        assert_eq!((gone, t.len()), (49_990, 10));
+        assert!(
+            t.slots() <= 2 * INITIAL_SLOTS,
+            "{} slots for 10 flows",
+            t.slots()
+        );
+        assert!(
+            t.ring.capacity() <= 8 * INITIAL_SLOTS,
+            "ring {}",
+            t.ring.capacity()
+        );
+        for k in 0..10u64 {
+            assert_eq!(t.peek(k), Some(&k));
+        }
     }
 
     #[derive(Debug, Clone)]
