@@ -359,3 +359,36 @@ fn discovery_can_move_to_another_thread() {
     let h = thread::spawn(move || d.host_resource()).join().unwrap();
     assert!(has(&h, "host.name", "fixture-host"));
 }
+
+/// A pid reused by another process is told apart by its start time, read again once the
+/// cached entry is older than `recheck` (and not before: the export core asks for every batch).
+#[test]
+fn a_reused_pid_is_told_apart_after_the_recheck_interval() {
+    let root = tmpdir("reuse");
+    let pid_dir = root.join("proc/777");
+    std::fs::create_dir_all(&pid_dir).unwrap();
+    let stat = |comm: &str, start: u64| {
+        let line = format!(
+            "777 ({comm}) S 1 777 777 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 4 0 {start} 1000 50 1"
+        );
+        std::fs::write(pid_dir.join("stat"), line).unwrap();
+    };
+    stat("first", 1000);
+    let mut o = fixture_options();
+    o.proc_root = root.join("proc");
+    o.recheck = Duration::from_millis(300);
+    let mut d = Discovery::new(o);
+    let name = |d: &mut Discovery| {
+        attr_str(&d.process_resource(777), "process.executable.name").map(str::to_string)
+    };
+    assert_eq!(name(&mut d).as_deref(), Some("first"));
+    stat("second", 2000);
+    assert_eq!(
+        name(&mut d).as_deref(),
+        Some("first"),
+        "trusted within the interval"
+    );
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(name(&mut d).as_deref(), Some("second"), "re-read after it");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -23,7 +23,7 @@ pub mod util;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use telegen_dataplane::signal::{AttrValue, Attrs};
 
@@ -152,6 +152,10 @@ pub struct DiscoveryOptions {
     pub k8s_timeout: Duration,
     /// The most processes kept in the cache.
     pub cache_capacity: usize,
+    /// How long a cached process is trusted before its start time in `/proc/PID/stat` is read
+    /// again to tell a reused pid (the export core asks for every batch: at a few hundred
+    /// batches a second, opening `stat` each time was most of its system time).
+    pub recheck: Duration,
 }
 
 impl Default for DiscoveryOptions {
@@ -168,12 +172,15 @@ impl Default for DiscoveryOptions {
             node_name: None,
             k8s_timeout: Duration::from_secs(2),
             cache_capacity: 8192,
+            recheck: Duration::from_secs(1),
         }
     }
 }
 
 struct CacheEntry {
     start_ticks: u64,
+    /// When `start_ticks` was last confirmed.
+    checked: Instant,
     attrs: Attrs,
     used: u64,
 }
@@ -245,9 +252,16 @@ impl Discovery {
     }
 
     /// The resource attributes of one process (not including the host's). Cached per pid until
-    /// the pid's start time changes; a pid that is gone gets only `process.pid`.
+    /// the pid's start time changes, which is checked at most once per `opts.recheck`; a pid
+    /// that is gone gets only `process.pid`.
     pub fn process_resource(&mut self, pid: u32) -> Attrs {
         self.clock += 1;
+        if let Some(e) = self.cache.get_mut(&pid) {
+            if e.checked.elapsed() < self.opts.recheck {
+                e.used = self.clock;
+                return e.attrs.clone();
+            }
+        }
         let start = match process::start_ticks(&self.opts.proc_root, pid) {
             Ok(s) => s,
             Err(_) => {
@@ -258,6 +272,7 @@ impl Discovery {
         if let Some(e) = self.cache.get_mut(&pid) {
             if e.start_ticks == start {
                 e.used = self.clock;
+                e.checked = Instant::now();
                 return e.attrs.clone();
             }
         }
@@ -276,6 +291,7 @@ impl Discovery {
             pid,
             CacheEntry {
                 start_ticks: start,
+                checked: Instant::now(),
                 attrs: attrs.clone(),
                 used: self.clock,
             },
