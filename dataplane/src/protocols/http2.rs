@@ -22,7 +22,9 @@
 //!   until a chunk starts with a plausible frame header (open streams partial). HPACK is then
 //!   reset, unless framing was lost to uncaptured bytes and the stream ids prove they held no
 //!   header block: the child module `resync` (`http2_resync.rs`) says where framing comes back
-//!   after such a gap and when the table is kept;
+//!   after such a gap and when the table is kept, and the child module `hidden`
+//!   (`http2_hidden.rs`) which stream ids the gap may have opened, whose answers still make an
+//!   exchange;
 //! - a field is either what the peer sent or `None`: never a guess;
 //! - per chunk, nothing is allocated unless a header block must be buffered or a stream's
 //!   strings are stored.
@@ -36,6 +38,8 @@ mod fields;
 #[path = "http2_framing.rs"]
 mod framing;
 use fields::{Fields, Memo};
+#[path = "http2_hidden.rs"]
+mod hidden;
 #[path = "http2_resync.rs"]
 mod resync;
 pub use framing::{detect, FrameHeader};
@@ -92,10 +96,12 @@ pub struct H2Exchange {
     /// As sent (percent-encoded); see [`super::grpc::decode_message`].
     pub grpc_message: Option<String>,
     /// Kernel monotonic ns: request headers' chunk entry, and the exit of the chunk that ended
-    /// the stream (or of the last chunk seen, for partial exchanges).
+    /// the stream (or of the last chunk seen, for partial exchanges). When the request headers
+    /// were in bytes not captured, the entry of the chunk where they were lost (`http2_hidden.rs`).
     pub start_ns: u64,
     pub end_ns: u64,
-    /// Kernel sequence number of the chunk that started the request headers.
+    /// Kernel sequence number of the chunk that started the request headers (or of the chunk
+    /// where they were lost, as for `start_ns`).
     pub request_seq: u64,
     /// DATA frame payload bytes (padding included) each way.
     pub request_body_bytes: u64,
@@ -149,7 +155,8 @@ pub struct Http2Parser {
     dirs: [Dir; 2],
     streams: Vec<Stream>,
     memo: Memo,
-    /// Highest client stream id a stream was created for: lower unknown ids are closed.
+    /// Highest client stream id a stream was created for: lower unknown ids are closed, unless
+    /// `hidden_ids` holds them.
     last_stream: u32,
     errors: u64,
     overflows: u64,
@@ -157,6 +164,8 @@ pub struct Http2Parser {
     /// Per direction: a stream no longer tracked may still send a header block that way (a
     /// request that was not a gRPC call, or an answer, not ended when the stream was emitted).
     untracked_blocks: [bool; 2],
+    /// Client stream ids below `last_stream` that hidden request bytes may have opened.
+    hidden_ids: hidden::HiddenIds,
 }
 
 impl Http2Parser {
@@ -171,6 +180,7 @@ impl Http2Parser {
             overflows: 0,
             unattributed: 0,
             untracked_blocks: [false; 2],
+            hidden_ids: hidden::HiddenIds::default(),
         }
     }
 
@@ -248,6 +258,7 @@ impl Http2Parser {
     fn preface(&mut self, d: usize) {
         // Nothing can have ended before the preface: no sweep needed.
         self.learn_role(d, true);
+        self.hidden_ids.connection_start();
         self.dirs[d].hpack.connection_start();
         let other = &mut self.dirs[1 - d];
         if other.pristine {
@@ -549,33 +560,10 @@ impl Http2Parser {
             .position(|s| s.x.stream_id == meta.stream)
         {
             Some(i) => i,
-            None if meta.stream > self.last_stream => {
-                self.last_stream = meta.stream;
-                if self.streams.len() >= MAX_STREAMS {
-                    // Make room: the oldest stream is likely one whose end was not captured.
-                    self.overflows += 1;
-                    let oldest = (0..self.streams.len())
-                        .min_by_key(|&i| self.streams[i].x.stream_id)
-                        .unwrap_or(0);
-                    let mut s = self.streams.swap_remove(oldest);
-                    s.x.partial = true;
-                    self.emit(s, c.end_ns, out);
-                }
-                let hidden = self.dirs.each_ref().map(|d| d.suspect.is_some());
-                self.streams.push(Stream {
-                    x: H2Exchange {
-                        stream_id: meta.stream,
-                        start_ns: meta.start_ns,
-                        request_seq: meta.seq,
-                        ..H2Exchange::default()
-                    },
-                    hidden,
-                    ..Stream::default()
-                });
-                self.streams.len() - 1
-            }
-            // A closed stream (late trailers) or one created before we joined: not tracked.
-            None => return,
+            None => match self.open(d, &meta, c, out) {
+                Some(i) => i,
+                None => return,
+            },
         };
         // The request's first block (its :method may be the part that could not be decoded).
         let request_block = f.method.is_some() || self.request_dir() == Some(d);
@@ -690,3 +678,7 @@ mod grpc_model;
 #[cfg(test)]
 #[path = "http2_resync_tests.rs"]
 mod resync_tests;
+
+#[cfg(test)]
+#[path = "http2_hidden_tests.rs"]
+mod hidden_tests;

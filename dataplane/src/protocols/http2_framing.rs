@@ -383,6 +383,9 @@ impl Http2Parser {
     /// Framing is lost in direction `d` because bytes made no sense as frames: whatever was
     /// decoded lately may have been garbage, HPACK is forgotten now.
     pub(super) fn lose(&mut self, d: usize) {
+        if self.request_dir() == Some(d) {
+            self.hidden_ids.garbage();
+        }
         self.lose_framing(d);
         self.dirs[d].suspect = None;
         self.dirs[d].hpack.reset_unknown();

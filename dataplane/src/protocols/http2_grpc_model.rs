@@ -1,6 +1,7 @@
 //! A model of gRPC over HTTP/2 the way grpcio writes it, for the tests of framing lost inside a
-//! syscall: connections of sequential client-streaming and bidirectional calls of large
-//! messages, as writes of whole frames, and the ways the traced side's syscalls can cut them.
+//! syscall: connections of client-streaming and bidirectional calls of large messages, made one
+//! after the other or a few at a time, as writes of whole frames, and the ways the traced side's
+//! syscalls can cut them.
 
 use super::tests::{frame, lit, Feeder, IN, OUT};
 use super::*;
@@ -96,6 +97,14 @@ fn message(stream: u32, n: usize, max_frame: usize, fill: u8) -> Vec<Vec<u8>> {
 /// The writes of a connection (both SETTINGS of `max_frame`) that makes `calls` one after the
 /// other on streams 1, 3, 5...
 pub(super) fn conversation(calls: &[Call], max_frame: u32) -> Vec<Write> {
+    pipelined(calls, max_frame, 1)
+}
+
+/// As [`conversation`], with a client that keeps `width` calls in flight: it writes the requests
+/// of `width` calls one after the other (a bidirectional call's answers come between its
+/// messages, as before) and the server then ends them in order. A request HEADERS frame can
+/// then sit in the middle of a syscall that moved several frames.
+pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Write> {
     let mf = max_frame as usize;
     let w = |client, frames| Write { client, frames };
     let mut out = vec![
@@ -107,52 +116,74 @@ pub(super) fn conversation(calls: &[Call], max_frame: u32) -> Vec<Write> {
         w(true, vec![frame(SETTINGS, 1, 0, &[])]),
     ];
     let (mut req_enc, mut resp_enc) = (Enc::default(), Enc::default());
-    for (i, call) in calls.iter().enumerate() {
-        let s = 2 * i as u32 + 1;
-        let path = call.path();
-        let h = req_enc.block(&[
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", &path),
-            (":authority", "127.0.0.1:50051"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        ]);
-        out.push(w(true, vec![frame(HEADERS, FLAG_END_HEADERS, s, &h)]));
-        let answer_headers = |enc: &mut Enc| {
-            let h = enc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
-            frame(HEADERS, FLAG_END_HEADERS, s, &h)
-        };
-        for (j, &n) in call.msgs.iter().enumerate() {
-            out.push(w(true, message(s, n, mf, b'a' + j as u8 % 26)));
-            if call.bidi {
-                let mut f = if j == 0 {
-                    vec![answer_headers(&mut resp_enc)]
-                } else {
-                    vec![]
-                };
-                f.extend(message(s, n.min(call.answer), mf, b'A' + j as u8 % 26));
-                out.push(w(false, f));
-            }
+    let width = width.max(1);
+    for (b, batch) in calls.chunks(width).enumerate() {
+        let first = 2 * (b * width) as u32 + 1;
+        for (k, call) in batch.iter().enumerate() {
+            let s = first + 2 * k as u32;
+            requests(&mut out, call, s, mf, (&mut req_enc, &mut resp_enc));
         }
-        out.push(w(true, vec![frame(DATA, FLAG_END_STREAM, s, &[])]));
-        let mut f = Vec::new();
-        if !call.bidi {
-            f.push(answer_headers(&mut resp_enc));
-            f.extend(message(s, call.answer, mf, b'z'));
-        } else if call.msgs.is_empty() {
-            f.push(answer_headers(&mut resp_enc));
+        for (k, call) in batch.iter().enumerate() {
+            let s = first + 2 * k as u32;
+            out.push(w(false, end_of_call(call, s, mf, &mut resp_enc)));
         }
-        let status = call.status.to_string();
-        let mut t = vec![("grpc-status", status.as_str())];
-        if call.status != 0 {
-            t.push(("grpc-message", "no"));
-        }
-        let t = resp_enc.block(&t);
-        f.push(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &t));
-        out.push(w(false, f));
     }
     out
+}
+
+fn answer_headers(enc: &mut Enc, s: u32) -> Vec<u8> {
+    let h = enc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
+    frame(HEADERS, FLAG_END_HEADERS, s, &h)
+}
+
+/// The client's writes of `call` on stream `s` up to its END_STREAM, with the answers of a
+/// bidirectional call after each message. `enc`: the request and response encoders.
+fn requests(out: &mut Vec<Write>, call: &Call, s: u32, mf: usize, enc: (&mut Enc, &mut Enc)) {
+    let (req_enc, resp_enc) = enc;
+    let w = |client, frames| Write { client, frames };
+    let path = call.path();
+    let h = req_enc.block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", &path),
+        (":authority", "127.0.0.1:50051"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]);
+    out.push(w(true, vec![frame(HEADERS, FLAG_END_HEADERS, s, &h)]));
+    for (j, &n) in call.msgs.iter().enumerate() {
+        out.push(w(true, message(s, n, mf, b'a' + j as u8 % 26)));
+        if call.bidi {
+            let mut f = if j == 0 {
+                vec![answer_headers(resp_enc, s)]
+            } else {
+                vec![]
+            };
+            f.extend(message(s, n.min(call.answer), mf, b'A' + j as u8 % 26));
+            out.push(w(false, f));
+        }
+    }
+    out.push(w(true, vec![frame(DATA, FLAG_END_STREAM, s, &[])]));
+}
+
+/// The server's last write of `call` on stream `s`: the answer (unless a bidirectional call sent
+/// it already) and the trailers.
+fn end_of_call(call: &Call, s: u32, mf: usize, resp_enc: &mut Enc) -> Vec<Vec<u8>> {
+    let mut f = Vec::new();
+    if !call.bidi {
+        f.push(answer_headers(resp_enc, s));
+        f.extend(message(s, call.answer, mf, b'z'));
+    } else if call.msgs.is_empty() {
+        f.push(answer_headers(resp_enc, s));
+    }
+    let status = call.status.to_string();
+    let mut t = vec![("grpc-status", status.as_str())];
+    if call.status != 0 {
+        t.push(("grpc-message", "no"));
+    }
+    let t = resp_enc.block(&t);
+    f.push(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &t));
+    f
 }
 
 /// What the traced process's syscalls moved, in order: (direction, bytes). A *flight* is a run

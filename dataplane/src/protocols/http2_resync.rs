@@ -72,6 +72,9 @@ impl Http2Parser {
             return;
         }
         let req = self.request_dir() == Some(d);
+        if req {
+            self.hidden_ids.gap(self.last_stream, c);
+        }
         for s in &mut self.streams {
             if !s.ended[d] {
                 s.hidden[d] = true;

@@ -1,0 +1,322 @@
+//! Streams whose request headers were hidden: client stream ids that may have been opened in
+//! request bytes the kernel did not copy.
+//!
+//! Client stream ids only grow (RFC 9113 5.1.1). While the request direction is followed, every
+//! stream it opens is seen, and an unknown id below the highest one seen is a closed stream (or
+//! one opened before we joined). Once framing of the requests is lost to a gap
+//! (`http2_resync.rs`), a HEADERS frame in the hidden bytes opens a stream we never learn of:
+//! when a new id is seen next (the request where framing came back, or an answer) and it is above
+//! the next one, the ids skipped may have been opened there, and their answers are not late
+//! frames. The skipped ids are kept as ranges, after every new id until a request seen opens a
+//! stream (from then on the requests are followed again). A few ranges per connection: when more
+//! are needed the lowest ids are forgotten (their answers then make no span, as before; never
+//! one too many). An answer header block of a kept id creates its stream and takes the id out of
+//! its range: one stream, hence one span, per id.
+//!
+//! What such a stream knows of its request is nothing: method, path and the other request fields
+//! stay unknown, the exchange is partial (its request was not seen) and `headers_incomplete`
+//! (the request block was not captured). Its start is the start of the chunk where the loss
+//! began: the hidden HEADERS frame was moved by that syscall or a later one, so the request
+//! started no earlier, and exactly then in the usual case (the hidden middle of one syscall);
+//! the answer's start comes after the request's, so its duration would be too short. Its
+//! sequence number is that chunk's too.
+//!
+//! Only while no stream can have been opened out of our sight before the loss: from the client
+//! preface on, or from a request HEADERS seen opening a stream (every earlier id is below it). A
+//! connection joined mid-stream may have streams older than anything seen, whose start no bound
+//! here fits: their answers stay untracked, as before. A loss to bytes that were not frames
+//! (`lose`) gives no bound on when framing went wrong: until a request opens a stream again,
+//! nothing is kept unless a gap loss already covers it.
+
+use super::{BlockMeta, Chunk, H2Exchange, Http2Parser, L7Record, Stream, MAX_STREAMS};
+
+/// Ranges of ids kept per connection.
+pub(crate) const MAX_RANGES: usize = 4;
+
+/// Where the request direction lost framing: the highest client id known then, and the chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loss {
+    last: u32,
+    start_ns: u64,
+    seq: u64,
+}
+
+/// The odd ids strictly between `lo` and `hi`, opened (if at all) no earlier than `start_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    lo: u32,
+    hi: u32,
+    start_ns: u64,
+    seq: u64,
+}
+
+impl Range {
+    fn holds(&self, id: u32) -> bool {
+        id % 2 == 1 && self.lo < id && id < self.hi
+    }
+
+    /// Still holds an odd id.
+    fn any(&self) -> bool {
+        let first = if self.lo % 2 == 0 {
+            u64::from(self.lo) + 1
+        } else {
+            u64::from(self.lo) + 2
+        };
+        first < u64::from(self.hi)
+    }
+}
+
+/// The client stream ids of one connection that may have been opened in hidden request bytes.
+#[derive(Debug, Default)]
+pub(crate) struct HiddenIds {
+    /// No client stream above the highest id known can have been opened out of our sight,
+    /// except after `pending`.
+    known: bool,
+    /// The request direction lost framing to a gap, and no request has opened a stream since.
+    pending: Option<Loss>,
+    ranges: [Option<Range>; MAX_RANGES],
+}
+
+impl HiddenIds {
+    /// The connection starts: no stream exists yet.
+    pub(crate) fn connection_start(&mut self) {
+        self.known = true;
+    }
+
+    /// The request direction lost framing to uncaptured bytes of chunk `c`; `last` is the
+    /// highest client id known.
+    pub(crate) fn gap(&mut self, last: u32, c: &Chunk<'_>) {
+        if self.known && self.pending.is_none() {
+            self.pending = Some(Loss {
+                last,
+                start_ns: c.start_ns,
+                seq: c.seq,
+            });
+        }
+    }
+
+    /// The request direction lost framing to bytes that were not frames: nothing says when.
+    pub(crate) fn garbage(&mut self) {
+        if self.pending.is_none() {
+            self.known = false;
+        }
+    }
+
+    /// A stream was created for `id`, above every id known before; `request`: by a request
+    /// header block (framing of the requests is followed again).
+    pub(crate) fn opened(&mut self, id: u32, request: bool) {
+        if let Some(p) = &mut self.pending {
+            let r = Range {
+                lo: p.last,
+                hi: id,
+                start_ns: p.start_ns,
+                seq: p.seq,
+            };
+            p.last = id;
+            if r.any() {
+                self.push(r);
+            }
+        }
+        if request {
+            self.pending = None;
+            self.known = true;
+        }
+    }
+
+    /// Is `id` one that may have been opened in hidden bytes and has no stream yet? If so it
+    /// leaves its range (it gets one stream, ever); returns the (start_ns, seq) bound.
+    pub(crate) fn take(&mut self, id: u32) -> Option<(u64, u64)> {
+        let k = self
+            .ranges
+            .iter()
+            .position(|r| r.is_some_and(|r| r.holds(id)))?;
+        let r = self.ranges[k].take()?;
+        let below = Range { hi: id, ..r };
+        let above = Range { lo: id, ..r };
+        for part in [above, below] {
+            if part.any() {
+                self.push(part);
+            }
+        }
+        Some((r.start_ns, r.seq))
+    }
+
+    /// Keep `r`; when all slots are taken, the range of the lowest ids is forgotten (`r` itself
+    /// if it is that one): the older a stream, the likelier its answer came already.
+    fn push(&mut self, r: Range) {
+        let lo = |k: usize| self.ranges[k].map_or(0, |r| r.lo);
+        let slot = match self.ranges.iter().position(Option::is_none) {
+            Some(k) => k,
+            None => match (0..MAX_RANGES).min_by_key(|&k| lo(k)) {
+                Some(k) if lo(k) < r.lo => k,
+                _ => return,
+            },
+        };
+        self.ranges[slot] = Some(r);
+    }
+}
+
+impl Http2Parser {
+    /// A header block of stream `meta.stream` in direction `d`, which no tracked stream has:
+    /// the index of the stream created for it, or `None` when it is not tracked.
+    pub(super) fn open(
+        &mut self,
+        d: usize,
+        meta: &BlockMeta,
+        c: &Chunk<'_>,
+        out: &mut Vec<L7Record>,
+    ) -> Option<usize> {
+        let id = meta.stream;
+        let req = self.request_dir();
+        let mut x = H2Exchange {
+            stream_id: id,
+            start_ns: meta.start_ns,
+            request_seq: meta.seq,
+            ..H2Exchange::default()
+        };
+        let mut hidden = self.dirs.each_ref().map(|d| d.suspect.is_some());
+        if id > self.last_stream {
+            if req.is_some() {
+                self.hidden_ids.opened(id, req == Some(d));
+            }
+            self.last_stream = id;
+        } else {
+            // An answer of a stream opened in hidden request bytes, or else a closed stream (late
+            // trailers) or one created before we joined: not tracked.
+            let (r, (start_ns, seq)) = match req {
+                Some(r) if r != d => (r, self.hidden_ids.take(id)?),
+                _ => return None,
+            };
+            x.start_ns = start_ns;
+            x.request_seq = seq;
+            // Its request block was not captured.
+            x.headers_incomplete = true;
+            // Nor was anything of its requests since: its END_STREAM may have been hidden.
+            hidden[r] = true;
+        }
+        let s = Stream {
+            x,
+            hidden,
+            ..Stream::default()
+        };
+        Some(self.track(s, c, out))
+    }
+
+    /// Start tracking `s`, making room if [`MAX_STREAMS`] are open; returns its index.
+    fn track(&mut self, s: Stream, c: &Chunk<'_>, out: &mut Vec<L7Record>) -> usize {
+        if self.streams.len() >= MAX_STREAMS {
+            // Make room: the oldest stream is likely one whose end was not captured.
+            self.overflows += 1;
+            let oldest = (0..self.streams.len())
+                .min_by_key(|&i| self.streams[i].x.stream_id)
+                .unwrap_or(0);
+            let mut old = self.streams.swap_remove(oldest);
+            old.x.partial = true;
+            self.emit(old, c.end_ns, out);
+        }
+        self.streams.push(s);
+        self.streams.len() - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::Direction;
+
+    fn chunk(seq: u64) -> Chunk<'static> {
+        Chunk {
+            dir: Direction::Ingress,
+            data: &[],
+            tail: &[],
+            total_len: 0,
+            start_ns: seq * 100,
+            end_ns: seq * 100 + 10,
+            seq,
+        }
+    }
+
+    #[test]
+    fn ids_skipped_after_a_gap_are_taken_once() {
+        let mut h = HiddenIds::default();
+        h.connection_start();
+        h.opened(1, true);
+        h.gap(1, &chunk(7));
+        h.opened(9, true);
+        assert_eq!(h.pending, None);
+        assert_eq!(h.take(1), None);
+        assert_eq!(h.take(9), None);
+        assert_eq!(h.take(4), None);
+        assert_eq!(h.take(5), Some((700, 7)));
+        assert_eq!(h.take(5), None);
+        assert_eq!(h.take(3), Some((700, 7)));
+        assert_eq!(h.take(7), Some((700, 7)));
+        assert_eq!(h.take(3), None);
+        assert!(h.ranges.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn answers_while_still_lost_split_the_stretch() {
+        let mut h = HiddenIds::default();
+        h.connection_start();
+        h.gap(0, &chunk(2));
+        // The answer of 5 comes first, then the requests are followed again at 11.
+        h.opened(5, false);
+        h.opened(11, true);
+        assert_eq!(h.pending, None);
+        for id in [1, 3, 7, 9] {
+            assert_eq!(h.take(id), Some((200, 2)), "{id}");
+        }
+        assert!(h.ranges.iter().all(Option::is_none));
+        // The next id after the last known one: nothing skipped.
+        h.gap(11, &chunk(3));
+        h.opened(13, true);
+        assert!(h.ranges.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn ranges_are_bounded_and_forget_the_oldest() {
+        let mut h = HiddenIds::default();
+        h.connection_start();
+        // Ten lost stretches, each hiding three ids.
+        let mut last = 1;
+        for k in 0..10u64 {
+            h.gap(last, &chunk(k));
+            last += 8;
+            h.opened(last, true);
+        }
+        let count = |h: &HiddenIds| h.ranges.iter().flatten().count();
+        assert_eq!(count(&h), MAX_RANGES);
+        assert_eq!(h.take(3), None);
+        // The oldest range kept is the 7th stretch's; taking the middle id of the newest
+        // splits it in two, which forgets the oldest.
+        let (lo6, lo9) = (1 + 6 * 8, 1 + 9 * 8);
+        assert!(h.ranges.iter().flatten().any(|r| r.lo == lo6));
+        assert_eq!(h.take(lo9 + 4), Some((900, 9)));
+        assert_eq!(count(&h), MAX_RANGES);
+        assert!(!h.ranges.iter().flatten().any(|r| r.lo == lo6));
+        assert_eq!(h.take(lo6 + 2), None);
+        assert_eq!(h.take(lo9 + 2), Some((900, 9)));
+        assert_eq!(h.take(lo9 + 6), Some((900, 9)));
+    }
+
+    #[test]
+    fn nothing_is_kept_without_a_bound() {
+        // Joined mid-stream: streams may predate everything seen.
+        let mut h = HiddenIds::default();
+        h.gap(1, &chunk(1));
+        h.opened(9, true);
+        assert_eq!(h.take(5), None);
+        // Framing lost to bytes that were not frames, then a gap before any request opened a
+        // stream: the ids hidden at first are not bounded.
+        h.garbage();
+        h.gap(9, &chunk(2));
+        h.opened(15, false);
+        assert_eq!(h.take(11), None);
+        // A request opening a stream bounds every earlier one again.
+        h.opened(17, true);
+        h.gap(17, &chunk(3));
+        h.opened(21, true);
+        assert_eq!(h.take(19), Some((300, 3)));
+    }
+}

@@ -1,0 +1,215 @@
+//! Streams opened in request bytes the kernel did not copy (`http2_hidden.rs`): their answers
+//! make one span each, with nothing invented about their requests, and a late frame of a closed
+//! stream still makes none.
+
+use super::grpc_model::{settings, Enc};
+use super::tests::{data, frame, Feeder, IN, OUT};
+use super::*;
+
+const GRPCIO_MAX_FRAME: u32 = 4 << 20;
+
+/// A request HEADERS frame as grpcio writes it (`enc` indexes every new field).
+fn request(enc: &mut Enc, s: u32, method: &str) -> Vec<u8> {
+    let path = format!("/demo.v1.Echo/{method}");
+    let h = enc.block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", &path),
+        (":authority", "127.0.0.1:50051"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]);
+    frame(HEADERS, FLAG_END_HEADERS, s, &h)
+}
+
+/// A unary answer: headers, a 12-byte message, trailers with `status`.
+fn answer(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
+    let h = enc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
+    let mut a = frame(HEADERS, FLAG_END_HEADERS, s, &h);
+    a.extend(data(s, 17, false));
+    a.extend(trailers(enc, s, status));
+    a
+}
+
+fn trailers(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
+    let st = status.to_string();
+    let mut t = vec![("grpc-status", st.as_str())];
+    if status != 0 {
+        t.push(("grpc-message", "no"));
+    }
+    frame(
+        HEADERS,
+        FLAG_END_HEADERS | FLAG_END_STREAM,
+        s,
+        &enc.block(&t),
+    )
+}
+
+/// A connection whose preface and SETTINGS were seen (`requests` is the client's direction).
+fn started(role: Role) -> Feeder {
+    let (req, resp) = if role == Role::Server {
+        (IN, OUT)
+    } else {
+        (OUT, IN)
+    };
+    let mut f = Feeder::new(role);
+    let mut c = PREFACE.to_vec();
+    c.extend(settings(true, GRPCIO_MAX_FRAME));
+    f.feed(req, &c);
+    let mut s = settings(false, GRPCIO_MAX_FRAME);
+    s.extend(frame(SETTINGS, FLAG_ACK, 0, &[]));
+    f.feed(resp, &s);
+    f.feed(req, &frame(SETTINGS, FLAG_ACK, 0, &[]));
+    f
+}
+
+/// One syscall of which the first 1024 and the last 256 bytes were copied.
+fn feed_cut(f: &mut Feeder, dir: Direction, b: &[u8]) {
+    f.feed_tail(dir, &b[..1024], b.len(), &b[b.len() - 256..]);
+}
+
+fn ids(xs: &[H2Exchange]) -> Vec<u32> {
+    xs.iter().map(|x| x.stream_id).collect()
+}
+
+/// What an exchange whose request headers were hidden says: the answer, nothing of the request,
+/// and its start no later than the syscall that hid them.
+fn assert_hidden_request(x: &H2Exchange, grpc_status: u32, loss: u64) {
+    assert_eq!(x.grpc_status, Some(grpc_status), "{x:?}");
+    assert_eq!(x.status, Some(200), "{x:?}");
+    assert_eq!(x.content_type.as_deref(), Some("application/grpc"));
+    assert_eq!((&x.method, &x.path, &x.authority), (&None, &None, &None));
+    assert!(x.partial && x.headers_incomplete, "{x:?}");
+    assert_eq!((x.start_ns, x.request_seq), (loss * 100, loss), "{x:?}");
+    assert_eq!(x.response_body_bytes, 17);
+}
+
+/// Server side, a client with calls in flight: one read moves the end of stream 1's large
+/// message, then whole unary calls on streams 3 and 5 and a large message of 5; its uncaptured
+/// middle holds the HEADERS of 3 and 5. The next read starts with stream 7's HEADERS, where
+/// framing comes back. The answers of 3 and 5 are not late frames of closed streams: each is one
+/// call, with its status and nothing of its request.
+#[test]
+fn a_server_answering_requests_it_did_not_see_whole_makes_their_spans() {
+    let mut f = started(Role::Server);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    f.feed(IN, &request(&mut req, 1, "Collect"));
+    let mut r = data(1, 30_000, false);
+    r.extend(data(1, 0, true));
+    r.extend(request(&mut req, 3, "Lookup"));
+    r.extend(data(3, 17, true));
+    r.extend(request(&mut req, 5, "Lookup"));
+    r.extend(data(5, 30_000, true));
+    feed_cut(&mut f, IN, &r);
+    let loss = f.seq();
+    let mut r = request(&mut req, 7, "Seven");
+    r.extend(data(7, 17, true));
+    f.feed(IN, &r);
+    for (s, status) in [(1, 0), (3, 5), (5, 0), (7, 0)] {
+        f.feed(OUT, &answer(&mut resp, s, status));
+    }
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [1, 3, 5, 7]);
+    let (x1, x7) = (&xs[0], &xs[3]);
+    assert_eq!(x1.path.as_deref(), Some("/demo.v1.Echo/Collect"));
+    assert_eq!((x1.grpc_status, x1.partial), (Some(0), true));
+    assert_hidden_request(&xs[1], 5, loss);
+    assert_eq!(xs[1].grpc_message.as_deref(), Some("no"));
+    assert_hidden_request(&xs[2], 0, loss);
+    // Stream 7 as before: its literal path, the fields it refers to in the table unknown.
+    assert_eq!(x7.method.as_deref(), Some("POST"));
+    assert_eq!(x7.path.as_deref(), Some("/demo.v1.Echo/Seven"));
+    assert_eq!((x7.authority.as_deref(), x7.grpc_status), (None, Some(0)));
+    assert!(x7.headers_incomplete && !x7.partial);
+    assert_eq!(x7.start_ns, (loss + 1) * 100);
+    assert_eq!(f.p.open_streams(), 0);
+}
+
+/// Client side: one sendmsg moves the end of stream 1's message and all of stream 3's call, its
+/// HEADERS in the uncaptured middle; stream 5's HEADERS starts the next write. The server
+/// answers 5 first, then 3 (with DATA and trailers in separate reads), then 1.
+#[test]
+fn a_client_gets_the_answer_of_a_call_whose_headers_were_hidden() {
+    let mut f = started(Role::Client);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    f.feed(OUT, &request(&mut req, 1, "Collect"));
+    let mut w = data(1, 30_000, false);
+    w.extend(data(1, 0, true));
+    w.extend(request(&mut req, 3, "Collect"));
+    w.extend(data(3, 30_000, true));
+    feed_cut(&mut f, OUT, &w);
+    let loss = f.seq();
+    let mut w = request(&mut req, 5, "Five");
+    w.extend(data(5, 17, true));
+    f.feed(OUT, &w);
+    f.feed(IN, &answer(&mut resp, 5, 0));
+    let h = resp.block(&[(":status", "200"), ("content-type", "application/grpc")]);
+    f.feed(IN, &frame(HEADERS, FLAG_END_HEADERS, 3, &h));
+    f.feed(IN, &data(3, 17, false));
+    assert_eq!(ids(&f.exchanges()), [5]);
+    f.feed(IN, &trailers(&mut resp, 3, 7));
+    f.feed(IN, &answer(&mut resp, 1, 0));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3, 1]);
+    assert_hidden_request(&xs[0], 7, loss);
+    assert_eq!(xs[0].role, Role::Client);
+    assert!(xs[0].end_ns > xs[0].start_ns);
+    assert_eq!(f.p.open_streams(), 0);
+}
+
+/// Frames of a stream after its end make no span: neither an id closed before the loss (not one
+/// the hidden bytes can have opened) nor a hidden one whose answer was already counted.
+#[test]
+fn late_frames_of_closed_streams_make_no_span() {
+    let mut f = started(Role::Server);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    let mut r = request(&mut req, 1, "Lookup");
+    r.extend(data(1, 17, true));
+    f.feed(IN, &r);
+    f.feed(OUT, &answer(&mut resp, 1, 0));
+    assert_eq!(ids(&f.exchanges()), [1]);
+    // A late answer block of stream 1 with no loss at all: nothing.
+    f.feed(OUT, &trailers(&mut resp, 1, 0));
+    assert_eq!(f.exchanges(), []);
+    let mut r = request(&mut req, 3, "Collect");
+    r.extend(data(3, 20_000, false));
+    f.feed_total(IN, &r[..1024], r.len());
+    let mut r = data(3, 30_000, true);
+    r.extend(request(&mut req, 5, "Lookup"));
+    r.extend(data(5, 30_000, true));
+    feed_cut(&mut f, IN, &r);
+    let mut r = request(&mut req, 7, "Lookup");
+    r.extend(data(7, 17, true));
+    f.feed(IN, &r);
+    // Stream 1 again, after the loss: still closed.
+    f.feed(OUT, &trailers(&mut resp, 1, 0));
+    f.feed(OUT, &answer(&mut resp, 5, 0));
+    assert_eq!(ids(&f.exchanges()), [5]);
+    // Stream 5 again: counted already.
+    f.feed(OUT, &trailers(&mut resp, 5, 0));
+    f.feed(OUT, &answer(&mut resp, 5, 0));
+    assert_eq!(f.exchanges(), []);
+    f.feed(OUT, &answer(&mut resp, 3, 0));
+    f.feed(OUT, &answer(&mut resp, 7, 0));
+    assert_eq!(ids(&f.exchanges()), [3, 7]);
+    f.p.close(99_999, &mut f.out);
+    assert_eq!(f.exchanges(), []);
+}
+
+/// A connection joined mid-stream may have streams older than anything seen: a gap then gives
+/// no bound on when an id below the next one seen was opened, and its answer stays untracked.
+#[test]
+fn a_connection_joined_mid_stream_keeps_older_ids_untracked() {
+    let mut f = Feeder::new(Role::Server);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    // Framing found at a DATA frame of a stream opened before we joined.
+    f.feed(IN, &data(1, 17, false));
+    let mut r = data(1, 30_000, true);
+    r.extend(request(&mut req, 3, "Lookup"));
+    r.extend(data(3, 30_000, true));
+    feed_cut(&mut f, IN, &r);
+    f.feed(IN, &request(&mut req, 5, "Lookup"));
+    f.feed(OUT, &answer(&mut resp, 3, 0));
+    f.feed(OUT, &answer(&mut resp, 5, 0));
+    assert_eq!(ids(&f.exchanges()), [5]);
+}
