@@ -24,11 +24,11 @@ use std::time::Duration;
 use telegen_bpf::{CpuRing, RingBufferBuilder};
 
 use crate::export::{
-    run_export_core, ExportConfig, ExportError, ExportReport, KernelStatsSource, ResourceResolver,
-    StopHandle,
+    run_export_core_recycling, ExportConfig, ExportError, ExportReport, KernelStatsSource,
+    ResourceResolver, StopHandle,
 };
 use crate::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
-use crate::signal::{ExportMsg, ShardStats};
+use crate::signal::{ExportMsg, ShardStats, SpanRecord};
 use crate::spans::{monotonic_now_ns, monotonic_to_unix_offset};
 
 /// Errors starting or stopping the data plane.
@@ -143,9 +143,14 @@ pub struct FinalReport {
     pub export: ExportReport,
 }
 
+/// Encoded spans on their way back from the export core to each shard.
+const RECYCLE_CAPACITY: usize = 4096;
+
 struct MeshIo {
     out: Vec<Option<rtrb::Producer<ShardMsg>>>,
     export: rtrb::Producer<ExportMsg>,
+    /// Spans the export core encoded, back to be freed here (see [`ShardIo::recycled`]).
+    recycled: rtrb::Consumer<Box<SpanRecord>>,
 }
 
 impl ShardIo for MeshIo {
@@ -157,6 +162,14 @@ impl ShardIo for MeshIo {
     }
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
         self.export.push(msg).map_err(|rtrb::PushError::Full(m)| m)
+    }
+    fn recycled(&mut self) -> Option<Box<SpanRecord>> {
+        self.recycled.pop().ok()
+    }
+    fn trim_recycled(&mut self, keep: usize) {
+        for _ in keep..self.recycled.slots() {
+            drop(self.recycled.pop());
+        }
     }
 }
 
@@ -244,10 +257,15 @@ fn start_inner(
     }
     let mut export_consumers = Vec::with_capacity(n);
     let mut export_producers = Vec::with_capacity(n);
+    let mut recycle_producers = Vec::with_capacity(n);
+    let mut recycle_consumers = Vec::with_capacity(n);
     for _ in 0..n {
         let (p, c) = rtrb::RingBuffer::new(cfg.export_capacity);
         export_producers.push(p);
         export_consumers.push(c);
+        let (p, c) = rtrb::RingBuffer::new(RECYCLE_CAPACITY);
+        recycle_producers.push(Some(p));
+        recycle_consumers.push(c);
     }
 
     let export_stop = StopHandle::new();
@@ -259,7 +277,14 @@ fn start_inner(
             if let Some(c) = export_core {
                 core_affinity::set_for_current(core_affinity::CoreId { id: c });
             }
-            run_export_core(export_cfg, export_consumers, resolver, kstats, es)
+            run_export_core_recycling(
+                export_cfg,
+                export_consumers,
+                recycle_producers,
+                resolver,
+                kstats,
+                es,
+            )
         })
         .map_err(|e| RuntimeError::Spawn {
             shard: n,
@@ -272,10 +297,11 @@ fn start_inner(
     let marks = Arc::new(DrainMarks::new(n));
     let offset = monotonic_to_unix_offset();
     let mut shards = Vec::with_capacity(n);
-    for (id, ((out, inb), (exp, source))) in outbound
+    for (id, (((out, inb), (exp, source)), recycled)) in outbound
         .into_iter()
         .zip(inbound)
         .zip(export_producers.into_iter().zip(sources))
+        .zip(recycle_consumers)
         .enumerate()
     {
         let core = cfg.shard_cores[id];
@@ -299,7 +325,11 @@ fn start_inner(
                     .io_memory(256 << 10)
                     .ring_depth(32)
                     .spawn(move || async move {
-                        let io = MeshIo { out, export: exp };
+                        let io = MeshIo {
+                            out,
+                            export: exp,
+                            recycled,
+                        };
                         run_shard(
                             ShardCore::new(scfg, offset),
                             io,
@@ -596,5 +626,55 @@ mod pause_tests {
         for i in 0..100 {
             assert_eq!(b.next(i % 3 != 0), tick);
         }
+    }
+}
+
+#[cfg(test)]
+mod recycle_tests {
+    use super::*;
+    use crate::signal::SpanKind;
+
+    fn span(path: &str) -> SpanRecord {
+        SpanRecord {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: [0; 8],
+            name: "GET".to_string().into(),
+            kind: SpanKind::Server,
+            start_unix_ns: 1,
+            end_unix_ns: 2,
+            error: None,
+            attrs: vec![("url.path", crate::signal::AttrValue::Str(path.into()))],
+            pid: 7,
+            comm: [0; 16],
+        }
+    }
+
+    /// A shard reuses a handed-back box for its next span (the old contents dropped, the new
+    /// ones in it), and a tick keeps only `RECYCLED_KEPT` of those waiting.
+    #[test]
+    fn a_shard_reuses_handed_back_boxes_and_trims_the_rest() {
+        let (exp, mut exported) = rtrb::RingBuffer::new(8);
+        let (mut back, recycled) = rtrb::RingBuffer::new(RECYCLE_CAPACITY);
+        let old = Box::new(span("/old"));
+        let addr = &*old as *const SpanRecord;
+        assert!(back.push(old).is_ok());
+        let mut io = MeshIo {
+            out: Vec::new(),
+            export: exp,
+            recycled,
+        };
+        let mut core = ShardCore::new(ShardConfig::new(0, 1), 0);
+        core.export_span_for_test(span("/new"), &mut io);
+        let Ok(ExportMsg::Span(b)) = exported.pop() else {
+            panic!("no span exported")
+        };
+        assert_eq!(&*b as *const SpanRecord, addr, "the box was reused");
+        assert_eq!(b.attrs[0].1.as_str(), Some("/new"));
+        for _ in 0..RECYCLE_CAPACITY {
+            let _ = back.push(Box::new(span("/x")));
+        }
+        core.tick(1, &mut io);
+        assert_eq!(io.recycled.slots(), crate::shard::RECYCLED_KEPT);
     }
 }

@@ -25,7 +25,7 @@ use super::selfmon::{self, DropReason, SelfEvent, SelfMon, SignalKind, Snapshot}
 use super::summary::{render_summary, SummaryAgg, SummaryTotals};
 use super::transport::{self, Batch, SendQueue, Target};
 use super::{EncodedBatch, ExportConfig, ExportError, ExportReport, KernelStatsSource, StopHandle};
-use crate::signal::{AttrValue, Attrs, ExportMsg, HistogramDelta};
+use crate::signal::{AttrValue, Attrs, ExportMsg, HistogramDelta, SpanRecord};
 
 /// Process names remembered at most (forgotten all at once when full).
 const MAX_COMMS: usize = 65_536;
@@ -124,6 +124,8 @@ fn merge_delta(h: &mut CumulativeHistogram, d: &HistogramDelta) -> bool {
 struct Core {
     cfg: ExportConfig,
     consumers: Vec<rtrb::Consumer<ExportMsg>>,
+    /// Per consumer: where its encoded spans go back to (see `run_export_core_recycling`).
+    recycle: Vec<Option<rtrb::Producer<Box<SpanRecord>>>>,
     resolver: Box<dyn ResourceResolver>,
     kstats: Option<Box<dyn KernelStatsSource>>,
     stop: StopHandle,
@@ -159,6 +161,21 @@ struct Core {
 pub fn run_export_core(
     cfg: ExportConfig,
     consumers: Vec<rtrb::Consumer<ExportMsg>>,
+    resolver: Box<dyn ResourceResolver>,
+    kstats: Option<Box<dyn KernelStatsSource>>,
+    stop: StopHandle,
+) -> Result<ExportReport, ExportError> {
+    let recycle = consumers.iter().map(|_| None).collect();
+    run_export_core_recycling(cfg, consumers, recycle, resolver, kstats, stop)
+}
+
+/// [`run_export_core`], handing each encoded span back to the shard it came from:
+/// `recycle[i]` goes to the producer of `consumers[i]` (see [`crate::shard::ShardIo::recycled`];
+/// when it is `None` or full, the span is freed here).
+pub fn run_export_core_recycling(
+    cfg: ExportConfig,
+    consumers: Vec<rtrb::Consumer<ExportMsg>>,
+    recycle: Vec<Option<rtrb::Producer<Box<SpanRecord>>>>,
     resolver: Box<dyn ResourceResolver>,
     kstats: Option<Box<dyn KernelStatsSource>>,
     stop: StopHandle,
@@ -219,6 +236,7 @@ pub fn run_export_core(
         summary: cfg.summary_interval.map(|_| SummaryAgg::new()),
         cfg,
         consumers,
+        recycle,
         resolver,
         kstats,
         stop,
@@ -382,7 +400,7 @@ impl Core {
         let mut any = false;
         let mut spans = 0u64;
         let mut deltas = 0u64;
-        for c in consumers.iter_mut() {
+        for (i, c) in consumers.iter_mut().enumerate() {
             let mut n = 0;
             while n < bound {
                 let Ok(msg) = c.pop() else { break };
@@ -390,7 +408,11 @@ impl Core {
                 match msg {
                     ExportMsg::Span(rec) => {
                         spans += 1;
-                        self.on_span(*rec);
+                        self.on_span(&rec);
+                        if let Some(back) = self.recycle.get_mut(i).and_then(Option::as_mut) {
+                            // Full: freed here instead.
+                            let _ = back.push(rec);
+                        }
                     }
                     ExportMsg::Histogram(d) => {
                         deltas += 1;
@@ -412,7 +434,7 @@ impl Core {
         (busy, any)
     }
 
-    fn on_span(&mut self, rec: crate::signal::SpanRecord) {
+    fn on_span(&mut self, rec: &SpanRecord) {
         if rec.comm[0] != 0 && !self.comms.contains_key(&rec.pid) {
             if self.comms.len() >= MAX_COMMS {
                 self.comms.clear();
@@ -430,14 +452,14 @@ impl Core {
         if self.summary.is_some() {
             let service = self.service_name(rec.pid);
             if let Some(agg) = self.summary.as_mut() {
-                agg.record(&service, &rec);
+                agg.record(&service, rec);
             }
         }
         if self.cfg.discard.is_some() {
             self.span_ends.push(rec.end_unix_ns);
         }
         let buf = self.spans.entry(rec.pid).or_default();
-        pb::append_span(&rec, buf, &mut self.span_scratch);
+        pb::append_span(rec, buf, &mut self.span_scratch);
         self.span_count += 1;
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::core::run_export_core;
+pub use self::core::{run_export_core, run_export_core_recycling};
 pub use self::resource::{ProcResolver, ResourceResolver};
 pub use self::transport::backoff_delay;
 

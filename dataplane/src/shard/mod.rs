@@ -51,7 +51,22 @@ pub enum ShardMsg {
 pub trait ShardIo {
     fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg>;
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg>;
+    /// A span the export core has encoded, handed back so that this shard, which allocated
+    /// its strings, frees them (a free from the thread that owns the memory is the allocator's
+    /// fast path; from the export thread it is an atomic push onto another thread's list, and
+    /// the shard's next allocations pay again to collect it) and reuses its box.
+    fn recycled(&mut self) -> Option<Box<SpanRecord>> {
+        None
+    }
+    /// Free handed-back spans beyond `keep` (called on each tick, so that an idle shard does
+    /// not hold their memory).
+    fn trim_recycled(&mut self, keep: usize) {
+        let _ = keep;
+    }
 }
+
+/// Handed-back spans a shard keeps between ticks for reuse.
+pub(crate) const RECYCLED_KEPT: usize = 1024;
 
 /// Tunables of a shard.
 #[derive(Debug, Clone)]
@@ -584,8 +599,21 @@ impl ShardCore {
         });
     }
 
+    #[cfg(test)]
+    pub(crate) fn export_span_for_test(&mut self, span: SpanRecord, io: &mut impl ShardIo) {
+        self.export_span(span, io)
+    }
+
     fn export_span(&mut self, span: SpanRecord, io: &mut impl ShardIo) {
-        match io.export(ExportMsg::Span(Box::new(span))) {
+        let boxed = match io.recycled() {
+            Some(mut b) => {
+                // Drops the old span's contents here, on the thread that allocated them.
+                *b = span;
+                b
+            }
+            None => Box::new(span),
+        };
+        match io.export(ExportMsg::Span(boxed)) {
             Ok(()) => self.stats.spans_emitted += 1,
             Err(_) => self.stats.export_queue_drops += 1,
         }
@@ -625,6 +653,7 @@ impl ShardCore {
     /// `drained_before_ns`: the caller knows every record the kernel submitted before that time
     /// has been drained and delivered to its owner, so anything still missing was lost.
     pub fn tick_at(&mut self, now_ns: u64, drained_before_ns: u64, io: &mut impl ShardIo) {
+        io.trim_recycled(RECYCLED_KEPT);
         if !self.held_flows.is_empty() {
             let deadline = now_ns
                 .saturating_sub(self.cfg.reorder_timeout_ns)
