@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::discovery::{DiscoverArgs, DiscoveryFlags};
 
@@ -209,9 +209,15 @@ pub struct RunArgs {
     )]
     pub metrics_interval_ms: u64,
 
-    /// Send OTLP bodies without gzip.
-    #[arg(long)]
-    pub no_gzip: bool,
+    /// Compression of OTLP request bodies: `gzip`, or `none` (for a collector on the same
+    /// host, where gzip costs the agent CPU and saves nothing).
+    #[arg(
+        long,
+        value_name = "KIND",
+        env = "OTEL_EXPORTER_OTLP_COMPRESSION",
+        default_value = "gzip"
+    )]
+    pub compression: Compression,
 
     /// Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
@@ -225,6 +231,13 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub discovery: DiscoveryFlags,
+}
+
+/// `--compression` / `OTEL_EXPORTER_OTLP_COMPRESSION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Gzip,
+    None,
 }
 
 #[cfg(test)]
@@ -268,5 +281,24 @@ mod tests {
             panic!("run")
         };
         assert_eq!(r.exes, vec!["nginx"]);
+    }
+
+    #[test]
+    fn compression_is_gzip_unless_asked() {
+        let run = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Run(r)) => Ok(r.compression),
+            Ok(_) => panic!("run"),
+            Err(e) => Err(e),
+        };
+        // The environment variable is covered by clap's `env`; flags are checked here so
+        // that the test does not depend on (or change) the environment it runs in.
+        if std::env::var_os("OTEL_EXPORTER_OTLP_COMPRESSION").is_none() {
+            assert_eq!(run(&["telegen", "run"]).ok(), Some(Compression::Gzip));
+        }
+        assert_eq!(
+            run(&["telegen", "run", "--compression", "none"]).ok(),
+            Some(Compression::None)
+        );
+        assert!(run(&["telegen", "run", "--compression", "zstd"]).is_err());
     }
 }

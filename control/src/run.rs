@@ -126,7 +126,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         max_spans_per_batch: args.batch_spans,
         max_points_per_batch: args.batch_points,
         metrics_interval: Duration::from_millis(args.metrics_interval_ms),
-        gzip: !args.no_gzip,
+        gzip: args.compression == crate::cli::Compression::Gzip,
         jsonl_path,
         summary_interval: if args.no_summary {
             None

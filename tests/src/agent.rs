@@ -273,9 +273,15 @@ pub struct Agent {
 impl Agent {
     /// Start the agent with these extra flags and wait until its programs are attached.
     pub fn start(args: &[String]) -> Agent {
+        Agent::start_env(args, &[])
+    }
+
+    /// [`Agent::start`] with these variables added to its environment.
+    pub fn start_env(args: &[String], env: &[(&str, &str)]) -> Agent {
         let mut child = Command::new(telegen_bin())
             .arg("run")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -340,6 +346,16 @@ impl Agent {
 /// every 500 ms), tracing the processes `pids` (and their children); `extra` flags are added,
 /// and without a `--prometheus-addr` among them the Prometheus endpoint is off.
 pub fn otlp_agent(endpoint: &str, pids: &[u32], extra: &[String]) -> Agent {
+    otlp_agent_env(endpoint, pids, extra, &[])
+}
+
+/// [`otlp_agent`] with these variables added to the agent's environment.
+pub fn otlp_agent_env(
+    endpoint: &str,
+    pids: &[u32],
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Agent {
     let mut args: Vec<String> = [
         "--otlp-endpoint",
         endpoint,
@@ -359,7 +375,7 @@ pub fn otlp_agent(endpoint: &str, pids: &[u32], extra: &[String]) -> Agent {
         args.push(p.to_string());
     }
     args.extend(extra.iter().cloned());
-    Agent::start(&args)
+    Agent::start_env(&args, env)
 }
 
 /// Child pids of a process (nginx workers), from /proc.

@@ -9,8 +9,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telegen_tests::agent::{
-    children, curl, free_port, otlp_agent, python, python_bg, require_bpf, serial, wait_port,
-    Nginx, Proc,
+    children, curl, free_port, otlp_agent, otlp_agent_env, python, python_bg, require_bpf, serial,
+    wait_port, Nginx, Proc,
 };
 use telegen_tests::receiver::{attr_int, attr_str, metric_count, Receiver};
 
@@ -144,6 +144,8 @@ fn nginx_with_curl_one_server_span_per_request_and_metrics_agree() {
         expected as u64,
         "metric counts equal requests"
     );
+    // Bodies are gzipped unless asked otherwise.
+    assert!(recv.requests().iter().all(|r| r.gzip));
 }
 
 const KEEPALIVE_AND_PIPELINED: &str = r#"
@@ -175,7 +177,13 @@ fn python_keepalive_and_pipelined_clients_are_paired_exactly() {
     let _g = serial();
     let recv = Receiver::start();
     let nginx = Nginx::start();
-    let agent = otlp_agent(&recv.endpoint(), &[nginx.proc.pid()], &[]);
+    // The standard variable turns gzip off (covered here rather than in a test of its own).
+    let agent = otlp_agent_env(
+        &recv.endpoint(),
+        &[nginx.proc.pid()],
+        &[],
+        &[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")],
+    );
     let out = python(KEEPALIVE_AND_PIPELINED, &[&nginx.port.to_string()]);
     assert_eq!(out.trim(), "5", "nginx answered every pipelined request");
     let log = agent.stop();
@@ -194,6 +202,14 @@ fn python_keepalive_and_pipelined_clients_are_paired_exactly() {
         .iter()
         .all(|(_, s)| attr_int(&s.attributes, "http.response.status_code") == Some(200)));
     assert_eq!(metric_count(&recv, "http.server.request.duration"), 15);
+    let requests = recv.requests();
+    assert!(!requests.is_empty());
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.gzip && r.header("content-encoding").is_none()),
+        "{requests:?}"
+    );
 }
 
 const PY_SERVER: &str = r#"
