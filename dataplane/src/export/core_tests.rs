@@ -49,27 +49,30 @@ impl ResourceResolver for NoResolver {
     }
 }
 
+/// A server span of process 7 ending at 2,000 + `i` ns.
+fn test_span(i: u64) -> SpanRecord {
+    SpanRecord {
+        trace_id: [1; 16],
+        span_id: [2; 8],
+        parent_span_id: [0; 8],
+        name: "GET /".to_string().into(),
+        kind: crate::signal::SpanKind::Server,
+        start_unix_ns: 1_000 + i,
+        end_unix_ns: 2_000 + i,
+        error: None,
+        attrs: Vec::new(),
+        pid: 7,
+        comm: [0; 16],
+    }
+}
+
 #[test]
 fn discard_sink_gets_encoded_gzipped_batches_counted_as_sent() {
-    use crate::signal::{SpanKind, SpanRecord};
     use prost::Message;
     use std::sync::Mutex;
     let (mut p, c) = rtrb::RingBuffer::new(64);
     for i in 0..3u64 {
-        let span = SpanRecord {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            parent_span_id: [0; 8],
-            name: "GET /".to_string().into(),
-            kind: SpanKind::Server,
-            start_unix_ns: 1_000 + i,
-            end_unix_ns: 2_000 + i,
-            error: None,
-            attrs: Vec::new(),
-            pid: 7,
-            comm: [0; 16],
-        };
-        assert!(p.push(ExportMsg::Span(Box::new(span))).is_ok());
+        assert!(p.push(ExportMsg::Span(Box::new(test_span(i)))).is_ok());
     }
     /// (items, span end times, body) of each traces batch.
     type Seen = Vec<(u64, Vec<u64>, Vec<u8>)>;
@@ -137,19 +140,10 @@ fn series_key_distinguishes_attrs_and_pid() {
 /// queue frees it here instead (nothing lost from the batch either way).
 #[test]
 fn encoded_spans_go_back_to_their_shard() {
-    use crate::signal::{SpanKind, SpanRecord};
     let span = |i: u64| SpanRecord {
-        trace_id: [1; 16],
         span_id: [i as u8; 8],
-        parent_span_id: [0; 8],
-        name: "GET /".to_string().into(),
-        kind: SpanKind::Server,
-        start_unix_ns: 1_000 + i,
-        end_unix_ns: 2_000 + i,
-        error: None,
         attrs: vec![("url.path", AttrValue::Str(format!("/item/{i}")))],
-        pid: 7,
-        comm: [0; 16],
+        ..test_span(i)
     };
     let mut consumers = Vec::new();
     let mut producers = Vec::new();
