@@ -87,6 +87,7 @@ fn a_client_reading_large_bidi_answers_gets_their_status() {
         bidi: true,
         answer: 50_000,
         status: 0,
+        fast: false,
     });
     let w = conversation(&calls, GRPCIO_MAX_FRAME);
     let mut sys = syscalls(&w, Role::Client, &[], &[]);
@@ -316,6 +317,7 @@ fn call() -> impl Strategy<Value = Call> {
             bidi,
             answer: if bidi { 50_000 } else { 12 },
             status: if fails { 3 } else { 0 },
+            fast: false,
         })
 }
 
