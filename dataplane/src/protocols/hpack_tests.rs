@@ -216,7 +216,7 @@ fn entries_older_than_since_are_told_apart_and_forgotten() {
     let got = fields_since(&mut d, &[0x7f, 0x00, 1, b'5'], since);
     assert_eq!(got, [("grpc-status".into(), "5".into(), true)]);
     let got = fields_since(&mut d, &[0xbe, 0xbf], since);
-    assert_eq!(got[0].2, true);
+    assert!(got[0].2);
     assert_eq!(got[1], ("x".into(), "1".into(), false));
     d.forget_before(since);
     assert!(!d.is_complete());

@@ -388,7 +388,7 @@ impl Http2Parser {
         }
         self.lose_framing(d);
         self.dirs[d].suspect = None;
-        self.dirs[d].hpack.reset_unknown();
+        self.forget_table(d);
     }
 
     /// Framing is lost in direction `d` (HPACK is the caller's business).
