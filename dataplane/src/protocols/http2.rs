@@ -320,7 +320,7 @@ impl Http2Parser {
         dir.frame_start = (c.start_ns, c.seq);
         if matches!(h.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
             dir.pristine = false;
-            self.settle_hpack(d, &h, out);
+            self.settle_hpack(d, &h, c.start_ns, out);
         }
         match h.kind {
             HEADERS | CONTINUATION | PUSH_PROMISE => {

@@ -95,7 +95,13 @@ impl Http2Parser {
 
     /// A header-block frame `h` in direction `d`: if HPACK was kept across a lost stretch, keep
     /// it for good or forget it now, before anything is decoded with it.
-    pub(super) fn settle_hpack(&mut self, d: usize, h: &FrameHeader, out: &mut Vec<L7Record>) {
+    pub(super) fn settle_hpack(
+        &mut self,
+        d: usize,
+        h: &FrameHeader,
+        now_ns: u64,
+        out: &mut Vec<L7Record>,
+    ) {
         let Some(sus) = self.dirs[d].suspect.take() else {
             return;
         };
@@ -110,7 +116,7 @@ impl Http2Parser {
         match self.hidden_ids.doubt() {
             Doubt::None => {}
             // Until the requests tell (`http2_tentative.rs`).
-            Doubt::Pending => self.trust(d, out),
+            Doubt::Pending => self.trust(d, now_ns, out),
             Doubt::Lost => self.forget_table(d),
         }
     }

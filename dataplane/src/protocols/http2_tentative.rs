@@ -14,7 +14,8 @@
 //! - **confirmed** when a request seen next opens the next stream id after the ones known when
 //!   the requests were lost (client ids only grow: no stream was opened in the hidden bytes);
 //! - **refuted** when an answer shows a stream opened in the hidden bytes, when a request skips
-//!   ids, when more spans wait than [`MAX_HELD`], or when the connection closes.
+//!   ids, when more spans wait than [`MAX_HELD`], when a chunk comes more than
+//!   [`MAX_TRUST_NS`] after the trust began, or when the connection closes.
 //!
 //! Another lost stretch of the answers meanwhile either passes the same checks (the trust then
 //! starts again from the table as it is: entries inserted since the first stretch could be
@@ -32,8 +33,10 @@
 //! bytes are kept. On confirmation they go out as decoded; on refutation their doubtful fields
 //! become unknown (`None`, `headers_incomplete`), as do those of open streams, and the table
 //! keeps only the entries inserted since the trust began (`Decoder::forget_before`). A value is
-//! then unknown, never wrong. The cost: spans wait until the next request is seen (for the last
-//! call of a connection, until its close, and then their doubtful values are unknown).
+//! then unknown, never wrong. The cost: spans wait until the next request is seen (at most
+//! [`MAX_TRUST_NS`] while chunks come, else until the connection is closed or given up as idle;
+//! for the last call of a connection the wait ends that way, and its doubtful values are then
+//! unknown).
 
 use super::fields::{
     F_AUTHORITY, F_CONTENT_TYPE, F_GRPC_MESSAGE, F_GRPC_STATUS, F_METHOD, F_PATH, F_SCHEME,
@@ -43,6 +46,8 @@ use super::{H2Exchange, Http2Parser, L7Record};
 
 /// Spans kept waiting per connection.
 pub(crate) const MAX_HELD: usize = 8;
+/// How long the trust may wait for the requests (kernel ns, from the chunk that began it).
+pub(crate) const MAX_TRUST_NS: u64 = 5_000_000_000;
 
 /// The answer table of one direction kept on trust.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +57,8 @@ pub(crate) struct Trust {
     /// `Decoder::inserted` when the trust began; 0 once the table was forgotten meanwhile
     /// (every entry since is exact).
     since: u64,
+    /// When it began.
+    began_ns: u64,
 }
 
 /// A span emitted while on trust, and its doubtful fields.
@@ -104,14 +111,26 @@ pub(super) fn unknown(x: &mut H2Exchange, doubt: u16) {
 impl Http2Parser {
     /// The answers of direction `d` keep their table on trust from now on (again, if already:
     /// entries inserted since the last lost stretch are the exact ones).
-    pub(super) fn trust(&mut self, d: usize, out: &mut Vec<L7Record>) {
+    pub(super) fn trust(&mut self, d: usize, now_ns: u64, out: &mut Vec<L7Record>) {
         if self.trust.is_some_and(|t| t.dir != d) {
             self.settle_trust(false, out);
         }
         self.trust = Some(Trust {
             dir: d,
             since: self.dirs[d].hpack.inserted(),
+            began_ns: self.trust.map_or(now_ns, |t| t.began_ns),
         });
+    }
+
+    /// A chunk entered at `now_ns`: a trust older than [`MAX_TRUST_NS`] is refuted (spans do
+    /// not wait longer for a request that may never come).
+    pub(super) fn expire_trust(&mut self, now_ns: u64, out: &mut Vec<L7Record>) {
+        if self
+            .trust
+            .is_some_and(|t| now_ns.saturating_sub(t.began_ns) > MAX_TRUST_NS)
+        {
+            self.settle_trust(false, out);
+        }
     }
 
     /// For decoding a header block of direction `d`: entries inserted before this count are

@@ -296,3 +296,31 @@ proptest! {
         prop_assert_eq!(f.p.held.len(), 0);
     }
 }
+
+/// Spans do not wait for a request longer than `MAX_TRUST_NS`: the first chunk after that
+/// refutes the trust.
+#[test]
+fn the_trust_expires() {
+    let (mut f, _, mut resp) = lost_both_ways(&[3], &|_| Vec::new(), &|_| Vec::new());
+    let t3 = resp.block(&[("grpc-status", "0")]);
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3),
+    );
+    assert_eq!(f.exchanges(), []);
+    // A PING long after (the feeder's clock moves 100 ns a chunk).
+    let ping = frame(PING, 0, 0, &[0; 8]);
+    let c = Chunk {
+        dir: IN,
+        data: &ping,
+        tail: &[],
+        total_len: ping.len() as u32,
+        start_ns: f.seq() * 100 + super::tentative::MAX_TRUST_NS + 1_000,
+        end_ns: f.seq() * 100 + super::tentative::MAX_TRUST_NS + 1_010,
+        seq: f.seq() + 1,
+    };
+    f.p.feed(&c, &mut f.out);
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3]);
+    assert!(xs[0].grpc_status.is_none() && xs[0].headers_incomplete);
+}
