@@ -324,3 +324,30 @@ fn the_trust_expires() {
     assert_eq!(ids(&xs), [3]);
     assert!(xs[0].grpc_status.is_none() && xs[0].headers_incomplete);
 }
+
+/// What an open stream decoded on trust becomes unknown too when the trust is refuted, though
+/// the stream ends only later.
+#[test]
+fn a_refutation_reaches_streams_still_open() {
+    let (mut f, mut req, mut resp) = lost_both_ways(&[3, 5], &|_| Vec::new(), &|_| Vec::new());
+    f.feed(IN, &data(5, 10, false));
+    let t = resp.block(&[("grpc-status", "0")]);
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t),
+    );
+    // A block of stream 5 that does not end it, read off the same old entry.
+    f.feed(IN, &frame(HEADERS, FLAG_END_HEADERS, 5, &t));
+    assert_eq!(f.p.streams[0].x.grpc_status, Some(0));
+    // Stream 9 skips 7.
+    f.feed(OUT, &request(&mut req, 9, "Lookup"));
+    assert_eq!(ids(&f.exchanges()), [3]);
+    f.feed(IN, &frame(DATA, FLAG_END_STREAM, 5, &[]));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [5]);
+    assert!(
+        xs[0].grpc_status.is_none() && xs[0].headers_incomplete,
+        "{:?}",
+        xs[0]
+    );
+}
