@@ -74,6 +74,9 @@ struct Entry {
     name: Option<Box<[u8]>>,
     value: Option<Box<[u8]>>,
     size: usize,
+    /// Its name was taken from an entry older than the `since` of the decoding that inserted
+    /// it (see [`Decoder::decode_since`]).
+    old_name: bool,
 }
 
 /// A name or value as decoded: a slice of the block, of `scratch`, of a table entry, or unknown.
@@ -181,17 +184,70 @@ impl Decoder {
         block: &[u8],
         mut field: impl FnMut(&[u8], &[u8]),
     ) -> Result<Block, HpackError> {
-        let r = self.decode_inner(block, &mut field);
+        self.decode_since(block, None, |n, v, _| field(n, v))
+    }
+
+    /// As [`Decoder::decode`]; with `since` (a count of [`Decoder::inserted`] taken earlier),
+    /// `field(name, value, old)` also says whether the name or the value came from an entry
+    /// inserted before then. Entries inserted since are exact whatever happened to the older
+    /// ones (an insertion hidden before `since` shifts only the older ones); see
+    /// [`Decoder::forget_before`].
+    pub fn decode_since(
+        &mut self,
+        block: &[u8],
+        since: Option<u64>,
+        mut field: impl FnMut(&[u8], &[u8], bool),
+    ) -> Result<Block, HpackError> {
+        let r = self.decode_inner(block, since, &mut field);
         if r.is_err() {
             self.reset_unknown();
         }
         r
     }
 
+    /// Forget every entry inserted before [`Decoder::inserted`] was `since`: the older part of
+    /// the table may have been changed out of our sight, the newer part is still exact.
+    pub fn forget_before(&mut self, since: u64) {
+        let keep = usize::try_from(self.inserted.saturating_sub(since)).unwrap_or(usize::MAX);
+        while self.entries.len() > keep {
+            if let Some(e) = self.entries.pop_back() {
+                self.size -= e.size;
+            }
+        }
+        for e in &mut self.entries {
+            if e.old_name {
+                // Named after an entry that may have been another: the name is unknown.
+                e.name = None;
+                e.old_name = false;
+            }
+        }
+        self.complete = false;
+    }
+
+    /// What was decoded since a `since` is confirmed: every entry is trusted as it stands.
+    pub fn trust_all(&mut self) {
+        for e in &mut self.entries {
+            e.old_name = false;
+        }
+    }
+
+    /// Did `s` come from an entry inserted before `inserted` was `since`? (Entry `i` is the
+    /// `inserted - i`th insertion.)
+    fn is_old(&self, s: Str, since: Option<u64>) -> bool {
+        match (s, since) {
+            (Str::Entry(i, name), Some(since)) => {
+                self.inserted.saturating_sub(i as u64) <= since
+                    || (name && self.entries.get(i).is_some_and(|e| e.old_name))
+            }
+            _ => false,
+        }
+    }
+
     fn decode_inner(
         &mut self,
         block: &[u8],
-        field: &mut impl FnMut(&[u8], &[u8]),
+        since: Option<u64>,
+        field: &mut impl FnMut(&[u8], &[u8], bool),
     ) -> Result<Block, HpackError> {
         let mut info = Block::default();
         let mut pos = 0;
@@ -201,7 +257,8 @@ impl Decoder {
             if b & 0x80 != 0 {
                 let idx = integer(block, &mut pos, 7)?;
                 let (name, value) = (self.name_of(idx)?, self.value_of(idx)?);
-                self.report(block, name, value, &mut info, field);
+                let old = self.is_old(name, since);
+                self.report(block, name, value, old, &mut info, field);
             } else if b & 0xe0 == 0x20 {
                 let size = integer(block, &mut pos, 5)?;
                 self.size_update(size);
@@ -218,9 +275,10 @@ impl Decoder {
                     self.name_of(idx)?
                 };
                 let value = self.string(block, &mut pos)?;
-                self.report(block, name, value, &mut info, field);
+                let old = self.is_old(name, since);
+                self.report(block, name, value, old, &mut info, field);
                 if index {
-                    self.insert(block, name, value);
+                    self.insert(block, name, value, old);
                 }
             }
         }
@@ -249,11 +307,12 @@ impl Decoder {
         block: &[u8],
         name: Str,
         value: Str,
+        old: bool,
         info: &mut Block,
-        field: &mut impl FnMut(&[u8], &[u8]),
+        field: &mut impl FnMut(&[u8], &[u8], bool),
     ) {
         match (self.resolve(block, name), self.resolve(block, value)) {
-            (Some(n), Some(v)) => field(n, v),
+            (Some(n), Some(v)) => field(n, v, old),
             _ => info.unknown += 1,
         }
     }
@@ -335,7 +394,7 @@ impl Decoder {
         self.evict(0);
     }
 
-    fn insert(&mut self, block: &[u8], name: Str, value: Str) {
+    fn insert(&mut self, block: &[u8], name: Str, value: Str, old_name: bool) {
         let n = self.resolve(block, name).map(Box::<[u8]>::from);
         let v = self.resolve(block, value).map(Box::<[u8]>::from);
         // An unknown name's length is unknown: count what is known (see the module invariants).
@@ -357,6 +416,7 @@ impl Decoder {
             name: n,
             value: v,
             size,
+            old_name,
         });
     }
 

@@ -174,3 +174,58 @@ fn memory_stays_bounded() {
     assert_eq!(r, Ok(Block { unknown: 2 }));
     assert_eq!(f[0].0, "k399");
 }
+
+fn lit_indexed(n: &str, v: &str) -> Vec<u8> {
+    let mut b = vec![0x40, n.len() as u8];
+    b.extend(n.as_bytes());
+    b.push(v.len() as u8);
+    b.extend(v.as_bytes());
+    b
+}
+
+fn fields_since(d: &mut Decoder, block: &[u8], since: u64) -> Vec<(String, String, bool)> {
+    let mut v = Vec::new();
+    d.decode_since(block, Some(since), |n, val, old| {
+        v.push((
+            String::from_utf8(n.to_vec()).unwrap(),
+            String::from_utf8(val.to_vec()).unwrap(),
+            old,
+        ))
+    })
+    .unwrap();
+    v
+}
+
+/// Entries inserted before a `since` are old, and so is the name of an entry inserted since
+/// whose name was taken from an old one; forgetting them keeps the rest exact.
+#[test]
+fn entries_older_than_since_are_told_apart_and_forgotten() {
+    let mut d = Decoder::new_complete();
+    fields(&mut d, &lit_indexed("grpc-status", "0")).1.unwrap();
+    let since = d.inserted();
+    // 62 = x: 1 (new), 63 = grpc-status: 0 (old).
+    let got = fields_since(&mut d, &lit_indexed("x", "1"), since);
+    assert_eq!(got, [("x".into(), "1".into(), false)]);
+    let got = fields_since(&mut d, &[0xbe, 0xbf], since);
+    let want: Vec<(String, String, bool)> = vec![
+        ("x".into(), "1".into(), false),
+        ("grpc-status".into(), "0".into(), true),
+    ];
+    assert_eq!(got, want);
+    // A literal named after 63 (old): 62 = grpc-status: 5 whose name is old.
+    let got = fields_since(&mut d, &[0x7f, 0x00, 1, b'5'], since);
+    assert_eq!(got, [("grpc-status".into(), "5".into(), true)]);
+    let got = fields_since(&mut d, &[0xbe, 0xbf], since);
+    assert!(got[0].2);
+    assert_eq!(got[1], ("x".into(), "1".into(), false));
+    d.forget_before(since);
+    assert!(!d.is_complete());
+    assert_eq!(d.len(), 2);
+    let (got, r) = fields(&mut d, &[0xbe, 0xbf, 0xc0]);
+    assert_eq!(got, pairs(&[("x", "1")]));
+    assert_eq!(r.unwrap().unknown, 2);
+    // A later `since` makes everything held so far old.
+    let now = d.inserted();
+    let got = fields_since(&mut d, &[0xbf], now);
+    assert!(got[0].2);
+}

@@ -24,7 +24,8 @@
 //!   header block: the child module `resync` (`http2_resync.rs`) says where framing comes back
 //!   after such a gap and when the table is kept, and the child module `hidden`
 //!   (`http2_hidden.rs`) which stream ids the gap may have opened, whose answers still make an
-//!   exchange;
+//!   exchange; while those may hide an answer, the answers' table is kept on trust and spans
+//!   that used it wait for the requests to settle it (`tentative`, `http2_tentative.rs`);
 //! - a field is either what the peer sent or `None`: never a guess;
 //! - per chunk, nothing is allocated unless a header block must be buffered or a stream's
 //!   strings are stored.
@@ -37,11 +38,13 @@ use super::{Chunk, Direction, L7Record, Role};
 mod fields;
 #[path = "http2_framing.rs"]
 mod framing;
-use fields::{Fields, Memo};
+use fields::{Fields, Memo, F_ANY, F_METHOD};
 #[path = "http2_hidden.rs"]
 mod hidden;
 #[path = "http2_resync.rs"]
 mod resync;
+#[path = "http2_tentative.rs"]
+mod tentative;
 pub use framing::{detect, FrameHeader};
 use framing::{Dir, St};
 
@@ -146,6 +149,8 @@ struct Stream {
     /// Per direction: bytes hidden from us since the stream opened may have held its frames (a
     /// header block, END_STREAM), and no frame of it seen since rules that out.
     hidden: [bool; 2],
+    /// Fields (`F_*` bits) decoded on trust (`http2_tentative.rs`).
+    doubt: u16,
 }
 
 /// Per-connection HTTP/2 parser state.
@@ -166,6 +171,10 @@ pub struct Http2Parser {
     untracked_blocks: [bool; 2],
     /// Client stream ids below `last_stream` that hidden request bytes may have opened.
     hidden_ids: hidden::HiddenIds,
+    /// The answers' HPACK table kept on trust, and the spans waiting for it to be settled (at
+    /// most [`tentative::MAX_HELD`]).
+    trust: Option<tentative::Trust>,
+    held: Vec<tentative::Held>,
 }
 
 impl Http2Parser {
@@ -181,6 +190,8 @@ impl Http2Parser {
             unattributed: 0,
             untracked_blocks: [false; 2],
             hidden_ids: hidden::HiddenIds::default(),
+            trust: None,
+            held: Vec::new(),
         }
     }
 
@@ -239,7 +250,10 @@ impl Http2Parser {
                     .sum::<usize>()
             })
             .sum();
-        dirs + self.streams.capacity() * std::mem::size_of::<Stream>()
+        let held: usize = self.held.iter().map(|h| h.bytes()).sum::<usize>()
+            + self.held.capacity() * std::mem::size_of::<tentative::Held>();
+        dirs + held
+            + self.streams.capacity() * std::mem::size_of::<Stream>()
             + strings
             + shared
             + self.memo.bytes()
@@ -306,7 +320,7 @@ impl Http2Parser {
         dir.frame_start = (c.start_ns, c.seq);
         if matches!(h.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
             dir.pristine = false;
-            self.settle_hpack(d, &h);
+            self.settle_hpack(d, &h, c.start_ns, out);
         }
         match h.kind {
             HEADERS | CONTINUATION | PUSH_PROMISE => {
@@ -362,7 +376,7 @@ impl Http2Parser {
         h: FrameHeader,
         out: &mut Vec<L7Record>,
     ) {
-        self.dirs[d].hpack.reset_unknown();
+        self.forget_table(d);
         self.dirs[d].block.clear();
         let meta = self.dirs[d].meta.take();
         let meta = match (h.kind, meta) {
@@ -447,11 +461,11 @@ impl Http2Parser {
             if !meta.broken {
                 if dir.block.len() + frag.len() > MAX_BLOCK {
                     dir.block.clear();
-                    dir.hpack.reset_unknown();
                     dir.meta = Some(BlockMeta {
                         broken: true,
                         ..meta
                     });
+                    self.forget_table(d);
                     return;
                 }
                 dir.block.extend_from_slice(frag);
@@ -466,7 +480,7 @@ impl Http2Parser {
         } else {
             if dir.block.len() + frag.len() > MAX_BLOCK {
                 dir.block.clear();
-                dir.hpack.reset_unknown();
+                self.forget_table(d);
                 self.block_done(
                     d,
                     c,
@@ -521,13 +535,16 @@ impl Http2Parser {
         let mut f = Fields::default();
         let mut incomplete = block.is_none();
         if let Some(block) = block {
+            let since = self.trusted_since(d);
             let memo = &mut self.memo;
-            match self.dirs[d].hpack.decode(block, |n, v| f.add(n, v, memo)) {
+            let hpack = &mut self.dirs[d].hpack;
+            match hpack.decode_since(block, since, |n, v, old| f.add(n, v, old, memo)) {
                 Ok(info) => incomplete = info.unknown > 0,
                 Err(_) => {
                     self.errors += 1;
                     f = Fields::default();
                     incomplete = true;
+                    self.table_forgotten(d);
                 }
             }
         }
@@ -566,7 +583,8 @@ impl Http2Parser {
             },
         };
         // The request's first block (its :method may be the part that could not be decoded).
-        let request_block = f.method.is_some() || self.request_dir() == Some(d);
+        let request_block =
+            (f.method.is_some() && f.doubt & F_METHOD == 0) || self.request_dir() == Some(d);
         let s = &mut self.streams[i];
         let first = !s.headers[d];
         s.headers[d] = true;
@@ -579,23 +597,15 @@ impl Http2Parser {
         }
         let x = &mut s.x;
         x.headers_incomplete |= incomplete;
-        fn take<T>(slot: &mut Option<T>, v: Option<T>) {
-            if slot.is_none() {
-                *slot = v;
-            }
-        }
-        take(&mut x.method, f.method);
-        take(&mut x.path, f.path);
-        take(&mut x.authority, f.authority.or(f.host));
-        take(&mut x.scheme, f.scheme);
-        take(&mut x.content_type, f.content_type);
-        take(&mut x.traceparent, f.traceparent);
-        if let Some(st) = f.status.filter(|s| *s >= 200 || x.status.is_none()) {
-            x.status = Some(st);
-        }
-        if f.grpc_status.is_some() {
-            x.grpc_status = f.grpc_status;
-            x.grpc_message = f.grpc_message;
+        // Whether each field this block wrote is doubtful is this block's say.
+        let doubt = f.doubt;
+        let wrote = f.apply(x);
+        s.doubt = (s.doubt & !wrote) | (doubt & (wrote | F_ANY));
+        if s.doubt != 0 && self.trust.is_none() {
+            // The trust was refuted by this very block (it showed a stream opened in hidden
+            // request bytes): what it decoded on trust is unknown.
+            tentative::unknown(&mut s.x, s.doubt);
+            s.doubt = 0;
         }
         if meta.end_stream {
             self.end_stream(d, meta.stream, c.end_ns, out);
@@ -642,12 +652,14 @@ impl Http2Parser {
         x.response_body_bytes = s.body[resp];
         x.partial |= !s.saw_request || !s.ended[resp];
         x.end_ns = end_ns.max(x.start_ns);
-        out.push(L7Record::Http2(x));
+        self.release(x, s.doubt, out);
     }
 
     /// The connection closed: open streams are emitted as partial, the parser is reset (keeping
     /// its role and counters) and may be reused.
     pub fn close(&mut self, end_ns: u64, out: &mut Vec<L7Record>) {
+        // Nothing more will settle the trust.
+        self.settle_trust(false, out);
         let mut streams = std::mem::take(&mut self.streams);
         streams.sort_by_key(|s| s.x.stream_id);
         for mut s in streams {
@@ -682,3 +694,7 @@ mod resync_tests;
 #[cfg(test)]
 #[path = "http2_hidden_tests.rs"]
 mod hidden_tests;
+
+#[cfg(test)]
+#[path = "http2_tentative_tests.rs"]
+mod tentative_tests;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_PATH, MAX_SHORT, MAX_TRACEPARENT};
+use super::{H2Exchange, MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_PATH, MAX_SHORT, MAX_TRACEPARENT};
 
 fn owned(bytes: &[u8], cap: usize) -> String {
     let bytes = &bytes[..bytes.len().min(cap)];
@@ -13,10 +13,12 @@ fn owned(bytes: &[u8], cap: usize) -> String {
     }
 }
 
-fn set(slot: &mut Option<String>, v: &[u8], cap: usize) {
-    if slot.is_none() {
-        *slot = Some(owned(v, cap));
+fn set(slot: &mut Option<String>, v: &[u8], cap: usize) -> bool {
+    if slot.is_some() {
+        return false;
     }
+    *slot = Some(owned(v, cap));
+    true
 }
 
 /// The fields a connection's calls usually repeat (method, path, authority, scheme, content
@@ -38,15 +40,15 @@ const M_SCHEME: usize = 3;
 const M_CONTENT_TYPE: usize = 4;
 
 impl Memo {
-    fn set(&mut self, slot: &mut Option<Arc<str>>, which: usize, v: &[u8], cap: usize) {
+    fn set(&mut self, slot: &mut Option<Arc<str>>, which: usize, v: &[u8], cap: usize) -> bool {
         if slot.is_some() {
-            return;
+            return false;
         }
         let v = &v[..v.len().min(cap)];
         let ways = &mut self.ways[which];
         if let Some(hit) = ways.iter().flatten().find(|w| w.as_bytes() == v) {
             *slot = Some(hit.clone());
-            return;
+            return true;
         }
         let fresh: Arc<str> = match std::str::from_utf8(v) {
             Ok(s) => s.into(),
@@ -56,6 +58,7 @@ impl Memo {
         ways[usize::from(*n)] = Some(fresh.clone());
         *n = (*n + 1) % MEMO_WAYS as u8;
         *slot = Some(fresh);
+        true
     }
 
     pub(super) fn bytes(&self) -> usize {
@@ -81,28 +84,122 @@ pub(super) struct Fields {
     pub(super) grpc_status: Option<u32>,
     pub(super) grpc_message: Option<String>,
     pub(super) bad: bool,
+    /// The fields (`F_*` bits) whose value came from a dynamic-table entry that may have been
+    /// another (`http2_tentative.rs`); [`F_ANY`] if any field did, whatever its name.
+    pub(super) doubt: u16,
+}
+
+pub(super) const F_METHOD: u16 = 1 << 0;
+pub(super) const F_PATH: u16 = 1 << 1;
+pub(super) const F_AUTHORITY: u16 = 1 << 2;
+pub(super) const F_SCHEME: u16 = 1 << 3;
+pub(super) const F_STATUS: u16 = 1 << 4;
+pub(super) const F_CONTENT_TYPE: u16 = 1 << 5;
+pub(super) const F_TRACEPARENT: u16 = 1 << 6;
+pub(super) const F_GRPC_STATUS: u16 = 1 << 7;
+pub(super) const F_GRPC_MESSAGE: u16 = 1 << 8;
+pub(super) const F_ANY: u16 = 1 << 9;
+
+impl Fields {
+    /// One decoded field; `old`: it came from an entry that may have been another.
+    pub(super) fn add(&mut self, name: &[u8], v: &[u8], old: bool, memo: &mut Memo) {
+        let bit = self.set_field(name, v, memo);
+        if old {
+            self.doubt |= bit | F_ANY;
+        } else {
+            self.doubt &= !bit;
+        }
+    }
+
+    /// Store a field; returns its `F_*` bit if a slot was written.
+    fn set_field(&mut self, name: &[u8], v: &[u8], memo: &mut Memo) -> u16 {
+        let (wrote, bit) = match name {
+            b":method" => (memo.set(&mut self.method, M_METHOD, v, MAX_SHORT), F_METHOD),
+            b":path" => (memo.set(&mut self.path, M_PATH, v, MAX_PATH), F_PATH),
+            b":authority" => (
+                memo.set(&mut self.authority, M_AUTHORITY, v, MAX_AUTHORITY),
+                F_AUTHORITY,
+            ),
+            b"host" => (
+                memo.set(&mut self.host, M_AUTHORITY, v, MAX_AUTHORITY),
+                F_AUTHORITY,
+            ),
+            b":scheme" => (memo.set(&mut self.scheme, M_SCHEME, v, MAX_SHORT), F_SCHEME),
+            b":status" => match number::<u16>(v).filter(|s| (100..=999).contains(s)) {
+                Some(s) if v.len() == 3 => {
+                    self.status = Some(s);
+                    (true, F_STATUS)
+                }
+                _ => {
+                    self.bad = true;
+                    (false, 0)
+                }
+            },
+            b"content-type" => (
+                memo.set(&mut self.content_type, M_CONTENT_TYPE, v, MAX_SHORT),
+                F_CONTENT_TYPE,
+            ),
+            b"traceparent" => (
+                set(&mut self.traceparent, v, MAX_TRACEPARENT),
+                F_TRACEPARENT,
+            ),
+            b"grpc-status" => match number::<u32>(v) {
+                Some(s) => {
+                    self.grpc_status = Some(s);
+                    (true, F_GRPC_STATUS)
+                }
+                None => {
+                    self.bad = true;
+                    (false, 0)
+                }
+            },
+            b"grpc-message" => (
+                set(&mut self.grpc_message, v, MAX_GRPC_MESSAGE),
+                F_GRPC_MESSAGE,
+            ),
+            _ => (false, 0),
+        };
+        if wrote {
+            bit
+        } else {
+            0
+        }
+    }
 }
 
 impl Fields {
-    pub(super) fn add(&mut self, name: &[u8], v: &[u8], memo: &mut Memo) {
-        match name {
-            b":method" => memo.set(&mut self.method, M_METHOD, v, MAX_SHORT),
-            b":path" => memo.set(&mut self.path, M_PATH, v, MAX_PATH),
-            b":authority" => memo.set(&mut self.authority, M_AUTHORITY, v, MAX_AUTHORITY),
-            b"host" => memo.set(&mut self.host, M_AUTHORITY, v, MAX_AUTHORITY),
-            b":scheme" => memo.set(&mut self.scheme, M_SCHEME, v, MAX_SHORT),
-            b":status" => match number::<u16>(v).filter(|s| (100..=999).contains(s)) {
-                Some(s) if v.len() == 3 => self.status = Some(s),
-                _ => self.bad = true,
-            },
-            b"content-type" => memo.set(&mut self.content_type, M_CONTENT_TYPE, v, MAX_SHORT),
-            b"traceparent" => set(&mut self.traceparent, v, MAX_TRACEPARENT),
-            b"grpc-status" => match number::<u32>(v) {
-                Some(s) => self.grpc_status = Some(s),
-                None => self.bad = true,
-            },
-            b"grpc-message" => set(&mut self.grpc_message, v, MAX_GRPC_MESSAGE),
-            _ => {}
+    /// Give exchange `x` what this block says (a field already known stays, except the final
+    /// status and the gRPC status); returns the `F_*` bits of the fields written.
+    pub(super) fn apply(self, x: &mut H2Exchange) -> u16 {
+        let mut wrote = 0;
+        fn take<T>(slot: &mut Option<T>, v: Option<T>, bit: u16, wrote: &mut u16) {
+            if slot.is_none() && v.is_some() {
+                *slot = v;
+                *wrote |= bit;
+            }
         }
+        take(&mut x.method, self.method, F_METHOD, &mut wrote);
+        take(&mut x.path, self.path, F_PATH, &mut wrote);
+        let authority = self.authority.or(self.host);
+        take(&mut x.authority, authority, F_AUTHORITY, &mut wrote);
+        take(&mut x.scheme, self.scheme, F_SCHEME, &mut wrote);
+        let ct = self.content_type;
+        take(&mut x.content_type, ct, F_CONTENT_TYPE, &mut wrote);
+        take(
+            &mut x.traceparent,
+            self.traceparent,
+            F_TRACEPARENT,
+            &mut wrote,
+        );
+        if let Some(st) = self.status.filter(|s| *s >= 200 || x.status.is_none()) {
+            x.status = Some(st);
+            wrote |= F_STATUS;
+        }
+        if self.grpc_status.is_some() {
+            x.grpc_status = self.grpc_status;
+            x.grpc_message = self.grpc_message;
+            wrote |= F_GRPC_STATUS | F_GRPC_MESSAGE;
+        }
+        wrote
     }
 }

@@ -177,6 +177,7 @@ impl Dir {
 impl Http2Parser {
     /// Feed one chunk; finished exchanges are appended to `out`.
     pub fn feed(&mut self, c: &Chunk<'_>, out: &mut Vec<L7Record>) {
+        self.expire_trust(c.start_ns, out);
         let d = dir_index(c.dir);
         let data = c.data;
         let fresh = std::mem::replace(&mut self.dirs[d].fresh, false);
@@ -388,7 +389,7 @@ impl Http2Parser {
         }
         self.lose_framing(d);
         self.dirs[d].suspect = None;
-        self.dirs[d].hpack.reset_unknown();
+        self.forget_table(d);
     }
 
     /// Framing is lost in direction `d` (HPACK is the caller's business).

@@ -40,7 +40,8 @@ impl Enc {
 
 /// One call: `/demo.v1.Echo/<method>`, the sizes of the messages the client streams, the sizes
 /// of the answers (one per request message for a bidirectional call, else one answer), and the
-/// grpc-status it ends with.
+/// grpc-status it ends with. A `fast` call fails as soon as the server reads its headers: its
+/// answer is one trailers-only HEADERS frame (no bidirectional answers, no message).
 #[derive(Debug, Clone)]
 pub(super) struct Call {
     pub(super) method: &'static str,
@@ -48,6 +49,7 @@ pub(super) struct Call {
     pub(super) bidi: bool,
     pub(super) answer: usize,
     pub(super) status: u32,
+    pub(super) fast: bool,
 }
 
 impl Call {
@@ -58,6 +60,7 @@ impl Call {
             bidi: false,
             answer: 12,
             status: 0,
+            fast: false,
         }
     }
 
@@ -103,7 +106,10 @@ pub(super) fn conversation(calls: &[Call], max_frame: u32) -> Vec<Write> {
 /// As [`conversation`], with a client that keeps `width` calls in flight: it writes the requests
 /// of `width` calls one after the other (a bidirectional call's answers come between its
 /// messages, as before) and the server then ends them in order. A request HEADERS frame can
-/// then sit in the middle of a syscall that moved several frames.
+/// then sit in the middle of a syscall that moved several frames. The trailers-only answers of
+/// `fast` calls go out in that last flight between the frames of the first other call that has
+/// an answer message (after its first DATA frame, as a writer interleaving streams sends them),
+/// so that they can sit in the middle of a syscall too.
 pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Write> {
     let mf = max_frame as usize;
     let w = |client, frames| Write { client, frames };
@@ -123,9 +129,34 @@ pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Wri
             let s = first + 2 * k as u32;
             requests(&mut out, call, s, mf, (&mut req_enc, &mut resp_enc));
         }
+        let mut fast: Vec<(&Call, u32)> = Vec::new();
+        let mut slow = Vec::new();
         for (k, call) in batch.iter().enumerate() {
             let s = first + 2 * k as u32;
-            out.push(w(false, end_of_call(call, s, mf, &mut resp_enc)));
+            if call.fast {
+                fast.push((call, s));
+            } else {
+                slow.push((call, s));
+            }
+        }
+        if slow.iter().all(|(c, _)| c.bidi) {
+            // No answer message to go between: the failures first.
+            for (call, s) in fast.drain(..) {
+                out.push(w(false, vec![trailers(call, s, true, &mut resp_enc)]));
+            }
+        }
+        for (call, s) in slow {
+            let mut f = answer_start(call, s, mf, &mut resp_enc);
+            if !call.bidi && !fast.is_empty() {
+                // After the answer headers and the first DATA frame.
+                let mut rest = f.split_off(2);
+                for (c, fs) in fast.drain(..) {
+                    f.push(trailers(c, fs, true, &mut resp_enc));
+                }
+                f.append(&mut rest);
+            }
+            f.push(trailers(call, s, false, &mut resp_enc));
+            out.push(w(false, f));
         }
     }
     out
@@ -153,7 +184,7 @@ fn requests(out: &mut Vec<Write>, call: &Call, s: u32, mf: usize, enc: (&mut Enc
     out.push(w(true, vec![frame(HEADERS, FLAG_END_HEADERS, s, &h)]));
     for (j, &n) in call.msgs.iter().enumerate() {
         out.push(w(true, message(s, n, mf, b'a' + j as u8 % 26)));
-        if call.bidi {
+        if call.bidi && !call.fast {
             let mut f = if j == 0 {
                 vec![answer_headers(resp_enc, s)]
             } else {
@@ -166,9 +197,9 @@ fn requests(out: &mut Vec<Write>, call: &Call, s: u32, mf: usize, enc: (&mut Enc
     out.push(w(true, vec![frame(DATA, FLAG_END_STREAM, s, &[])]));
 }
 
-/// The server's last write of `call` on stream `s`: the answer (unless a bidirectional call sent
-/// it already) and the trailers.
-fn end_of_call(call: &Call, s: u32, mf: usize, resp_enc: &mut Enc) -> Vec<Vec<u8>> {
+/// The start of the server's last write of `call` on stream `s`: the answer (unless a
+/// bidirectional call sent it already); [`trailers`] end it.
+fn answer_start(call: &Call, s: u32, mf: usize, resp_enc: &mut Enc) -> Vec<Vec<u8>> {
     let mut f = Vec::new();
     if !call.bidi {
         f.push(answer_headers(resp_enc, s));
@@ -176,14 +207,23 @@ fn end_of_call(call: &Call, s: u32, mf: usize, resp_enc: &mut Enc) -> Vec<Vec<u8
     } else if call.msgs.is_empty() {
         f.push(answer_headers(resp_enc, s));
     }
+    f
+}
+
+/// The trailers of `call` on stream `s`; `only`: a trailers-only answer (with the headers'
+/// fields).
+fn trailers(call: &Call, s: u32, only: bool, resp_enc: &mut Enc) -> Vec<u8> {
     let status = call.status.to_string();
-    let mut t = vec![("grpc-status", status.as_str())];
+    let mut t = Vec::new();
+    if only {
+        t.extend([(":status", "200"), ("content-type", "application/grpc")]);
+    }
+    t.push(("grpc-status", status.as_str()));
     if call.status != 0 {
         t.push(("grpc-message", "no"));
     }
     let t = resp_enc.block(&t);
-    f.push(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &t));
-    f
+    frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &t)
 }
 
 /// What the traced process's syscalls moved, in order: (direction, bytes). A *flight* is a run

@@ -30,6 +30,18 @@
 
 use super::{BlockMeta, Chunk, H2Exchange, Http2Parser, L7Record, Stream, MAX_STREAMS};
 
+/// What [`HiddenIds::doubt`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Doubt {
+    /// Every stream opened is tracked or closed.
+    None,
+    /// The requests are lost since a gap: ids above the last one known may be open, until a
+    /// request opens a stream ([`HiddenIds::opened`] says then whether any was).
+    Pending,
+    /// Some stream may be open that nothing later will tell of for sure.
+    Lost,
+}
+
 /// Ranges of ids kept per connection.
 pub(crate) const MAX_RANGES: usize = 4;
 
@@ -103,8 +115,12 @@ impl HiddenIds {
     }
 
     /// A stream was created for `id`, above every id known before; `request`: by a request
-    /// header block (framing of the requests is followed again).
-    pub(crate) fn opened(&mut self, id: u32, request: bool) {
+    /// header block (framing of the requests is followed again). While the requests were lost
+    /// (`pending`), says whether the lost stretch provably opened no stream: `Some(true)` when
+    /// this request opens the next id, `Some(false)` when ids were skipped or this is the answer
+    /// of a stream opened out of our sight.
+    pub(crate) fn opened(&mut self, id: u32, request: bool) -> Option<bool> {
+        let mut none_hidden = None;
         if let Some(p) = &mut self.pending {
             let r = Range {
                 lo: p.last,
@@ -113,6 +129,7 @@ impl HiddenIds {
                 seq: p.seq,
             };
             p.last = id;
+            none_hidden = Some(request && !r.any());
             if r.any() {
                 self.push(r);
             }
@@ -120,6 +137,19 @@ impl HiddenIds {
         if request {
             self.pending = None;
             self.known = true;
+        }
+        none_hidden
+    }
+
+    /// Can a stream we do not track have been opened in hidden request bytes (or before we
+    /// joined, or in bytes that were not frames)?
+    pub(crate) fn doubt(&self) -> Doubt {
+        if self.ranges.iter().any(Option::is_some) || !self.known {
+            Doubt::Lost
+        } else if self.pending.is_some() {
+            Doubt::Pending
+        } else {
+            Doubt::None
         }
     }
 
@@ -177,7 +207,9 @@ impl Http2Parser {
         let mut hidden = self.dirs.each_ref().map(|d| d.suspect.is_some());
         if id > self.last_stream {
             if req.is_some() {
-                self.hidden_ids.opened(id, req == Some(d));
+                if let Some(none_hidden) = self.hidden_ids.opened(id, req == Some(d)) {
+                    self.settle_trust(none_hidden, out);
+                }
             }
             self.last_stream = id;
         } else {
@@ -298,6 +330,31 @@ mod tests {
         assert_eq!(h.take(lo6 + 2), None);
         assert_eq!(h.take(lo9 + 2), Some((900, 9)));
         assert_eq!(h.take(lo9 + 6), Some((900, 9)));
+    }
+
+    #[test]
+    fn the_doubt_is_settled_by_the_next_request() {
+        let mut h = HiddenIds::default();
+        assert_eq!(h.doubt(), Doubt::Lost);
+        h.connection_start();
+        assert_eq!(h.opened(1, true), None);
+        assert_eq!(h.doubt(), Doubt::None);
+        h.gap(1, &chunk(1));
+        assert_eq!(h.doubt(), Doubt::Pending);
+        // The next id: nothing was opened out of sight.
+        assert_eq!(h.opened(3, true), Some(true));
+        assert_eq!(h.doubt(), Doubt::None);
+        // An answer of a stream we never saw opened.
+        h.gap(3, &chunk(2));
+        assert_eq!(h.opened(5, false), Some(false));
+        assert_eq!(h.doubt(), Doubt::Pending);
+        assert_eq!(h.opened(7, true), Some(true));
+        // Ids skipped: they stay possible until their answers come.
+        h.gap(7, &chunk(3));
+        assert_eq!(h.opened(11, true), Some(false));
+        assert_eq!(h.doubt(), Doubt::Lost);
+        assert!(h.take(9).is_some());
+        assert_eq!(h.doubt(), Doubt::None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::*;
 const GRPCIO_MAX_FRAME: u32 = 4 << 20;
 
 /// A request HEADERS frame as grpcio writes it (`enc` indexes every new field).
-fn request(enc: &mut Enc, s: u32, method: &str) -> Vec<u8> {
+pub(super) fn request(enc: &mut Enc, s: u32, method: &str) -> Vec<u8> {
     let path = format!("/demo.v1.Echo/{method}");
     let h = enc.block(&[
         (":method", "POST"),
@@ -23,7 +23,7 @@ fn request(enc: &mut Enc, s: u32, method: &str) -> Vec<u8> {
 }
 
 /// A unary answer: headers, a 12-byte message, trailers with `status`.
-fn answer(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
+pub(super) fn answer(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
     let h = enc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
     let mut a = frame(HEADERS, FLAG_END_HEADERS, s, &h);
     a.extend(data(s, 17, false));
@@ -31,7 +31,7 @@ fn answer(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
     a
 }
 
-fn trailers(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
+pub(super) fn trailers(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
     let st = status.to_string();
     let mut t = vec![("grpc-status", st.as_str())];
     if status != 0 {
@@ -46,7 +46,7 @@ fn trailers(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
 }
 
 /// A connection whose preface and SETTINGS were seen (`requests` is the client's direction).
-fn started(role: Role) -> Feeder {
+pub(super) fn started(role: Role) -> Feeder {
     let (req, resp) = if role == Role::Server {
         (IN, OUT)
     } else {
@@ -64,7 +64,7 @@ fn started(role: Role) -> Feeder {
 }
 
 /// One syscall of which the first 1024 and the last 256 bytes were copied.
-fn feed_cut(f: &mut Feeder, dir: Direction, b: &[u8]) {
+pub(super) fn feed_cut(f: &mut Feeder, dir: Direction, b: &[u8]) {
     f.feed_tail(dir, &b[..1024], b.len(), &b[b.len() - 256..]);
 }
 

@@ -30,6 +30,9 @@
 //!     have answered in the hidden bytes must have sent a DATA or HEADERS frame since (nothing
 //!     follows trailers, and DATA never comes before headers); push must be off, and no stream
 //!     given up before its answer ended (reset, evicted, GOAWAY) may still have frames in flight.
+//!     Streams we do not track at all (opened in request bytes that were hidden too) prove
+//!     nothing: while the requests may still tell whether there are any, the table is kept on
+//!     trust (`http2_tentative.rs`), else forgotten.
 //!
 //! Anything else forgets the table: a value is then unknown, never wrong. A stream whose
 //! END_STREAM may have been hidden is not ended at a guessed time: it stays open (a frame of it
@@ -38,9 +41,10 @@
 //! exit of the last chunk of the lost stretch, when the hidden END_STREAM was moved at the latest.
 
 use super::framing::FrameHeader;
+use super::hidden::Doubt;
 use super::{
-    Chunk, Http2Parser, Stream, DATA, DEFAULT_MAX_FRAME, FLAG_END_STREAM, GOAWAY, HEADERS, PING,
-    RST_STREAM, SETTINGS, WINDOW_UPDATE,
+    Chunk, Http2Parser, L7Record, Stream, DATA, DEFAULT_MAX_FRAME, FLAG_END_STREAM, GOAWAY,
+    HEADERS, PING, RST_STREAM, SETTINGS, WINDOW_UPDATE,
 };
 use crate::protocols::grpc::is_grpc_exchange;
 
@@ -68,7 +72,7 @@ impl Http2Parser {
         if self.request_dir().is_none() {
             // Which proof applies is unknown, and so is where frames may start: as before.
             self.dirs[d].suspect = None;
-            self.dirs[d].hpack.reset_unknown();
+            self.forget_table(d);
             return;
         }
         let req = self.request_dir() == Some(d);
@@ -91,12 +95,29 @@ impl Http2Parser {
 
     /// A header-block frame `h` in direction `d`: if HPACK was kept across a lost stretch, keep
     /// it for good or forget it now, before anything is decoded with it.
-    pub(super) fn settle_hpack(&mut self, d: usize, h: &FrameHeader) {
+    pub(super) fn settle_hpack(
+        &mut self,
+        d: usize,
+        h: &FrameHeader,
+        now_ns: u64,
+        out: &mut Vec<L7Record>,
+    ) {
         let Some(sus) = self.dirs[d].suspect.take() else {
             return;
         };
         if !self.no_hidden_block(d, sus, h) {
-            self.dirs[d].hpack.reset_unknown();
+            self.forget_table(d);
+            return;
+        }
+        if self.request_dir() == Some(d) {
+            return;
+        }
+        // Streams we do not track may have answered in the hidden bytes too.
+        match self.hidden_ids.doubt() {
+            Doubt::None => {}
+            // Until the requests tell (`http2_tentative.rs`).
+            Doubt::Pending => self.trust(d, now_ns, out),
+            Doubt::Lost => self.forget_table(d),
         }
     }
 

@@ -87,6 +87,7 @@ fn a_client_reading_large_bidi_answers_gets_their_status() {
         bidi: true,
         answer: 50_000,
         status: 0,
+        fast: false,
     });
     let w = conversation(&calls, GRPCIO_MAX_FRAME);
     let mut sys = syscalls(&w, Role::Client, &[], &[]);
@@ -316,6 +317,7 @@ fn call() -> impl Strategy<Value = Call> {
             bidi,
             answer: if bidi { 50_000 } else { 12 },
             status: if fails { 3 } else { 0 },
+            fast: false,
         })
 }
 
@@ -391,7 +393,7 @@ proptest! {
         f.p.close(u64::MAX / 2, &mut f.out);
         let mut all = ended.clone();
         all.extend(f.exchanges());
-        never_wrong(&all, &calls, role);
+        let all = never_wrong(&all, &calls, role);
         let answers = if client { IN } else { OUT };
         if sys.iter().all(|(d, b)| *d != answers || b.len() <= limit + tail) {
             for (c, x) in calls.iter().zip(&by_call) {
@@ -400,11 +402,17 @@ proptest! {
             }
         }
         if aligned && limit >= 256 && width == 1 {
-            for (c, x) in calls.iter().zip(&by_call) {
-                let x = x.as_ref();
+            for (k, c) in calls.iter().enumerate() {
+                // The last call's trailers may be decoded on trust while its requests are lost:
+                // nothing after them tells whether a stream was hidden, and at close what they
+                // took from the table as it was before is unknown (`http2_tentative.rs`).
+                let last = k + 1 == calls.len();
+                let x = if last { all[k].as_ref() } else { by_call[k].as_ref() };
                 prop_assert!(x.is_some(), "{} not ended by its trailers", c.path());
                 let x = x.unwrap();
-                prop_assert_eq!(x.grpc_status, Some(c.status), "{:?}", x);
+                let held = last && by_call[k].is_none();
+                prop_assert!(!held || x.grpc_status.is_none_or(|s| s == c.status), "{:?}", x);
+                prop_assert!(held || x.grpc_status == Some(c.status), "{:?}", x);
                 let path = c.path();
                 prop_assert_eq!(x.path.as_deref(), Some(path.as_str()), "{:?}", x);
                 prop_assert_eq!(x.method.as_deref(), Some("POST"));
