@@ -132,6 +132,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "CORE")]
     pub export_core: Option<usize>,
 
+    /// Milliseconds between two drains of the kernel rings by a busy shard (1-100). Each drain
+    /// is a wake-up of the shard thread; a longer interval costs less CPU and adds that much
+    /// delay before a span reaches the export batch.
+    #[arg(long, value_name = "MS", default_value_t = telegen_dataplane::runtime::DEFAULT_DRAIN_INTERVAL_MS, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub drain_interval_ms: u64,
+
     /// Total kernel ring-buffer memory, split over the CPUs (e.g. 16M).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     pub ring_bytes: u64,

@@ -134,6 +134,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             Some(Duration::from_secs(args.summary_interval.unwrap_or(5)))
         },
         prometheus_addr,
+        tick: Duration::from_millis(args.drain_interval_ms),
         ..ExportConfig::default()
     };
     let mut shard = ShardConfig::new(0, shard_cores.len());
@@ -156,6 +157,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             shard_cores,
             export_core,
             shard,
+            tick: Duration::from_millis(args.drain_interval_ms),
             ..RuntimeConfig::default()
         },
         export,

@@ -27,6 +27,7 @@ fn fails_with(args: &[&str], needle: &str) {
 fn bad_input_gets_a_clear_error() {
     fails_with(&["run", "--bogus"], "unexpected argument '--bogus'");
     fails_with(&["run", "--compression", "zstd"], "invalid value 'zstd'");
+    fails_with(&["run", "--drain-interval-ms", "0"], "0 is not in 1..=100");
     fails_with(&["run", "--shard-cores", "999"], "core 999 does not exist");
     fails_with(&["run", "--shard-cores", "0,0"], "listed twice");
     fails_with(

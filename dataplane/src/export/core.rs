@@ -34,9 +34,9 @@ const MAX_COMMS: usize = 65_536;
 const MAX_PER_CONSUMER_PER_TICK: usize = 16_384;
 /// Most cumulative histogram series held; new series beyond it are dropped and counted.
 pub const MAX_SERIES: usize = 100_000;
-const TICK: Duration = Duration::from_millis(1);
-/// Longest pause of an idle export core: the shard queues hold far more than this much traffic.
-const IDLE_PAUSE_MAX: Duration = Duration::from_millis(16);
+/// Longest pause of an idle export core, in ticks: the shard queues hold far more than this
+/// much traffic.
+const IDLE_PAUSE_MAX: u32 = 16;
 const KERNEL_STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Rows printed by the live summary.
 const SUMMARY_ROWS: usize = 20;
@@ -320,9 +320,10 @@ impl Core {
             self.queue = Some(q);
         }
 
-        let mut tick = tokio::time::interval(TICK);
+        let tick_len = self.cfg.tick.max(Duration::from_micros(100));
+        let mut tick = tokio::time::interval(tick_len);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut backoff = crate::runtime::Backoff::new(TICK, IDLE_PAUSE_MAX);
+        let mut backoff = crate::runtime::Backoff::new(tick_len, tick_len * IDLE_PAUSE_MAX);
         let start = Instant::now();
         let mut next_metrics = after(start, self.cfg.metrics_interval);
         let mut next_kstats = start;
@@ -361,7 +362,7 @@ impl Core {
             let pause = backoff.next(any);
             if busy {
                 tokio::task::yield_now().await;
-            } else if pause <= TICK {
+            } else if pause <= tick_len {
                 tick.tick().await;
             } else {
                 tokio::time::sleep(pause).await;

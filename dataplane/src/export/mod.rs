@@ -37,6 +37,9 @@ pub struct ExportConfig {
     pub max_points_per_batch: usize,
     /// A partial span batch is sent this long after its first span arrived (1 s).
     pub flush_interval: Duration,
+    /// How often a busy export core takes what the shards queued (the shards' drain
+    /// interval, [`crate::runtime::DEFAULT_DRAIN_INTERVAL_MS`]).
+    pub tick: Duration,
     /// Cumulative metric points (and self-telemetry) are exported this often and at stop (10 s).
     pub metrics_interval: Duration,
     /// Gzip request bodies (`Content-Encoding: gzip`) (true).
@@ -113,6 +116,7 @@ impl Default for ExportConfig {
             max_spans_per_batch: 512,
             max_points_per_batch: 1000,
             flush_interval: Duration::from_secs(1),
+            tick: Duration::from_millis(crate::runtime::DEFAULT_DRAIN_INTERVAL_MS),
             metrics_interval: Duration::from_secs(10),
             gzip: true,
             request_timeout: Duration::from_secs(10),
