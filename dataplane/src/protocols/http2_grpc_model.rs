@@ -162,7 +162,21 @@ pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Wri
     out
 }
 
-fn answer_headers(enc: &mut Enc, s: u32) -> Vec<u8> {
+/// A request HEADERS frame of a call to `path` on stream `s` as grpcio writes it (`enc`
+/// indexes every new field).
+pub(super) fn request_headers(enc: &mut Enc, s: u32, path: &str) -> Vec<u8> {
+    let h = enc.block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "127.0.0.1:50051"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]);
+    frame(HEADERS, FLAG_END_HEADERS, s, &h)
+}
+
+pub(super) fn answer_headers(enc: &mut Enc, s: u32) -> Vec<u8> {
     let h = enc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
     frame(HEADERS, FLAG_END_HEADERS, s, &h)
 }
@@ -172,16 +186,7 @@ fn answer_headers(enc: &mut Enc, s: u32) -> Vec<u8> {
 fn requests(out: &mut Vec<Write>, call: &Call, s: u32, mf: usize, enc: (&mut Enc, &mut Enc)) {
     let (req_enc, resp_enc) = enc;
     let w = |client, frames| Write { client, frames };
-    let path = call.path();
-    let h = req_enc.block(&[
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", &path),
-        (":authority", "127.0.0.1:50051"),
-        ("content-type", "application/grpc"),
-        ("te", "trailers"),
-    ]);
-    out.push(w(true, vec![frame(HEADERS, FLAG_END_HEADERS, s, &h)]));
+    out.push(w(true, vec![request_headers(req_enc, s, &call.path())]));
     for (j, &n) in call.msgs.iter().enumerate() {
         out.push(w(true, message(s, n, mf, b'a' + j as u8 % 26)));
         if call.bidi && !call.fast {

@@ -2,7 +2,7 @@
 //! make one span each, with nothing invented about their requests, and a late frame of a closed
 //! stream still makes none.
 
-use super::grpc_model::{settings, Enc};
+use super::grpc_model::{answer_headers, request_headers, settings, Enc};
 use super::tests::{data, frame, Feeder, IN, OUT};
 use super::*;
 
@@ -10,22 +10,12 @@ const GRPCIO_MAX_FRAME: u32 = 4 << 20;
 
 /// A request HEADERS frame as grpcio writes it (`enc` indexes every new field).
 pub(super) fn request(enc: &mut Enc, s: u32, method: &str) -> Vec<u8> {
-    let path = format!("/demo.v1.Echo/{method}");
-    let h = enc.block(&[
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", &path),
-        (":authority", "127.0.0.1:50051"),
-        ("content-type", "application/grpc"),
-        ("te", "trailers"),
-    ]);
-    frame(HEADERS, FLAG_END_HEADERS, s, &h)
+    request_headers(enc, s, &format!("/demo.v1.Echo/{method}"))
 }
 
 /// A unary answer: headers, a 12-byte message, trailers with `status`.
 pub(super) fn answer(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
-    let h = enc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
-    let mut a = frame(HEADERS, FLAG_END_HEADERS, s, &h);
+    let mut a = answer_headers(enc, s);
     a.extend(data(s, 17, false));
     a.extend(trailers(enc, s, status));
     a
