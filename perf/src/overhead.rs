@@ -320,6 +320,9 @@ fn agent_run(
         "kernel_events": number_after(&summary, "kernel events"),
         "queue_drops": number_after(&summary, "queue drops"),
         "export_dropped_spans": number_after(&summary, "dropped at export: spans"),
+        "sequence_gaps": number_after(&summary, "sequence gaps"),
+        "late_events": number_after(&summary, "late events"),
+        "parse_errors": number_after(&summary, "parse errors"),
         "exit_summary": summary,
         "samples": samples.iter().map(|(t, r, m)| json!({"t_s": t, "rss_without_rings_bytes": r, "bpf_map_bytes": m})).collect::<Vec<_>>(),
     }))
@@ -498,7 +501,10 @@ mod tests {
 
     #[test]
     fn numbers_in_the_exit_summary() {
-        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0";
+        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0; sequence gaps 4 (late events 1); parse errors 7";
+        assert_eq!(number_after(s, "sequence gaps"), Some(4));
+        assert_eq!(number_after(s, "late events"), Some(1));
+        assert_eq!(number_after(s, "parse errors"), Some(7));
         assert_eq!(number_after(s, "kernel events"), Some(1200));
         assert_eq!(number_after(s, "ring drops"), Some(0));
         assert_eq!(number_after(s, "queue drops"), Some(3));
