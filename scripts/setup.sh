@@ -109,6 +109,16 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2
   exit 1
 fi
+# scripts/test.sh also runs rustfmt and clippy: add them when rustup manages the toolchain.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null 2>&1; then
+    echo "setup: adding the rustfmt and clippy components"
+    rustup component add rustfmt clippy
+  else
+    echo "setup: cargo fmt / cargo clippy missing; install the rustfmt and clippy components" >&2
+    exit 1
+  fi
+fi
 
 if [ ! -d /sys/kernel/tracing/events ] || [ -z "$(ls -A /sys/kernel/tracing 2>/dev/null)" ]; then
   mount -t tracefs tracefs /sys/kernel/tracing
