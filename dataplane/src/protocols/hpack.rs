@@ -101,6 +101,7 @@ pub struct Decoder {
     /// Every entry the encoder could refer to is in `entries` (saw the connection start, or a
     /// size update to 0).
     complete: bool,
+    /// Insertions seen since joining (only grows).
     inserted: u64,
     scratch: Vec<u8>,
 }
@@ -137,7 +138,6 @@ impl Decoder {
         self.entries.clear();
         self.size = 0;
         self.complete = false;
-        self.inserted = 0;
         self.max_size = self.max_size.min(MAX_TABLE_SIZE);
     }
 
@@ -153,7 +153,8 @@ impl Decoder {
         self.complete
     }
 
-    /// Insertions seen since joining (or since the last reset).
+    /// Insertions seen since joining. Never reset: a count taken before a reset is below every
+    /// entry inserted after it (see [`Decoder::decode_since`]).
     pub fn inserted(&self) -> u64 {
         self.inserted
     }

@@ -376,7 +376,7 @@ impl Http2Parser {
         h: FrameHeader,
         out: &mut Vec<L7Record>,
     ) {
-        self.forget_table(d);
+        self.dirs[d].hpack.reset_unknown();
         self.dirs[d].block.clear();
         let meta = self.dirs[d].meta.take();
         let meta = match (h.kind, meta) {
@@ -465,7 +465,7 @@ impl Http2Parser {
                         broken: true,
                         ..meta
                     });
-                    self.forget_table(d);
+                    self.dirs[d].hpack.reset_unknown();
                     return;
                 }
                 dir.block.extend_from_slice(frag);
@@ -480,7 +480,7 @@ impl Http2Parser {
         } else {
             if dir.block.len() + frag.len() > MAX_BLOCK {
                 dir.block.clear();
-                self.forget_table(d);
+                self.dirs[d].hpack.reset_unknown();
                 self.block_done(
                     d,
                     c,
@@ -544,7 +544,6 @@ impl Http2Parser {
                     self.errors += 1;
                     f = Fields::default();
                     incomplete = true;
-                    self.table_forgotten(d);
                 }
             }
         }

@@ -389,7 +389,7 @@ impl Http2Parser {
         }
         self.lose_framing(d);
         self.dirs[d].suspect = None;
-        self.forget_table(d);
+        self.dirs[d].hpack.reset_unknown();
     }
 
     /// Framing is lost in direction `d` (HPACK is the caller's business).

@@ -72,7 +72,7 @@ impl Http2Parser {
         if self.request_dir().is_none() {
             // Which proof applies is unknown, and so is where frames may start: as before.
             self.dirs[d].suspect = None;
-            self.forget_table(d);
+            self.dirs[d].hpack.reset_unknown();
             return;
         }
         let req = self.request_dir() == Some(d);
@@ -106,7 +106,7 @@ impl Http2Parser {
             return;
         };
         if !self.no_hidden_block(d, sus, h) {
-            self.forget_table(d);
+            self.dirs[d].hpack.reset_unknown();
             return;
         }
         if self.request_dir() == Some(d) {
@@ -117,7 +117,7 @@ impl Http2Parser {
             Doubt::None => {}
             // Until the requests tell (`http2_tentative.rs`).
             Doubt::Pending => self.trust(d, now_ns, out),
-            Doubt::Lost => self.forget_table(d),
+            Doubt::Lost => self.dirs[d].hpack.reset_unknown(),
         }
     }
 

@@ -54,8 +54,8 @@ pub(crate) const MAX_TRUST_NS: u64 = 5_000_000_000;
 pub(crate) struct Trust {
     /// The direction (the answers').
     dir: usize,
-    /// `Decoder::inserted` when the trust began; 0 once the table was forgotten meanwhile
-    /// (every entry since is exact).
+    /// `Decoder::inserted` when the trust began (entries inserted since are exact, also after
+    /// the table was forgotten meanwhile: the count is never reset).
     since: u64,
     /// When it began.
     began_ns: u64,
@@ -137,22 +137,6 @@ impl Http2Parser {
     /// doubtful.
     pub(super) fn trusted_since(&self, d: usize) -> Option<u64> {
         self.trust.filter(|t| t.dir == d).map(|t| t.since)
-    }
-
-    /// Forget the table of direction `d` (what was held on trust still waits: the table is
-    /// then exact from its start again, for the trust).
-    pub(super) fn forget_table(&mut self, d: usize) {
-        self.dirs[d].hpack.reset_unknown();
-        self.table_forgotten(d);
-    }
-
-    /// The decoder of direction `d` reset its table (as `forget_table`).
-    pub(super) fn table_forgotten(&mut self, d: usize) {
-        if let Some(t) = &mut self.trust {
-            if t.dir == d {
-                t.since = 0;
-            }
-        }
     }
 
     /// The trust is confirmed (`true`) or refuted: release what waited.
