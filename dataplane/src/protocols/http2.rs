@@ -597,7 +597,7 @@ impl Http2Parser {
         let x = &mut s.x;
         x.headers_incomplete |= incomplete;
         // Whether each field this block wrote is doubtful is this block's say.
-        let doubt = f.doubt;
+        let doubt = f.exchange_doubt();
         let wrote = f.apply(x);
         s.doubt = (s.doubt & !wrote) | (doubt & (wrote | F_ANY));
         if s.doubt != 0 && self.trust.is_none() {

@@ -99,6 +99,9 @@ pub(super) const F_TRACEPARENT: u16 = 1 << 6;
 pub(super) const F_GRPC_STATUS: u16 = 1 << 7;
 pub(super) const F_GRPC_MESSAGE: u16 = 1 << 8;
 pub(super) const F_ANY: u16 = 1 << 9;
+/// `host`, kept apart from `:authority` until [`Fields::exchange_doubt`] says which one the
+/// exchange's authority came from.
+const F_HOST: u16 = 1 << 10;
 
 impl Fields {
     /// One decoded field; `old`: it came from an entry that may have been another.
@@ -122,7 +125,7 @@ impl Fields {
             ),
             b"host" => (
                 memo.set(&mut self.host, M_AUTHORITY, v, MAX_AUTHORITY),
-                F_AUTHORITY,
+                F_HOST,
             ),
             b":scheme" => (memo.set(&mut self.scheme, M_SCHEME, v, MAX_SHORT), F_SCHEME),
             b":status" => match number::<u16>(v).filter(|s| (100..=999).contains(s)) {
@@ -168,6 +171,19 @@ impl Fields {
 }
 
 impl Fields {
+    /// The doubtful fields in the exchange's terms ([`Fields::apply`] takes the authority from
+    /// `:authority`, else from `host`).
+    pub(super) fn exchange_doubt(&self) -> u16 {
+        let authority = if self.authority.is_some() {
+            self.doubt & F_AUTHORITY
+        } else if self.doubt & F_HOST != 0 {
+            F_AUTHORITY
+        } else {
+            0
+        };
+        (self.doubt & !(F_AUTHORITY | F_HOST)) | authority
+    }
+
     /// Give exchange `x` what this block says (a field already known stays, except the final
     /// status and the gRPC status); returns the `F_*` bits of the fields written.
     pub(super) fn apply(self, x: &mut H2Exchange) -> u16 {
@@ -201,5 +217,29 @@ impl Fields {
             wrote |= F_GRPC_STATUS | F_GRPC_MESSAGE;
         }
         wrote
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doubt_of(fields: &[(&[u8], &[u8], bool)]) -> u16 {
+        let (mut f, mut memo) = (Fields::default(), Memo::default());
+        for &(n, v, old) in fields {
+            f.add(n, v, old, &mut memo);
+        }
+        f.exchange_doubt() & F_AUTHORITY
+    }
+
+    /// The authority's doubt is that of the field it is taken from: `:authority` when present,
+    /// else `host`; a sure `host` does not vouch for a doubtful `:authority`.
+    #[test]
+    fn the_authority_is_as_doubtful_as_its_source() {
+        let (a, h): (&[u8], &[u8]) = (b":authority", b"host");
+        assert_eq!(doubt_of(&[(a, b"x", true), (h, b"y", false)]), F_AUTHORITY);
+        assert_eq!(doubt_of(&[(a, b"x", false), (h, b"y", true)]), 0);
+        assert_eq!(doubt_of(&[(h, b"y", true)]), F_AUTHORITY);
+        assert_eq!(doubt_of(&[(h, b"y", false)]), 0);
     }
 }
