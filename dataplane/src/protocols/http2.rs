@@ -177,6 +177,28 @@ pub struct Http2Parser {
     held: Vec<tentative::Held>,
 }
 
+impl H2Exchange {
+    /// Heap bytes of its strings: the owned ones, and the shared ones (counted as if not
+    /// shared; a stream's copy is usually the memo's, which counts them too).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let owned = [&self.traceparent, &self.grpc_message]
+            .iter()
+            .map(|o| o.as_ref().map_or(0, String::capacity))
+            .sum::<usize>();
+        let shared = [
+            &self.method,
+            &self.path,
+            &self.authority,
+            &self.scheme,
+            &self.content_type,
+        ]
+        .iter()
+        .map(|o| o.as_ref().map_or(0, |a| a.len()))
+        .sum::<usize>();
+        owned + shared
+    }
+}
+
 impl Http2Parser {
     pub fn new(role: Role) -> Self {
         Self {
@@ -227,35 +249,12 @@ impl Http2Parser {
             .iter()
             .map(|d| d.buf.capacity() + d.block.capacity() + d.hpack.buffered_bytes())
             .sum();
-        let strings: usize = self
-            .streams
-            .iter()
-            .map(|s| {
-                let x = &s.x;
-                [&x.traceparent, &x.grpc_message]
-                    .iter()
-                    .map(|o| o.as_ref().map_or(0, String::capacity))
-                    .sum::<usize>()
-            })
-            .sum();
-        // Shared fields are counted once, in the memo (a stream's copy is usually the memo's).
-        let shared: usize = self
-            .streams
-            .iter()
-            .map(|s| {
-                let x = &s.x;
-                [&x.method, &x.path, &x.authority, &x.scheme, &x.content_type]
-                    .iter()
-                    .map(|o| o.as_ref().map_or(0, |a| a.len()))
-                    .sum::<usize>()
-            })
-            .sum();
+        let strings: usize = self.streams.iter().map(|s| s.x.heap_bytes()).sum();
         let held: usize = self.held.iter().map(|h| h.bytes()).sum::<usize>()
             + self.held.capacity() * std::mem::size_of::<tentative::Held>();
         dirs + held
             + self.streams.capacity() * std::mem::size_of::<Stream>()
             + strings
-            + shared
             + self.memo.bytes()
     }
 

@@ -71,16 +71,7 @@ pub(crate) struct Held {
 impl Held {
     /// Heap bytes of its strings.
     pub(crate) fn bytes(&self) -> usize {
-        let x = &self.x;
-        let owned = [&x.traceparent, &x.grpc_message]
-            .iter()
-            .map(|o| o.as_ref().map_or(0, String::capacity))
-            .sum::<usize>();
-        let shared = [&x.method, &x.path, &x.authority, &x.scheme, &x.content_type]
-            .iter()
-            .map(|o| o.as_ref().map_or(0, |a| a.len()))
-            .sum::<usize>();
-        owned + shared
+        self.x.heap_bytes()
     }
 }
 
