@@ -3,20 +3,25 @@
 //! The kernel stamps every record of a connection with a sequence number starting at 0. Records
 //! of one connection can sit in different CPUs' rings (threads migrate), so a shard may see
 //! `seq 5` before `seq 4`. [`Reorder`] releases records strictly in sequence: an in-order record
-//! passes straight through (no copy), an early one is held (bounded, [`MAX_HELD`]) until the gap
-//! fills, and a gap that stays open past the caller's deadline (a record lost in the kernel) is
-//! skipped and counted.
+//! passes straight through (no copy), an early one is held until the gap fills, and a gap is
+//! skipped and counted only when the caller gives up on it: past its deadline (the missing record
+//! was lost in the kernel), or to stay within a memory budget.
+//!
+//! There is no bound on the records held per connection: a connection gives up a gap only when
+//! told to. A count bound would give up a gap that is merely late: a thread migrates, its
+//! connection's records continue in another CPU's ring, and the shard draining the first ring
+//! is descheduled for a while; the connection's owner must wait for it, however many later
+//! records pile up meanwhile. Memory is bounded by the caller instead, over all its connections
+//! ([`Reorder::held_bytes`], [`Reorder::first_held_since`], [`Reorder::give_up_gap`]).
 
 use std::collections::BTreeMap;
 
-/// Most early records held per connection; past this the oldest gap is given up.
-pub const MAX_HELD: usize = 64;
-
 /// A record held while an earlier one is missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held<T> {
-    pub item: T,
-    pub held_since_ns: u64,
+struct Held<T> {
+    item: T,
+    bytes: usize,
+    held_since_ns: u64,
 }
 
 /// Per-connection reorder state.
@@ -24,6 +29,7 @@ pub struct Held<T> {
 pub struct Reorder<T> {
     next: u64,
     held: BTreeMap<u64, Held<T>>,
+    held_bytes: usize,
     gaps: u64,
 }
 
@@ -32,6 +38,7 @@ impl<T> Default for Reorder<T> {
         Self {
             next: 0,
             held: BTreeMap::new(),
+            held_bytes: 0,
             gaps: 0,
         }
     }
@@ -59,8 +66,20 @@ impl<T> Reorder<T> {
         self.gaps
     }
 
+    /// Records held.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Sum of the `bytes` given with the records held.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// When the first record held (the one right after the first gap) was held, if any: how
+    /// long the connection has waited for that gap.
+    pub fn first_held_since(&self) -> Option<u64> {
+        self.held.first_key_value().map(|(_, h)| h.held_since_ns)
     }
 
     /// Classify an arriving record. `Now` advances the expected sequence.
@@ -75,16 +94,20 @@ impl<T> Reorder<T> {
         }
     }
 
-    /// Keep an early record. If too many are held, the gap before the oldest is given up and
-    /// the records that became ready are returned through `ready`.
-    pub fn hold(&mut self, seq: u64, item: T, now_ns: u64, ready: &mut Vec<T>) {
-        self.held.entry(seq).or_insert(Held {
-            item,
-            held_since_ns: now_ns,
-        });
-        if self.held.len() > MAX_HELD {
-            self.skip_gap();
-            self.pop_ready(ready);
+    /// Keep an early record of `bytes` (the caller's measure, for [`Reorder::held_bytes`]). A
+    /// second record with a sequence already held is dropped; returns whether it was kept.
+    pub fn hold(&mut self, seq: u64, item: T, bytes: usize, now_ns: u64) -> bool {
+        match self.held.entry(seq) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(Held {
+                    item,
+                    bytes,
+                    held_since_ns: now_ns,
+                });
+                self.held_bytes += bytes;
+                true
+            }
         }
     }
 
@@ -94,7 +117,9 @@ impl<T> Reorder<T> {
             if *entry.key() != self.next {
                 break;
             }
-            ready.push(entry.remove().item);
+            let h = entry.remove();
+            self.held_bytes -= h.bytes;
+            ready.push(h.item);
             self.next += 1;
         }
     }
@@ -105,16 +130,20 @@ impl<T> Reorder<T> {
             if h.held_since_ns > deadline_ns {
                 break;
             }
-            self.skip_gap();
-            self.pop_ready(ready);
+            self.give_up_gap(ready);
         }
+    }
+
+    /// Give up the first gap, whatever its age, releasing what becomes ready (to free memory).
+    pub fn give_up_gap(&mut self, ready: &mut Vec<T>) {
+        self.skip_gap();
+        self.pop_ready(ready);
     }
 
     /// Release everything held, in order, counting the gaps (connection closing or flushing).
     pub fn drain_all(&mut self, ready: &mut Vec<T>) {
         while !self.held.is_empty() {
-            self.skip_gap();
-            self.pop_ready(ready);
+            self.give_up_gap(ready);
         }
     }
 
@@ -144,7 +173,9 @@ mod tests {
                     out.push(s);
                     r.pop_ready(&mut ready);
                 }
-                Verdict::Hold => r.hold(s, s, 0, &mut ready),
+                Verdict::Hold => {
+                    r.hold(s, s, 1, 0);
+                }
                 Verdict::Stale => {}
             }
             out.append(&mut ready);
@@ -170,12 +201,14 @@ mod tests {
         let mut ready = Vec::new();
         assert_eq!(r.arrive(0), Verdict::Now);
         assert_eq!(r.arrive(2), Verdict::Hold);
-        r.hold(2, "two", 100, &mut ready);
+        assert!(r.hold(2, "two", 3, 100));
+        assert_eq!(r.held_bytes(), 3);
         r.expire(50, &mut ready);
         assert!(ready.is_empty(), "not yet expired");
         r.expire(100, &mut ready);
         assert_eq!(ready, vec!["two"]);
         assert_eq!(r.gaps(), 1);
+        assert_eq!(r.held_bytes(), 0);
         assert_eq!(r.next_seq(), 3);
         assert_eq!(
             r.arrive(1),
@@ -184,22 +217,44 @@ mod tests {
         );
     }
 
+    /// However many later records pile up, a gap is kept open until the caller gives it up:
+    /// a missing record may be late (its ring's shard starved), not lost.
     #[test]
-    fn held_records_are_bounded() {
+    fn a_gap_waits_however_many_records_pile_up() {
         let mut r = Reorder::default();
         let mut ready = Vec::new();
-        for s in 1..=MAX_HELD as u64 {
+        for s in 1..=1000u64 {
             assert_eq!(r.arrive(s), Verdict::Hold);
-            r.hold(s, s, 0, &mut ready);
+            assert!(r.hold(s, s, 10, 5000 - s));
         }
-        assert_eq!(r.held(), MAX_HELD);
-        assert!(ready.is_empty());
-        // One more: the gap (seq 0) is given up and everything held is released in order.
-        assert_eq!(r.arrive(MAX_HELD as u64 + 1), Verdict::Hold);
-        r.hold(MAX_HELD as u64 + 1, MAX_HELD as u64 + 1, 0, &mut ready);
-        assert_eq!(r.gaps(), 1);
-        assert_eq!(r.held(), 0);
-        assert_eq!(ready, (1..=MAX_HELD as u64 + 1).collect::<Vec<_>>());
+        assert!(!r.hold(7, 7, 10, 0), "a duplicate is not held twice");
+        assert_eq!((r.held(), r.held_bytes()), (1000, 10_000));
+        assert_eq!(r.first_held_since(), Some(4999));
+        assert_eq!(r.arrive(0), Verdict::Now);
+        r.pop_ready(&mut ready);
+        assert_eq!(ready, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(
+            (r.gaps(), r.held_bytes(), r.first_held_since()),
+            (0, 0, None)
+        );
+    }
+
+    #[test]
+    fn giving_up_releases_up_to_the_next_gap() {
+        let mut r = Reorder::default();
+        let mut ready = Vec::new();
+        for s in [2u64, 3, 5] {
+            assert_eq!(r.arrive(s), Verdict::Hold);
+            r.hold(s, s, 1, 0);
+        }
+        r.give_up_gap(&mut ready);
+        assert_eq!(
+            (ready.clone(), r.gaps(), r.held_bytes()),
+            (vec![2, 3], 1, 1)
+        );
+        r.give_up_gap(&mut ready);
+        assert_eq!((ready, r.gaps(), r.held()), (vec![2, 3, 5], 2, 0));
+        assert_eq!(r.arrive(4), Verdict::Stale);
     }
 
     proptest! {

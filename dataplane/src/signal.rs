@@ -199,6 +199,11 @@ pub struct ShardStats {
     pub reorder_gaps: u64,
     /// Events that arrived after their gap was given up on (dropped, counted here).
     pub events_late: u64,
+    /// Of `reorder_gaps`, those given up to stay within the held-bytes budget (a record that
+    /// was late, not lost, when a shard is starved of CPU for long).
+    pub reorder_budget_gaps: u64,
+    /// Bytes of early records held now, waiting for a missing one.
+    pub reorder_held_bytes: u64,
     /// Client spans whose parent server span never showed up in time (exported as roots).
     pub orphan_children: u64,
     /// Flows currently held / evicted because the table was full / expired idle.

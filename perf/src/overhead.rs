@@ -321,6 +321,7 @@ fn agent_run(
         "queue_drops": number_after(&summary, "queue drops"),
         "export_dropped_spans": number_after(&summary, "dropped at export: spans"),
         "sequence_gaps": number_after(&summary, "sequence gaps"),
+        "reorder_budget_gaps": number_after(&summary, "over the reorder budget"),
         "late_events": number_after(&summary, "late events"),
         "parse_errors": number_after(&summary, "parse errors"),
         "exit_summary": summary,
@@ -501,8 +502,9 @@ mod tests {
 
     #[test]
     fn numbers_in_the_exit_summary() {
-        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0; sequence gaps 4 (late events 1); parse errors 7";
+        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0; sequence gaps 4 (over the reorder budget 3; late events 1); parse errors 7";
         assert_eq!(number_after(s, "sequence gaps"), Some(4));
+        assert_eq!(number_after(s, "over the reorder budget"), Some(3));
         assert_eq!(number_after(s, "late events"), Some(1));
         assert_eq!(number_after(s, "parse errors"), Some(7));
         assert_eq!(number_after(s, "kernel events"), Some(1200));

@@ -249,6 +249,8 @@ fn shard_stats_json(s: &ShardStats) -> Value {
         "queue_drops": s.queue_drops,
         "reorder_gaps": s.reorder_gaps,
         "events_late": s.events_late,
+        "reorder_budget_gaps": s.reorder_budget_gaps,
+        "reorder_held_bytes": s.reorder_held_bytes,
         "orphan_children": s.orphan_children,
         "flows_active": s.flows_active,
         "flows_evicted": s.flows_evicted,

@@ -440,7 +440,7 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
         FamilyKind,
         fn(&ShardStats) -> u64,
     );
-    let shard_fields: [ShardField; 16] = [
+    let shard_fields: [ShardField; 18] = [
         (
             "telegen_shard_events_drained_total",
             "Kernel events drained by the shard.",
@@ -482,6 +482,18 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
             "Events that arrived after their sequence gap was given up on.",
             Counter,
             |s| s.events_late,
+        ),
+        (
+            "telegen_shard_reorder_budget_gaps_total",
+            "Sequence gaps given up on to keep held records within the reorder budget.",
+            Counter,
+            |s| s.reorder_budget_gaps,
+        ),
+        (
+            "telegen_shard_reorder_held_bytes",
+            "Bytes of early records held waiting for a missing one.",
+            Gauge,
+            |s| s.reorder_held_bytes,
         ),
         (
             "telegen_shard_orphan_children_total",

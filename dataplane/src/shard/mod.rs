@@ -80,6 +80,10 @@ pub struct ShardConfig {
     /// (every shard has drained its rings past the time the early record arrived: see
     /// [`ShardCore::tick_at`]); this bound only matters when a shard is starved of CPU.
     pub reorder_timeout_ns: u64,
+    /// Most bytes of early records held over all the shard's connections. Past it, the
+    /// connections waiting longest give up their first gap until a quarter of the budget is
+    /// free again (counted as reorder gaps; their missing records then count as late).
+    pub reorder_budget_bytes: usize,
     /// How long a client span waits for its parent server span.
     pub child_wait_ns: u64,
     /// Flows with no event for this long are finished and dropped.
@@ -97,6 +101,7 @@ impl ShardConfig {
             shards,
             flow_capacity: 1 << 16,
             reorder_timeout_ns: 2_000_000_000,
+            reorder_budget_bytes: 16 << 20,
             child_wait_ns: 10_000_000_000,
             flow_idle_ns: 120_000_000_000,
             flush_interval_ns: 1_000_000_000,
@@ -159,6 +164,8 @@ pub struct ShardCore {
     parked: HashMap<u64, Vec<Parked>>,
     parked_count: usize,
     held_flows: HashSet<u64>,
+    /// Sum of the `held_bytes` of every flow's reorder state.
+    held_bytes: usize,
     /// Flows with DNS queries waiting for an answer (checked for timeouts on each tick).
     dns_flows: HashSet<u64>,
     records: Vec<L7Record>,
@@ -193,6 +200,7 @@ impl ShardCore {
             parked: HashMap::default(),
             parked_count: 0,
             held_flows: HashSet::default(),
+            held_bytes: 0,
             dns_flows: HashSet::default(),
             records: Vec::new(),
             last_flush_ns: 0,
@@ -207,6 +215,7 @@ impl ShardCore {
     pub fn stats(&self) -> ShardStats {
         let mut s = self.stats;
         s.flows_active = self.flows.len() as u64;
+        s.reorder_held_bytes = self.held_bytes as u64;
         s.flows_evicted = self.flows.evicted();
         s.flows_expired = self.flows.expired();
         s
@@ -281,19 +290,55 @@ impl ShardCore {
                 let closed = self.process(ev.conn_id, ev, payload, io);
                 if !closed {
                     if let Some(f) = self.flows.get_mut(ev.conn_id, now_ns) {
+                        let before = f.reorder.held_bytes();
                         f.reorder.pop_ready(&mut ready);
+                        self.held_bytes -= before - f.reorder.held_bytes();
                     }
                 }
             }
             crate::reorder::Verdict::Hold => {
-                flow.reorder.hold(ev.seq, rec.to_vec(), now_ns, &mut ready);
-                self.held_flows.insert(ev.conn_id);
+                if flow.reorder.hold(ev.seq, rec.to_vec(), rec.len(), now_ns) {
+                    self.held_bytes += rec.len();
+                    self.held_flows.insert(ev.conn_id);
+                } else {
+                    self.stats.events_late += 1;
+                }
             }
             crate::reorder::Verdict::Stale => self.stats.events_late += 1,
         }
         self.run_ready(ev.conn_id, ready, io);
         for (k, f) in evicted {
             self.finish(k, f, io);
+        }
+        if self.held_bytes > self.cfg.reorder_budget_bytes {
+            self.over_budget(now_ns, io);
+        }
+    }
+
+    /// Held records exceed the budget: the connections that have waited longest for a missing
+    /// record give up their first gap, until three quarters of the budget are used (so that a
+    /// shard at its budget does not rescan its held flows for every record).
+    fn over_budget(&mut self, now_ns: u64, io: &mut impl ShardIo) {
+        let target = self.cfg.reorder_budget_bytes / 4 * 3;
+        let mut waiting: Vec<(u64, u64)> = self
+            .held_flows
+            .iter()
+            .filter_map(|&c| Some((self.flows.peek(c)?.reorder.first_held_since()?, c)))
+            .collect();
+        waiting.sort_unstable();
+        for (_, conn) in waiting {
+            if self.held_bytes <= target {
+                break;
+            }
+            let mut ready = Vec::new();
+            if let Some(f) = self.flows.get_mut(conn, now_ns) {
+                let (bytes, gaps) = (f.reorder.held_bytes(), f.reorder.gaps());
+                f.reorder.give_up_gap(&mut ready);
+                self.held_bytes -= bytes - f.reorder.held_bytes();
+                self.stats.reorder_gaps += f.reorder.gaps() - gaps;
+                self.stats.reorder_budget_gaps += f.reorder.gaps() - gaps;
+            }
+            self.run_ready(conn, ready, io);
         }
     }
 
@@ -327,6 +372,8 @@ impl ShardCore {
         if ev.kind == abi::EV_CLOSE {
             flow.proto.close(ev.end_ns, &mut records);
             let gaps = flow.reorder.gaps();
+            // Records held past the close (only a broken sequence leaves any) go with it.
+            self.held_bytes -= flow.reorder.held_bytes();
             let flow = self.flows.remove(conn);
             self.stats.reorder_gaps += gaps;
             if let Some(flow) = flow {
@@ -621,6 +668,7 @@ impl ShardCore {
 
     fn finish(&mut self, conn: u64, mut flow: Flow, io: &mut impl ShardIo) {
         let mut ready = Vec::new();
+        self.held_bytes -= flow.reorder.held_bytes();
         flow.reorder.drain_all(&mut ready);
         self.stats.reorder_gaps += flow.reorder.gaps();
         self.held_flows.remove(&conn);
@@ -662,9 +710,10 @@ impl ShardCore {
             for conn in conns {
                 let mut ready = Vec::new();
                 if let Some(f) = self.flows.get_mut(conn, now_ns) {
-                    let before = f.reorder.gaps();
+                    let (bytes, gaps) = (f.reorder.held_bytes(), f.reorder.gaps());
                     f.reorder.expire(deadline, &mut ready);
-                    self.stats.reorder_gaps += f.reorder.gaps() - before;
+                    self.held_bytes -= bytes - f.reorder.held_bytes();
+                    self.stats.reorder_gaps += f.reorder.gaps() - gaps;
                 }
                 self.run_ready(conn, ready, io);
             }
