@@ -1,7 +1,8 @@
 //! The threads: one pinned glommio executor per shard core, one export thread.
 //!
-//! Each shard drains the per-CPU rings assigned to it (CPU `k` goes to shard `k % n`) on a 1 ms
-//! timer (the kernel side writes without wakeups, so there is nothing to wait on), exchanges
+//! Each shard drains the per-CPU rings assigned to it (CPU `k` goes to shard `k % n`) every
+//! [`DEFAULT_DRAIN_INTERVAL_MS`] (the kernel side writes without wakeups, except that a ring
+//! filling past its threshold wakes its shard early: [`RingWaiter`]), exchanges
 //! records and child spans with the other shards over a full mesh of bounded `rtrb` SPSC queues,
 //! and sends spans, metric deltas and its counters to the export core over one more SPSC queue.
 //! The only shared state is the stop flag, read once per tick, never per event.
@@ -74,10 +75,10 @@ pub struct RuntimeConfig {
 /// Milliseconds between two drains of the rings by a busy shard, and between two takes of the
 /// shard queues by a busy export core. Each is a wake-up of the thread (about 12 us of CPU
 /// each, measured on an idle agent), paid on every core the agent runs on however light the
-/// traffic. 4 ms cost about a fifth less agent CPU per request under nginx+wrk, but 2 of 15
-/// such runs gave up on records that were only late (sequence gaps, then late events: spans
-/// lost) while no run at 1 ms did; until that is understood the default stays at 1 ms.
-pub const DEFAULT_DRAIN_INTERVAL_MS: u64 = 1;
+/// traffic. 4 ms costs less agent CPU per request under nginx+wrk than 1 ms (see the README).
+/// A ring that fills past half (or 1 MiB) before the interval is up wakes its shard at once
+/// ([`RingWaiter`]), so a longer interval does not need larger rings.
+pub const DEFAULT_DRAIN_INTERVAL_MS: u64 = 4;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -418,6 +419,68 @@ struct Coordination {
 /// Longest pause of an idle shard, in ticks.
 const IDLE_PAUSE_MAX: u32 = 16;
 
+/// The pause of a shard between two cycles: a sleep, which a ring of the shard's ends early when
+/// the kernel finds it filling. The programs write without waking anyone, except when a ring
+/// holds more than the loader's `wakeup_bytes` (half the ring at most): then they force a wakeup
+/// of the ring's waiters. The rings are registered edge-triggered, so a wakeup ends one pause
+/// only; level-triggered (as libbpf's own epoll set is), every pause would end at once while
+/// any record sat in a ring, and a loaded shard would spin.
+struct RingWaiter {
+    epoll: Option<std::os::fd::OwnedFd>,
+}
+
+impl RingWaiter {
+    fn new(rings: &[CpuRing]) -> std::io::Result<Self> {
+        use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+        if rings.is_empty() {
+            return Ok(Self { epoll: None });
+        }
+        // SAFETY: plain syscalls on descriptors this function owns or borrows; the new
+        // descriptor is owned by the OwnedFd from here on.
+        let epoll = unsafe {
+            let fd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        };
+        for r in rings {
+            let mut ev = libc::epoll_event {
+                events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+                u64: u64::from(r.cpu),
+            };
+            let fd = r.map.as_fd().as_raw_fd();
+            // SAFETY: both descriptors are open for the duration of the call.
+            let rc =
+                unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Self { epoll: Some(epoll) })
+    }
+
+    fn pause(&self, d: Duration) {
+        use std::os::fd::AsRawFd;
+        let Some(epoll) = &self.epoll else {
+            std::thread::sleep(d);
+            return;
+        };
+        let ms = i32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        // SAFETY: `events` outlives the call and its length is passed. An error (EINTR) only
+        // ends this pause early.
+        unsafe {
+            libc::epoll_wait(
+                epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                ms,
+            )
+        };
+    }
+}
+
 /// Cycles without work a loop still runs every tick before it starts backing off: a busy
 /// pipeline often has a cycle or two with nothing to do, and must not pay a longer pause for it.
 const IDLE_CYCLES_BEFORE_BACKOFF: u32 = 16;
@@ -495,6 +558,10 @@ async fn run_shard(
             reason: e.to_string(),
         })?)
     };
+    let waiter = RingWaiter::new(&rings).map_err(|e| RuntimeError::Shard {
+        shard: id,
+        reason: format!("epoll on the rings: {e}"),
+    })?;
     // Records drained (kernel rings and user-space feed).
     let drain_rings = || -> usize {
         let mut n = 0;
@@ -558,10 +625,10 @@ async fn run_shard(
         }
         // An idle shard backs off (up to IDLE_PAUSE_MAX ticks) instead of waking every tick.
         let pause = backoff.next(drained > 0 || received);
-        // A plain nanosleep: nothing else runs on this executor, and glommio's io_uring timer
-        // (submit, wait, cancel) cost about 5x more CPU per wake-up here (about 60 us against
-        // 12 us, measured with `perf record` on an idle agent), paid a thousand times a second.
-        std::thread::sleep(pause);
+        // A plain blocking wait: nothing else runs on this executor, and glommio's io_uring
+        // timer (submit, wait, cancel) cost about 5x more CPU per wake-up here (about 60 us
+        // against 12 us, measured with `perf record` on an idle agent).
+        waiter.pause(pause);
     }
     // Ordered shutdown (see module docs). Blocking at a barrier is fine here: nothing else runs
     // on this executor.

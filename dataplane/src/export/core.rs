@@ -1,9 +1,10 @@
-//! The export core's event loop: one thread, one tokio current-thread runtime. Each ~1 ms tick it
-//! drains every shard queue (bounded work per consumer per tick), batches spans per process,
-//! merges histogram deltas into cumulative series, and on its timers flushes partial span
-//! batches, exports metrics and self-telemetry, reads kernel counters and prints the summary.
-//! Encoded batches go to the transport's bounded queue; the HTTP senders and the Prometheus
-//! server run as tasks on the same runtime, so they progress whenever the loop awaits its tick.
+//! The export core's event loop: one thread, one tokio current-thread runtime. Each tick (the
+//! drain interval, 4 ms by default) it drains every shard queue (bounded work per consumer per
+//! tick), batches spans per process, merges histogram deltas into cumulative series, and on its
+//! timers flushes partial span batches, exports metrics and self-telemetry, reads kernel
+//! counters and prints the summary. Encoded batches go to the transport's bounded queue; the
+//! HTTP senders and the Prometheus server run as tasks on the same runtime, so they progress
+//! whenever the loop awaits its tick.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
