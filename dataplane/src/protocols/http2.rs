@@ -166,8 +166,11 @@ pub struct Http2Parser {
     errors: u64,
     overflows: u64,
     unattributed: u64,
-    /// Per direction: a stream no longer tracked may still send a header block that way (a
-    /// request that was not a gRPC call, or an answer, not ended when the stream was emitted).
+    /// Per direction: a stream not tracked may still send a header block that way: one no
+    /// longer tracked (a request that was not a gRPC call, or an answer, not ended when the
+    /// stream was emitted), or one opened before we joined (until the preface shows there is
+    /// none: joined mid-stream, streams older than anything seen may still send trailers or
+    /// answers, and no stream id we see rules them out).
     untracked_blocks: [bool; 2],
     /// Client stream ids below `last_stream` that hidden request bytes may have opened.
     hidden_ids: hidden::HiddenIds,
@@ -210,7 +213,7 @@ impl Http2Parser {
             errors: 0,
             overflows: 0,
             unattributed: 0,
-            untracked_blocks: [false; 2],
+            untracked_blocks: [true; 2],
             hidden_ids: hidden::HiddenIds::default(),
             trust: None,
             held: Vec::new(),
@@ -272,6 +275,7 @@ impl Http2Parser {
         // Nothing can have ended before the preface: no sweep needed.
         self.learn_role(d, true);
         self.hidden_ids.connection_start();
+        self.untracked_blocks = [false; 2];
         self.dirs[d].hpack.connection_start();
         let other = &mut self.dirs[1 - d];
         if other.pristine {

@@ -162,6 +162,27 @@ pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Wri
     out
 }
 
+/// The writes from the request HEADERS of stream `s` on, as an agent that started just before
+/// them sees the connection, with the client's SETTINGS (push off) sent again first: a client
+/// may send SETTINGS at any time, and without them a gap in the answers always forgets the
+/// table (push may be on).
+pub(super) fn joined_at(writes: &[Write], s: u32, max_frame: u32) -> Vec<Write> {
+    let opens = |w: &Write| {
+        w.client
+            && w.frames
+                .first()
+                .and_then(|f| FrameHeader::parse(f))
+                .is_some_and(|h| h.kind == HEADERS && h.stream == s)
+    };
+    let at = writes.iter().position(opens).unwrap_or(writes.len());
+    let mut out = vec![Write {
+        client: true,
+        frames: vec![settings(true, max_frame)],
+    }];
+    out.extend_from_slice(&writes[at..]);
+    out
+}
+
 /// A request HEADERS frame of a call to `path` on stream `s` as grpcio writes it (`enc`
 /// indexes every new field).
 pub(super) fn request_headers(enc: &mut Enc, s: u32, path: &str) -> Vec<u8> {
