@@ -23,9 +23,10 @@
 //!   reset, unless framing was lost to uncaptured bytes and the stream ids prove they held no
 //!   header block: the child module `resync` (`http2_resync.rs`) says where framing comes back
 //!   after such a gap and when the table is kept, and the child module `hidden`
-//!   (`http2_hidden.rs`) which stream ids the gap may have opened, whose answers still make an
-//!   exchange; while those may hide an answer, the answers' table is kept on trust and spans
-//!   that used it wait for the requests to settle it (`tentative`, `http2_tentative.rs`);
+//!   (`http2_hidden.rs`) which stream ids the gap may have opened, whose answers (or resets, or
+//!   DATA) still make an exchange; while those may hide an answer, the answers' table is kept
+//!   on trust and spans that used it wait for the requests to settle it (`tentative`,
+//!   `http2_tentative.rs`);
 //! - a field is either what the peer sent or `None`: never a guess;
 //! - per chunk, nothing is allocated unless a header block must be buffered or a stream's
 //!   strings are stored.
@@ -337,7 +338,11 @@ impl Http2Parser {
                 }
             }
             DATA => {
-                if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                let i = match self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                    Some(i) => Some(i),
+                    None => self.open_by_frame(h.stream, c, out),
+                };
+                if let Some(i) = i {
                     let s = &mut self.streams[i];
                     s.body[d] = s.body[d].saturating_add(u64::from(h.len));
                     if s.hidden[d] {
@@ -352,7 +357,11 @@ impl Http2Parser {
                 self.skipped(d, c, h.len, end, out);
             }
             RST_STREAM => {
-                if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                let i = match self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                    Some(i) => Some(i),
+                    None => self.open_by_frame(h.stream, c, out),
+                };
+                if let Some(i) = i {
                     self.streams[i].reset = true;
                     self.streams[i].x.partial = true;
                     self.finish(i, c.end_ns, out);

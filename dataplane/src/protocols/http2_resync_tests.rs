@@ -90,6 +90,7 @@ fn a_client_reading_large_bidi_answers_gets_their_status() {
         answer: 50_000,
         status: 0,
         fast: false,
+        refused: false,
     });
     let w = conversation(&calls, GRPCIO_MAX_FRAME);
     let mut sys = syscalls(&w, Role::Client, &[], &[]);
@@ -320,6 +321,7 @@ fn call() -> impl Strategy<Value = Call> {
             answer: if bidi { 50_000 } else { 12 },
             status: if fails { 3 } else { 0 },
             fast: false,
+            refused: false,
         })
 }
 
@@ -579,6 +581,7 @@ fn fail_fast_first() -> impl Strategy<Value = Vec<Call>> {
                     answer: 0,
                     status: 3,
                     fast: true,
+                    refused: false,
                 },
                 Call {
                     method: "Chat",
@@ -587,6 +590,7 @@ fn fail_fast_first() -> impl Strategy<Value = Vec<Call>> {
                     answer: chat_answer,
                     status: 0,
                     fast: false,
+                    refused: false,
                 },
                 Call {
                     method: "CollectFail",
@@ -595,6 +599,7 @@ fn fail_fast_first() -> impl Strategy<Value = Vec<Call>> {
                     answer: n,
                     status: 3,
                     fast: false,
+                    refused: false,
                 },
             ];
             calls.extend(rest);
