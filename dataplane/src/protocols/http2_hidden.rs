@@ -148,9 +148,9 @@ impl HiddenIds {
         none_hidden
     }
 
-    /// A frame that only a stream once opened carries names `id`, above every id known, while
-    /// the requests are lost since a gap: `id` was opened in the lost bytes (as its answer's
-    /// header block would show, [`HiddenIds::opened`]). Returns the (start_ns, seq) bound, or
+    /// A frame of the answers, or one that only a stream once opened carries, names `id`, above
+    /// every id known, while the requests are lost since a gap: `id` was opened in the lost
+    /// bytes ([`HiddenIds::opened`] with `request` false). Returns the (start_ns, seq) bound, or
     /// `None` when the requests are not lost (nothing bounds when such a stream was opened).
     pub(crate) fn opened_hidden(&mut self, id: u32) -> Option<(u64, u64)> {
         let p = self.pending?;
@@ -223,8 +223,17 @@ impl Http2Parser {
             let s = self.hidden_stream(r, id, bound);
             return Some(self.track(s, c, out));
         }
-        if req.is_some() {
-            if let Some(none_hidden) = self.hidden_ids.opened(id, req == Some(d)) {
+        if let Some(r) = req {
+            if r != d {
+                if let Some(bound) = self.hidden_ids.opened_hidden(id) {
+                    // The answer of a stream opened in the requests still lost.
+                    self.settle_trust(false, out);
+                    self.last_stream = id;
+                    let s = self.hidden_stream(r, id, bound);
+                    return Some(self.track(s, c, out));
+                }
+            }
+            if let Some(none_hidden) = self.hidden_ids.opened(id, r == d) {
                 self.settle_trust(none_hidden, out);
             }
         }

@@ -209,6 +209,35 @@ fn a_connection_joined_mid_stream_keeps_older_ids_untracked() {
     assert_eq!(ids(&f.exchanges()), [5]);
 }
 
+/// Server side: one read hides stream 3's request HEADERS, and the server answers 3 before the
+/// client's next request is read. As for an id kept in a range, and as for a call refused at
+/// that point (`a_call_refused_while_the_requests_are_lost_makes_one_span`), its span starts
+/// where the loss began, not at its answer, and says nothing of its request.
+#[test]
+fn an_answer_while_the_requests_are_lost_starts_at_the_loss() {
+    let mut f = started(Role::Server);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    f.feed(IN, &request(&mut req, 1, "Collect"));
+    let mut r = data(1, 30_000, false);
+    r.extend(request(&mut req, 3, "Lookup"));
+    r.extend(data(3, 17, true));
+    r.extend(data(1, 30_000, true));
+    feed_cut(&mut f, IN, &r);
+    let loss = f.seq();
+    f.feed(OUT, &answer(&mut resp, 3, 5));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3]);
+    assert_hidden_request(&xs[0], 5, loss);
+    let mut r = request(&mut req, 5, "Lookup");
+    r.extend(data(5, 17, true));
+    f.feed(IN, &r);
+    f.feed(OUT, &answer(&mut resp, 1, 0));
+    f.feed(OUT, &answer(&mut resp, 5, 0));
+    assert_eq!(ids(&f.exchanges()), [1, 5]);
+    f.p.close(99_999, &mut f.out);
+    assert_eq!(f.exchanges(), []);
+}
+
 /// What the span of a call whose request HEADERS were hidden and whose only sign is a reset
 /// says: nothing of the call but that it was made and ended in error.
 fn assert_reset_unknown(x: &H2Exchange, loss: u64, end_seq: u64) {
