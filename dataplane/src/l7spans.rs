@@ -295,4 +295,34 @@ mod tests {
         );
         assert!(get(&to, "dns.response_code").is_none());
     }
+
+    /// A stream the parser knows only by its reset (its request HEADERS hidden, the server
+    /// refusing it): a span in error that counts in a duration histogram like any call, with
+    /// nothing claimed of the request.
+    #[test]
+    fn an_h2_call_known_only_by_its_reset_is_an_error_with_a_histogram() {
+        let flow = FlowInfo::new(9, [0; 16], Addr::default(), Addr::default());
+        let ctx = SpanCtx {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        };
+        let x = H2Exchange {
+            role: Role::Server,
+            stream_id: 3,
+            start_ns: 100,
+            end_ns: 400,
+            headers_incomplete: true,
+            partial: true,
+            ..H2Exchange::default()
+        };
+        let (span, m) = h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+        assert_eq!(m.map(|m| m.name), Some("http.server.request.duration"));
+        assert_eq!(span.kind, SpanKind::Server);
+        assert_eq!(
+            get(&span, "error.type").and_then(|v| v.as_str()),
+            Some("incomplete")
+        );
+        assert!(get(&span, "http.response.status_code").is_none());
+        assert_eq!(span.end_unix_ns - span.start_unix_ns, 300);
+    }
 }

@@ -23,9 +23,10 @@
 //!   reset, unless framing was lost to uncaptured bytes and the stream ids prove they held no
 //!   header block: the child module `resync` (`http2_resync.rs`) says where framing comes back
 //!   after such a gap and when the table is kept, and the child module `hidden`
-//!   (`http2_hidden.rs`) which stream ids the gap may have opened, whose answers still make an
-//!   exchange; while those may hide an answer, the answers' table is kept on trust and spans
-//!   that used it wait for the requests to settle it (`tentative`, `http2_tentative.rs`);
+//!   (`http2_hidden.rs`) which stream ids the gap may have opened, whose answers (or resets, or
+//!   DATA) still make an exchange; while those may hide an answer, the answers' table is kept
+//!   on trust and spans that used it wait for the requests to settle it (`tentative`,
+//!   `http2_tentative.rs`);
 //! - a field is either what the peer sent or `None`: never a guess;
 //! - per chunk, nothing is allocated unless a header block must be buffered or a stream's
 //!   strings are stored.
@@ -166,8 +167,11 @@ pub struct Http2Parser {
     errors: u64,
     overflows: u64,
     unattributed: u64,
-    /// Per direction: a stream no longer tracked may still send a header block that way (a
-    /// request that was not a gRPC call, or an answer, not ended when the stream was emitted).
+    /// Per direction: a stream not tracked may still send a header block that way: one no
+    /// longer tracked (a request that was not a gRPC call, or an answer, not ended when the
+    /// stream was emitted), or one opened before we joined (until the preface shows there is
+    /// none: joined mid-stream, streams older than anything seen may still send trailers or
+    /// answers, and no stream id we see rules them out).
     untracked_blocks: [bool; 2],
     /// Client stream ids below `last_stream` that hidden request bytes may have opened.
     hidden_ids: hidden::HiddenIds,
@@ -210,7 +214,7 @@ impl Http2Parser {
             errors: 0,
             overflows: 0,
             unattributed: 0,
-            untracked_blocks: [false; 2],
+            untracked_blocks: [true; 2],
             hidden_ids: hidden::HiddenIds::default(),
             trust: None,
             held: Vec::new(),
@@ -272,6 +276,7 @@ impl Http2Parser {
         // Nothing can have ended before the preface: no sweep needed.
         self.learn_role(d, true);
         self.hidden_ids.connection_start();
+        self.untracked_blocks = [false; 2];
         self.dirs[d].hpack.connection_start();
         let other = &mut self.dirs[1 - d];
         if other.pristine {
@@ -333,7 +338,11 @@ impl Http2Parser {
                 }
             }
             DATA => {
-                if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                let i = match self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                    Some(i) => Some(i),
+                    None => self.open_by_frame(h.stream, c, out),
+                };
+                if let Some(i) = i {
                     let s = &mut self.streams[i];
                     s.body[d] = s.body[d].saturating_add(u64::from(h.len));
                     if s.hidden[d] {
@@ -348,7 +357,11 @@ impl Http2Parser {
                 self.skipped(d, c, h.len, end, out);
             }
             RST_STREAM => {
-                if let Some(i) = self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                let i = match self.streams.iter().position(|s| s.x.stream_id == h.stream) {
+                    Some(i) => Some(i),
+                    None => self.open_by_frame(h.stream, c, out),
+                };
+                if let Some(i) = i {
                     self.streams[i].reset = true;
                     self.streams[i].x.partial = true;
                     self.finish(i, c.end_ns, out);

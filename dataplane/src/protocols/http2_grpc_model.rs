@@ -41,7 +41,8 @@ impl Enc {
 /// One call: `/demo.v1.Echo/<method>`, the sizes of the messages the client streams, the sizes
 /// of the answers (one per request message for a bidirectional call, else one answer), and the
 /// grpc-status it ends with. A `fast` call fails as soon as the server reads its headers: its
-/// answer is one trailers-only HEADERS frame (no bidirectional answers, no message).
+/// answer is one trailers-only HEADERS frame (no bidirectional answers, no message), or, when
+/// `refused` too, one RST_STREAM frame (REFUSED_STREAM; no status at all).
 #[derive(Debug, Clone)]
 pub(super) struct Call {
     pub(super) method: &'static str,
@@ -50,6 +51,7 @@ pub(super) struct Call {
     pub(super) answer: usize,
     pub(super) status: u32,
     pub(super) fast: bool,
+    pub(super) refused: bool,
 }
 
 impl Call {
@@ -61,6 +63,7 @@ impl Call {
             answer: 12,
             status: 0,
             fast: false,
+            refused: false,
         }
     }
 
@@ -142,7 +145,7 @@ pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Wri
         if slow.iter().all(|(c, _)| c.bidi) {
             // No answer message to go between: the failures first.
             for (call, s) in fast.drain(..) {
-                out.push(w(false, vec![trailers(call, s, true, &mut resp_enc)]));
+                out.push(w(false, vec![fast_answer(call, s, &mut resp_enc)]));
             }
         }
         for (call, s) in slow {
@@ -151,7 +154,7 @@ pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Wri
                 // After the answer headers and the first DATA frame.
                 let mut rest = f.split_off(2);
                 for (c, fs) in fast.drain(..) {
-                    f.push(trailers(c, fs, true, &mut resp_enc));
+                    f.push(fast_answer(c, fs, &mut resp_enc));
                 }
                 f.append(&mut rest);
             }
@@ -159,6 +162,27 @@ pub(super) fn pipelined(calls: &[Call], max_frame: u32, width: usize) -> Vec<Wri
             out.push(w(false, f));
         }
     }
+    out
+}
+
+/// The writes from the request HEADERS of stream `s` on, as an agent that started just before
+/// them sees the connection, with the client's SETTINGS (push off) sent again first: a client
+/// may send SETTINGS at any time, and without them a gap in the answers always forgets the
+/// table (push may be on).
+pub(super) fn joined_at(writes: &[Write], s: u32, max_frame: u32) -> Vec<Write> {
+    let opens = |w: &Write| {
+        w.client
+            && w.frames
+                .first()
+                .and_then(|f| FrameHeader::parse(f))
+                .is_some_and(|h| h.kind == HEADERS && h.stream == s)
+    };
+    let at = writes.iter().position(opens).unwrap_or(writes.len());
+    let mut out = vec![Write {
+        client: true,
+        frames: vec![settings(true, max_frame)],
+    }];
+    out.extend_from_slice(&writes[at..]);
     out
 }
 
@@ -213,6 +237,15 @@ fn answer_start(call: &Call, s: u32, mf: usize, resp_enc: &mut Enc) -> Vec<Vec<u
         f.push(answer_headers(resp_enc, s));
     }
     f
+}
+
+/// The one frame that answers a `fast` call on stream `s`.
+fn fast_answer(call: &Call, s: u32, resp_enc: &mut Enc) -> Vec<u8> {
+    if call.refused {
+        frame(RST_STREAM, 0, s, &[0, 0, 0, 7])
+    } else {
+        trailers(call, s, true, resp_enc)
+    }
 }
 
 /// The trailers of `call` on stream `s`; `only`: a trailers-only answer (with the headers'
@@ -320,6 +353,10 @@ pub(super) fn never_wrong(
         assert!(x.path.as_deref().is_none_or(|p| p == c.path()), "{x:?}");
         assert!(x.status.is_none_or(|s| s == 200), "{x:?}");
         assert!(x.grpc_status.is_none_or(|s| s == c.status), "{x:?}");
+        assert!(
+            !c.refused || (x.status, x.grpc_status) == (None, None),
+            "{x:?}"
+        );
         assert!(x
             .content_type
             .as_deref()

@@ -11,7 +11,14 @@
 //! stream (from then on the requests are followed again). A few ranges per connection: when more
 //! are needed the lowest ids are forgotten (their answers then make no span, as before; never
 //! one too many). An answer header block of a kept id creates its stream and takes the id out of
-//! its range: one stream, hence one span, per id.
+//! its range: one stream, hence one span, per id. So does a DATA or RST_STREAM frame of a kept
+//! id from either side, as neither is ever sent on a stream that was not opened (PRIORITY may
+//! be, and creates nothing): a call refused or cancelled with a reset makes its span (ended by
+//! the reset, as a reset stream whose request was seen), and so does an answer whose header
+//! block was hidden too, from its DATA. Such a frame naming an id above every one known while
+//! the requests are still lost shows that id opened in the lost bytes, as its answer's header
+//! block would; anywhere else it is a late frame of a closed stream, or of one opened before we
+//! joined, and makes nothing.
 //!
 //! What such a stream knows of its request is nothing: method, path and the other request fields
 //! stay unknown, the exchange is partial (its request was not seen) and `headers_incomplete`
@@ -141,6 +148,16 @@ impl HiddenIds {
         none_hidden
     }
 
+    /// A frame of the answers, or one that only a stream once opened carries, names `id`, above
+    /// every id known, while the requests are lost since a gap: `id` was opened in the lost
+    /// bytes ([`HiddenIds::opened`] with `request` false). Returns the (start_ns, seq) bound, or
+    /// `None` when the requests are not lost (nothing bounds when such a stream was opened).
+    pub(crate) fn opened_hidden(&mut self, id: u32) -> Option<(u64, u64)> {
+        let p = self.pending?;
+        self.opened(id, false);
+        Some((p.start_ns, p.seq))
+    }
+
     /// Can a stream we do not track have been opened in hidden request bytes (or before we
     /// joined, or in bytes that were not frames)?
     pub(crate) fn doubt(&self) -> Doubt {
@@ -198,40 +215,92 @@ impl Http2Parser {
     ) -> Option<usize> {
         let id = meta.stream;
         let req = self.request_dir();
-        let mut x = H2Exchange {
-            stream_id: id,
-            start_ns: meta.start_ns,
-            request_seq: meta.seq,
-            ..H2Exchange::default()
-        };
-        let mut hidden = self.dirs.each_ref().map(|d| d.suspect.is_some());
-        if id > self.last_stream {
-            if req.is_some() {
-                if let Some(none_hidden) = self.hidden_ids.opened(id, req == Some(d)) {
-                    self.settle_trust(none_hidden, out);
-                }
-            }
-            self.last_stream = id;
-        } else {
+        if id <= self.last_stream {
             // An answer of a stream opened in hidden request bytes, or else a closed stream (late
             // trailers) or one created before we joined: not tracked.
-            let (r, (start_ns, seq)) = match req {
-                Some(r) if r != d => (r, self.hidden_ids.take(id)?),
-                _ => return None,
-            };
-            x.start_ns = start_ns;
-            x.request_seq = seq;
-            // Its request block was not captured.
-            x.headers_incomplete = true;
-            // Nor was anything of its requests since: its END_STREAM may have been hidden.
-            hidden[r] = true;
+            let r = req.filter(|&r| r != d)?;
+            let bound = self.hidden_ids.take(id)?;
+            let s = self.hidden_stream(r, id, bound);
+            return Some(self.track(s, c, out));
         }
+        if let Some(r) = req {
+            if r != d {
+                if let Some(bound) = self.hidden_ids.opened_hidden(id) {
+                    // The answer of a stream opened in the requests still lost.
+                    self.settle_trust(false, out);
+                    self.last_stream = id;
+                    let s = self.hidden_stream(r, id, bound);
+                    return Some(self.track(s, c, out));
+                }
+            }
+            if let Some(none_hidden) = self.hidden_ids.opened(id, r == d) {
+                self.settle_trust(none_hidden, out);
+            }
+        }
+        self.last_stream = id;
         let s = Stream {
-            x,
-            hidden,
+            x: H2Exchange {
+                stream_id: id,
+                start_ns: meta.start_ns,
+                request_seq: meta.seq,
+                ..H2Exchange::default()
+            },
+            hidden: self.dirs.each_ref().map(|d| d.suspect.is_some()),
             ..Stream::default()
         };
         Some(self.track(s, c, out))
+    }
+
+    /// A DATA or RST_STREAM frame of stream `id`, which no tracked stream has. Either peer
+    /// sends those only on a stream that was opened (unlike PRIORITY, which may name an idle
+    /// one and creates nothing here), so an id that hidden request bytes may have opened, or
+    /// one above every id known while the requests are lost, was opened there: it gets its
+    /// stream (once: the id leaves its range), as for an answer header block. Any other is not
+    /// tracked (a closed stream's late frame, one opened before we joined). Returns its index.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn open_by_frame(
+        &mut self,
+        id: u32,
+        c: &Chunk<'_>,
+        out: &mut Vec<L7Record>,
+    ) -> Option<usize> {
+        let req = self.request_dir()?;
+        if id % 2 == 0 {
+            return None;
+        }
+        let bound = if id > self.last_stream {
+            let bound = self.hidden_ids.opened_hidden(id)?;
+            // A stream opened out of sight: its answer may have been hidden too (`open`).
+            self.settle_trust(false, out);
+            self.last_stream = id;
+            bound
+        } else {
+            self.hidden_ids.take(id)?
+        };
+        let s = self.hidden_stream(req, id, bound);
+        Some(self.track(s, c, out))
+    }
+
+    /// The stream of `id`, whose request HEADERS were hidden no earlier than `bound` (start_ns,
+    /// seq); `req` is the request direction.
+    fn hidden_stream(&self, req: usize, id: u32, (start_ns, request_seq): (u64, u64)) -> Stream {
+        let mut hidden = self.dirs.each_ref().map(|d| d.suspect.is_some());
+        // Nor was anything of its requests since: its END_STREAM may have been hidden.
+        hidden[req] = true;
+        let x = H2Exchange {
+            stream_id: id,
+            start_ns,
+            request_seq,
+            // Its request block was not captured.
+            headers_incomplete: true,
+            ..H2Exchange::default()
+        };
+        Stream {
+            x,
+            hidden,
+            ..Stream::default()
+        }
     }
 
     /// Start tracking `s`, making room if [`MAX_STREAMS`] are open; returns its index.

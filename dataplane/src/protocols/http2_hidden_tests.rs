@@ -2,8 +2,13 @@
 //! make one span each, with nothing invented about their requests, and a late frame of a closed
 //! stream still makes none.
 
-use super::grpc_model::{answer_headers, request_headers, settings, Enc};
-use super::tests::{data, frame, Feeder, IN, OUT};
+use proptest::prelude::*;
+
+use super::grpc_model::{
+    answer_headers, feed_captured, never_wrong, pipelined, request_headers, settings, syscalls,
+    Call, Enc,
+};
+use super::tests::{data, frame, lit, Feeder, IN, OUT};
 use super::*;
 
 const GRPCIO_MAX_FRAME: u32 = 4 << 20;
@@ -202,4 +207,233 @@ fn a_connection_joined_mid_stream_keeps_older_ids_untracked() {
     f.feed(OUT, &answer(&mut resp, 3, 0));
     f.feed(OUT, &answer(&mut resp, 5, 0));
     assert_eq!(ids(&f.exchanges()), [5]);
+}
+
+/// Server side: one read hides stream 3's request HEADERS, and the server answers 3 before the
+/// client's next request is read. As for an id kept in a range, and as for a call refused at
+/// that point (`a_call_refused_while_the_requests_are_lost_makes_one_span`), its span starts
+/// where the loss began, not at its answer, and says nothing of its request.
+#[test]
+fn an_answer_while_the_requests_are_lost_starts_at_the_loss() {
+    let mut f = started(Role::Server);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    f.feed(IN, &request(&mut req, 1, "Collect"));
+    let mut r = data(1, 30_000, false);
+    r.extend(request(&mut req, 3, "Lookup"));
+    r.extend(data(3, 17, true));
+    r.extend(data(1, 30_000, true));
+    feed_cut(&mut f, IN, &r);
+    let loss = f.seq();
+    f.feed(OUT, &answer(&mut resp, 3, 5));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3]);
+    assert_hidden_request(&xs[0], 5, loss);
+    let mut r = request(&mut req, 5, "Lookup");
+    r.extend(data(5, 17, true));
+    f.feed(IN, &r);
+    f.feed(OUT, &answer(&mut resp, 1, 0));
+    f.feed(OUT, &answer(&mut resp, 5, 0));
+    assert_eq!(ids(&f.exchanges()), [1, 5]);
+    f.p.close(99_999, &mut f.out);
+    assert_eq!(f.exchanges(), []);
+}
+
+/// What the span of a call whose request HEADERS were hidden and whose only sign is a reset
+/// says: nothing of the call but that it was made and ended in error.
+fn assert_reset_unknown(x: &H2Exchange, loss: u64, end_seq: u64) {
+    assert!(x.partial && x.headers_incomplete, "{x:?}");
+    assert_eq!((&x.method, &x.path, &x.authority), (&None, &None, &None));
+    assert_eq!(
+        (x.status, x.grpc_status, &x.content_type),
+        (None, None, &None)
+    );
+    assert_eq!((x.start_ns, x.request_seq), (loss * 100, loss), "{x:?}");
+    assert_eq!(x.end_ns, end_seq * 100 + 10, "{x:?}");
+}
+
+/// Server side: one read hides stream 3's request HEADERS between stream 1's DATA frames, and
+/// the server refuses stream 3 (RST_STREAM, REFUSED_STREAM) before the client's next request is
+/// read. As for a reset stream whose request was seen, the reset ends the call: one span, from
+/// the syscall that hid its request to the reset, nothing of its request. Another reset of
+/// stream 3 makes no second span.
+#[test]
+fn a_call_refused_while_the_requests_are_lost_makes_one_span() {
+    let mut f = started(Role::Server);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    f.feed(IN, &request(&mut req, 1, "Collect"));
+    let mut r = data(1, 30_000, false);
+    r.extend(request(&mut req, 3, "Lookup"));
+    r.extend(data(3, 17, true));
+    r.extend(data(1, 30_000, true));
+    feed_cut(&mut f, IN, &r);
+    let loss = f.seq();
+    f.feed(OUT, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 7]));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3]);
+    assert_reset_unknown(&xs[0], loss, f.seq());
+    assert_eq!(xs[0].role, Role::Server);
+    let mut r = request(&mut req, 5, "Lookup");
+    r.extend(data(5, 17, true));
+    f.feed(IN, &r);
+    f.feed(OUT, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 7]));
+    f.feed(OUT, &answer(&mut resp, 1, 0));
+    f.feed(OUT, &answer(&mut resp, 5, 0));
+    assert_eq!(ids(&f.exchanges()), [1, 5]);
+    f.p.close(99_999, &mut f.out);
+    assert_eq!(f.exchanges(), []);
+}
+
+/// Client side: one write hides the HEADERS of streams 3 and 5, and stream 7's request is seen
+/// (3 and 5 may have been opened out of sight). The server refuses 3; the client cancels 5, and
+/// the server's answer to 5, already on its way, comes after. Each call has one span; resets of
+/// ids the hidden bytes cannot have opened (1, done; 9, never opened) make none.
+#[test]
+fn resets_of_calls_whose_headers_were_hidden_make_one_span_each() {
+    let mut f = started(Role::Client);
+    let (mut req, mut resp) = (Enc::default(), Enc::default());
+    f.feed(OUT, &request(&mut req, 1, "Collect"));
+    let mut w = data(1, 30_000, false);
+    for s in [3, 5] {
+        w.extend(request(&mut req, s, "Lookup"));
+        w.extend(data(s, 17, true));
+    }
+    w.extend(data(1, 30_000, true));
+    feed_cut(&mut f, OUT, &w);
+    let loss = f.seq();
+    let mut w = request(&mut req, 7, "Lookup");
+    w.extend(data(7, 17, true));
+    f.feed(OUT, &w);
+    f.feed(IN, &answer(&mut resp, 1, 0));
+    assert_eq!(ids(&f.exchanges()), [1]);
+    f.feed(IN, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 7]));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3]);
+    assert_reset_unknown(&xs[0], loss, f.seq());
+    f.feed(OUT, &frame(RST_STREAM, 0, 5, &[0, 0, 0, 8]));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [5]);
+    assert_reset_unknown(&xs[0], loss, f.seq());
+    assert_eq!(xs[0].role, Role::Client);
+    f.feed(IN, &answer(&mut resp, 5, 1));
+    for s in [1, 9] {
+        f.feed(IN, &frame(RST_STREAM, 0, s, &[0, 0, 0, 2]));
+    }
+    assert_eq!(f.exchanges(), []);
+    f.feed(IN, &answer(&mut resp, 7, 0));
+    assert_eq!(ids(&f.exchanges()), [7]);
+    f.p.close(99_999, &mut f.out);
+    assert_eq!(f.exchanges(), []);
+}
+
+/// Plain HTTP/2, client side: the HEADERS of GET 3 are hidden in a write (between the DATA
+/// frames of upload 1), and so are its answer's HEADERS in a read; the answer ends with a DATA
+/// frame. A DATA frame is only ever sent on a stream that was opened: the call has its span,
+/// with its answer's bytes, and nothing else known.
+#[test]
+fn an_answer_seen_only_by_its_data_makes_a_span() {
+    let mut f = started(Role::Client);
+    let get = |s: u32, end: bool| {
+        let mut h = vec![0x82, 0x86];
+        h.extend(lit(false, ":path", "/x"));
+        let flags = FLAG_END_HEADERS | if end { FLAG_END_STREAM } else { 0 };
+        frame(HEADERS, flags, s, &h)
+    };
+    f.feed(OUT, &get(1, false));
+    let mut w = data(1, 30_000, false);
+    w.extend(get(3, true));
+    w.extend(data(1, 30_000, true));
+    feed_cut(&mut f, OUT, &w);
+    let loss = f.seq();
+    f.feed(OUT, &get(5, true));
+    let ok = |s: u32, end: bool| {
+        let flags = FLAG_END_HEADERS | if end { FLAG_END_STREAM } else { 0 };
+        frame(HEADERS, flags, s, &[0x88])
+    };
+    let mut r = ok(1, false);
+    r.extend(data(1, 30_000, false));
+    r.extend(ok(3, false));
+    r.extend(data(1, 30_000, false));
+    feed_cut(&mut f, IN, &r);
+    f.feed(IN, &data(1, 5, true));
+    assert_eq!(ids(&f.exchanges()), [1]);
+    f.feed(IN, &data(3, 10, false));
+    f.feed(IN, &data(3, 4, true));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3]);
+    let x = &xs[0];
+    assert!(x.partial && x.headers_incomplete, "{x:?}");
+    assert_eq!(
+        (x.method.as_deref(), x.path.as_deref(), x.status),
+        (None, None, None)
+    );
+    assert_eq!((x.start_ns, x.request_seq), (loss * 100, loss));
+    assert_eq!((x.request_body_bytes, x.response_body_bytes), (0, 14));
+    assert_eq!(x.end_ns, f.seq() * 100 + 10);
+    f.feed(IN, &ok(5, true));
+    assert_eq!(ids(&f.exchanges()), [5]);
+    f.p.close(99_999, &mut f.out);
+    assert_eq!(f.exchanges(), []);
+}
+
+/// A client-streaming or bidirectional call (small answers, captured whole), one that fails, or
+/// one the server refuses with a reset as soon as it reads its headers.
+fn call_or_refusal() -> impl Strategy<Value = Call> {
+    (
+        proptest::collection::vec(0usize..150_000, 0..4),
+        any::<bool>(),
+        0usize..3,
+        0usize..400,
+    )
+        .prop_map(|(msgs, bidi, kind, answer)| {
+            let refused = kind == 2;
+            let bidi = bidi && !refused;
+            Call {
+                method: ["Collect", "CollectFail", "Refused"][kind],
+                msgs,
+                bidi,
+                answer: if bidi { answer } else { 12 },
+                status: if kind == 1 { 3 } else { 0 },
+                fast: refused,
+                refused,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Calls a few at a time, some refused with a reset between the frames of another call's
+    /// answer, cut into syscalls of a few frames each way: request HEADERS frames fall in
+    /// uncaptured middles. When every answer was captured, every call has exactly one span,
+    /// ended by its trailers with its status or by its reset with no status at all, whether its
+    /// request headers were seen or not; nothing is wrong or invented.
+    #[test]
+    fn every_call_answered_or_refused_in_sight_has_one_span(
+        calls in proptest::collection::vec(call_or_refusal(), 2..7),
+        width in 2usize..5,
+        client in any::<bool>(),
+        groups in proptest::collection::vec(1usize..5, 1..5),
+        limit in 64usize..2048,
+        tail in prop_oneof![Just(0usize), Just(256), 0usize..512],
+    ) {
+        let role = if client { Role::Client } else { Role::Server };
+        let w = pipelined(&calls, GRPCIO_MAX_FRAME, width);
+        let sys = syscalls(&w, role, &groups, &[]);
+        let answers = if client { IN } else { OUT };
+        prop_assume!(sys.iter().all(|(d, b)| *d != answers || b.len() <= limit + tail));
+        let mut f = Feeder::new(role);
+        feed_captured(&mut f, &sys, limit, tail);
+        let ended = f.exchanges();
+        let by_call = never_wrong(&ended, &calls, role);
+        for (c, x) in calls.iter().zip(&by_call) {
+            prop_assert!(x.is_some(), "{} has no span", c.path());
+            let x = x.as_ref().unwrap();
+            if c.refused {
+                prop_assert!(x.partial, "{:?}", x);
+            } else {
+                prop_assert_eq!(x.grpc_status, Some(c.status));
+            }
+        }
+        prop_assert_eq!(f.p.open_streams(), 0);
+    }
 }

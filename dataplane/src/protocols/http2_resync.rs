@@ -23,16 +23,19 @@
 //!     id after the last one known when framing was lost means no stream was opened in the
 //!     hidden bytes; the only other request header blocks are trailers, which gRPC calls never
 //!     send (not trusted while a request that was not a gRPC call could still send some, even
-//!     one no longer tracked);
+//!     one no longer tracked, or one opened before we joined: on a connection joined
+//!     mid-stream, never);
 //!   - answers: a stream's header blocks are its response headers (and 1xx before them) and
 //!     then only trailers, which end it. The first block must be the trailers (END_STREAM) of a
 //!     stream whose final headers were seen before the loss, and every other stream that could
 //!     have answered in the hidden bytes must have sent a DATA or HEADERS frame since (nothing
 //!     follows trailers, and DATA never comes before headers); push must be off, and no stream
 //!     given up before its answer ended (reset, evicted, GOAWAY) may still have frames in flight.
-//!     Streams we do not track at all (opened in request bytes that were hidden too) prove
-//!     nothing: while the requests may still tell whether there are any, the table is kept on
-//!     trust (`http2_tentative.rs`), else forgotten.
+//!     Streams we do not track at all prove nothing. Those opened before we joined may answer
+//!     at any time and no id we see rules them out: on a connection joined mid-stream the table
+//!     is always forgotten (`Http2Parser::untracked_blocks`; only the preface clears it). Those
+//!     opened in request bytes that were hidden too: while the requests may still tell whether
+//!     there are any, the table is kept on trust (`http2_tentative.rs`), else forgotten.
 //!
 //! Anything else forgets the table: a value is then unknown, never wrong. A stream whose
 //! END_STREAM may have been hidden is not ended at a guessed time: it stays open (a frame of it

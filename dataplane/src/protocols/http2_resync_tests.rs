@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 
-use super::grpc_model::{conversation, feed_captured, never_wrong, pipelined, syscalls, Call};
+use super::grpc_model::{
+    conversation, feed_captured, joined_at, never_wrong, pipelined, syscalls, Call,
+};
 use super::tests::{data, frame, lit, Feeder, IN, OUT};
 use super::*;
 
@@ -88,6 +90,7 @@ fn a_client_reading_large_bidi_answers_gets_their_status() {
         answer: 50_000,
         status: 0,
         fast: false,
+        refused: false,
     });
     let w = conversation(&calls, GRPCIO_MAX_FRAME);
     let mut sys = syscalls(&w, Role::Client, &[], &[]);
@@ -318,6 +321,7 @@ fn call() -> impl Strategy<Value = Call> {
             answer: if bidi { 50_000 } else { 12 },
             status: if fails { 3 } else { 0 },
             fast: false,
+            refused: false,
         })
 }
 
@@ -456,4 +460,183 @@ fn answers_in_flight_for_a_reset_stream_forget_hpack() {
         "{:?}",
         xs[0]
     );
+}
+
+/// Joined mid-stream while streams 1 and 3 were open (opened before the join: we never see
+/// their requests). The client's SETTINGS (push off) come again, and stream 5's request is seen;
+/// the server's trailers-only answer of stream 1 inserts `content-type` and `grpc-status: 0`.
+/// One write of stream 5's answer hides, between its DATA frames, stream 3's trailers-only
+/// answer inserting `grpc-status: 7`; stream 5's trailers then refer to index 62:
+/// `grpc-status: 7` for the server, `grpc-status: 0` in the table as we had it. Every stream we
+/// track proves it sent nothing hidden, but stream 3 is older than anything seen and proves
+/// nothing: the table is forgotten, the status unknown, never 0.
+#[test]
+fn a_hidden_answer_of_a_stream_older_than_the_join_forgets_hpack() {
+    use super::grpc_model::{answer_headers, request_headers, settings, Enc};
+    for role in [Role::Server, Role::Client] {
+        let (requests, answers) = if role == Role::Server {
+            (IN, OUT)
+        } else {
+            (OUT, IN)
+        };
+        let mut f = Feeder::new(role);
+        let (mut req, mut resp) = (Enc::default(), Enc::default());
+        let mut r = settings(true, GRPCIO_MAX_FRAME);
+        r.extend(request_headers(&mut req, 5, "/demo.v1.Echo/Lookup"));
+        r.extend(data(5, 17, true));
+        f.feed(requests, &r);
+        let only = |resp: &mut Enc, s: u32, status: &str| {
+            let t = resp.block(&[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", status),
+            ]);
+            frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &t)
+        };
+        f.feed(answers, &only(&mut resp, 1, "0"));
+        let mut w = answer_headers(&mut resp, 5);
+        w.extend(data(5, 30_000, false));
+        w.extend(only(&mut resp, 3, "7"));
+        w.extend(data(5, 30_000, false));
+        f.feed_tail(answers, &w[..1024], w.len(), &w[w.len() - 256..]);
+        let t5 = resp.block(&[("grpc-status", "7")]);
+        assert_eq!(t5, [0xbe]);
+        f.feed(
+            answers,
+            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &t5),
+        );
+        let xs = f.exchanges();
+        assert_eq!(xs.len(), 1, "{role:?}");
+        let x = &xs[0];
+        assert_eq!((x.stream_id, x.grpc_status), (5, None), "{role:?} {x:?}");
+        assert!(x.headers_incomplete, "{x:?}");
+        assert_eq!(x.path.as_deref(), Some("/demo.v1.Echo/Lookup"));
+    }
+}
+
+/// The same in the requests: joined mid-stream while stream 1, a plain (not gRPC) upload, was
+/// open. gRPC calls on streams 3 and 5 insert `:path /demo.v1.Echo/A` and `/demo.v1.Echo/B`; one
+/// read of stream 5's large message hides, between its DATA frames, stream 1's trailers
+/// inserting `x-sum: 1`. Stream 7 opens the next id (no stream was opened in the hidden bytes)
+/// and refers to index 63 for `/demo.v1.Echo/B`: `/demo.v1.Echo/A` in the table as we had it.
+/// Stream 1 may send trailers, and nothing we follow rules them out: the table is forgotten.
+#[test]
+fn hidden_request_trailers_of_a_stream_older_than_the_join_forget_hpack() {
+    let mut f = Feeder::new(Role::Server);
+    let grpc = |s: u32, path: Option<&str>, end: bool| {
+        let mut h = vec![0x83, 0x86];
+        match path {
+            Some(p) => h.extend(lit(true, ":path", p)),
+            None => h.push(0x80 | 63),
+        }
+        h.extend(lit(false, "content-type", "application/grpc"));
+        let flags = FLAG_END_HEADERS | if end { FLAG_END_STREAM } else { 0 };
+        frame(HEADERS, flags, s, &h)
+    };
+    let mut r = grpc(3, Some("/demo.v1.Echo/A"), false);
+    r.extend(data(3, 17, true));
+    f.feed(IN, &r);
+    let mut r = grpc(5, Some("/demo.v1.Echo/B"), false);
+    r.extend(data(5, 30_000, false));
+    let t1 = lit(true, "x-sum", "1");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t1));
+    r.extend(data(5, 30_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed(IN, &grpc(7, None, true));
+    for s in [3, 5, 7] {
+        f.feed(
+            OUT,
+            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
+        );
+    }
+    let xs = f.exchanges();
+    assert_eq!(
+        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
+        [3, 5, 7]
+    );
+    let x7 = &xs[2];
+    assert_eq!(x7.path, None, "{x7:?}");
+    assert!(x7.headers_incomplete, "{x7:?}");
+    assert_eq!(xs[1].path.as_deref(), Some("/demo.v1.Echo/B"));
+}
+
+/// Calls three at a time. In the first batch a call that fails fast comes first, a
+/// bidirectional call that ends with `grpc-status: 0` second, and a call with an answer message
+/// that fails (`grpc-status: 3`) third: the answers insert `grpc-status: 0` (the second call's
+/// trailers), then `grpc-status: 3` (the fast failure's trailers-only answer, between the third
+/// call's DATA frames), to which the third call's trailers refer by index. Any calls follow.
+fn fail_fast_first() -> impl Strategy<Value = Vec<Call>> {
+    (
+        proptest::collection::vec(1usize..100_000, 1..3),
+        0usize..100_000,
+        1usize..100_000,
+        proptest::collection::vec(call(), 0..4),
+    )
+        .prop_map(|(chat, chat_answer, n, rest)| {
+            let mut calls = vec![
+                Call {
+                    method: "Fail",
+                    msgs: vec![],
+                    bidi: false,
+                    answer: 0,
+                    status: 3,
+                    fast: true,
+                    refused: false,
+                },
+                Call {
+                    method: "Chat",
+                    msgs: chat,
+                    bidi: true,
+                    answer: chat_answer,
+                    status: 0,
+                    fast: false,
+                    refused: false,
+                },
+                Call {
+                    method: "CollectFail",
+                    msgs: vec![n],
+                    bidi: false,
+                    answer: n,
+                    status: 3,
+                    fast: false,
+                    refused: false,
+                },
+            ];
+            calls.extend(rest);
+            calls
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The agent joins a connection of calls in flight just before the request HEADERS of one
+    /// of them: the calls before it were opened out of our sight, and their answers, some
+    /// inserting entries that later trailers refer to, can fall in uncaptured middles of the
+    /// answers. Whatever the cuts, no value is ever wrong and no call is invented or counted
+    /// twice.
+    #[test]
+    fn a_connection_joined_mid_stream_never_gets_a_wrong_value(
+        calls in fail_fast_first(),
+        join in 0usize..16,
+        client in any::<bool>(),
+        small_frames in any::<bool>(),
+        groups in proptest::collection::vec(0usize..5, 1..5),
+        limit in prop_oneof![64usize..300, 256usize..4096],
+        tail in prop_oneof![Just(0usize), Just(256), 0usize..1024],
+    ) {
+        let role = if client { Role::Client } else { Role::Server };
+        let max_frame = if small_frames { 16_384 } else { GRPCIO_MAX_FRAME };
+        let w = pipelined(&calls, max_frame, 3);
+        let first = 1 + join % (calls.len() - 1);
+        let w = joined_at(&w, 2 * first as u32 + 1, max_frame);
+        let sys = syscalls(&w, role, &groups, &[]);
+        let mut f = Feeder::new(role);
+        feed_captured(&mut f, &sys, limit, tail);
+        let mut all = f.exchanges();
+        never_wrong(&all, &calls, role);
+        f.p.close(u64::MAX / 2, &mut f.out);
+        all.extend(f.exchanges());
+        never_wrong(&all, &calls, role);
+    }
 }

@@ -22,7 +22,8 @@
 //! shifted by the second) or forgets the table (what waits still waits for the requests' word).
 //! When a stream that the requests will never tell of may exist (ids skipped by an earlier loss
 //! and not answered yet, requests lost to bytes that were not frames, a connection joined after
-//! its start with no request seen since), there is nothing to wait for: the table is forgotten.
+//! its start: its streams older than the join), there is nothing to wait for: the table is
+//! forgotten.
 //!
 //! While on trust, header blocks of the answers are decoded with the table as kept, and a field
 //! taken from an entry inserted before the trust began (one a hidden insertion would have

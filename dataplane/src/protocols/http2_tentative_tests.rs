@@ -219,6 +219,7 @@ fn call_or_failure() -> impl Strategy<Value = Call> {
             answer,
             status: if kind == 0 { 0 } else { 3 },
             fast: kind == 2,
+            refused: false,
         })
 }
 
@@ -247,6 +248,7 @@ fn batches() -> impl Strategy<Value = (usize, Vec<Call>)> {
                         answer: n,
                         status: 3,
                         fast: false,
+                        refused: false,
                     };
                     b[width - 1] = Call {
                         method: "Fail",
@@ -255,6 +257,7 @@ fn batches() -> impl Strategy<Value = (usize, Vec<Call>)> {
                         answer: 0,
                         status: 3,
                         fast: true,
+                        refused: false,
                     };
                 }
                 calls.extend(b);
