@@ -1,6 +1,9 @@
 //! Fuzz the DNS parser: the input is cut into chunks whose direction, capture limit and hidden
 //! length come from the input itself; both transports and every role are tried, with timeouts
 //! expiring along the way. Must never panic, and the parser's memory must stay bounded.
+//!
+//! `cargo +nightly fuzz run dns`; seed corpus: `python3 seeds.py` (from `fuzz/`) writes the
+//! fixtures in `dataplane/tests/fixtures/dns/` to `corpus/dns/`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

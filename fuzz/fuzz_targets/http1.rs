@@ -1,6 +1,9 @@
 //! Fuzz the HTTP/1.x parser: the input is cut into chunks whose direction, capture limit and
 //! hidden length come from the input itself; every role is tried. Must never panic, and the
 //! parser's memory must stay bounded.
+//!
+//! `cargo +nightly fuzz run http1`; seed corpus: `python3 seeds.py` (from `fuzz/`) writes the
+//! fixtures in `dataplane/tests/fixtures/http1/` to `corpus/http1/`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

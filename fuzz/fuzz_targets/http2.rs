@@ -8,9 +8,9 @@
 //! -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table
 //! -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions"
 //! cargo +nightly build --release --target x86_64-unknown-linux-gnu --bin http2`, then run
-//! `target/x86_64-unknown-linux-gnu/release/http2 -max_total_time=120 CORPUS_DIR`. A seed corpus:
-//! the fixtures in `dataplane/tests/fixtures/http2/` as records of (direction byte, 2-byte
-//! big-endian length, bytes).
+//! `target/x86_64-unknown-linux-gnu/release/http2 -max_total_time=120 CORPUS_DIR`. Seed corpus:
+//! `python3 seeds.py` (from `fuzz/`) writes the fixtures in `dataplane/tests/fixtures/http2/` to
+//! `corpus/http2/` as records of (direction byte, 2-byte big-endian length, bytes).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
