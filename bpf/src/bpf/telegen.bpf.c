@@ -72,8 +72,19 @@ struct call_args {
 };
 
 struct tid_ctx {
-	__u64 conn_id;
+	__u64 conn_id; /* 0: none (connection ids are never 0) */
 	__u64 seq;
+};
+
+/* What a thread carries between programs: the arguments its entry program saved for the exit
+ * program (valid while args.op != 0), and the request it is serving (server ingress sets it,
+ * server egress clears it, client calls made meanwhile carry it as their parent). Task-local
+ * storage: no hashing and no lock per syscall (an LRU hash keyed by thread id cost an update,
+ * a lookup and a delete per syscall, the largest BPF cost on the traced threads), and freed
+ * with the thread. */
+struct task_state {
+	struct call_args args;
+	struct tid_ctx server;
 };
 
 struct scratch {
@@ -99,18 +110,11 @@ struct {
 } tg_notsock SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 16);
-	__type(key, __u64);
-	__type(value, struct call_args);
-} tg_args SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 16);
-	__type(key, __u32);
-	__type(value, struct tid_ctx);
-} tg_tid_server SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} tg_task SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -172,6 +176,30 @@ static __always_inline struct tg_stats *stats(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&tg_stats, &zero);
+}
+
+/* The current thread's state; created on first use when `create`. NULL when absent, or in the
+ * rare case the storage could not be taken (a nested program holds its lock, or no memory). */
+static __always_inline struct task_state *task_state(int create)
+{
+	return bpf_task_storage_get(&tg_task, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* Keep this thread's syscall arguments for its exit program. Without room the syscall's record
+ * is lost: counted as dropped, like a record that found its ring full. */
+static __always_inline void save_args(struct call_args *a)
+{
+	struct task_state *ts = task_state(1);
+	struct tg_stats *st;
+
+	if (ts) {
+		ts->args = *a;
+		return;
+	}
+	st = stats();
+	if (st)
+		__sync_fetch_and_add(&st->dropped, 1);
 }
 
 static __always_inline int skip_tgid(__u32 tgid)
@@ -411,7 +439,7 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 	a.iovcnt = iovcnt;
 	a.op = op;
 	a.start_ns = bpf_ktime_get_ns();
-	bpf_map_update_elem(&tg_args, &id, &a, BPF_ANY);
+	save_args(&a);
 	return 0;
 }
 
@@ -423,18 +451,25 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
  */
 static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8 dir, __u32 tid)
 {
+	struct task_state *ts;
+
 	if (c->role == TG_ROLE_SERVER) {
 		if (dir == TG_DIR_INGRESS) {
-			struct tid_ctx t = { .conn_id = c->conn_id, .seq = s->ev.seq };
-			bpf_map_update_elem(&tg_tid_server, &tid, &t, BPF_ANY);
+			ts = task_state(1);
+			if (ts) {
+				ts->server.conn_id = c->conn_id;
+				ts->server.seq = s->ev.seq;
+			}
 		} else {
-			bpf_map_delete_elem(&tg_tid_server, &tid);
+			ts = task_state(0);
+			if (ts)
+				ts->server.conn_id = 0;
 		}
 	} else if (c->role == TG_ROLE_CLIENT) {
-		struct tid_ctx *t = bpf_map_lookup_elem(&tg_tid_server, &tid);
-		if (t) {
-			s->ev.parent_conn_id = t->conn_id;
-			s->ev.parent_seq = t->seq;
+		ts = task_state(0);
+		if (ts && ts->server.conn_id) {
+			s->ev.parent_conn_id = ts->server.conn_id;
+			s->ev.parent_seq = ts->server.seq;
 		}
 	}
 }
@@ -527,12 +562,12 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args
 /* Take (copy and remove) the arguments this thread's entry program saved: 0 if there are none. */
 static __always_inline int take_args(__u64 id, struct call_args *a)
 {
-	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
+	struct task_state *ts = task_state(0);
 
-	if (!ap)
+	if (!ts || !ts->args.op)
 		return 0;
-	*a = *ap;
-	bpf_map_delete_elem(&tg_args, &id);
+	*a = ts->args;
+	ts->args.op = 0;
 	return 1;
 }
 
@@ -594,7 +629,7 @@ int tg_enter_connect(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	a.fd = (__u32)ctx->args[0];
 	a.op = OP_CONNECT;
-	bpf_map_update_elem(&tg_args, &id, &a, BPF_ANY);
+	save_args(&a);
 	return 0;
 }
 
@@ -602,14 +637,13 @@ SEC("tracepoint/syscalls/sys_exit_connect")
 int tg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args *ap = bpf_map_lookup_elem(&tg_args, &id);
+	struct call_args a;
 	long ret = ctx->ret;
 	__u32 fd;
 
-	if (!ap || ap->op != OP_CONNECT)
+	if (!take_args(id, &a) || a.op != OP_CONNECT)
 		return 0;
-	fd = ap->fd;
-	bpf_map_delete_elem(&tg_args, &id);
+	fd = a.fd;
 	if (ret == 0 || ret == -EINPROGRESS)
 		track(id, fd, TG_ROLE_CLIENT);
 	return 0;
@@ -761,7 +795,7 @@ int tg_exit(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 
-	bpf_map_delete_elem(&tg_tid_server, &tid);
+	/* The thread's task_state goes with the task. */
 	if (filter_enabled)
 		bpf_map_delete_elem(&tg_allowed, &tid);
 	if (tls_enabled)
