@@ -138,25 +138,7 @@ fn out_of_order_across_shards_pairs_correctly() {
     let conn = 0x1_0000_0005;
     // Three keep-alive exchanges; each record drained by the "wrong" shard half the time and
     // responses arriving before their requests.
-    let mut recs = Vec::new();
-    for i in 0..3u64 {
-        recs.push(rec(
-            conn,
-            2 * i,
-            abi::ROLE_SERVER,
-            abi::DIR_INGRESS,
-            REQ,
-            1000 * i,
-        ));
-        recs.push(rec(
-            conn,
-            2 * i + 1,
-            abi::ROLE_SERVER,
-            abi::DIR_EGRESS,
-            RESP,
-            1000 * i + 500,
-        ));
-    }
+    let recs: Vec<Vec<u8>> = (0..3).flat_map(|i| exchange(conn, i)).collect();
     for pair in recs.chunks(2) {
         h.drain(1, &pair[1]);
         h.drain(0, &pair[0]);

@@ -6,6 +6,9 @@
 use super::tests::{frame, lit, Feeder, IN, OUT};
 use super::*;
 
+/// grpcio's largest frame (its SETTINGS_MAX_FRAME_SIZE).
+pub(super) const GRPCIO_MAX_FRAME: u32 = 4 << 20;
+
 /// An HPACK encoder that behaves like grpcio's: a field already in the dynamic table is sent as
 /// its index, any other as a literal with incremental indexing (`grpc-message`, which varies,
 /// without indexing). Tables stay far below 4096 bytes here, so nothing is ever evicted.
@@ -369,4 +372,40 @@ pub(super) fn never_wrong(
         by_call[i] = Some(x.clone());
     }
     by_call
+}
+
+/// The claim both "every call answered in sight" properties check: calls `width` at a time
+/// (frames of at most `max_frame`), cut into syscalls of `groups` frames each way, of which the
+/// kernel captured the first `limit` bytes and the last `tail`. `None` when some answer syscall
+/// was not captured whole (outside the claim); otherwise each call's exchange, after
+/// [`never_wrong`], with every call accounted for and no stream left open.
+pub(super) fn answered_in_sight(
+    calls: &[Call],
+    max_frame: u32,
+    width: usize,
+    role: Role,
+    groups: &[usize],
+    (limit, tail): (usize, usize),
+) -> Option<Vec<H2Exchange>> {
+    let w = pipelined(calls, max_frame, width);
+    let sys = syscalls(&w, role, groups, &[]);
+    let answers = if role == Role::Client { IN } else { OUT };
+    if sys
+        .iter()
+        .any(|(d, b)| *d == answers && b.len() > limit + tail)
+    {
+        return None;
+    }
+    let mut f = Feeder::new(role);
+    feed_captured(&mut f, &sys, limit, tail);
+    let ended = f.exchanges();
+    let by_call = never_wrong(&ended, calls, role);
+    assert_eq!(f.p.open_streams(), 0);
+    Some(
+        calls
+            .iter()
+            .zip(by_call)
+            .map(|(c, x)| x.unwrap_or_else(|| panic!("{} has no span", c.path())))
+            .collect(),
+    )
 }
