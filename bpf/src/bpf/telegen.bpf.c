@@ -213,16 +213,17 @@ static __always_inline int skip_tgid(__u32 tgid)
 
 static __always_inline struct file *fd_file(__u32 fd)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct files_struct *files = BPF_CORE_READ(task, files);
-	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
-	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	/* A BTF task pointer: the verifier turns the field loads below into fault-safe plain loads
+	 * instead of one bpf_probe_read_kernel call each. Only the array slot (a pointer to a
+	 * pointer, which BTF loads do not follow) is read by the helper. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
 	struct file **arr;
 	struct file *f = NULL;
 
-	if (fd >= max)
+	if (fd >= fdt->max_fds)
 		return NULL;
-	arr = BPF_CORE_READ(fdt, fd);
+	arr = fdt->fd;
 	bpf_probe_read_kernel(&f, sizeof(f), &arr[fd]);
 	return f;
 }
