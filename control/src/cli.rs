@@ -134,8 +134,9 @@ pub struct RunArgs {
 
     /// Milliseconds between two drains of the kernel rings by a busy shard (1-100). Each drain
     /// is a wake-up of the shard thread; a longer interval costs less CPU and adds that much
-    /// delay before a span reaches the export batch. A ring filling past half its size (1 MiB
-    /// at most) wakes its shard before the interval is up.
+    /// delay before a span reaches the export batch. A shard draining more than 64 records per
+    /// ms drains every ms; a ring filling past half its size (1 MiB at most) wakes its shard
+    /// before the interval is up.
     #[arg(long, value_name = "MS", default_value_t = telegen_dataplane::runtime::DEFAULT_DRAIN_INTERVAL_MS, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub drain_interval_ms: u64,
 
