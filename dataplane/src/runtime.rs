@@ -3,8 +3,9 @@
 //! Each shard drains the per-CPU rings assigned to it (CPU `k` goes to shard `k % n`) every
 //! [`DEFAULT_DRAIN_INTERVAL_MS`], or every millisecond while busy ([`BUSY_RECORDS_PER_MS`]);
 //! the kernel side writes without wakeups, except that a ring filling past its threshold wakes
-//! its shard early ([`RingWaiter`]). It exchanges records and child spans with the other shards over a full mesh of bounded `rtrb` SPSC queues,
-//! and sends spans, metric deltas and its counters to the export core over one more SPSC queue.
+//! its shard early ([`RingWaiter`]). It exchanges records and child spans with the other shards
+//! over a full mesh of bounded `rtrb` SPSC queues, and sends spans, metric deltas and its
+//! counters to the export core over one more SPSC queue.
 //! The only shared state is the stop flag, read once per tick, never per event.
 //!
 //! Records normally come from the kernel's per-CPU rings; [`start_with_sources`] gives each shard
