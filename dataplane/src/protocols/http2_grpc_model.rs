@@ -70,6 +70,39 @@ impl Call {
         }
     }
 
+    /// A bidirectional call: `msgs` up, one `answer`-byte message back per message.
+    pub(super) fn chat(msgs: Vec<usize>, answer: usize) -> Self {
+        Self {
+            method: "Chat",
+            msgs,
+            bidi: true,
+            answer,
+            ..Self::collect(&[])
+        }
+    }
+
+    /// A client-streaming call of one `n`-byte message, answered with `n` bytes and status 3.
+    pub(super) fn collect_failing(n: usize) -> Self {
+        Self {
+            method: "CollectFail",
+            msgs: vec![n],
+            answer: n,
+            status: 3,
+            ..Self::collect(&[])
+        }
+    }
+
+    /// A call the server fails at once: a trailers-only answer with status 3.
+    pub(super) fn fast_failure() -> Self {
+        Self {
+            method: "Fail",
+            answer: 0,
+            status: 3,
+            fast: true,
+            ..Self::collect(&[])
+        }
+    }
+
     pub(super) fn path(&self) -> String {
         format!("/demo.v1.Echo/{}", self.method)
     }

@@ -15,6 +15,13 @@ pub(super) fn request(enc: &mut Enc, s: u32, method: &str) -> Vec<u8> {
     request_headers(enc, s, &format!("/demo.v1.Echo/{method}"))
 }
 
+/// A whole request: its HEADERS, then a `len`-byte message that ends the stream.
+pub(super) fn call(enc: &mut Enc, s: u32, method: &str, len: usize) -> Vec<u8> {
+    let mut r = request(enc, s, method);
+    r.extend(data(s, len, true));
+    r
+}
+
 /// A unary answer: headers, a 12-byte message, trailers with `status`.
 pub(super) fn answer(enc: &mut Enc, s: u32, status: u32) -> Vec<u8> {
     let mut a = answer_headers(enc, s);
@@ -88,14 +95,11 @@ fn a_server_answering_requests_it_did_not_see_whole_makes_their_spans() {
     f.feed(IN, &request(&mut req, 1, "Collect"));
     let mut r = data(1, 30_000, false);
     r.extend(data(1, 0, true));
-    r.extend(request(&mut req, 3, "Lookup"));
-    r.extend(data(3, 17, true));
-    r.extend(request(&mut req, 5, "Lookup"));
-    r.extend(data(5, 30_000, true));
+    r.extend(call(&mut req, 3, "Lookup", 17));
+    r.extend(call(&mut req, 5, "Lookup", 30_000));
     feed_cut(&mut f, IN, &r);
     let loss = f.seq();
-    let mut r = request(&mut req, 7, "Seven");
-    r.extend(data(7, 17, true));
+    let r = call(&mut req, 7, "Seven", 17);
     f.feed(IN, &r);
     for (s, status) in [(1, 0), (3, 5), (5, 0), (7, 0)] {
         f.feed(OUT, &answer(&mut resp, s, status));
@@ -127,12 +131,10 @@ fn a_client_gets_the_answer_of_a_call_whose_headers_were_hidden() {
     f.feed(OUT, &request(&mut req, 1, "Collect"));
     let mut w = data(1, 30_000, false);
     w.extend(data(1, 0, true));
-    w.extend(request(&mut req, 3, "Collect"));
-    w.extend(data(3, 30_000, true));
+    w.extend(call(&mut req, 3, "Collect", 30_000));
     feed_cut(&mut f, OUT, &w);
     let loss = f.seq();
-    let mut w = request(&mut req, 5, "Five");
-    w.extend(data(5, 17, true));
+    let w = call(&mut req, 5, "Five", 17);
     f.feed(OUT, &w);
     f.feed(IN, &answer(&mut resp, 5, 0));
     let h = resp.block(&[(":status", "200"), ("content-type", "application/grpc")]);
@@ -155,8 +157,7 @@ fn a_client_gets_the_answer_of_a_call_whose_headers_were_hidden() {
 fn late_frames_of_closed_streams_make_no_span() {
     let mut f = started(Role::Server);
     let (mut req, mut resp) = (Enc::default(), Enc::default());
-    let mut r = request(&mut req, 1, "Lookup");
-    r.extend(data(1, 17, true));
+    let r = call(&mut req, 1, "Lookup", 17);
     f.feed(IN, &r);
     f.feed(OUT, &answer(&mut resp, 1, 0));
     assert_eq!(ids(&f.exchanges()), [1]);
@@ -167,11 +168,9 @@ fn late_frames_of_closed_streams_make_no_span() {
     r.extend(data(3, 20_000, false));
     f.feed_total(IN, &r[..1024], r.len());
     let mut r = data(3, 30_000, true);
-    r.extend(request(&mut req, 5, "Lookup"));
-    r.extend(data(5, 30_000, true));
+    r.extend(call(&mut req, 5, "Lookup", 30_000));
     feed_cut(&mut f, IN, &r);
-    let mut r = request(&mut req, 7, "Lookup");
-    r.extend(data(7, 17, true));
+    let r = call(&mut req, 7, "Lookup", 17);
     f.feed(IN, &r);
     // Stream 1 again, after the loss: still closed.
     f.feed(OUT, &trailers(&mut resp, 1, 0));
@@ -197,8 +196,7 @@ fn a_connection_joined_mid_stream_keeps_older_ids_untracked() {
     // Framing found at a DATA frame of a stream opened before we joined.
     f.feed(IN, &data(1, 17, false));
     let mut r = data(1, 30_000, true);
-    r.extend(request(&mut req, 3, "Lookup"));
-    r.extend(data(3, 30_000, true));
+    r.extend(call(&mut req, 3, "Lookup", 30_000));
     feed_cut(&mut f, IN, &r);
     f.feed(IN, &request(&mut req, 5, "Lookup"));
     f.feed(OUT, &answer(&mut resp, 3, 0));
@@ -216,8 +214,7 @@ fn an_answer_while_the_requests_are_lost_starts_at_the_loss() {
     let (mut req, mut resp) = (Enc::default(), Enc::default());
     f.feed(IN, &request(&mut req, 1, "Collect"));
     let mut r = data(1, 30_000, false);
-    r.extend(request(&mut req, 3, "Lookup"));
-    r.extend(data(3, 17, true));
+    r.extend(call(&mut req, 3, "Lookup", 17));
     r.extend(data(1, 30_000, true));
     feed_cut(&mut f, IN, &r);
     let loss = f.seq();
@@ -225,8 +222,7 @@ fn an_answer_while_the_requests_are_lost_starts_at_the_loss() {
     let xs = f.exchanges();
     assert_eq!(ids(&xs), [3]);
     assert_hidden_request(&xs[0], 5, loss);
-    let mut r = request(&mut req, 5, "Lookup");
-    r.extend(data(5, 17, true));
+    let r = call(&mut req, 5, "Lookup", 17);
     f.feed(IN, &r);
     f.feed(OUT, &answer(&mut resp, 1, 0));
     f.feed(OUT, &answer(&mut resp, 5, 0));
@@ -259,8 +255,7 @@ fn a_call_refused_while_the_requests_are_lost_makes_one_span() {
     let (mut req, mut resp) = (Enc::default(), Enc::default());
     f.feed(IN, &request(&mut req, 1, "Collect"));
     let mut r = data(1, 30_000, false);
-    r.extend(request(&mut req, 3, "Lookup"));
-    r.extend(data(3, 17, true));
+    r.extend(call(&mut req, 3, "Lookup", 17));
     r.extend(data(1, 30_000, true));
     feed_cut(&mut f, IN, &r);
     let loss = f.seq();
@@ -269,8 +264,7 @@ fn a_call_refused_while_the_requests_are_lost_makes_one_span() {
     assert_eq!(ids(&xs), [3]);
     assert_reset_unknown(&xs[0], loss, f.seq());
     assert_eq!(xs[0].role, Role::Server);
-    let mut r = request(&mut req, 5, "Lookup");
-    r.extend(data(5, 17, true));
+    let r = call(&mut req, 5, "Lookup", 17);
     f.feed(IN, &r);
     f.feed(OUT, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 7]));
     f.feed(OUT, &answer(&mut resp, 1, 0));
@@ -291,14 +285,12 @@ fn resets_of_calls_whose_headers_were_hidden_make_one_span_each() {
     f.feed(OUT, &request(&mut req, 1, "Collect"));
     let mut w = data(1, 30_000, false);
     for s in [3, 5] {
-        w.extend(request(&mut req, s, "Lookup"));
-        w.extend(data(s, 17, true));
+        w.extend(call(&mut req, s, "Lookup", 17));
     }
     w.extend(data(1, 30_000, true));
     feed_cut(&mut f, OUT, &w);
     let loss = f.seq();
-    let mut w = request(&mut req, 7, "Lookup");
-    w.extend(data(7, 17, true));
+    let w = call(&mut req, 7, "Lookup", 17);
     f.feed(OUT, &w);
     f.feed(IN, &answer(&mut resp, 1, 0));
     assert_eq!(ids(&f.exchanges()), [1]);

@@ -82,15 +82,7 @@ fn several_messages_in_one_write_keep_every_call() {
 #[test]
 fn a_client_reading_large_bidi_answers_gets_their_status() {
     let mut calls = collects(1);
-    calls.push(Call {
-        method: "Chat",
-        msgs: vec![60_000, 80_000, 45_000],
-        bidi: true,
-        answer: 50_000,
-        status: 0,
-        fast: false,
-        refused: false,
-    });
+    calls.push(Call::chat(vec![60_000, 80_000, 45_000], 50_000));
     let w = conversation(&calls, GRPCIO_MAX_FRAME);
     let mut sys = syscalls(&w, Role::Client, &[], &[]);
     // Each answer (after the first) read in two pieces: its start with the end of the previous
@@ -565,33 +557,9 @@ fn fail_fast_first() -> impl Strategy<Value = Vec<Call>> {
     )
         .prop_map(|(chat, chat_answer, n, rest)| {
             let mut calls = vec![
-                Call {
-                    method: "Fail",
-                    msgs: vec![],
-                    bidi: false,
-                    answer: 0,
-                    status: 3,
-                    fast: true,
-                    refused: false,
-                },
-                Call {
-                    method: "Chat",
-                    msgs: chat,
-                    bidi: true,
-                    answer: chat_answer,
-                    status: 0,
-                    fast: false,
-                    refused: false,
-                },
-                Call {
-                    method: "CollectFail",
-                    msgs: vec![n],
-                    bidi: false,
-                    answer: n,
-                    status: 3,
-                    fast: false,
-                    refused: false,
-                },
+                Call::fast_failure(),
+                Call::chat(chat, chat_answer),
+                Call::collect_failing(n),
             ];
             calls.extend(rest);
             calls

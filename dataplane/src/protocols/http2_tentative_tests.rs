@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::grpc_model::{feed_captured, never_wrong, pipelined, syscalls, Call, Enc};
-use super::hidden_tests::{answer, feed_cut, request, started, trailers};
+use super::hidden_tests::{answer, call, feed_cut, request, started, trailers};
 use super::tentative::MAX_HELD;
 use super::tests::{data, frame, Feeder, IN, OUT};
 use super::*;
@@ -30,8 +30,7 @@ fn lost_both_ways(
 ) -> (Feeder, Enc, Enc) {
     let mut f = started(Role::Client);
     let (mut req, mut resp) = (Enc::default(), Enc::default());
-    let mut w = request(&mut req, 1, "Lookup");
-    w.extend(data(1, 17, true));
+    let w = call(&mut req, 1, "Lookup", 17);
     f.feed(OUT, &w);
     f.feed(IN, &answer(&mut resp, 1, 0));
     assert_eq!(f.exchanges()[0].grpc_status, Some(0));
@@ -104,8 +103,7 @@ fn the_next_request_confirms_the_table_and_releases_the_spans() {
     f.feed(IN, &trailers(&mut resp, 5, 4));
     assert_eq!(f.exchanges(), []);
     assert_eq!(f.p.held.len(), 2);
-    let mut w = request(&mut req, 7, "Lookup");
-    w.extend(data(7, 17, true));
+    let w = call(&mut req, 7, "Lookup", 17);
     f.feed(OUT, &w);
     let xs = f.exchanges();
     assert_eq!(ids(&xs), [3, 5]);
@@ -241,24 +239,8 @@ fn batches() -> impl Strategy<Value = (usize, Vec<Call>)> {
             let mut calls = vec![Call::collect(&[]); width];
             for (mut b, shaped, n) in bs {
                 if shaped {
-                    b[0] = Call {
-                        method: "CollectFail",
-                        msgs: vec![n],
-                        bidi: false,
-                        answer: n,
-                        status: 3,
-                        fast: false,
-                        refused: false,
-                    };
-                    b[width - 1] = Call {
-                        method: "Fail",
-                        msgs: vec![],
-                        bidi: false,
-                        answer: 0,
-                        status: 3,
-                        fast: true,
-                        refused: false,
-                    };
+                    b[0] = Call::collect_failing(n);
+                    b[width - 1] = Call::fast_failure();
                 }
                 calls.extend(b);
             }
