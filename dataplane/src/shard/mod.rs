@@ -17,12 +17,14 @@ use telegen_bpf::abi::{self, Event};
 
 use crate::flow::FlowTable;
 
+mod correlate;
 mod dispatch;
 use crate::l7spans::{dns_span, h2_span};
 use crate::protocols::{Direction, L7Record, Role};
 use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
 use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
+use correlate::{Parked, Served};
 use dispatch::{chunk_of, feed_flow, Proto};
 
 /// The shard that owns a connection.
@@ -112,12 +114,6 @@ impl ShardConfig {
 
 /// Client egress records remembered per flow for parent lookup.
 const PARENT_MEMORY: usize = 16;
-/// Served requests remembered per server connection for late children.
-const SERVED_MEMORY: usize = 16;
-/// Client spans parked waiting for a parent, per shard.
-const MAX_PARKED: usize = 8192;
-/// Server connections whose served requests are remembered.
-const MAX_SERVED_CONNS: usize = 1 << 16;
 
 #[derive(Debug)]
 struct Flow {
@@ -131,21 +127,6 @@ struct Flow {
     parents: VecDeque<(u64, u64, u64)>,
     last_ns: u64,
     parse_errors_seen: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Served {
-    first_seq: u64,
-    end_seq: u64,
-    ctx: SpanCtx,
-    at_ns: u64,
-}
-
-#[derive(Debug)]
-struct Parked {
-    parent_seq: u64,
-    span: Box<SpanRecord>,
-    deadline_ns: u64,
 }
 
 /// One shard's state.
@@ -284,16 +265,12 @@ impl ShardCore {
             },
             |k, f| evicted.push((k, f)),
         );
-        let mut ready = Vec::new();
         match flow.reorder.arrive(ev.seq) {
             crate::reorder::Verdict::Now => {
-                let closed = self.process(ev.conn_id, ev, payload, io);
-                if !closed {
-                    if let Some(f) = self.flows.get_mut(ev.conn_id, now_ns) {
-                        let before = f.reorder.held_bytes();
-                        f.reorder.pop_ready(&mut ready);
-                        self.held_bytes -= before - f.reorder.held_bytes();
-                    }
+                if self.process(ev.conn_id, ev, payload, io) {
+                    self.held_flows.remove(&ev.conn_id);
+                } else {
+                    self.release(ev.conn_id, now_ns, io, |r, out| r.pop_ready(out));
                 }
             }
             crate::reorder::Verdict::Hold => {
@@ -306,7 +283,6 @@ impl ShardCore {
             }
             crate::reorder::Verdict::Stale => self.stats.events_late += 1,
         }
-        self.run_ready(ev.conn_id, ready, io);
         for (k, f) in evicted {
             self.finish(k, f, io);
         }
@@ -330,16 +306,31 @@ impl ShardCore {
             if self.held_bytes <= target {
                 break;
             }
-            let mut ready = Vec::new();
-            if let Some(f) = self.flows.get_mut(conn, now_ns) {
-                let (bytes, gaps) = (f.reorder.held_bytes(), f.reorder.gaps());
-                f.reorder.give_up_gap(&mut ready);
-                self.held_bytes -= bytes - f.reorder.held_bytes();
-                self.stats.reorder_gaps += f.reorder.gaps() - gaps;
-                self.stats.reorder_budget_gaps += f.reorder.gaps() - gaps;
-            }
-            self.run_ready(conn, ready, io);
+            self.stats.reorder_budget_gaps +=
+                self.release(conn, now_ns, io, |r, out| r.give_up_gap(out));
         }
+    }
+
+    /// Apply `op` to the reorder state of `conn`, keeping the shard's held bytes and gap count
+    /// in step, then process the records it released. Returns the gaps it gave up.
+    fn release(
+        &mut self,
+        conn: u64,
+        now_ns: u64,
+        io: &mut impl ShardIo,
+        op: impl FnOnce(&mut crate::reorder::Reorder<Vec<u8>>, &mut Vec<Vec<u8>>),
+    ) -> u64 {
+        let mut ready = Vec::new();
+        let mut gaps = 0;
+        if let Some(f) = self.flows.get_mut(conn, now_ns) {
+            let (bytes, before) = (f.reorder.held_bytes(), f.reorder.gaps());
+            op(&mut f.reorder, &mut ready);
+            self.held_bytes -= bytes - f.reorder.held_bytes();
+            gaps = f.reorder.gaps() - before;
+            self.stats.reorder_gaps += gaps;
+        }
+        self.run_ready(conn, ready, io);
+        gaps
     }
 
     fn run_ready(&mut self, conn: u64, ready: Vec<Vec<u8>>, io: &mut impl ShardIo) {
@@ -569,83 +560,6 @@ impl ShardCore {
         }
     }
 
-    fn remember_served(&mut self, conn: u64, s: Served) {
-        if !self.served.contains_key(&conn) {
-            // Full: forget the connection remembered first (O(1); was a scan of every entry on
-            // each new connection once full).
-            while self.served.len() >= MAX_SERVED_CONNS {
-                match self.served_order.pop_front() {
-                    Some(old) => {
-                        self.served.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            self.served_order.push_back(conn);
-        }
-        let q = self.served.entry(conn).or_default();
-        if q.len() >= SERVED_MEMORY {
-            q.pop_front();
-        }
-        q.push_back(s);
-    }
-
-    fn adopt_parked(&mut self, conn: u64, s: Served, io: &mut impl ShardIo) {
-        let Some(list) = self.parked.get_mut(&conn) else {
-            return;
-        };
-        let mut i = 0;
-        let mut adopted = Vec::new();
-        while i < list.len() {
-            if list[i].parent_seq >= s.first_seq && list[i].parent_seq <= s.end_seq {
-                adopted.push(list.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        if list.is_empty() {
-            self.parked.remove(&conn);
-        }
-        self.parked_count -= adopted.len();
-        for p in adopted {
-            let mut span = p.span;
-            span.trace_id = s.ctx.trace_id;
-            span.parent_span_id = s.ctx.span_id;
-            self.export_span(*span, io);
-        }
-    }
-
-    fn on_child(
-        &mut self,
-        pconn: u64,
-        pseq: u64,
-        mut span: Box<SpanRecord>,
-        now_ns: u64,
-        io: &mut impl ShardIo,
-    ) {
-        if let Some(s) = self
-            .served
-            .get(&pconn)
-            .and_then(|q| q.iter().find(|s| pseq >= s.first_seq && pseq <= s.end_seq))
-        {
-            span.trace_id = s.ctx.trace_id;
-            span.parent_span_id = s.ctx.span_id;
-            self.export_span(*span, io);
-            return;
-        }
-        if self.parked_count >= MAX_PARKED {
-            self.stats.orphan_children += 1;
-            self.export_span(*span, io);
-            return;
-        }
-        self.parked_count += 1;
-        self.parked.entry(pconn).or_default().push(Parked {
-            parent_seq: pseq,
-            span,
-            deadline_ns: now_ns + self.cfg.child_wait_ns,
-        });
-    }
-
     #[cfg(test)]
     pub(crate) fn export_span_for_test(&mut self, span: SpanRecord, io: &mut impl ShardIo) {
         self.export_span(span, io)
@@ -708,14 +622,7 @@ impl ShardCore {
                 .max(drained_before_ns);
             let conns: Vec<u64> = self.held_flows.iter().copied().collect();
             for conn in conns {
-                let mut ready = Vec::new();
-                if let Some(f) = self.flows.get_mut(conn, now_ns) {
-                    let (bytes, gaps) = (f.reorder.held_bytes(), f.reorder.gaps());
-                    f.reorder.expire(deadline, &mut ready);
-                    self.held_bytes -= bytes - f.reorder.held_bytes();
-                    self.stats.reorder_gaps += f.reorder.gaps() - gaps;
-                }
-                self.run_ready(conn, ready, io);
+                self.release(conn, now_ns, io, |r, out| r.expire(deadline, out));
             }
         }
         if self.parked_count > 0 {

@@ -1,0 +1,109 @@
+//! Correlation: a client request made by a thread while it served a request becomes a child of
+//! that server span. The shard owning the server connection remembers the requests it served
+//! (a few per connection) and parks children that arrive before their parent's span, until it
+//! comes or their wait ends.
+
+use super::{ShardCore, ShardIo};
+use crate::signal::SpanRecord;
+use crate::spans::SpanCtx;
+
+/// Served requests remembered per server connection for late children.
+const SERVED_MEMORY: usize = 16;
+/// Client spans parked waiting for a parent, per shard.
+const MAX_PARKED: usize = 8192;
+/// Server connections whose served requests are remembered.
+const MAX_SERVED_CONNS: usize = 1 << 16;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Served {
+    pub(super) first_seq: u64,
+    pub(super) end_seq: u64,
+    pub(super) ctx: SpanCtx,
+    pub(super) at_ns: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Parked {
+    pub(super) parent_seq: u64,
+    pub(super) span: Box<SpanRecord>,
+    pub(super) deadline_ns: u64,
+}
+
+impl ShardCore {
+    pub(super) fn remember_served(&mut self, conn: u64, s: Served) {
+        if !self.served.contains_key(&conn) {
+            // Full: forget the connection remembered first (O(1); was a scan of every entry on
+            // each new connection once full).
+            while self.served.len() >= MAX_SERVED_CONNS {
+                match self.served_order.pop_front() {
+                    Some(old) => {
+                        self.served.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.served_order.push_back(conn);
+        }
+        let q = self.served.entry(conn).or_default();
+        if q.len() >= SERVED_MEMORY {
+            q.pop_front();
+        }
+        q.push_back(s);
+    }
+
+    pub(super) fn adopt_parked(&mut self, conn: u64, s: Served, io: &mut impl ShardIo) {
+        let Some(list) = self.parked.get_mut(&conn) else {
+            return;
+        };
+        let mut i = 0;
+        let mut adopted = Vec::new();
+        while i < list.len() {
+            if list[i].parent_seq >= s.first_seq && list[i].parent_seq <= s.end_seq {
+                adopted.push(list.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if list.is_empty() {
+            self.parked.remove(&conn);
+        }
+        self.parked_count -= adopted.len();
+        for p in adopted {
+            let mut span = p.span;
+            span.trace_id = s.ctx.trace_id;
+            span.parent_span_id = s.ctx.span_id;
+            self.export_span(*span, io);
+        }
+    }
+
+    pub(super) fn on_child(
+        &mut self,
+        pconn: u64,
+        pseq: u64,
+        mut span: Box<SpanRecord>,
+        now_ns: u64,
+        io: &mut impl ShardIo,
+    ) {
+        if let Some(s) = self
+            .served
+            .get(&pconn)
+            .and_then(|q| q.iter().find(|s| pseq >= s.first_seq && pseq <= s.end_seq))
+        {
+            span.trace_id = s.ctx.trace_id;
+            span.parent_span_id = s.ctx.span_id;
+            self.export_span(*span, io);
+            return;
+        }
+        if self.parked_count >= MAX_PARKED {
+            self.stats.orphan_children += 1;
+            self.export_span(*span, io);
+            return;
+        }
+        self.parked_count += 1;
+        self.parked.entry(pconn).or_default().push(Parked {
+            parent_seq: pseq,
+            span,
+            deadline_ns: now_ns + self.cfg.child_wait_ns,
+        });
+    }
+}
