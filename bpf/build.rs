@@ -33,6 +33,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/tls.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/payload.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/udp.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/sock.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/mmsg.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/vmlinux.h");
 }
