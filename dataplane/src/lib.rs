@@ -2,6 +2,7 @@
 //! flow table and correlation state, merging into one export core over SPSC queues.
 
 pub mod alloc;
+mod bytes;
 pub mod export;
 pub mod flow;
 pub mod l7spans;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use telegen_bpf::abi::Addr;
 
+use crate::bytes::find2;
 use crate::protocols::http1::HttpTransaction;
 use crate::protocols::{route::route_template_into, Role};
 use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
@@ -155,10 +156,7 @@ pub fn normalized_method(m: &str) -> &'static str {
 /// Path part of a request target (origin form or absolute form), without query or fragment.
 pub fn target_path(target: &str) -> &str {
     if target.starts_with('/') {
-        let end = target
-            .bytes()
-            .position(|b| b == b'?' || b == b'#')
-            .unwrap_or(target.len());
+        let end = find2(b'?', b'#', target.as_bytes()).unwrap_or(target.len());
         return &target[..end];
     }
     let t = match target.find("://") {

@@ -5,7 +5,7 @@
 //! A head may be *truncated* (capture limit, size bound): then only complete lines are trusted,
 //! except the start line, from which a method and a target prefix are still taken.
 
-use memchr::memchr;
+use crate::bytes::find;
 
 /// Longest method token accepted at a request start.
 pub(crate) const MAX_METHOD: usize = 16;
@@ -103,7 +103,7 @@ fn version(v: &[u8]) -> Option<&'static str> {
 /// Split `head` into its first line and (offset past it, ended in CRLF), `None` when the first
 /// line is not complete.
 fn first_line(head: &[u8]) -> (&[u8], Option<(usize, bool)>) {
-    match memchr(b'\n', head) {
+    match find(b'\n', head) {
         Some(i) => (
             trim_cr(&head[..i]),
             Some((i + 1, i > 0 && head[i - 1] == b'\r')),
@@ -116,7 +116,7 @@ fn first_line(head: &[u8]) -> (&[u8], Option<(usize, bool)>) {
 /// truncated prefix. `None` when the request line is unusable.
 pub(crate) fn parse_request(head: &[u8], complete: bool) -> Option<Head<'_>> {
     let (line, rest) = first_line(head);
-    let sp = memchr(b' ', line)?;
+    let sp = find(b' ', line)?;
     let method = &line[..sp];
     if method.is_empty()
         || method.len() > MAX_METHOD
@@ -131,7 +131,7 @@ pub(crate) fn parse_request(head: &[u8], complete: bool) -> Option<Head<'_>> {
         method,
         ..Head::default()
     };
-    match (memchr(b' ', after), rest) {
+    match (find(b' ', after), rest) {
         (Some(sp2), _) => {
             h.target = &after[..sp2];
             let v = &after[sp2 + 1..];
@@ -209,7 +209,7 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 fn headers<'a>(head: &'a [u8], mut off: usize, mut crlf: bool, complete: bool, h: &mut Head<'a>) {
     loop {
         let rest = &head[off..];
-        let (raw, next) = match memchr(b'\n', rest) {
+        let (raw, next) = match find(b'\n', rest) {
             Some(i) => (&rest[..i], off + i + 1),
             None if complete => (rest, head.len()),
             None => return,

@@ -5,6 +5,8 @@
 //! every segment that looks like an identifier (number, UUID, long hex, base64-ish token, digit and
 //! letter mixes such as `user123`, dates, e-mail addresses, very long segments) becomes `{id}`.
 
+use crate::bytes::{find, find2};
+
 /// Segments kept; the rest of a deeper path is dropped.
 pub const MAX_SEGMENTS: usize = 8;
 /// Segments longer than this are identifiers whatever they contain.
@@ -22,7 +24,7 @@ pub fn route_template(path: &str) -> String {
 pub fn route_template_into(path: &str, out: &mut String) {
     out.clear();
     let mut path = path;
-    if let Some(i) = path.bytes().position(|b| b == b'?' || b == b'#') {
+    if let Some(i) = find2(b'?', b'#', path.as_bytes()) {
         path = &path[..i];
     }
     if !path.starts_with('/') {
@@ -34,14 +36,12 @@ pub fn route_template_into(path: &str, out: &mut String) {
         }
     }
     out.reserve(path.len().min(128) + 1);
-    // Split by hand: paths are short, and a generic searcher's setup costs more than the scan.
+    // Split by hand: paths are short, and a generic searcher's setup costs more than the scan
+    // (see `crate::bytes`).
     let bytes = path.as_bytes();
     let (mut start, mut kept) = (0, 0);
     while start < bytes.len() && kept < MAX_SEGMENTS {
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| b == b'/')
-            .map_or(bytes.len(), |i| start + i);
+        let end = find(b'/', &bytes[start..]).map_or(bytes.len(), |i| start + i);
         if end > start {
             // `/` is ASCII, so these bounds are char boundaries.
             let seg = &path[start..end];
