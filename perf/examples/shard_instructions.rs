@@ -9,7 +9,7 @@
 
 use telegen_dataplane::export::{otlp::Gzipper, pb};
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
-use telegen_dataplane::signal::ExportMsg;
+use telegen_dataplane::signal::{ExportMsg, SpanRecord};
 use telegen_perf::gen::{Generator, Mix, Proto, WorkloadConfig};
 
 #[global_allocator]
@@ -20,10 +20,15 @@ const BATCH_BYTES: usize = 200_000;
 /// Simulated time between transactions, and transactions between shard ticks.
 const STEP_NS: u64 = 1_000;
 const TICK_EVERY: usize = 1_024;
+/// Spans handed back and not yet reused, at most (the runtime's queue holds 4,096).
+const RECYCLE_CAPACITY: usize = 4_096;
 
 /// Takes the shard's output: with `encode`, spans are encoded and gzipped in batches as the
-/// export core does; otherwise only counted.
+/// export core does; otherwise only counted. Either way each span's box goes back to the shard,
+/// as the export core hands it back (`ShardIo::recycled`), so that freeing and reusing it is
+/// counted where the agent pays it.
 struct Sink {
+    back: Vec<Box<SpanRecord>>,
     encode: bool,
     spans: u64,
     buf: Vec<u8>,
@@ -54,8 +59,14 @@ impl ShardIo for Sink {
                     self.flush();
                 }
             }
+            if self.back.len() < RECYCLE_CAPACITY {
+                self.back.push(s);
+            }
         }
         Ok(())
+    }
+    fn recycled(&mut self) -> Option<Box<SpanRecord>> {
+        self.back.pop()
     }
 }
 
@@ -130,6 +141,7 @@ fn main() {
 
     let mut shard = ShardCore::new(ShardConfig::new(0, 1), 0);
     let mut sink = Sink {
+        back: Vec::new(),
         encode,
         spans: 0,
         buf: Vec::new(),
