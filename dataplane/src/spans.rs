@@ -60,16 +60,36 @@ pub struct SpanCtx {
     pub span_id: [u8; 8],
 }
 
+/// Value of each byte as a hex digit, `NOT_HEX` for the rest.
+static HEX: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => NOT_HEX,
+        };
+        b += 1;
+    }
+    t
+};
+const NOT_HEX: u8 = 0xff;
+
 fn hex_into(s: &[u8], out: &mut [u8]) -> Option<()> {
     if s.len() != out.len() * 2 {
         return None;
     }
-    for (i, o) in out.iter_mut().enumerate() {
-        let h = (s[2 * i] as char).to_digit(16)?;
-        let l = (s[2 * i + 1] as char).to_digit(16)?;
-        *o = (h * 16 + l) as u8;
+    // OR every digit's value together: any non-digit sets the high bit.
+    let mut bad = 0;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (h, l) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= h | l;
+        *o = (h << 4) | (l & 0xf);
     }
-    Some(())
+    (bad & 0x80 == 0).then_some(())
 }
 
 /// Parse a W3C `traceparent` (version 00 or later-compatible): trace id and parent span id.
@@ -117,8 +137,8 @@ impl FlowInfo {
             comm,
             local,
             remote,
-            local_ip: local.ip().to_string().into(),
-            remote_ip: remote.ip().to_string().into(),
+            local_ip: ip_text(local.ip()),
+            remote_ip: ip_text(remote.ip()),
             tls: false,
         }
     }
@@ -131,6 +151,34 @@ impl FlowInfo {
             "http"
         }
     }
+}
+
+/// An address as text. IPv4 (most connections) is written by hand: the formatting machinery
+/// costs about ten times as much, once per new connection.
+fn ip_text(ip: std::net::IpAddr) -> Arc<str> {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string().into();
+    };
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if o >= 100 {
+            buf[n] = b'0' + o / 100;
+            n += 1;
+        }
+        if o >= 10 {
+            buf[n] = b'0' + o / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + o % 10;
+        n += 1;
+    }
+    // Only ASCII digits and dots were written.
+    std::str::from_utf8(&buf[..n]).map_or_else(|_| ip.to_string().into(), Arc::from)
 }
 
 const KNOWN_METHODS: [&str; 9] = [
@@ -486,6 +534,34 @@ mod tests {
             parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")
                 .is_some()
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ip_text_agrees_with_display(a: [u8; 4], b: [u8; 16]) {
+            for ip in [std::net::IpAddr::from(a), std::net::IpAddr::from(b)] {
+                proptest::prop_assert_eq!(ip_text(ip).to_string(), ip.to_string());
+            }
+        }
+
+        /// The table agrees with the standard library's digit parsing on any bytes.
+        #[test]
+        fn hex_into_agrees_with_to_digit(s in "[0-9a-fA-F/:gG@`\x00é]{0,34}") {
+            let s = s.as_bytes();
+            let n = s.len() / 2;
+            let mut out = vec![0; n];
+            let want: Option<Vec<u8>> = (s.len() == 2 * n).then(|| ()).and_then(|()| {
+                s.chunks_exact(2)
+                    .map(|p| {
+                        let h = (p[0] as char).to_digit(16)?;
+                        let l = (p[1] as char).to_digit(16)?;
+                        Some((h * 16 + l) as u8)
+                    })
+                    .collect()
+            });
+            let got = hex_into(s, &mut out).map(|()| out);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
