@@ -106,6 +106,7 @@ pub enum AttrValue {
 
 impl AttrValue {
     /// The value when it is a string, whichever way it is held.
+    #[inline]
     pub fn as_str(&self) -> Option<&str> {
         match self {
             AttrValue::Str(s) => Some(s),
@@ -116,6 +117,7 @@ impl AttrValue {
 }
 
 impl PartialEq for AttrValue {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (AttrValue::Int(a), AttrValue::Int(b)) => a == b,
