@@ -3,6 +3,8 @@
 //! (a few per connection) and parks children that arrive before their parent's span, until it
 //! comes or their wait ends.
 
+use std::collections::VecDeque;
+
 use super::{ShardCore, ShardIo};
 use crate::signal::SpanRecord;
 use crate::spans::SpanCtx;
@@ -31,24 +33,26 @@ pub(super) struct Parked {
 
 impl ShardCore {
     pub(super) fn remember_served(&mut self, conn: u64, s: Served) {
-        if !self.served.contains_key(&conn) {
-            // Full: forget the connection remembered first (O(1); was a scan of every entry on
-            // each new connection once full).
-            while self.served.len() >= MAX_SERVED_CONNS {
-                match self.served_order.pop_front() {
-                    Some(old) => {
-                        self.served.remove(&old);
-                    }
-                    None => break,
-                }
+        // A connection already remembered (the usual keep-alive case): one lookup.
+        if let Some(q) = self.served.get_mut(&conn) {
+            if q.len() >= SERVED_MEMORY {
+                q.pop_front();
             }
-            self.served_order.push_back(conn);
+            q.push_back(s);
+            return;
         }
-        let q = self.served.entry(conn).or_default();
-        if q.len() >= SERVED_MEMORY {
-            q.pop_front();
+        // Full: forget the connection remembered first (O(1); was a scan of every entry on
+        // each new connection once full).
+        while self.served.len() >= MAX_SERVED_CONNS {
+            match self.served_order.pop_front() {
+                Some(old) => {
+                    self.served.remove(&old);
+                }
+                None => break,
+            }
         }
-        q.push_back(s);
+        self.served_order.push_back(conn);
+        self.served.insert(conn, VecDeque::from([s]));
     }
 
     pub(super) fn adopt_parked(&mut self, conn: u64, s: Served, io: &mut impl ShardIo) {
