@@ -186,6 +186,11 @@ pub enum NameError {
 /// [`DnsExchange::question_name`]). Returns the offset just past the name where it started.
 pub fn read_name(msg: &[u8], start: usize, out: &mut String) -> Result<usize, NameError> {
     out.clear();
+    // Size the text first: walking a name costs far less than growing a string label by label.
+    // Its labels and dots, as many bytes as its wire form less one; only escapes need more.
+    let mut len = 0;
+    walk_name(msg, start, |label| len += 1 + label.len())?;
+    out.reserve(len.max(1));
     let end = walk_name(msg, start, |label| {
         if !out.is_empty() {
             out.push('.');
