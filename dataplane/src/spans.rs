@@ -550,7 +550,7 @@ mod tests {
             let s = s.as_bytes();
             let n = s.len() / 2;
             let mut out = vec![0; n];
-            let want: Option<Vec<u8>> = (s.len() == 2 * n).then(|| ()).and_then(|()| {
+            let want: Option<Vec<u8>> = (s.len() == 2 * n).then_some(()).and_then(|()| {
                 s.chunks_exact(2)
                     .map(|p| {
                         let h = (p[0] as char).to_digit(16)?;

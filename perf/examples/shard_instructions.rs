@@ -28,6 +28,8 @@ const RECYCLE_CAPACITY: usize = 4_096;
 /// as the export core hands it back (`ShardIo::recycled`), so that freeing and reusing it is
 /// counted where the agent pays it.
 struct Sink {
+    // Boxes, because the shard reuses the box itself (as `ShardIo::recycled` returns it).
+    #[allow(clippy::vec_box)]
     back: Vec<Box<SpanRecord>>,
     encode: bool,
     spans: u64,
