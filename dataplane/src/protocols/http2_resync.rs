@@ -30,7 +30,10 @@
 //!     stream whose final headers were seen before the loss, and every other stream that could
 //!     have answered in the hidden bytes must have sent a DATA or HEADERS frame since (nothing
 //!     follows trailers, and DATA never comes before headers); push must be off, and no stream
-//!     given up before its answer ended (reset, evicted, GOAWAY) may still have frames in flight.
+//!     given up before its answer ended (reset by the client, evicted, GOAWAY) may still have
+//!     frames in flight (a side that sent RST_STREAM sends nothing more on that stream, RFC 9113
+//!     5.1: the server's own resets leave nothing in flight in the answers, the client's none
+//!     in the requests).
 //!     Streams we do not track at all prove nothing. Those opened before we joined may answer
 //!     at any time and no id we see rules them out: on a connection joined mid-stream the table
 //!     is always forgotten (`Http2Parser::untracked_blocks`; only the preface clears it). Those
@@ -173,7 +176,8 @@ impl Http2Parser {
     pub(super) fn emitted(&mut self, s: &Stream, req: usize, end_ns: u64) -> u64 {
         let resp = 1 - req;
         // Reset, evicted or given up by a GOAWAY: frames already in flight (an answer's
-        // trailers, a plain request's trailers) may still come.
+        // trailers, a plain request's trailers) may still come, except from the side that
+        // sent a reset (its half is `ended`).
         if !s.ended[req] && !is_grpc_exchange(&s.x) {
             self.untracked_blocks[req] = true;
         }
