@@ -364,6 +364,47 @@ fn an_answer_seen_only_by_its_data_makes_a_span() {
     assert_eq!(f.exchanges(), []);
 }
 
+/// Joined mid-stream, both HPACK tables unknown. Client side: the first answer block seen is
+/// the trailers of stream 7 (a literal `grpc-status: 0`); server side: a trailers-only answer
+/// of stream 5 whose `content-type` is by an index we cannot resolve and whose `grpc-status: 3`
+/// is a literal. Neither call's request was seen, nor any content type: the status proves each
+/// a gRPC call, and its span counts in `rpc.*` with that status, not as an HTTP request.
+#[test]
+fn a_call_known_only_by_its_grpc_status_counts_as_grpc() {
+    use crate::l7spans::h2_span;
+    use crate::spans::{FlowInfo, SpanCache, SpanCtx};
+    let flow = FlowInfo::new(9, [0; 16], Default::default(), Default::default());
+    let ctx = SpanCtx {
+        trace_id: [1; 16],
+        span_id: [2; 8],
+    };
+    let t7 = lit(true, "grpc-status", "0");
+    let mut t5 = vec![0x88, 0xbe];
+    t5.extend(lit(true, "grpc-status", "3"));
+    for (role, answers, s, block, metric, code) in [
+        (Role::Client, IN, 7, t7, "rpc.client.duration", 0),
+        (Role::Server, OUT, 5, t5, "rpc.server.duration", 3),
+    ] {
+        let mut f = Feeder::new(role);
+        f.feed(
+            answers,
+            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &block),
+        );
+        let xs = f.exchanges();
+        assert_eq!(ids(&xs), [s]);
+        let x = xs[0].clone();
+        assert_eq!((x.grpc_status, &x.content_type), (Some(code), &None));
+        let (span, m) = h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+        assert_eq!(m.map(|m| m.name), Some(metric), "{span:?}");
+        let status = span
+            .attrs
+            .iter()
+            .find(|(k, _)| *k == "rpc.grpc.status_code");
+        let want = crate::signal::AttrValue::Int(i64::from(code));
+        assert_eq!(status.map(|(_, v)| v), Some(&want));
+    }
+}
+
 /// A client-streaming or bidirectional call (small answers, captured whole), one that fails, or
 /// one the server refuses with a reset as soon as it reads its headers.
 fn call_or_refusal() -> impl Strategy<Value = Call> {
