@@ -17,8 +17,12 @@
 //! the reset, as a reset stream whose request was seen), and so does an answer whose header
 //! block was hidden too, from its DATA. Such a frame naming an id above every one known while
 //! the requests are still lost shows that id opened in the lost bytes, as its answer's header
-//! block would; anywhere else it is a late frame of a closed stream, or of one opened before we
-//! joined, and makes nothing.
+//! block would. On a connection joined mid-stream, before a request seen opens a stream, it
+//! shows a call opened before the join, which gets its stream as a header block of it would
+//! (starting at that frame: nothing bounds its request, and it is partial, not
+//! `headers_incomplete`). Anywhere else it is a late frame of a closed stream, of one opened
+//! before we joined (below an id seen), or of none (above every id known, once every stream
+//! opened since is seen), and makes nothing.
 //!
 //! What such a stream knows of its request is nothing: method, path and the other request fields
 //! stay unknown, the exchange is partial (its request was not seen) and `headers_incomplete`
@@ -158,6 +162,13 @@ impl HiddenIds {
         Some((p.start_ns, p.seq))
     }
 
+    /// Can a stream above every id known have been opened out of our sight with nothing to
+    /// bound when (joined mid-stream, or the requests lost to bytes that were not frames, and no
+    /// request seen opening a stream since)?
+    pub(crate) fn unbounded(&self) -> bool {
+        !self.known
+    }
+
     /// Can a stream we do not track have been opened in hidden request bytes (or before we
     /// joined, or in bytes that were not frames)?
     pub(crate) fn doubt(&self) -> Doubt {
@@ -255,8 +266,13 @@ impl Http2Parser {
     /// sends those only on a stream that was opened (unlike PRIORITY, which may name an idle
     /// one and creates nothing here), so an id that hidden request bytes may have opened, or
     /// one above every id known while the requests are lost, was opened there: it gets its
-    /// stream (once: the id leaves its range), as for an answer header block. Any other is not
-    /// tracked (a closed stream's late frame, one opened before we joined). Returns its index.
+    /// stream (once: the id leaves its range), as for an answer header block. So does an odd id
+    /// above every id known while nothing bounds the streams opened out of sight (a connection
+    /// joined mid-stream, before any request seen opens a stream): opened before the join, it
+    /// is a call, and starts here as one known by a header block would. Any other is not
+    /// tracked (a closed stream's late frame, one opened before we joined and older than an id
+    /// seen, an id above the ones known when every stream opened since was seen: never
+    /// opened). Returns its index.
     #[cold]
     #[inline(never)]
     pub(super) fn open_by_frame(
@@ -270,7 +286,26 @@ impl Http2Parser {
             return None;
         }
         let bound = if id > self.last_stream {
-            let bound = self.hidden_ids.opened_hidden(id)?;
+            let Some(bound) = self.hidden_ids.opened_hidden(id) else {
+                if !self.hidden_ids.unbounded() {
+                    // Every stream opened above the ids known was seen: a frame of none.
+                    return None;
+                }
+                // Opened before we joined (or in bytes that were not frames), with nothing to
+                // bound when: as for a header block of it (`open`), its stream starts here.
+                self.last_stream = id;
+                let s = Stream {
+                    x: H2Exchange {
+                        stream_id: id,
+                        start_ns: c.start_ns,
+                        request_seq: c.seq,
+                        ..H2Exchange::default()
+                    },
+                    hidden: self.dirs.each_ref().map(|d| d.suspect.is_some()),
+                    ..Stream::default()
+                };
+                return Some(self.track(s, c, out));
+            };
             // A stream opened out of sight: its answer may have been hidden too (`open`).
             self.settle_trust(false, out);
             self.last_stream = id;

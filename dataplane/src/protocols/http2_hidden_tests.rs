@@ -364,6 +364,50 @@ fn an_answer_seen_only_by_its_data_makes_a_span() {
     assert_eq!(f.exchanges(), []);
 }
 
+/// Joined mid-stream, after the HEADERS of calls in flight: a DATA or RST_STREAM frame is sent
+/// only on a stream that was opened, so one naming an odd id above every id seen, while no
+/// request seen bounds the ids opened before the join, is a call, as its answer's header block
+/// would be. Server side: the server refuses stream 7 (one span, nothing of its request; a
+/// second reset of it, a reset of 5 below it or of an even id make none). Client side: the
+/// upload on stream 9 ends, then its answer comes: one span, with the upload's bytes. Once a
+/// request HEADERS is seen (stream 11), ids above it are followed: DATA or a reset of 13, never
+/// opened, makes nothing.
+#[test]
+fn a_connection_joined_mid_stream_counts_calls_known_by_data_or_reset() {
+    let mut f = Feeder::new(Role::Server);
+    let rst = |s: u32| frame(RST_STREAM, 0, s, &[0, 0, 0, 7]);
+    f.feed(OUT, &rst(7));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [7]);
+    let x = &xs[0];
+    assert!(x.partial && x.role == Role::Server, "{x:?}");
+    assert_eq!((&x.method, &x.path, x.status), (&None, &None, None));
+    assert_eq!((x.start_ns, x.end_ns, x.request_seq), (100, 110, 1));
+    for s in [7, 5, 8] {
+        f.feed(OUT, &rst(s));
+    }
+    assert_eq!(f.exchanges(), []);
+
+    let mut f = Feeder::new(Role::Client);
+    let mut resp = Enc::default();
+    f.feed(OUT, &data(9, 500, false));
+    f.feed(OUT, &data(9, 20, true));
+    f.feed(IN, &answer(&mut resp, 9, 0));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [9]);
+    let x = &xs[0];
+    assert_eq!((x.request_body_bytes, x.response_body_bytes), (520, 17));
+    assert_eq!((x.grpc_status, x.partial), (Some(0), true), "{x:?}");
+    assert_eq!((x.start_ns, x.request_seq), (100, 1));
+    let mut req = Enc::default();
+    f.feed(OUT, &request(&mut req, 11, "Lookup"));
+    f.feed(OUT, &data(13, 5, false));
+    f.feed(IN, &rst(13));
+    assert_eq!(f.exchanges(), []);
+    f.p.close(99_999, &mut f.out);
+    assert_eq!(ids(&f.exchanges()), [11]);
+}
+
 /// Joined mid-stream, both HPACK tables unknown. Client side: the first answer block seen is
 /// the trailers of stream 7 (a literal `grpc-status: 0`); server side: a trailers-only answer
 /// of stream 5 whose `content-type` is by an index we cannot resolve and whose `grpc-status: 3`
@@ -429,8 +473,47 @@ fn call_or_refusal() -> impl Strategy<Value = Call> {
         })
 }
 
+/// The odd stream ids that DATA, HEADERS or RST_STREAM frames of `writes` name (a frame per
+/// entry of `frames`, as the model writes them).
+fn calls_named(writes: &[super::grpc_model::Write]) -> Vec<u32> {
+    let mut ids: Vec<u32> = writes
+        .iter()
+        .flat_map(|w| &w.frames)
+        .filter_map(|f| FrameHeader::parse(f))
+        .filter(|h| matches!(h.kind, DATA | HEADERS | RST_STREAM) && h.stream % 2 == 1)
+        .map(|h| h.stream)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Calls one at a time, some refused with a reset, and an agent that joins the connection
+    /// at any write (the requests' HEADERS of the call then in flight may be behind it), seeing
+    /// every syscall after that whole: every call that sends a frame after the join has exactly
+    /// one span, whether its request, its answer, its DATA or its reset is what it is known by;
+    /// nothing is wrong or invented.
+    #[test]
+    fn every_call_seen_after_a_join_has_one_span(
+        calls in proptest::collection::vec(call_or_refusal(), 1..6),
+        join in 0usize..64,
+        client in any::<bool>(),
+    ) {
+        let role = if client { Role::Client } else { Role::Server };
+        let w = super::grpc_model::pipelined(&calls, 16_384, 1);
+        let w = &w[join % w.len()..];
+        let mut f = Feeder::new(role);
+        for (dir, b) in super::grpc_model::syscalls(w, role, &[], &[]) {
+            f.feed(dir, &b);
+        }
+        f.p.close(u64::MAX / 2, &mut f.out);
+        let xs = f.exchanges();
+        super::grpc_model::never_wrong(&xs, &calls, role);
+        prop_assert_eq!(ids(&{ let mut xs = xs; xs.sort_by_key(|x| x.stream_id); xs }), calls_named(w));
+    }
 
     /// Calls a few at a time, some refused with a reset between the frames of another call's
     /// answer, cut into syscalls of a few frames each way: request HEADERS frames fall in
