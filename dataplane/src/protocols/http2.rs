@@ -258,6 +258,7 @@ impl Http2Parser {
         let held: usize = self.held.iter().map(|h| h.bytes()).sum::<usize>()
             + self.held.capacity() * std::mem::size_of::<tentative::Held>();
         dirs + held
+            + self.hidden_ids.bytes()
             + self.streams.capacity() * std::mem::size_of::<Stream>()
             + strings
             + self.memo.bytes()

@@ -71,8 +71,10 @@ pub(crate) struct Suspect {
 impl Http2Parser {
     /// Framing of direction `d` was lost to bytes the kernel did not copy (`c` is the chunk).
     pub(super) fn lose_gap(&mut self, d: usize, c: &Chunk<'_>) {
-        // Mid-block, the rest of the block changes the table in unknown ways.
-        let mut tainted = self.untracked_blocks[d] || self.dirs[d].meta.is_some();
+        // Mid-block, the rest of the block changes the table in unknown ways. A stream whose id
+        // was forgotten (`HiddenIds::untracked`) is as one no longer tracked.
+        let mut tainted =
+            self.untracked_blocks[d] || self.hidden_ids.untracked() || self.dirs[d].meta.is_some();
         self.lose_framing(d);
         self.dirs[d].lost_ns = c.end_ns;
         if self.request_dir().is_none() {
