@@ -43,7 +43,8 @@
 //! connection joined mid-stream may have streams older than anything seen, whose start no bound
 //! here fits: their answers stay untracked, as before. A loss to bytes that were not frames
 //! (`lose`) gives no bound on when framing went wrong: until a request opens a stream again,
-//! nothing is kept unless a gap loss already covers it.
+//! nothing is kept unless a gap loss already covers it; what such bytes opened is never kept,
+//! and may send header blocks either way at any time ([`HiddenIds::untracked`]).
 
 use super::{BlockMeta, Chunk, H2Exchange, Http2Parser, L7Record, Stream, MAX_STREAMS};
 
@@ -105,8 +106,10 @@ pub(crate) struct HiddenIds {
     pending: Option<Loss>,
     /// In no order, at most [`MAX_RANGES`]; none holds an id another holds.
     ranges: Vec<Range>,
-    /// Ids were forgotten to keep `ranges` bounded: streams neither tracked nor kept may exist.
-    forgot: bool,
+    /// A stream opened out of our sight may exist that is neither tracked nor kept in a range:
+    /// ids were forgotten to keep `ranges` bounded, or the requests were lost to bytes that were
+    /// not frames (no range can hold what they opened).
+    untracked: bool,
 }
 
 impl HiddenIds {
@@ -127,10 +130,12 @@ impl HiddenIds {
         }
     }
 
-    /// The request direction lost framing to bytes that were not frames: nothing says when.
+    /// The request direction lost framing to bytes that were not frames: nothing says when, nor
+    /// which ids they opened (a stream opened there is never kept: `untracked`).
     pub(crate) fn garbage(&mut self) {
         if self.pending.is_none() {
             self.known = false;
+            self.untracked = true;
         }
     }
 
@@ -172,9 +177,10 @@ impl HiddenIds {
     }
 
     /// May a stream opened out of our sight exist that is neither tracked nor kept here (its id
-    /// forgotten)? It may send a header block either way at any time.
+    /// forgotten, or opened in bytes that were not frames)? It may send a header block either
+    /// way at any time.
     pub(crate) fn untracked(&self) -> bool {
-        self.forgot
+        self.untracked
     }
 
     /// Heap bytes held.
@@ -227,7 +233,7 @@ impl HiddenIds {
             self.ranges.push(r);
             return;
         }
-        self.forgot = true;
+        self.untracked = true;
         if let Some(k) = (0..self.ranges.len()).min_by_key(|&k| self.ranges[k].lo) {
             if self.ranges[k].lo < r.lo {
                 self.ranges[k] = r;

@@ -635,6 +635,133 @@ fn hidden_request_trailers_of_a_stream_older_than_the_join_forget_hpack() {
     assert_eq!(xs[1].path.as_deref(), Some("/demo.v1.Echo/B"));
 }
 
+/// Server side, from the preface: gRPC call 1 streams a large message, and one read hides in
+/// its middle the HEADERS of stream 3, a plain upload (which may send trailers). Stream 5's
+/// request (inserting `:path /demo.v1.Echo/B`) brings framing back and leaves id 3 in a range;
+/// the table is forgotten there (ids were skipped). Then one read of stream 5's large message
+/// hides stream 3's trailers, inserting `x-sum: 1`. Stream 7 opens the next id and refers to
+/// index 62 first: `x-sum: 1` for the client, `:path /demo.v1.Echo/B` in the table as we had
+/// it. Stream 3 is neither tracked nor ruled out: the table is forgotten, and stream 7's path
+/// is its literal one, never B.
+#[test]
+fn hidden_request_trailers_of_a_stream_opened_out_of_sight_forget_hpack() {
+    let mut f = super::hidden_tests::started(Role::Server);
+    let grpc = |s: u32, path: &str, index: bool| {
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(index, ":path", path));
+        h.extend(lit(false, "content-type", "application/grpc"));
+        frame(HEADERS, FLAG_END_HEADERS, s, &h)
+    };
+    f.feed(IN, &grpc(1, "/demo.v1.Echo/A", false));
+    let mut r = data(1, 30_000, false);
+    let mut h3 = vec![0x83, 0x86];
+    h3.extend(lit(false, ":path", "/upload"));
+    r.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &h3));
+    r.extend(data(3, 10, false));
+    r.extend(data(1, 30_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let mut r = grpc(5, "/demo.v1.Echo/B", true);
+    r.extend(data(5, 30_000, false));
+    let t3 = lit(true, "x-sum", "1");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
+    r.extend(data(5, 30_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let mut h7 = vec![0x83, 0x86, 0xbe];
+    h7.extend(lit(false, ":path", "/demo.v1.Echo/C"));
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &h7),
+    );
+    for s in [1, 5, 7] {
+        f.feed(
+            OUT,
+            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
+        );
+    }
+    let xs = f.exchanges();
+    assert_eq!(
+        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
+        [1, 5, 7]
+    );
+    let x7 = &xs[2];
+    assert_eq!(x7.path.as_deref(), Some("/demo.v1.Echo/C"), "{x7:?}");
+    assert!(x7.headers_incomplete, "{x7:?}");
+}
+
+/// The same, with stream 3's HEADERS lost in bytes that were not frames (a malformed frame
+/// before them in the same read) instead of a gap, and call 1 answered with `grpc-status: 0`
+/// (inserted): stream 5's request brings framing back and
+/// bounds the ids opened before it, but stream 3 is neither tracked nor kept in a range. Its
+/// trailers, hidden in a gap of stream 5's message, then forget the requests' table; its
+/// trailers-only answer (inserting `grpc-status: 7`), hidden in a gap of stream 5's answer,
+/// the answers' table: stream 5's trailers refer to index 62, `grpc-status: 0` as we had it.
+#[test]
+fn header_blocks_of_a_stream_opened_in_garbage_forget_hpack() {
+    let mut f = super::hidden_tests::started(Role::Server);
+    let grpc = |s: u32, path: &str, index: bool| {
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(index, ":path", path));
+        h.extend(lit(false, "content-type", "application/grpc"));
+        frame(HEADERS, FLAG_END_HEADERS, s, &h)
+    };
+    let mut c = grpc(1, "/demo.v1.Echo/A", false);
+    c.extend(data(1, 5, true));
+    f.feed(IN, &c);
+    let t1 = [
+        0x88, 0x40, 11, b'g', b'r', b'p', b'c', b'-', b's', b't', b'a', b't', b'u', b's',
+    ];
+    let mut t1 = t1.to_vec();
+    t1.extend([1, b'0']);
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t1),
+    );
+    // A PING on a stream: no peer sends that; framing of the requests is lost.
+    let mut r = frame(PING, 0, 1, &[0; 8]);
+    let mut h3 = vec![0x83, 0x86];
+    h3.extend(lit(false, ":path", "/upload"));
+    r.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &h3));
+    f.feed(IN, &r);
+    // Frames of at most 16 KiB: where framing comes back after bytes that were not frames,
+    // the mid-stream rule believes no larger one.
+    let mut r = grpc(5, "/demo.v1.Echo/B", true);
+    r.extend(data(5, 16_000, false));
+    let t3 = lit(true, "x-sum", "1");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
+    r.extend(data(5, 16_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let mut w = frame(HEADERS, FLAG_END_HEADERS, 5, &[0x88]);
+    w.extend(data(5, 30_000, false));
+    let mut a3 = vec![0x88];
+    a3.extend(lit(true, "grpc-status", "7"));
+    w.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &a3));
+    w.extend(data(5, 30_000, false));
+    f.feed_tail(OUT, &w[..1024], w.len(), &w[w.len() - 256..]);
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
+    );
+    let mut h7 = vec![0x83, 0x86, 0xbe];
+    h7.extend(lit(false, ":path", "/demo.v1.Echo/C"));
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &h7),
+    );
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &[0x88]),
+    );
+    let xs = f.exchanges();
+    assert_eq!(
+        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
+        [1, 5, 7]
+    );
+    assert_eq!(xs[0].grpc_status, Some(0));
+    assert_eq!(xs[1].grpc_status, None, "{:?}", xs[1]);
+    let x7 = &xs[2];
+    assert_eq!(x7.path.as_deref(), Some("/demo.v1.Echo/C"), "{x7:?}");
+}
+
 /// Calls three at a time. In the first batch a call that fails fast comes first, a
 /// bidirectional call that ends with `grpc-status: 0` second, and a call with an answer message
 /// that fails (`grpc-status: 3`) third: the answers insert `grpc-status: 0` (the second call's
