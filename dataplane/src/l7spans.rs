@@ -14,7 +14,8 @@ use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
 use crate::spans::{http_span, push_endpoint_attrs, FlowInfo, SpanCache, SpanCtx};
 
 /// The span of one HTTP/2 stream and the histogram it counts in: a gRPC call when its
-/// content type says so, an HTTP request otherwise.
+/// content type says so (or, none seen, its answer's `grpc-status`: [`grpc::is_grpc_call`]),
+/// an HTTP request otherwise.
 pub fn h2_span(
     x: H2Exchange,
     flow: &FlowInfo,
@@ -23,7 +24,7 @@ pub fn h2_span(
     clock_offset_ns: u64,
     cache: &mut SpanCache,
 ) -> (SpanRecord, Option<&'static MetricDef>) {
-    if grpc::is_grpc_exchange(&x) {
+    if grpc::is_grpc_call(&x) {
         return grpc_span(&x, flow, ctx, parent, clock_offset_ns, cache);
     }
     // The same fields as an HTTP/1 transaction (moved, not copied); a method or path HPACK
@@ -324,5 +325,70 @@ mod tests {
         );
         assert!(get(&span, "http.response.status_code").is_none());
         assert_eq!(span.end_unix_ns - span.start_unix_ns, 300);
+    }
+
+    /// Calls whose request HEADERS were hidden (no content type of the request) and whose
+    /// answer's content type was not seen either (hidden, or by an index HPACK could not
+    /// resolve): the answer's `grpc-status` proves a gRPC call, which counts in `rpc.*` with
+    /// that status. A content type that says otherwise is believed; a call known only by a
+    /// reset stays HTTP (above).
+    #[test]
+    fn an_h2_call_whose_answer_has_a_grpc_status_is_a_grpc_call() {
+        let flow = FlowInfo::new(9, [0; 16], Addr::default(), Addr::default());
+        let ctx = SpanCtx {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        };
+        let trailers_only = H2Exchange {
+            role: Role::Server,
+            stream_id: 3,
+            status: Some(200),
+            grpc_status: Some(13),
+            grpc_message: Some("no%20such%20user".into()),
+            start_ns: 100,
+            end_ns: 400,
+            headers_incomplete: true,
+            partial: true,
+            ..H2Exchange::default()
+        };
+        let trailers = H2Exchange {
+            role: Role::Client,
+            status: None,
+            grpc_status: Some(0),
+            grpc_message: None,
+            ..trailers_only.clone()
+        };
+        for (x, metric, code) in [
+            (trailers_only.clone(), "rpc.server.duration", 13),
+            (trailers, "rpc.client.duration", 0),
+        ] {
+            let (span, m) = h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+            assert_eq!(m.map(|m| m.name), Some(metric));
+            assert_eq!(span.name, "grpc");
+            assert_eq!(
+                get(&span, "rpc.system").and_then(|v| v.as_str()),
+                Some("grpc")
+            );
+            assert_eq!(
+                get(&span, "rpc.grpc.status_code"),
+                Some(&AttrValue::Int(code))
+            );
+            assert!(get(&span, "http.request.method").is_none());
+        }
+        let (span, _) = h2_span(
+            trailers_only.clone(),
+            &flow,
+            ctx,
+            [0; 8],
+            0,
+            &mut SpanCache::default(),
+        );
+        assert_eq!(span.error.as_deref(), Some("INTERNAL: no such user"));
+        let json = H2Exchange {
+            content_type: Some("application/json".into()),
+            ..trailers_only
+        };
+        let (_, m) = h2_span(json, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+        assert_eq!(m.map(|m| m.name), Some("http.server.request.duration"));
     }
 }

@@ -128,7 +128,7 @@ fn check_exact(name: &str, fx: &Fixture, xs: &[H2Exchange], want_role: Role, wha
         assert!(!x.partial && !x.headers_incomplete, "{ctx}: {x:?}");
         assert!(x.end_ns >= x.start_ns, "{ctx}");
         assert_eq!(x.stream_id % 2, 1, "{ctx}");
-        let is_grpc = grpc::is_grpc_exchange(x);
+        let is_grpc = grpc::is_grpc_call(x);
         assert_eq!(is_grpc, e.grpc_status.is_some(), "{ctx}");
         if is_grpc {
             let (svc, _) = grpc::split_method(x.path.as_deref().unwrap()).unwrap();

@@ -48,9 +48,22 @@ pub fn is_grpc(content_type: &str) -> bool {
     rest.is_empty() || rest.starts_with('+') || rest.starts_with(';')
 }
 
-/// Is this exchange a gRPC call?
+/// Does the exchange's content type say it is a gRPC call? (What the HPACK proofs of
+/// `http2_resync.rs` rely on: such a request never sends trailers.)
 pub fn is_grpc_exchange(x: &H2Exchange) -> bool {
     x.content_type.as_deref().is_some_and(is_grpc)
+}
+
+/// Is this exchange a gRPC call, for its span and histogram? When a content type was seen, it
+/// says; when none was (the request's headers hidden or joined after, the answer's hidden, or
+/// its `content-type` by an index HPACK could not resolve), a `grpc-status` in the answer (its
+/// trailers, or a trailers-only answer) proves it: nothing but a gRPC server sends one. A call
+/// known only by a reset has no such proof and stays an HTTP request.
+pub fn is_grpc_call(x: &H2Exchange) -> bool {
+    match x.content_type.as_deref() {
+        Some(ct) => is_grpc(ct),
+        None => x.grpc_status.is_some(),
+    }
 }
 
 /// `/package.Service/Method` -> (`package.Service`, `Method`); `None` for anything else.
@@ -162,6 +175,19 @@ mod tests {
         assert_eq!(call_status(&x), Some(UNAVAILABLE));
         x.status = Some(404);
         assert_eq!(call_status(&x), Some(UNIMPLEMENTED));
+    }
+
+    #[test]
+    fn what_makes_a_grpc_call() {
+        let mut x = H2Exchange::default();
+        assert!(!is_grpc_call(&x));
+        x.grpc_status = Some(0);
+        assert!(is_grpc_call(&x) && !is_grpc_exchange(&x));
+        x.content_type = Some("application/json".into());
+        assert!(!is_grpc_call(&x));
+        x.content_type = Some("application/grpc+proto".into());
+        x.grpc_status = None;
+        assert!(is_grpc_call(&x) && is_grpc_exchange(&x));
     }
 
     #[test]

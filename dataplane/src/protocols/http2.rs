@@ -138,10 +138,11 @@ struct BlockMeta {
 #[derive(Debug, Default)]
 struct Stream {
     x: H2Exchange,
-    /// Per direction (index: `dir_index`): headers seen, END_STREAM seen, DATA bytes.
+    /// Per direction (index: `dir_index`): headers seen, END_STREAM (or a RST_STREAM sent that
+    /// way: nothing more of the stream comes from that side) seen, DATA bytes.
     headers: [bool; 2],
     ended: [bool; 2],
-    /// Exit time of the chunk that carried each direction's END_STREAM.
+    /// Exit time of the chunk that carried each direction's END_STREAM (0 if only a reset ended it).
     ended_ns: [u64; 2],
     body: [u64; 2],
     reset: bool,
@@ -169,7 +170,7 @@ pub struct Http2Parser {
     unattributed: u64,
     /// Per direction: a stream not tracked may still send a header block that way: one no
     /// longer tracked (a request that was not a gRPC call, or an answer, not ended when the
-    /// stream was emitted), or one opened before we joined (until the preface shows there is
+    /// stream was emitted: neither by END_STREAM nor by a reset its side sent), or one opened before we joined (until the preface shows there is
     /// none: joined mid-stream, streams older than anything seen may still send trailers or
     /// answers, and no stream id we see rules them out).
     untracked_blocks: [bool; 2],
@@ -257,6 +258,7 @@ impl Http2Parser {
         let held: usize = self.held.iter().map(|h| h.bytes()).sum::<usize>()
             + self.held.capacity() * std::mem::size_of::<tentative::Held>();
         dirs + held
+            + self.hidden_ids.bytes()
             + self.streams.capacity() * std::mem::size_of::<Stream>()
             + strings
             + self.memo.bytes()
@@ -362,8 +364,12 @@ impl Http2Parser {
                     None => self.open_by_frame(h.stream, c, out),
                 };
                 if let Some(i) = i {
-                    self.streams[i].reset = true;
-                    self.streams[i].x.partial = true;
+                    let s = &mut self.streams[i];
+                    s.reset = true;
+                    s.x.partial = true;
+                    // Its sender sends nothing more on it (RFC 9113 5.1, closed): that way,
+                    // it can send no header block once untracked (`emitted`).
+                    s.ended[d] = true;
                     self.finish(i, c.end_ns, out);
                 }
                 self.skipped(d, c, h.len, 0, out);

@@ -402,9 +402,27 @@ pub(super) fn never_wrong(
             .as_deref()
             .is_none_or(|a| a == "127.0.0.1:50051"));
         assert!(x.end_ns >= x.start_ns);
+        // A `grpc-status` or content type seen proves the call gRPC (every call here is):
+        // its span counts in `rpc.*`, whatever was hidden of its request.
+        if x.grpc_status.is_some() || x.content_type.is_some() {
+            assert!(counts_as_grpc(x), "{x:?}");
+        }
         by_call[i] = Some(x.clone());
     }
     by_call
+}
+
+/// Does the span of `x` count in the `rpc.*` histograms?
+pub(super) fn counts_as_grpc(x: &H2Exchange) -> bool {
+    use crate::l7spans::h2_span;
+    use crate::spans::{FlowInfo, SpanCache, SpanCtx};
+    let flow = FlowInfo::new(1, [0; 16], Default::default(), Default::default());
+    let ctx = SpanCtx {
+        trace_id: [1; 16],
+        span_id: [2; 8],
+    };
+    let (_, m) = h2_span(x.clone(), &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+    m.is_some_and(|m| m.name.starts_with("rpc."))
 }
 
 /// The claim both "every call answered in sight" properties check: calls `width` at a time

@@ -8,17 +8,27 @@
 //! when a new id is seen next (the request where framing came back, or an answer) and it is above
 //! the next one, the ids skipped may have been opened there, and their answers are not late
 //! frames. The skipped ids are kept as ranges, after every new id until a request seen opens a
-//! stream (from then on the requests are followed again). A few ranges per connection: when more
-//! are needed the lowest ids are forgotten (their answers then make no span, as before; never
-//! one too many). An answer header block of a kept id creates its stream and takes the id out of
+//! stream (from then on the requests are followed again). Up to [`MAX_RANGES`] ranges per
+//! connection, as many as the streams tracked (each range holds at least one id that may be an
+//! open stream), allocated as needed (24 bytes each): when more are needed the lowest ids are
+//! forgotten, as the oldest stream is evicted when too many are open. Their answers or resets
+//! then make no span (never one too many), and as those streams may still send header blocks
+//! either way, no HPACK table is kept across a later gap ([`HiddenIds::untracked`]). Merging
+//! ranges instead would lose no id, but would take in the ids seen between them: a late frame
+//! of a call already counted (a reset after its trailers, as gRPC peers send) would then count
+//! it twice. An answer header block of a kept id creates its stream and takes the id out of
 //! its range: one stream, hence one span, per id. So does a DATA or RST_STREAM frame of a kept
 //! id from either side, as neither is ever sent on a stream that was not opened (PRIORITY may
 //! be, and creates nothing): a call refused or cancelled with a reset makes its span (ended by
 //! the reset, as a reset stream whose request was seen), and so does an answer whose header
 //! block was hidden too, from its DATA. Such a frame naming an id above every one known while
 //! the requests are still lost shows that id opened in the lost bytes, as its answer's header
-//! block would; anywhere else it is a late frame of a closed stream, or of one opened before we
-//! joined, and makes nothing.
+//! block would. On a connection joined mid-stream, before a request seen opens a stream, it
+//! shows a call opened before the join, which gets its stream as a header block of it would
+//! (starting at that frame: nothing bounds its request, and it is partial, not
+//! `headers_incomplete`). Anywhere else it is a late frame of a closed stream, of one opened
+//! before we joined (below an id seen), or of none (above every id known, once every stream
+//! opened since is seen), and makes nothing.
 //!
 //! What such a stream knows of its request is nothing: method, path and the other request fields
 //! stay unknown, the exchange is partial (its request was not seen) and `headers_incomplete`
@@ -33,9 +43,13 @@
 //! connection joined mid-stream may have streams older than anything seen, whose start no bound
 //! here fits: their answers stay untracked, as before. A loss to bytes that were not frames
 //! (`lose`) gives no bound on when framing went wrong: until a request opens a stream again,
-//! nothing is kept unless a gap loss already covers it.
+//! nothing is kept unless a gap loss already covers it; what such bytes opened is never kept,
+//! and may send header blocks either way at any time ([`HiddenIds::untracked`]).
 
 use super::{BlockMeta, Chunk, H2Exchange, Http2Parser, L7Record, Stream, MAX_STREAMS};
+
+/// Ranges of ids kept per connection (see the module comment).
+pub(crate) const MAX_RANGES: usize = MAX_STREAMS;
 
 /// What [`HiddenIds::doubt`] says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +62,6 @@ pub(crate) enum Doubt {
     /// Some stream may be open that nothing later will tell of for sure.
     Lost,
 }
-
-/// Ranges of ids kept per connection.
-pub(crate) const MAX_RANGES: usize = 4;
 
 /// Where the request direction lost framing: the highest client id known then, and the chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +104,12 @@ pub(crate) struct HiddenIds {
     known: bool,
     /// The request direction lost framing to a gap, and no request has opened a stream since.
     pending: Option<Loss>,
-    ranges: [Option<Range>; MAX_RANGES],
+    /// In no order, at most [`MAX_RANGES`]; none holds an id another holds.
+    ranges: Vec<Range>,
+    /// A stream opened out of our sight may exist that is neither tracked nor kept in a range:
+    /// ids were forgotten to keep `ranges` bounded, or the requests were lost to bytes that were
+    /// not frames (no range can hold what they opened).
+    untracked: bool,
 }
 
 impl HiddenIds {
@@ -114,10 +130,12 @@ impl HiddenIds {
         }
     }
 
-    /// The request direction lost framing to bytes that were not frames: nothing says when.
+    /// The request direction lost framing to bytes that were not frames: nothing says when, nor
+    /// which ids they opened (a stream opened there is never kept: `untracked`).
     pub(crate) fn garbage(&mut self) {
         if self.pending.is_none() {
             self.known = false;
+            self.untracked = true;
         }
     }
 
@@ -158,10 +176,29 @@ impl HiddenIds {
         Some((p.start_ns, p.seq))
     }
 
+    /// May a stream opened out of our sight exist that is neither tracked nor kept here (its id
+    /// forgotten, or opened in bytes that were not frames)? It may send a header block either
+    /// way at any time.
+    pub(crate) fn untracked(&self) -> bool {
+        self.untracked
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.ranges.capacity() * std::mem::size_of::<Range>()
+    }
+
+    /// Can a stream above every id known have been opened out of our sight with nothing to
+    /// bound when (joined mid-stream, or the requests lost to bytes that were not frames, and no
+    /// request seen opening a stream since)?
+    pub(crate) fn unbounded(&self) -> bool {
+        !self.known
+    }
+
     /// Can a stream we do not track have been opened in hidden request bytes (or before we
     /// joined, or in bytes that were not frames)?
     pub(crate) fn doubt(&self) -> Doubt {
-        if self.ranges.iter().any(Option::is_some) || !self.known {
+        if !self.ranges.is_empty() || !self.known {
             Doubt::Lost
         } else if self.pending.is_some() {
             Doubt::Pending
@@ -173,11 +210,12 @@ impl HiddenIds {
     /// Is `id` one that may have been opened in hidden bytes and has no stream yet? If so it
     /// leaves its range (it gets one stream, ever); returns the (start_ns, seq) bound.
     pub(crate) fn take(&mut self, id: u32) -> Option<(u64, u64)> {
-        let k = self
-            .ranges
-            .iter()
-            .position(|r| r.is_some_and(|r| r.holds(id)))?;
-        let r = self.ranges[k].take()?;
+        let k = self.ranges.iter().position(|r| r.holds(id))?;
+        let r = self.ranges.swap_remove(k);
+        if self.ranges.is_empty() {
+            // Free what a burst of losses grew.
+            self.ranges = Vec::new();
+        }
         let below = Range { hi: id, ..r };
         let above = Range { lo: id, ..r };
         for part in [above, below] {
@@ -188,18 +226,19 @@ impl HiddenIds {
         Some((r.start_ns, r.seq))
     }
 
-    /// Keep `r`; when all slots are taken, the range of the lowest ids is forgotten (`r` itself
-    /// if it is that one): the older a stream, the likelier its answer came already.
+    /// Keep `r`; when [`MAX_RANGES`] are kept, the range of the lowest ids is forgotten (`r`
+    /// itself if it is that one): the older a stream, the likelier its answer came already.
     fn push(&mut self, r: Range) {
-        let lo = |k: usize| self.ranges[k].map_or(0, |r| r.lo);
-        let slot = match self.ranges.iter().position(Option::is_none) {
-            Some(k) => k,
-            None => match (0..MAX_RANGES).min_by_key(|&k| lo(k)) {
-                Some(k) if lo(k) < r.lo => k,
-                _ => return,
-            },
-        };
-        self.ranges[slot] = Some(r);
+        if self.ranges.len() < MAX_RANGES {
+            self.ranges.push(r);
+            return;
+        }
+        self.untracked = true;
+        if let Some(k) = (0..self.ranges.len()).min_by_key(|&k| self.ranges[k].lo) {
+            if self.ranges[k].lo < r.lo {
+                self.ranges[k] = r;
+            }
+        }
     }
 }
 
@@ -255,8 +294,13 @@ impl Http2Parser {
     /// sends those only on a stream that was opened (unlike PRIORITY, which may name an idle
     /// one and creates nothing here), so an id that hidden request bytes may have opened, or
     /// one above every id known while the requests are lost, was opened there: it gets its
-    /// stream (once: the id leaves its range), as for an answer header block. Any other is not
-    /// tracked (a closed stream's late frame, one opened before we joined). Returns its index.
+    /// stream (once: the id leaves its range), as for an answer header block. So does an odd id
+    /// above every id known while nothing bounds the streams opened out of sight (a connection
+    /// joined mid-stream, before any request seen opens a stream): opened before the join, it
+    /// is a call, and starts here as one known by a header block would. Any other is not
+    /// tracked (a closed stream's late frame, one opened before we joined and older than an id
+    /// seen, an id above the ones known when every stream opened since was seen: never
+    /// opened). Returns its index.
     #[cold]
     #[inline(never)]
     pub(super) fn open_by_frame(
@@ -270,7 +314,26 @@ impl Http2Parser {
             return None;
         }
         let bound = if id > self.last_stream {
-            let bound = self.hidden_ids.opened_hidden(id)?;
+            let Some(bound) = self.hidden_ids.opened_hidden(id) else {
+                if !self.hidden_ids.unbounded() {
+                    // Every stream opened above the ids known was seen: a frame of none.
+                    return None;
+                }
+                // Opened before we joined (or in bytes that were not frames), with nothing to
+                // bound when: as for a header block of it (`open`), its stream starts here.
+                self.last_stream = id;
+                let s = Stream {
+                    x: H2Exchange {
+                        stream_id: id,
+                        start_ns: c.start_ns,
+                        request_seq: c.seq,
+                        ..H2Exchange::default()
+                    },
+                    hidden: self.dirs.each_ref().map(|d| d.suspect.is_some()),
+                    ..Stream::default()
+                };
+                return Some(self.track(s, c, out));
+            };
             // A stream opened out of sight: its answer may have been hidden too (`open`).
             self.settle_trust(false, out);
             self.last_stream = id;
@@ -353,7 +416,7 @@ mod tests {
         assert_eq!(h.take(3), Some((700, 7)));
         assert_eq!(h.take(7), Some((700, 7)));
         assert_eq!(h.take(3), None);
-        assert!(h.ranges.iter().all(Option::is_none));
+        assert!(h.ranges.is_empty());
     }
 
     #[test]
@@ -368,37 +431,58 @@ mod tests {
         for id in [1, 3, 7, 9] {
             assert_eq!(h.take(id), Some((200, 2)), "{id}");
         }
-        assert!(h.ranges.iter().all(Option::is_none));
+        assert!(h.ranges.is_empty());
         // The next id after the last known one: nothing skipped.
         h.gap(11, &chunk(3));
         h.opened(13, true);
-        assert!(h.ranges.iter().all(Option::is_none));
+        assert!(h.ranges.is_empty());
     }
 
     #[test]
     fn ranges_are_bounded_and_forget_the_oldest() {
         let mut h = HiddenIds::default();
         h.connection_start();
-        // Ten lost stretches, each hiding three ids.
+        // Lost stretches, each hiding three ids: three more than can be kept.
+        let n = MAX_RANGES as u32 + 3;
         let mut last = 1;
-        for k in 0..10u64 {
-            h.gap(last, &chunk(k));
+        for k in 0..n {
+            h.gap(last, &chunk(u64::from(k)));
             last += 8;
             h.opened(last, true);
         }
-        let count = |h: &HiddenIds| h.ranges.iter().flatten().count();
-        assert_eq!(count(&h), MAX_RANGES);
+        assert_eq!(h.ranges.len(), MAX_RANGES);
+        assert!(h.untracked());
+        assert!(h.bytes() <= 2 * MAX_RANGES * std::mem::size_of::<Range>());
         assert_eq!(h.take(3), None);
-        // The oldest range kept is the 7th stretch's; taking the middle id of the newest
+        // The oldest range kept is the 4th stretch's; taking the middle id of the newest
         // splits it in two, which forgets the oldest.
-        let (lo6, lo9) = (1 + 6 * 8, 1 + 9 * 8);
-        assert!(h.ranges.iter().flatten().any(|r| r.lo == lo6));
-        assert_eq!(h.take(lo9 + 4), Some((900, 9)));
-        assert_eq!(count(&h), MAX_RANGES);
-        assert!(!h.ranges.iter().flatten().any(|r| r.lo == lo6));
-        assert_eq!(h.take(lo6 + 2), None);
-        assert_eq!(h.take(lo9 + 2), Some((900, 9)));
-        assert_eq!(h.take(lo9 + 6), Some((900, 9)));
+        let (lo3, top) = (1 + 3 * 8, 1 + (n - 1) * 8);
+        let seq = u64::from(n - 1);
+        assert!(h.ranges.iter().any(|r| r.lo == lo3));
+        assert_eq!(h.take(top + 4), Some((seq * 100, seq)));
+        assert_eq!(h.ranges.len(), MAX_RANGES);
+        assert!(!h.ranges.iter().any(|r| r.lo == lo3));
+        assert_eq!(h.take(lo3 + 2), None);
+        assert_eq!(h.take(top + 2), Some((seq * 100, seq)));
+        assert_eq!(h.take(top + 6), Some((seq * 100, seq)));
+    }
+
+    #[test]
+    fn nothing_is_forgotten_below_the_bound() {
+        let mut h = HiddenIds::default();
+        h.connection_start();
+        let mut last = 1;
+        for k in 0..MAX_RANGES as u64 {
+            h.gap(last, &chunk(k));
+            last += 4;
+            h.opened(last, true);
+        }
+        assert!(!h.untracked());
+        for k in 0..MAX_RANGES as u32 {
+            assert!(h.take(3 + 4 * k).is_some(), "{k}");
+        }
+        assert!(h.ranges.is_empty() && h.bytes() == 0);
+        assert_eq!(h.doubt(), Doubt::None);
     }
 
     #[test]

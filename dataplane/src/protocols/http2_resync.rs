@@ -23,15 +23,21 @@
 //!     id after the last one known when framing was lost means no stream was opened in the
 //!     hidden bytes; the only other request header blocks are trailers, which gRPC calls never
 //!     send (not trusted while a request that was not a gRPC call could still send some, even
-//!     one no longer tracked, or one opened before we joined: on a connection joined
-//!     mid-stream, never);
+//!     one no longer tracked, one opened in hidden request bytes and not ruled out yet, one
+//!     opened in bytes that were not frames, or one opened before we joined: on a connection
+//!     joined mid-stream, never);
 //!   - answers: a stream's header blocks are its response headers (and 1xx before them) and
 //!     then only trailers, which end it. The first block must be the trailers (END_STREAM) of a
 //!     stream whose final headers were seen before the loss, and every other stream that could
 //!     have answered in the hidden bytes must have sent a DATA or HEADERS frame since (nothing
 //!     follows trailers, and DATA never comes before headers); push must be off, and no stream
-//!     given up before its answer ended (reset, evicted, GOAWAY) may still have frames in flight.
-//!     Streams we do not track at all prove nothing. Those opened before we joined may answer
+//!     given up before its answer ended (reset by the client, evicted, GOAWAY) may still have
+//!     frames in flight (a side that sent RST_STREAM sends nothing more on that stream, RFC 9113
+//!     5.1: the server's own resets leave nothing in flight in the answers, the client's none
+//!     in the requests).
+//!     Streams we do not track at all prove nothing. Those opened in request bytes that were
+//!     not frames, or whose hidden ids were forgotten, may answer at any time: the table is
+//!     then always forgotten (`HiddenIds::untracked`). Those opened before we joined may answer
 //!     at any time and no id we see rules them out: on a connection joined mid-stream the table
 //!     is always forgotten (`Http2Parser::untracked_blocks`; only the preface clears it). Those
 //!     opened in request bytes that were hidden too: while the requests may still tell whether
@@ -68,8 +74,11 @@ pub(crate) struct Suspect {
 impl Http2Parser {
     /// Framing of direction `d` was lost to bytes the kernel did not copy (`c` is the chunk).
     pub(super) fn lose_gap(&mut self, d: usize, c: &Chunk<'_>) {
-        // Mid-block, the rest of the block changes the table in unknown ways.
-        let mut tainted = self.untracked_blocks[d] || self.dirs[d].meta.is_some();
+        // Mid-block, the rest of the block changes the table in unknown ways. A stream opened out
+        // of sight and neither tracked nor kept (`HiddenIds::untracked`) is as one no longer
+        // tracked.
+        let mut tainted =
+            self.untracked_blocks[d] || self.hidden_ids.untracked() || self.dirs[d].meta.is_some();
         self.lose_framing(d);
         self.dirs[d].lost_ns = c.end_ns;
         if self.request_dir().is_none() {
@@ -80,6 +89,9 @@ impl Http2Parser {
         }
         let req = self.request_dir() == Some(d);
         if req {
+            // Request trailers may also come from a stream opened in hidden request bytes and
+            // not ruled out yet (an id kept in a range: its content type is unknown).
+            tainted |= self.hidden_ids.doubt() == Doubt::Lost;
             self.hidden_ids.gap(self.last_stream, c);
         }
         for s in &mut self.streams {
@@ -173,7 +185,8 @@ impl Http2Parser {
     pub(super) fn emitted(&mut self, s: &Stream, req: usize, end_ns: u64) -> u64 {
         let resp = 1 - req;
         // Reset, evicted or given up by a GOAWAY: frames already in flight (an answer's
-        // trailers, a plain request's trailers) may still come.
+        // trailers, a plain request's trailers) may still come, except from the side that
+        // sent a reset (its half is `ended`).
         if !s.ended[req] && !is_grpc_exchange(&s.x) {
             self.untracked_blocks[req] = true;
         }

@@ -299,21 +299,37 @@ fn resync_wants_frames_that_fit_the_connection() {
     assert_eq!((s.body[0], s.ended[0]), (40_005 + 30_000, true));
 }
 
+/// A client-streaming or bidirectional call (large answers), one that fails, or (one in four)
+/// one the server refuses with a reset once it has read the whole request.
 fn call() -> impl Strategy<Value = Call> {
     (
         proptest::collection::vec(0usize..150_000, 0..5),
         any::<bool>(),
         any::<bool>(),
+        0u8..4,
     )
-        .prop_map(|(msgs, bidi, fails)| Call {
-            method: if fails { "CollectFail" } else { "Collect" },
-            msgs,
-            bidi,
-            answer: if bidi { 50_000 } else { 12 },
-            status: if fails { 3 } else { 0 },
-            fast: false,
-            refused: false,
+        .prop_map(|(msgs, bidi, fails, refused)| {
+            let refused = refused == 0;
+            let bidi = bidi && !refused;
+            Call {
+                method: match (refused, fails) {
+                    (true, _) => "Refused",
+                    (false, true) => "CollectFail",
+                    (false, false) => "Collect",
+                },
+                msgs,
+                bidi,
+                answer: if bidi { 50_000 } else { 12 },
+                status: if fails && !refused { 3 } else { 0 },
+                fast: refused,
+                refused,
+            }
         })
+}
+
+/// The gRPC status a call's span must have: its trailers', none if it was refused.
+fn status_of(c: &Call) -> Option<u32> {
+    (!c.refused).then_some(c.status)
 }
 
 /// A call whose answers are small enough to be captured whole (bidirectional ones too).
@@ -331,7 +347,8 @@ proptest! {
     /// client writing what queued up, a server reading in bulk): request HEADERS frames fall in
     /// uncaptured middles, followed by syscalls that start with a later call's. When every
     /// answer was captured, every call has exactly one span, ended by its trailers with its
-    /// status, whether its request headers were seen or not; nothing is wrong or invented.
+    /// status (or by the server's reset, without one), whether its request headers were seen or
+    /// not; nothing is wrong or invented.
     #[test]
     fn every_call_answered_in_sight_has_one_span(
         calls in proptest::collection::vec(call_small_answers(), 2..7),
@@ -345,18 +362,20 @@ proptest! {
         let by_call = answered_in_sight(&calls, GRPCIO_MAX_FRAME, width, role, &groups, (limit, tail));
         prop_assume!(by_call.is_some());
         for (c, x) in calls.iter().zip(by_call.unwrap()) {
-            prop_assert_eq!(x.grpc_status, Some(c.status));
+            prop_assert_eq!(x.grpc_status, status_of(c));
         }
     }
 
     /// Any grpcio-shaped connection of client-streaming and bidirectional calls of random
-    /// message sizes, made one at a time or up to three in flight, either frame size, on either
-    /// side, with whole frames cut into syscalls any way or (for what the traced side reads) cut
-    /// at any byte, under any capture and tail size: no status, method or path is ever wrong and
-    /// no call is invented or counted twice. When the answers were all captured, every call ends
-    /// with its trailers, with its status, whatever was hidden of the requests. When calls are
-    /// made one at a time, every syscall holds whole frames and header blocks are captured, every
-    /// call has its method and path too.
+    /// message sizes, some refused by the server with a reset, made one at a time or up to three
+    /// in flight, either frame size, on either side, with whole frames cut into syscalls any way
+    /// or (for what the traced side reads) cut at any byte, under any capture and tail size: no
+    /// status, method or path is ever wrong and no call is invented or counted twice. When the
+    /// answers were all captured, every call ends with its trailers, with its status (a refused
+    /// one with its reset, without), whatever was hidden of the requests. When calls are made
+    /// one at a time, every syscall holds whole frames and header blocks are captured, every
+    /// call has its method and path too, and its status: a reset the server sent leaves no
+    /// header block in flight that way, so the answers' table is kept across later gaps.
     #[test]
     fn grpc_streams_of_large_messages_never_get_a_wrong_value(
         calls in proptest::collection::vec(call(), 1..5),
@@ -385,7 +404,7 @@ proptest! {
         if sys.iter().all(|(d, b)| *d != answers || b.len() <= limit + tail) {
             for (c, x) in calls.iter().zip(&by_call) {
                 prop_assert!(x.is_some(), "{} not ended by its trailers", c.path());
-                prop_assert_eq!(x.as_ref().unwrap().grpc_status, Some(c.status));
+                prop_assert_eq!(x.as_ref().unwrap().grpc_status, status_of(c));
             }
         }
         if aligned && limit >= 256 && width == 1 {
@@ -399,7 +418,7 @@ proptest! {
                 let x = x.unwrap();
                 let held = last && by_call[k].is_none();
                 prop_assert!(!held || x.grpc_status.is_none_or(|s| s == c.status), "{:?}", x);
-                prop_assert!(held || x.grpc_status == Some(c.status), "{:?}", x);
+                prop_assert!(held || x.grpc_status == status_of(c), "{:?}", x);
                 let path = c.path();
                 prop_assert_eq!(x.path.as_deref(), Some(path.as_str()), "{:?}", x);
                 prop_assert_eq!(x.method.as_deref(), Some("POST"));
@@ -443,6 +462,79 @@ fn answers_in_flight_for_a_reset_stream_forget_hpack() {
         "{:?}",
         xs[0]
     );
+}
+
+/// Client side, after a call that ended with `grpc-status: 0` (inserted): the server refuses
+/// stream 3 with RST_STREAM. Having sent it, the server sends nothing more on stream 3 (RFC 9113
+/// 5.1), so its answers stay free of untracked header blocks: when framing of stream 5's large
+/// answer is lost and found again at its trailers, which refer to `grpc-status: 0` by index,
+/// the table is kept and the status is known.
+#[test]
+fn a_reset_sent_by_the_server_keeps_the_answers_table() {
+    let mut f = client_after_one_ok_call();
+    f.feed(OUT, &chat_request(3));
+    f.feed(IN, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 7]));
+    f.feed(OUT, &chat_request(5));
+    let mut r = frame(HEADERS, FLAG_END_HEADERS, 5, &[0x88, 0xbf]);
+    r.extend(data(5, 30_000, false));
+    r.extend(data(5, 30_000, false));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
+    );
+    let xs = f.exchanges();
+    let got: Vec<_> = xs.iter().map(|x| (x.stream_id, x.grpc_status)).collect();
+    assert_eq!(got, [(1, Some(0)), (3, None), (5, Some(0))], "{xs:?}");
+    assert!(!xs[2].headers_incomplete, "{:?}", xs[2]);
+}
+
+/// Server side, plain HTTP/2: an upload on stream 1 (inserting `:path /upload`) is reset before
+/// its request ended, then gRPC call 3's large message loses framing of the requests and stream
+/// 5, the next id, refers to `/upload` by index. When the client reset stream 1 it sends
+/// nothing more on it: no request trailers can have been hidden, the table is kept. When the
+/// server reset it, the client's trailers may already be on their way and may hide in the gap:
+/// the table is forgotten.
+#[test]
+fn a_reset_taints_only_the_direction_that_may_still_send_on_the_stream() {
+    for client_resets in [true, false] {
+        let mut f = Feeder::new(Role::Server);
+        let mut c = PREFACE.to_vec();
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(true, ":path", "/upload"));
+        c.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &h));
+        c.extend(data(1, 100, false));
+        f.feed(IN, &c);
+        let rst = frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]);
+        f.feed(if client_resets { IN } else { OUT }, &rst);
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(false, ":path", "/demo.v1.Echo/A"));
+        h.extend(lit(false, "content-type", "application/grpc"));
+        let mut r = frame(HEADERS, FLAG_END_HEADERS, 3, &h);
+        r.extend(data(3, 30_000, false));
+        r.extend(data(3, 30_000, true));
+        f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+        let h5 = [0x83, 0x86, 0xbe];
+        f.feed(
+            IN,
+            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &h5),
+        );
+        for s in [3, 5] {
+            f.feed(
+                OUT,
+                &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
+            );
+        }
+        let xs = f.exchanges();
+        assert_eq!(
+            xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
+            [1, 3, 5]
+        );
+        let x5 = &xs[2];
+        let want = client_resets.then_some("/upload");
+        assert_eq!(x5.path.as_deref(), want, "{client_resets} {x5:?}");
+        assert_eq!(x5.headers_incomplete, !client_resets, "{x5:?}");
+    }
 }
 
 /// Joined mid-stream while streams 1 and 3 were open (opened before the join: we never see
@@ -541,6 +633,133 @@ fn hidden_request_trailers_of_a_stream_older_than_the_join_forget_hpack() {
     assert_eq!(x7.path, None, "{x7:?}");
     assert!(x7.headers_incomplete, "{x7:?}");
     assert_eq!(xs[1].path.as_deref(), Some("/demo.v1.Echo/B"));
+}
+
+/// Server side, from the preface: gRPC call 1 streams a large message, and one read hides in
+/// its middle the HEADERS of stream 3, a plain upload (which may send trailers). Stream 5's
+/// request (inserting `:path /demo.v1.Echo/B`) brings framing back and leaves id 3 in a range;
+/// the table is forgotten there (ids were skipped). Then one read of stream 5's large message
+/// hides stream 3's trailers, inserting `x-sum: 1`. Stream 7 opens the next id and refers to
+/// index 62 first: `x-sum: 1` for the client, `:path /demo.v1.Echo/B` in the table as we had
+/// it. Stream 3 is neither tracked nor ruled out: the table is forgotten, and stream 7's path
+/// is its literal one, never B.
+#[test]
+fn hidden_request_trailers_of_a_stream_opened_out_of_sight_forget_hpack() {
+    let mut f = super::hidden_tests::started(Role::Server);
+    let grpc = |s: u32, path: &str, index: bool| {
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(index, ":path", path));
+        h.extend(lit(false, "content-type", "application/grpc"));
+        frame(HEADERS, FLAG_END_HEADERS, s, &h)
+    };
+    f.feed(IN, &grpc(1, "/demo.v1.Echo/A", false));
+    let mut r = data(1, 30_000, false);
+    let mut h3 = vec![0x83, 0x86];
+    h3.extend(lit(false, ":path", "/upload"));
+    r.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &h3));
+    r.extend(data(3, 10, false));
+    r.extend(data(1, 30_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let mut r = grpc(5, "/demo.v1.Echo/B", true);
+    r.extend(data(5, 30_000, false));
+    let t3 = lit(true, "x-sum", "1");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
+    r.extend(data(5, 30_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let mut h7 = vec![0x83, 0x86, 0xbe];
+    h7.extend(lit(false, ":path", "/demo.v1.Echo/C"));
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &h7),
+    );
+    for s in [1, 5, 7] {
+        f.feed(
+            OUT,
+            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
+        );
+    }
+    let xs = f.exchanges();
+    assert_eq!(
+        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
+        [1, 5, 7]
+    );
+    let x7 = &xs[2];
+    assert_eq!(x7.path.as_deref(), Some("/demo.v1.Echo/C"), "{x7:?}");
+    assert!(x7.headers_incomplete, "{x7:?}");
+}
+
+/// The same, with stream 3's HEADERS lost in bytes that were not frames (a malformed frame
+/// before them in the same read) instead of a gap, and call 1 answered with `grpc-status: 0`
+/// (inserted): stream 5's request brings framing back and
+/// bounds the ids opened before it, but stream 3 is neither tracked nor kept in a range. Its
+/// trailers, hidden in a gap of stream 5's message, then forget the requests' table; its
+/// trailers-only answer (inserting `grpc-status: 7`), hidden in a gap of stream 5's answer,
+/// the answers' table: stream 5's trailers refer to index 62, `grpc-status: 0` as we had it.
+#[test]
+fn header_blocks_of_a_stream_opened_in_garbage_forget_hpack() {
+    let mut f = super::hidden_tests::started(Role::Server);
+    let grpc = |s: u32, path: &str, index: bool| {
+        let mut h = vec![0x83, 0x86];
+        h.extend(lit(index, ":path", path));
+        h.extend(lit(false, "content-type", "application/grpc"));
+        frame(HEADERS, FLAG_END_HEADERS, s, &h)
+    };
+    let mut c = grpc(1, "/demo.v1.Echo/A", false);
+    c.extend(data(1, 5, true));
+    f.feed(IN, &c);
+    let t1 = [
+        0x88, 0x40, 11, b'g', b'r', b'p', b'c', b'-', b's', b't', b'a', b't', b'u', b's',
+    ];
+    let mut t1 = t1.to_vec();
+    t1.extend([1, b'0']);
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t1),
+    );
+    // A PING on a stream: no peer sends that; framing of the requests is lost.
+    let mut r = frame(PING, 0, 1, &[0; 8]);
+    let mut h3 = vec![0x83, 0x86];
+    h3.extend(lit(false, ":path", "/upload"));
+    r.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &h3));
+    f.feed(IN, &r);
+    // Frames of at most 16 KiB: where framing comes back after bytes that were not frames,
+    // the mid-stream rule believes no larger one.
+    let mut r = grpc(5, "/demo.v1.Echo/B", true);
+    r.extend(data(5, 16_000, false));
+    let t3 = lit(true, "x-sum", "1");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
+    r.extend(data(5, 16_000, true));
+    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    let mut w = frame(HEADERS, FLAG_END_HEADERS, 5, &[0x88]);
+    w.extend(data(5, 30_000, false));
+    let mut a3 = vec![0x88];
+    a3.extend(lit(true, "grpc-status", "7"));
+    w.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &a3));
+    w.extend(data(5, 30_000, false));
+    f.feed_tail(OUT, &w[..1024], w.len(), &w[w.len() - 256..]);
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
+    );
+    let mut h7 = vec![0x83, 0x86, 0xbe];
+    h7.extend(lit(false, ":path", "/demo.v1.Echo/C"));
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &h7),
+    );
+    f.feed(
+        OUT,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &[0x88]),
+    );
+    let xs = f.exchanges();
+    assert_eq!(
+        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
+        [1, 5, 7]
+    );
+    assert_eq!(xs[0].grpc_status, Some(0));
+    assert_eq!(xs[1].grpc_status, None, "{:?}", xs[1]);
+    let x7 = &xs[2];
+    assert_eq!(x7.path.as_deref(), Some("/demo.v1.Echo/C"), "{x7:?}");
 }
 
 /// Calls three at a time. In the first batch a call that fails fast comes first, a
