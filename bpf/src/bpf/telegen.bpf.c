@@ -580,7 +580,10 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 
 	if (skip_tgid(k.tgid))
 		return 0;
-	bpf_map_delete_elem(&tg_notsock, &k);
+	/* Most closed fds were never marked (files, pipes and sockets alike): a lookup misses
+	 * without the bucket lock an LRU delete takes every time. */
+	if (bpf_map_lookup_elem(&tg_notsock, &k))
+		bpf_map_delete_elem(&tg_notsock, &k);
 	c = bpf_map_lookup_elem(&tg_conns, &k);
 	if (!c)
 		return 0;
