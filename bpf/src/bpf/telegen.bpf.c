@@ -369,30 +369,28 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 
 /*
  * Server ingress remembers (per thread) the request being served; server egress forgets it;
- * client events carry it as their parent.
+ * client events carry it as their parent. `ts` is the thread's state when the caller has it
+ * already (NULL: fetched here).
  */
-static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8 dir, __u32 tid)
+static __always_inline void stamp_parent(struct task_state *ts, struct conn *c, struct scratch *s,
+					 __u8 dir)
 {
-	struct task_state *ts;
-
+	if (c->role != TG_ROLE_SERVER && c->role != TG_ROLE_CLIENT)
+		return;
+	if (!ts)
+		ts = task_state(c->role == TG_ROLE_SERVER && dir == TG_DIR_INGRESS);
+	if (!ts)
+		return;
 	if (c->role == TG_ROLE_SERVER) {
 		if (dir == TG_DIR_INGRESS) {
-			ts = task_state(1);
-			if (ts) {
-				ts->server.conn_id = c->conn_id;
-				ts->server.seq = s->ev.seq;
-			}
+			ts->server.conn_id = c->conn_id;
+			ts->server.seq = s->ev.seq;
 		} else {
-			ts = task_state(0);
-			if (ts)
-				ts->server.conn_id = 0;
+			ts->server.conn_id = 0;
 		}
-	} else if (c->role == TG_ROLE_CLIENT) {
-		ts = task_state(0);
-		if (ts && ts->server.conn_id) {
-			s->ev.parent_conn_id = ts->server.conn_id;
-			s->ev.parent_seq = ts->server.seq;
-		}
+	} else if (ts->server.conn_id) {
+		s->ev.parent_conn_id = ts->server.conn_id;
+		s->ev.parent_seq = ts->server.seq;
 	}
 }
 
@@ -426,16 +424,15 @@ static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8
 
 /*
  * One payload of `ret` bytes moved on `c`: copy its prefix (and, if `with_tail`, its end) and
- * submit a DATA record. `with_tail` is a constant at each call site: without it the tail code
- * is compiled out.
+ * submit a DATA record. `ts`: the thread's state, as the caller fetched it. `with_tail` is a
+ * constant at each call site: without it the tail code is compiled out.
  */
-static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args *ap, long ret,
-				      __u8 dir, int with_tail)
+static __always_inline void emit_data(struct conn *c, __u64 id, struct task_state *ts,
+				      struct call_args *ap, long ret, __u8 dir, int with_tail)
 {
 	struct scratch *s;
 	struct tg_stats *st = stats();
 	struct tg_addr local, remote;
-	__u32 tid = (__u32)id;
 	__u64 cap = capture_bytes;
 	__u32 head;
 	__u8 kind = TG_EV_DATA;
@@ -477,20 +474,21 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args
 	if (st && (__u64)ret > head && ap->op != OP_SENDFILE)
 		__sync_fetch_and_add(&st->truncated, 1);
 
-	stamp_parent(c, s, dir, tid);
+	stamp_parent(ts, c, s, dir);
 	submit(s, s->ev.captured);
 }
 
-/* Take (copy and remove) the arguments this thread's entry program saved: 0 if there are none. */
-static __always_inline int take_args(__u64 id, struct call_args *a)
+/* Take (copy and remove) the arguments this thread's entry program saved. Returns the thread's
+ * state (the exit program's only fetch of it), or NULL if there are none. */
+static __always_inline struct task_state *take_args(struct call_args *a)
 {
 	struct task_state *ts = task_state(0);
 
 	if (!ts || !ts->args.op)
-		return 0;
+		return NULL;
 	*a = ts->args;
 	ts->args.op = 0;
-	return 1;
+	return ts;
 }
 
 /* The connection behind (tgid, fd) as the entry program left it tracked (no mid-stream pick-up:
@@ -505,15 +503,17 @@ static __always_inline struct conn *tracked(__u64 id, __u32 fd)
 static __always_inline int exit_io(long ret, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	struct task_state *ts;
 	struct call_args a;
 	struct conn *c;
 
-	if (!take_args(id, &a) || a.op == OP_CONNECT || ret <= 0)
+	ts = take_args(&a);
+	if (!ts || a.op == OP_CONNECT || ret <= 0)
 		return 0;
 	c = tracked(id, a.fd);
 	if (!c)
 		return 0;
-	emit_data(c, id, &a, ret, dir, 1);
+	emit_data(c, id, ts, &a, ret, dir, 1);
 	return 0;
 }
 
@@ -563,7 +563,7 @@ int tg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	long ret = ctx->ret;
 	__u32 fd;
 
-	if (!take_args(id, &a) || a.op != OP_CONNECT)
+	if (!take_args(&a) || a.op != OP_CONNECT)
 		return 0;
 	fd = a.fd;
 	if (ret == 0 || ret == -EINPROGRESS)

@@ -178,7 +178,7 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 	st = stats();
 	if (st && n > head)
 		__sync_fetch_and_add(&st->truncated, 1);
-	stamp_parent(conn, s, c.dir, (__u32)id);
+	stamp_parent(NULL, conn, s, c.dir);
 	submit(s, s->ev.captured);
 	conn->tls = 1;
 	return 0;
