@@ -76,15 +76,30 @@ struct tid_ctx {
 	__u64 seq;
 };
 
+#define TLS_NO_FD 0xffffffffu
+
+/* An OpenSSL SSL_* call in flight on a thread (tls.bpf.h). */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 out; /* _ex variants: size_t * that receives the byte count; 0 otherwise */
+	__u64 start_ns;
+	__u32 fd; /* tracked socket a syscall inside the call used, or TLS_NO_FD */
+	__u8 dir;
+	__u8 active; /* between the uprobe and its uretprobe */
+	__u8 _pad[2];
+};
+
 /* What a thread carries between programs: the arguments its entry program saved for the exit
- * program (valid while args.op != 0), and the request it is serving (server ingress sets it,
- * server egress clears it, client calls made meanwhile carry it as their parent). Task-local
- * storage: no hashing and no lock per syscall (an LRU hash keyed by thread id cost an update,
- * a lookup and a delete per syscall, the largest BPF cost on the traced threads), and freed
- * with the thread. */
+ * program (valid while args.op != 0), the request it is serving (server ingress sets it,
+ * server egress clears it, client calls made meanwhile carry it as their parent), and the
+ * SSL_* call it is inside (valid while ssl.active). Task-local storage: no hashing and no lock
+ * per syscall or SSL call (an LRU hash keyed by thread id cost an update, a lookup and a delete
+ * per call, the largest BPF cost on the traced threads), and freed with the thread. */
 struct task_state {
 	struct call_args args;
 	struct tid_ctx server;
+	struct ssl_call ssl;
 };
 
 struct scratch {
@@ -186,20 +201,20 @@ static __always_inline struct task_state *task_state(int create)
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
-/* Keep this thread's syscall arguments for its exit program. Without room the syscall's record
- * is lost: counted as dropped, like a record that found its ring full. */
-static __always_inline void save_args(struct call_args *a)
+/* The current thread's state, created if need be, for an entry program to save into. Without
+ * room the syscall's record is lost: counted as dropped, like a record that found its ring
+ * full. */
+static __always_inline struct task_state *state_to_save(void)
 {
 	struct task_state *ts = task_state(1);
 	struct tg_stats *st;
 
-	if (ts) {
-		ts->args = *a;
-		return;
-	}
+	if (ts)
+		return ts;
 	st = stats();
 	if (st)
 		__sync_fetch_and_add(&st->dropped, 1);
+	return NULL;
 }
 
 static __always_inline int skip_tgid(__u32 tgid)
@@ -335,15 +350,10 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 	return track(id, fd, TG_ROLE_UNKNOWN);
 }
 
-/* tls.bpf.h: a syscall on a tracked socket, made by a thread inside an SSL_* call. */
-static __always_inline void tls_note_fd(__u64 id, __u32 fd);
-/* tls.bpf.h: a thread exited, possibly inside an SSL_* call. */
-static __always_inline void tls_forget_thread(__u64 id);
-
 static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args a = {};
+	struct task_state *ts;
 	struct conn *c;
 
 	if (skip_tgid(id >> 32))
@@ -353,15 +363,18 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 		return 0;
 	if (c->udp_quiet && !addr && op != OP_MMSG)
 		return 0;
-	if (tls_enabled)
-		tls_note_fd(id, fd);
-	a.buf = buf;
-	a.addr = addr;
-	a.fd = fd;
-	a.iovcnt = iovcnt;
-	a.op = op;
-	a.start_ns = bpf_ktime_get_ns();
-	save_args(&a);
+	ts = state_to_save();
+	if (!ts)
+		return 0;
+	/* A syscall on a tracked socket inside an SSL_* call ties the SSL* to it (tls.bpf.h). */
+	if (tls_enabled && ts->ssl.active)
+		ts->ssl.fd = fd;
+	ts->args.buf = buf;
+	ts->args.addr = addr;
+	ts->args.start_ns = bpf_ktime_get_ns();
+	ts->args.fd = fd;
+	ts->args.iovcnt = iovcnt;
+	ts->args.op = op;
 	return 0;
 }
 
@@ -545,13 +558,14 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int tg_enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args a = {};
+	struct task_state *ts;
 
 	if (skip_tgid(id >> 32))
 		return 0;
-	a.fd = (__u32)ctx->args[0];
-	a.op = OP_CONNECT;
-	save_args(&a);
+	ts = state_to_save();
+	if (!ts)
+		return 0;
+	ts->args = (struct call_args){ .fd = (__u32)ctx->args[0], .op = OP_CONNECT };
 	return 0;
 }
 
@@ -720,11 +734,9 @@ int tg_exit(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 
-	/* The thread's task_state goes with the task. */
+	/* The thread's task_state (syscall arguments, SSL call) goes with the task. */
 	if (filter_enabled)
 		bpf_map_delete_elem(&tg_allowed, &tid);
-	if (tls_enabled)
-		tls_forget_thread(id);
 	return 0;
 }
 
