@@ -145,6 +145,26 @@ struct {
 	__type(value, __u8);
 } tg_comm_filter SEC(".maps");
 
+/*
+ * The filter's last answer on each CPU, in one word (a program preempted while storing it
+ * cannot leave half of another's): tgid << 32 | (tg_filter_gen & 0x7fffffff) << 1 | allowed.
+ * Consecutive syscalls on a CPU mostly come from one process: a hit costs no hash lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_filter_last SEC(".maps");
+
+/* Bumped after every change to tg_allowed that an answer cached in tg_filter_last may hold:
+ * an entry added by fork or exec, removed by exec or by the exit of a process's main thread.
+ * The threads that ask about a changed entry are ordered after the change (a forked child
+ * starts after it, an exec'ing thread made it itself); only the other threads of a process
+ * whose main thread exited may see it a little late, as they could before. User space fills
+ * tg_allowed before the programs are attached, when nothing is cached. */
+volatile __u32 tg_filter_gen = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -217,13 +237,35 @@ static __always_inline struct task_state *state_to_save(void)
 	return NULL;
 }
 
+/* Whether process `tgid` is left alone: the agent itself, or not allowed by the filter. */
 static __always_inline int skip_tgid(__u32 tgid)
 {
+	__u32 zero = 0;
+	__u64 *last, want, v;
+	int allowed;
+
 	if (tgid == self_tgid)
 		return 1;
-	if (filter_enabled && !bpf_map_lookup_elem(&tg_allowed, &tgid))
-		return 1;
-	return 0;
+	if (!filter_enabled)
+		return 0;
+	/* Read before the lookup: a change made meanwhile moves it past what is stored. */
+	want = ((__u64)tgid << 32) | ((__u64)(tg_filter_gen & 0x7fffffff) << 1);
+	last = bpf_map_lookup_elem(&tg_filter_last, &zero);
+	if (last) {
+		v = *(volatile __u64 *)last;
+		if ((v & ~1ULL) == want)
+			return !(v & 1);
+	}
+	allowed = bpf_map_lookup_elem(&tg_allowed, &tgid) ? 1 : 0;
+	if (last)
+		*(volatile __u64 *)last = want | allowed;
+	return !allowed;
+}
+
+/* A change to tg_allowed that tg_filter_last may have cached (see tg_filter_gen). */
+static __always_inline void filter_changed(void)
+{
+	__sync_fetch_and_add(&tg_filter_gen, 1);
 }
 
 #include "sock.bpf.h"
@@ -701,12 +743,15 @@ int tg_exec(void *ctx)
 	bpf_get_current_comm(&comm, sizeof(comm));
 	if (bpf_map_lookup_elem(&tg_comm_filter, &comm)) {
 		bpf_map_update_elem(&tg_allowed, &tgid, &one, BPF_ANY);
+		filter_changed();
 		return 0;
 	}
 	/* Allowed by name through its parent, and now another program: no longer ours. */
 	allowed = bpf_map_lookup_elem(&tg_allowed, &tgid);
-	if (allowed && *allowed == TG_ALLOW_BY_NAME)
+	if (allowed && *allowed == TG_ALLOW_BY_NAME) {
 		bpf_map_delete_elem(&tg_allowed, &tgid);
+		filter_changed();
+	}
 	return 0;
 }
 
@@ -724,6 +769,8 @@ int tg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	if (how) {
 		v = *how;
 		bpf_map_update_elem(&tg_allowed, &child, &v, BPF_ANY);
+		/* A CPU may remember `child` as a process of the same pid that was not allowed. */
+		filter_changed();
 	}
 	return 0;
 }
@@ -734,9 +781,11 @@ int tg_exit(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 
-	/* The thread's task_state (syscall arguments, SSL call) goes with the task. */
-	if (filter_enabled)
-		bpf_map_delete_elem(&tg_allowed, &tid);
+	/* The thread's task_state (syscall arguments, SSL call) goes with the task. The process's
+	 * entry goes with its main thread (an entry keyed by another thread's id was never looked
+	 * up: no process had that pid while the thread lived). */
+	if (filter_enabled && !bpf_map_delete_elem(&tg_allowed, &tid) && tid == id >> 32)
+		filter_changed();
 	return 0;
 }
 
