@@ -303,11 +303,11 @@ impl Tracer {
                     prog.set_autoload(false);
                 }
             }
-            // Their maps are still created: keep them at one entry.
-            for map in [&mut open.maps.tg_ssl_calls, &mut open.maps.tg_ssl_fds] {
-                map.set_max_entries(1)
-                    .map_err(step("shrinking the unused TLS maps"))?;
-            }
+            // Its map is still created: keep it at one entry.
+            open.maps
+                .tg_ssl_fds
+                .set_max_entries(1)
+                .map_err(step("shrinking the unused TLS map"))?;
         }
 
         open.maps

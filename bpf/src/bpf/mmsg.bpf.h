@@ -23,11 +23,13 @@ int tg_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
 static __always_inline int exit_mmsg(long ret, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	struct task_state *ts;
 	struct call_args a;
 	struct conn *c;
 	__u32 i;
 
-	if (!take_args(id, &a) || a.op != OP_MMSG || ret <= 0)
+	ts = take_args(&a);
+	if (!ts || a.op != OP_MMSG || ret <= 0)
 		return 0;
 	c = tracked(id, a.fd);
 	if (!c)
@@ -48,7 +50,7 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 		m.op = OP_IOV;
 		/* No tail per datagram: 8 inlined copies of the tail walk are more than the
 		 * verifier's budget, and DNS (what batches datagrams) has no use for one. */
-		emit_data(c, id, &m, mh.msg_len, dir, 0);
+		emit_data(c, id, ts, &m, mh.msg_len, dir, 0);
 	}
 	return 0;
 }

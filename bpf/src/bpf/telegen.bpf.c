@@ -76,15 +76,30 @@ struct tid_ctx {
 	__u64 seq;
 };
 
+#define TLS_NO_FD 0xffffffffu
+
+/* An OpenSSL SSL_* call in flight on a thread (tls.bpf.h). */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 out; /* _ex variants: size_t * that receives the byte count; 0 otherwise */
+	__u64 start_ns;
+	__u32 fd; /* tracked socket a syscall inside the call used, or TLS_NO_FD */
+	__u8 dir;
+	__u8 active; /* between the uprobe and its uretprobe */
+	__u8 _pad[2];
+};
+
 /* What a thread carries between programs: the arguments its entry program saved for the exit
- * program (valid while args.op != 0), and the request it is serving (server ingress sets it,
- * server egress clears it, client calls made meanwhile carry it as their parent). Task-local
- * storage: no hashing and no lock per syscall (an LRU hash keyed by thread id cost an update,
- * a lookup and a delete per syscall, the largest BPF cost on the traced threads), and freed
- * with the thread. */
+ * program (valid while args.op != 0), the request it is serving (server ingress sets it,
+ * server egress clears it, client calls made meanwhile carry it as their parent), and the
+ * SSL_* call it is inside (valid while ssl.active). Task-local storage: no hashing and no lock
+ * per syscall or SSL call (an LRU hash keyed by thread id cost an update, a lookup and a delete
+ * per call, the largest BPF cost on the traced threads), and freed with the thread. */
 struct task_state {
 	struct call_args args;
 	struct tid_ctx server;
+	struct ssl_call ssl;
 };
 
 struct scratch {
@@ -129,6 +144,26 @@ struct {
 	__type(key, char[16]);
 	__type(value, __u8);
 } tg_comm_filter SEC(".maps");
+
+/*
+ * The filter's last answer on each CPU, in one word (a program preempted while storing it
+ * cannot leave half of another's): tgid << 32 | (tg_filter_gen & 0x7fffffff) << 1 | allowed.
+ * Consecutive syscalls on a CPU mostly come from one process: a hit costs no hash lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_filter_last SEC(".maps");
+
+/* Bumped after every change to tg_allowed that an answer cached in tg_filter_last may hold:
+ * an entry added by fork or exec, removed by exec or by the exit of a process's main thread.
+ * The threads that ask about a changed entry are ordered after the change (a forked child
+ * starts after it, an exec'ing thread made it itself); only the other threads of a process
+ * whose main thread exited may see it a little late, as they could before. User space fills
+ * tg_allowed before the programs are attached, when nothing is cached. */
+volatile __u32 tg_filter_gen = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -186,29 +221,51 @@ static __always_inline struct task_state *task_state(int create)
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
-/* Keep this thread's syscall arguments for its exit program. Without room the syscall's record
- * is lost: counted as dropped, like a record that found its ring full. */
-static __always_inline void save_args(struct call_args *a)
+/* The current thread's state, created if need be, for an entry program to save into. Without
+ * room the syscall's record is lost: counted as dropped, like a record that found its ring
+ * full. */
+static __always_inline struct task_state *state_to_save(void)
 {
 	struct task_state *ts = task_state(1);
 	struct tg_stats *st;
 
-	if (ts) {
-		ts->args = *a;
-		return;
-	}
+	if (ts)
+		return ts;
 	st = stats();
 	if (st)
 		__sync_fetch_and_add(&st->dropped, 1);
+	return NULL;
 }
 
+/* Whether process `tgid` is left alone: the agent itself, or not allowed by the filter. */
 static __always_inline int skip_tgid(__u32 tgid)
 {
+	__u32 zero = 0;
+	__u64 *last, want, v;
+	int allowed;
+
 	if (tgid == self_tgid)
 		return 1;
-	if (filter_enabled && !bpf_map_lookup_elem(&tg_allowed, &tgid))
-		return 1;
-	return 0;
+	if (!filter_enabled)
+		return 0;
+	/* Read before the lookup: a change made meanwhile moves it past what is stored. */
+	want = ((__u64)tgid << 32) | ((__u64)(tg_filter_gen & 0x7fffffff) << 1);
+	last = bpf_map_lookup_elem(&tg_filter_last, &zero);
+	if (last) {
+		v = *(volatile __u64 *)last;
+		if ((v & ~1ULL) == want)
+			return !(v & 1);
+	}
+	allowed = bpf_map_lookup_elem(&tg_allowed, &tgid) ? 1 : 0;
+	if (last)
+		*(volatile __u64 *)last = want | allowed;
+	return !allowed;
+}
+
+/* A change to tg_allowed that tg_filter_last may have cached (see tg_filter_gen). */
+static __always_inline void filter_changed(void)
+{
+	__sync_fetch_and_add(&tg_filter_gen, 1);
 }
 
 #include "sock.bpf.h"
@@ -261,7 +318,10 @@ static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u
 	s->ev.dir = 0;
 	s->ev.role = c->role;
 	s->ev.version = TG_ABI_VERSION;
-	bpf_get_current_comm(&s->ev.comm, sizeof(s->ev.comm));
+	/* Two loads through the task's BTF pointer: the helper (bpf_get_current_comm) costs a
+	 * call, a string copy and a memset per record. task->comm always ends with a NUL within
+	 * its 16 bytes (readers stop there), renamed or not. */
+	__builtin_memcpy(s->ev.comm, bpf_get_current_task_btf()->comm, sizeof(s->ev.comm));
 	s->ev.local = c->local;
 	s->ev.remote = c->remote;
 	return s;
@@ -335,15 +395,10 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 	return track(id, fd, TG_ROLE_UNKNOWN);
 }
 
-/* tls.bpf.h: a syscall on a tracked socket, made by a thread inside an SSL_* call. */
-static __always_inline void tls_note_fd(__u64 id, __u32 fd);
-/* tls.bpf.h: a thread exited, possibly inside an SSL_* call. */
-static __always_inline void tls_forget_thread(__u64 id);
-
 static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args a = {};
+	struct task_state *ts;
 	struct conn *c;
 
 	if (skip_tgid(id >> 32))
@@ -353,15 +408,18 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 		return 0;
 	if (c->udp_quiet && !addr && op != OP_MMSG)
 		return 0;
-	if (tls_enabled)
-		tls_note_fd(id, fd);
-	a.buf = buf;
-	a.addr = addr;
-	a.fd = fd;
-	a.iovcnt = iovcnt;
-	a.op = op;
-	a.start_ns = bpf_ktime_get_ns();
-	save_args(&a);
+	ts = state_to_save();
+	if (!ts)
+		return 0;
+	/* A syscall on a tracked socket inside an SSL_* call ties the SSL* to it (tls.bpf.h). */
+	if (tls_enabled && ts->ssl.active)
+		ts->ssl.fd = fd;
+	ts->args.buf = buf;
+	ts->args.addr = addr;
+	ts->args.start_ns = bpf_ktime_get_ns();
+	ts->args.fd = fd;
+	ts->args.iovcnt = iovcnt;
+	ts->args.op = op;
 	return 0;
 }
 
@@ -369,30 +427,28 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 
 /*
  * Server ingress remembers (per thread) the request being served; server egress forgets it;
- * client events carry it as their parent.
+ * client events carry it as their parent. `ts` is the thread's state when the caller has it
+ * already (NULL: fetched here).
  */
-static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8 dir, __u32 tid)
+static __always_inline void stamp_parent(struct task_state *ts, struct conn *c, struct scratch *s,
+					 __u8 dir)
 {
-	struct task_state *ts;
-
+	if (c->role != TG_ROLE_SERVER && c->role != TG_ROLE_CLIENT)
+		return;
+	if (!ts)
+		ts = task_state(c->role == TG_ROLE_SERVER && dir == TG_DIR_INGRESS);
+	if (!ts)
+		return;
 	if (c->role == TG_ROLE_SERVER) {
 		if (dir == TG_DIR_INGRESS) {
-			ts = task_state(1);
-			if (ts) {
-				ts->server.conn_id = c->conn_id;
-				ts->server.seq = s->ev.seq;
-			}
+			ts->server.conn_id = c->conn_id;
+			ts->server.seq = s->ev.seq;
 		} else {
-			ts = task_state(0);
-			if (ts)
-				ts->server.conn_id = 0;
+			ts->server.conn_id = 0;
 		}
-	} else if (c->role == TG_ROLE_CLIENT) {
-		ts = task_state(0);
-		if (ts && ts->server.conn_id) {
-			s->ev.parent_conn_id = ts->server.conn_id;
-			s->ev.parent_seq = ts->server.seq;
-		}
+	} else if (ts->server.conn_id) {
+		s->ev.parent_conn_id = ts->server.conn_id;
+		s->ev.parent_seq = ts->server.seq;
 	}
 }
 
@@ -426,16 +482,15 @@ static __always_inline void stamp_parent(struct conn *c, struct scratch *s, __u8
 
 /*
  * One payload of `ret` bytes moved on `c`: copy its prefix (and, if `with_tail`, its end) and
- * submit a DATA record. `with_tail` is a constant at each call site: without it the tail code
- * is compiled out.
+ * submit a DATA record. `ts`: the thread's state, as the caller fetched it. `with_tail` is a
+ * constant at each call site: without it the tail code is compiled out.
  */
-static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args *ap, long ret,
-				      __u8 dir, int with_tail)
+static __always_inline void emit_data(struct conn *c, __u64 id, struct task_state *ts,
+				      struct call_args *ap, long ret, __u8 dir, int with_tail)
 {
 	struct scratch *s;
 	struct tg_stats *st = stats();
 	struct tg_addr local, remote;
-	__u32 tid = (__u32)id;
 	__u64 cap = capture_bytes;
 	__u32 head;
 	__u8 kind = TG_EV_DATA;
@@ -477,20 +532,21 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct call_args
 	if (st && (__u64)ret > head && ap->op != OP_SENDFILE)
 		__sync_fetch_and_add(&st->truncated, 1);
 
-	stamp_parent(c, s, dir, tid);
+	stamp_parent(ts, c, s, dir);
 	submit(s, s->ev.captured);
 }
 
-/* Take (copy and remove) the arguments this thread's entry program saved: 0 if there are none. */
-static __always_inline int take_args(__u64 id, struct call_args *a)
+/* Take (copy and remove) the arguments this thread's entry program saved. Returns the thread's
+ * state (the exit program's only fetch of it), or NULL if there are none. */
+static __always_inline struct task_state *take_args(struct call_args *a)
 {
 	struct task_state *ts = task_state(0);
 
 	if (!ts || !ts->args.op)
-		return 0;
+		return NULL;
 	*a = ts->args;
 	ts->args.op = 0;
-	return 1;
+	return ts;
 }
 
 /* The connection behind (tgid, fd) as the entry program left it tracked (no mid-stream pick-up:
@@ -505,15 +561,17 @@ static __always_inline struct conn *tracked(__u64 id, __u32 fd)
 static __always_inline int exit_io(long ret, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	struct task_state *ts;
 	struct call_args a;
 	struct conn *c;
 
-	if (!take_args(id, &a) || a.op == OP_CONNECT || ret <= 0)
+	ts = take_args(&a);
+	if (!ts || a.op == OP_CONNECT || ret <= 0)
 		return 0;
 	c = tracked(id, a.fd);
 	if (!c)
 		return 0;
-	emit_data(c, id, &a, ret, dir, 1);
+	emit_data(c, id, ts, &a, ret, dir, 1);
 	return 0;
 }
 
@@ -545,13 +603,14 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int tg_enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args a = {};
+	struct task_state *ts;
 
 	if (skip_tgid(id >> 32))
 		return 0;
-	a.fd = (__u32)ctx->args[0];
-	a.op = OP_CONNECT;
-	save_args(&a);
+	ts = state_to_save();
+	if (!ts)
+		return 0;
+	ts->args = (struct call_args){ .fd = (__u32)ctx->args[0], .op = OP_CONNECT };
 	return 0;
 }
 
@@ -563,7 +622,7 @@ int tg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	long ret = ctx->ret;
 	__u32 fd;
 
-	if (!take_args(id, &a) || a.op != OP_CONNECT)
+	if (!take_args(&a) || a.op != OP_CONNECT)
 		return 0;
 	fd = a.fd;
 	if (ret == 0 || ret == -EINPROGRESS)
@@ -580,7 +639,10 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 
 	if (skip_tgid(k.tgid))
 		return 0;
-	bpf_map_delete_elem(&tg_notsock, &k);
+	/* Most closed fds were never marked (files, pipes and sockets alike): a lookup misses
+	 * without the bucket lock an LRU delete takes every time. */
+	if (bpf_map_lookup_elem(&tg_notsock, &k))
+		bpf_map_delete_elem(&tg_notsock, &k);
 	c = bpf_map_lookup_elem(&tg_conns, &k);
 	if (!c)
 		return 0;
@@ -684,12 +746,15 @@ int tg_exec(void *ctx)
 	bpf_get_current_comm(&comm, sizeof(comm));
 	if (bpf_map_lookup_elem(&tg_comm_filter, &comm)) {
 		bpf_map_update_elem(&tg_allowed, &tgid, &one, BPF_ANY);
+		filter_changed();
 		return 0;
 	}
 	/* Allowed by name through its parent, and now another program: no longer ours. */
 	allowed = bpf_map_lookup_elem(&tg_allowed, &tgid);
-	if (allowed && *allowed == TG_ALLOW_BY_NAME)
+	if (allowed && *allowed == TG_ALLOW_BY_NAME) {
 		bpf_map_delete_elem(&tg_allowed, &tgid);
+		filter_changed();
+	}
 	return 0;
 }
 
@@ -707,6 +772,8 @@ int tg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	if (how) {
 		v = *how;
 		bpf_map_update_elem(&tg_allowed, &child, &v, BPF_ANY);
+		/* A CPU may remember `child` as a process of the same pid that was not allowed. */
+		filter_changed();
 	}
 	return 0;
 }
@@ -717,11 +784,11 @@ int tg_exit(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 
-	/* The thread's task_state goes with the task. */
-	if (filter_enabled)
-		bpf_map_delete_elem(&tg_allowed, &tid);
-	if (tls_enabled)
-		tls_forget_thread(id);
+	/* The thread's task_state (syscall arguments, SSL call) goes with the task. The process's
+	 * entry goes with its main thread (an entry keyed by another thread's id was never looked
+	 * up: no process had that pid while the thread lived). */
+	if (filter_enabled && !bpf_map_delete_elem(&tg_allowed, &tid) && tid == id >> 32)
+		filter_changed();
 	return 0;
 }
 

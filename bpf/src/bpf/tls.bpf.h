@@ -2,32 +2,20 @@
 /*
  * TLS plaintext from OpenSSL (libssl 1.1 and 3.x), included once at the end of telegen.bpf.c.
  *
- * uprobes on SSL_read/SSL_write/SSL_read_ex/SSL_write_ex save (ssl, buf, out) per thread; their
- * uretprobes copy the plaintext the call moved. The SSL* is tied to its socket by the syscalls
- * the thread makes while inside the call (enter_io -> tls_note_fd: one per-thread lookup, only
- * on tracked sockets) or by SSL_set_fd; calls that touch no socket (buffered data) use the
- * socket learned earlier if it is still the same connection. The plaintext is emitted as TG_EV_TLS_DATA on the socket's connection (same
- * conn_id, seq counter and parent stamping), and the connection is then marked TLS so its
- * encrypted syscall payloads are no longer emitted. The uprobes are attached from user space
- * (bpf/src/tls.rs), once per distinct libssl file.
+ * uprobes on SSL_read/SSL_write/SSL_read_ex/SSL_write_ex save (ssl, buf, out) in the thread's
+ * task_state (struct ssl_call); their uretprobes copy the plaintext the call moved. The SSL* is
+ * tied to its socket by the syscalls the thread makes while inside the call (enter_io notes
+ * the fd in the same task_state, only on tracked sockets) or by SSL_set_fd; calls that touch
+ * no socket (buffered data) use the socket learned earlier if it is still the same connection.
+ * The plaintext is emitted as TG_EV_TLS_DATA on the socket's connection (same conn_id, seq
+ * counter and parent stamping), and the connection is then marked TLS so its encrypted syscall
+ * payloads are no longer emitted. The uprobes are attached from user space (bpf/src/tls.rs),
+ * once per distinct libssl file.
  */
 #ifndef TELEGEN_TLS_BPF_H
 #define TELEGEN_TLS_BPF_H
 
 #include <bpf/bpf_tracing.h>
-
-#define TLS_NO_FD 0xffffffffu
-
-/* An SSL_* call in flight on a thread. */
-struct ssl_call {
-	__u64 ssl;
-	__u64 buf;
-	__u64 out; /* _ex variants: size_t * that receives the byte count; 0 otherwise */
-	__u64 start_ns;
-	__u32 fd; /* tracked socket a syscall inside the call used, or TLS_NO_FD */
-	__u8 dir;
-	__u8 _pad[3];
-};
 
 /* SSL* pointers are per address space. */
 struct ssl_key {
@@ -50,44 +38,27 @@ struct ssl_sock {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 16);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct ssl_call);
-} tg_ssl_calls SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 16);
 	__type(key, struct ssl_key);
 	__type(value, struct ssl_sock);
 } tg_ssl_fds SEC(".maps");
 
-static __always_inline void tls_note_fd(__u64 id, __u32 fd)
-{
-	struct ssl_call *c = bpf_map_lookup_elem(&tg_ssl_calls, &id);
-
-	if (c)
-		c->fd = fd;
-}
-
-static __always_inline void tls_forget_thread(__u64 id)
-{
-	bpf_map_delete_elem(&tg_ssl_calls, &id);
-}
-
 static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call c = {};
+	struct task_state *ts;
 
 	if (skip_tgid(id >> 32))
 		return 0;
-	c.ssl = ssl;
-	c.buf = buf;
-	c.out = out;
-	c.start_ns = bpf_ktime_get_ns();
-	c.fd = TLS_NO_FD;
-	c.dir = dir;
-	bpf_map_update_elem(&tg_ssl_calls, &id, &c, BPF_ANY);
+	ts = task_state(1);
+	if (!ts)
+		return 0;
+	ts->ssl.ssl = ssl;
+	ts->ssl.buf = buf;
+	ts->ssl.out = out;
+	ts->ssl.start_ns = bpf_ktime_get_ns();
+	ts->ssl.fd = TLS_NO_FD;
+	ts->ssl.dir = dir;
+	ts->ssl.active = 1;
 	return 0;
 }
 
@@ -103,7 +74,7 @@ static __always_inline void tls_unmapped(void)
 static __always_inline int ssl_exit(int ret, int is_ex)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call *cp = bpf_map_lookup_elem(&tg_ssl_calls, &id);
+	struct task_state *ts = task_state(0);
 	struct ssl_key key = {};
 	struct ssl_sock sock = {};
 	struct ssl_call c;
@@ -116,10 +87,10 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 	__u32 head;
 	__u32 fd;
 
-	if (!cp)
+	if (!ts || !ts->ssl.active)
 		return 0;
-	c = *cp;
-	bpf_map_delete_elem(&tg_ssl_calls, &id);
+	c = ts->ssl;
+	ts->ssl.active = 0;
 	if (is_ex) {
 		if (ret != 1 || !c.out || bpf_probe_read_user(&n, sizeof(n), (void *)c.out))
 			return 0;
@@ -178,7 +149,7 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 	st = stats();
 	if (st && n > head)
 		__sync_fetch_and_add(&st->truncated, 1);
-	stamp_parent(conn, s, c.dir, (__u32)id);
+	stamp_parent(ts, conn, s, c.dir);
 	submit(s, s->ev.captured);
 	conn->tls = 1;
 	return 0;
