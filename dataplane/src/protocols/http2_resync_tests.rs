@@ -24,6 +24,21 @@ fn collects(n: usize) -> Vec<Call> {
 }
 
 /// Every call ended by its trailers (not at close) with its status, method and path.
+/// The server answers each of `streams` with `:status 200` alone, ending it.
+fn answer_ok(f: &mut Feeder, streams: &[u32]) {
+    for &s in streams {
+        f.feed(
+            OUT,
+            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
+        );
+    }
+}
+
+/// The stream ids of the exchanges, in order.
+fn ids(xs: &[H2Exchange]) -> Vec<u32> {
+    xs.iter().map(|x| x.stream_id).collect()
+}
+
 fn all_found(f: &mut Feeder, calls: &[Call], role: Role) {
     let xs = f.exchanges();
     let by_call = never_wrong(&xs, calls, role);
@@ -147,10 +162,7 @@ fn a_hidden_request_headers_block_forgets_hpack() {
     // Stream 3's request was hidden: its answer has a span all the same, with nothing of the
     // request (`http2_hidden.rs`).
     let xs = f.exchanges();
-    assert_eq!(
-        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
-        [1, 3, 5]
-    );
+    assert_eq!(ids(&xs), [1, 3, 5]);
     let x3 = &xs[1];
     assert_eq!((x3.grpc_status, x3.method.as_deref()), (Some(0), None));
     assert!(x3.headers_incomplete && x3.partial);
@@ -256,14 +268,7 @@ fn plain_http2_requests_forget_hpack_after_a_gap() {
             &[0x83, 0x86, 0xbe],
         ),
     );
-    f.feed(
-        OUT,
-        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &[0x88]),
-    );
-    f.feed(
-        OUT,
-        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &[0x88]),
-    );
+    answer_ok(&mut f, &[1, 3]);
     let xs = f.exchanges();
     assert_eq!(xs.len(), 2);
     assert_eq!(xs[1].stream_id, 3);
@@ -445,7 +450,7 @@ fn answers_in_flight_for_a_reset_stream_forget_hpack() {
     );
     f.feed(OUT, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 8]));
     let xs = f.exchanges();
-    assert_eq!(xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(ids(&xs), [1, 3]);
     let mut r = data(5, 30_000, false);
     let t = lit(true, "grpc-status", "1");
     r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t));
@@ -519,17 +524,9 @@ fn a_reset_taints_only_the_direction_that_may_still_send_on_the_stream() {
             IN,
             &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &h5),
         );
-        for s in [3, 5] {
-            f.feed(
-                OUT,
-                &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
-            );
-        }
+        answer_ok(&mut f, &[3, 5]);
         let xs = f.exchanges();
-        assert_eq!(
-            xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
-            [1, 3, 5]
-        );
+        assert_eq!(ids(&xs), [1, 3, 5]);
         let x5 = &xs[2];
         let want = client_resets.then_some("/upload");
         assert_eq!(x5.path.as_deref(), want, "{client_resets} {x5:?}");
@@ -618,17 +615,9 @@ fn hidden_request_trailers_of_a_stream_older_than_the_join_forget_hpack() {
     r.extend(data(5, 30_000, true));
     f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
     f.feed(IN, &grpc(7, None, true));
-    for s in [3, 5, 7] {
-        f.feed(
-            OUT,
-            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
-        );
-    }
+    answer_ok(&mut f, &[3, 5, 7]);
     let xs = f.exchanges();
-    assert_eq!(
-        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
-        [3, 5, 7]
-    );
+    assert_eq!(ids(&xs), [3, 5, 7]);
     let x7 = &xs[2];
     assert_eq!(x7.path, None, "{x7:?}");
     assert!(x7.headers_incomplete, "{x7:?}");
@@ -672,17 +661,9 @@ fn hidden_request_trailers_of_a_stream_opened_out_of_sight_forget_hpack() {
         IN,
         &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &h7),
     );
-    for s in [1, 5, 7] {
-        f.feed(
-            OUT,
-            &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, s, &[0x88]),
-        );
-    }
+    answer_ok(&mut f, &[1, 5, 7]);
     let xs = f.exchanges();
-    assert_eq!(
-        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
-        [1, 5, 7]
-    );
+    assert_eq!(ids(&xs), [1, 5, 7]);
     let x7 = &xs[2];
     assert_eq!(x7.path.as_deref(), Some("/demo.v1.Echo/C"), "{x7:?}");
     assert!(x7.headers_incomplete, "{x7:?}");
@@ -752,10 +733,7 @@ fn header_blocks_of_a_stream_opened_in_garbage_forget_hpack() {
         &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 7, &[0x88]),
     );
     let xs = f.exchanges();
-    assert_eq!(
-        xs.iter().map(|x| x.stream_id).collect::<Vec<_>>(),
-        [1, 5, 7]
-    );
+    assert_eq!(ids(&xs), [1, 5, 7]);
     assert_eq!(xs[0].grpc_status, Some(0));
     assert_eq!(xs[1].grpc_status, None, "{:?}", xs[1]);
     let x7 = &xs[2];
