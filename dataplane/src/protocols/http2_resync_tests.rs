@@ -34,6 +34,15 @@ fn answer_ok(f: &mut Feeder, streams: &[u32]) {
     }
 }
 
+/// A gRPC request's HEADERS on stream `s` (`POST`, `http`, `:path` literal, added to the table
+/// when `index`), without END_STREAM.
+fn grpc_post(s: u32, path: &str, index: bool) -> Vec<u8> {
+    let mut h = vec![0x83, 0x86];
+    h.extend(lit(index, ":path", path));
+    h.extend(lit(false, "content-type", "application/grpc"));
+    frame(HEADERS, FLAG_END_HEADERS, s, &h)
+}
+
 /// The stream ids of the exchanges, in order.
 fn ids(xs: &[H2Exchange]) -> Vec<u32> {
     xs.iter().map(|x| x.stream_id).collect()
@@ -140,7 +149,7 @@ fn a_hidden_request_headers_block_forgets_hpack() {
     let mut r = data(1, 30_000, true);
     r.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &h3));
     r.extend(data(3, 30_000, true));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     let mut h5 = vec![0x83, 0x86, 0xc1];
     h5.extend(lit(false, ":path", "/demo.v1.Echo/Five"));
     f.feed(
@@ -219,7 +228,7 @@ fn a_hidden_answer_block_of_another_stream_forgets_hpack() {
     let t = lit(true, "grpc-status", "7");
     r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &t));
     r.extend(data(3, 30_000, false));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     let lost_at = f.seq() * 100 + 10;
     f.feed(
         IN,
@@ -287,7 +296,7 @@ fn resync_wants_frames_that_fit_the_connection() {
         f.feed(dir, &b);
     }
     let r = [data(1, 30_000, false), data(1, 30_000, false)].concat();
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     // Looks like DATA on stream 9, which does not exist: still lost.
     let fake = data(9, 100, false);
     f.feed(IN, &fake);
@@ -455,7 +464,7 @@ fn answers_in_flight_for_a_reset_stream_forget_hpack() {
     let t = lit(true, "grpc-status", "1");
     r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t));
     r.extend(data(5, 30_000, false));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     f.feed(
         IN,
         &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
@@ -483,7 +492,7 @@ fn a_reset_sent_by_the_server_keeps_the_answers_table() {
     let mut r = frame(HEADERS, FLAG_END_HEADERS, 5, &[0x88, 0xbf]);
     r.extend(data(5, 30_000, false));
     r.extend(data(5, 30_000, false));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     f.feed(
         IN,
         &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
@@ -518,7 +527,7 @@ fn a_reset_taints_only_the_direction_that_may_still_send_on_the_stream() {
         let mut r = frame(HEADERS, FLAG_END_HEADERS, 3, &h);
         r.extend(data(3, 30_000, false));
         r.extend(data(3, 30_000, true));
-        f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+        f.feed_captured(IN, &r);
         let h5 = [0x83, 0x86, 0xbe];
         f.feed(
             IN,
@@ -570,7 +579,7 @@ fn a_hidden_answer_of_a_stream_older_than_the_join_forgets_hpack() {
         w.extend(data(5, 30_000, false));
         w.extend(only(&mut resp, 3, "7"));
         w.extend(data(5, 30_000, false));
-        f.feed_tail(answers, &w[..1024], w.len(), &w[w.len() - 256..]);
+        f.feed_captured(answers, &w);
         let t5 = resp.block(&[("grpc-status", "7")]);
         assert_eq!(t5, [0xbe]);
         f.feed(
@@ -613,7 +622,7 @@ fn hidden_request_trailers_of_a_stream_older_than_the_join_forget_hpack() {
     let t1 = lit(true, "x-sum", "1");
     r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, &t1));
     r.extend(data(5, 30_000, true));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     f.feed(IN, &grpc(7, None, true));
     answer_ok(&mut f, &[3, 5, 7]);
     let xs = f.exchanges();
@@ -635,26 +644,20 @@ fn hidden_request_trailers_of_a_stream_older_than_the_join_forget_hpack() {
 #[test]
 fn hidden_request_trailers_of_a_stream_opened_out_of_sight_forget_hpack() {
     let mut f = super::hidden_tests::started(Role::Server);
-    let grpc = |s: u32, path: &str, index: bool| {
-        let mut h = vec![0x83, 0x86];
-        h.extend(lit(index, ":path", path));
-        h.extend(lit(false, "content-type", "application/grpc"));
-        frame(HEADERS, FLAG_END_HEADERS, s, &h)
-    };
-    f.feed(IN, &grpc(1, "/demo.v1.Echo/A", false));
+    f.feed(IN, &grpc_post(1, "/demo.v1.Echo/A", false));
     let mut r = data(1, 30_000, false);
     let mut h3 = vec![0x83, 0x86];
     h3.extend(lit(false, ":path", "/upload"));
     r.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &h3));
     r.extend(data(3, 10, false));
     r.extend(data(1, 30_000, true));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
-    let mut r = grpc(5, "/demo.v1.Echo/B", true);
+    f.feed_captured(IN, &r);
+    let mut r = grpc_post(5, "/demo.v1.Echo/B", true);
     r.extend(data(5, 30_000, false));
     let t3 = lit(true, "x-sum", "1");
     r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
     r.extend(data(5, 30_000, true));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     let mut h7 = vec![0x83, 0x86, 0xbe];
     h7.extend(lit(false, ":path", "/demo.v1.Echo/C"));
     f.feed(
@@ -679,13 +682,7 @@ fn hidden_request_trailers_of_a_stream_opened_out_of_sight_forget_hpack() {
 #[test]
 fn header_blocks_of_a_stream_opened_in_garbage_forget_hpack() {
     let mut f = super::hidden_tests::started(Role::Server);
-    let grpc = |s: u32, path: &str, index: bool| {
-        let mut h = vec![0x83, 0x86];
-        h.extend(lit(index, ":path", path));
-        h.extend(lit(false, "content-type", "application/grpc"));
-        frame(HEADERS, FLAG_END_HEADERS, s, &h)
-    };
-    let mut c = grpc(1, "/demo.v1.Echo/A", false);
+    let mut c = grpc_post(1, "/demo.v1.Echo/A", false);
     c.extend(data(1, 5, true));
     f.feed(IN, &c);
     let t1 = [
@@ -705,19 +702,19 @@ fn header_blocks_of_a_stream_opened_in_garbage_forget_hpack() {
     f.feed(IN, &r);
     // Frames of at most 16 KiB: where framing comes back after bytes that were not frames,
     // the mid-stream rule believes no larger one.
-    let mut r = grpc(5, "/demo.v1.Echo/B", true);
+    let mut r = grpc_post(5, "/demo.v1.Echo/B", true);
     r.extend(data(5, 16_000, false));
     let t3 = lit(true, "x-sum", "1");
     r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
     r.extend(data(5, 16_000, true));
-    f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 256..]);
+    f.feed_captured(IN, &r);
     let mut w = frame(HEADERS, FLAG_END_HEADERS, 5, &[0x88]);
     w.extend(data(5, 30_000, false));
     let mut a3 = vec![0x88];
     a3.extend(lit(true, "grpc-status", "7"));
     w.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &a3));
     w.extend(data(5, 30_000, false));
-    f.feed_tail(OUT, &w[..1024], w.len(), &w[w.len() - 256..]);
+    f.feed_captured(OUT, &w);
     f.feed(
         OUT,
         &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),

@@ -83,6 +83,17 @@ impl Feeder {
         self.feed_tail(dir, data, total, &[]);
     }
 
+    /// One syscall that moved all of `bytes`, seen as the agent captures it by default: the
+    /// first 1,024 bytes and the last 256.
+    pub(super) fn feed_captured(&mut self, dir: Direction, bytes: &[u8]) {
+        self.feed_tail(
+            dir,
+            &bytes[..1024],
+            bytes.len(),
+            &bytes[bytes.len() - 256..],
+        );
+    }
+
     /// One syscall that moved `total` bytes: `data` is their start, `tail` their end.
     pub(super) fn feed_tail(&mut self, dir: Direction, data: &[u8], total: usize, tail: &[u8]) {
         self.seq += 1;
