@@ -277,16 +277,7 @@ impl Http2Parser {
             }
         }
         self.last_stream = id;
-        let s = Stream {
-            x: H2Exchange {
-                stream_id: id,
-                start_ns: meta.start_ns,
-                request_seq: meta.seq,
-                ..H2Exchange::default()
-            },
-            hidden: self.dirs.each_ref().map(|d| d.suspect.is_some()),
-            ..Stream::default()
-        };
+        let s = self.new_stream(id, (meta.start_ns, meta.seq));
         Some(self.track(s, c, out))
     }
 
@@ -322,16 +313,7 @@ impl Http2Parser {
                 // Opened before we joined (or in bytes that were not frames), with nothing to
                 // bound when: as for a header block of it (`open`), its stream starts here.
                 self.last_stream = id;
-                let s = Stream {
-                    x: H2Exchange {
-                        stream_id: id,
-                        start_ns: c.start_ns,
-                        request_seq: c.seq,
-                        ..H2Exchange::default()
-                    },
-                    hidden: self.dirs.each_ref().map(|d| d.suspect.is_some()),
-                    ..Stream::default()
-                };
+                let s = self.new_stream(id, (c.start_ns, c.seq));
                 return Some(self.track(s, c, out));
             };
             // A stream opened out of sight: its answer may have been hidden too (`open`).
@@ -345,25 +327,30 @@ impl Http2Parser {
         Some(self.track(s, c, out))
     }
 
-    /// The stream of `id`, whose request HEADERS were hidden no earlier than `bound` (start_ns,
-    /// seq); `req` is the request direction.
-    fn hidden_stream(&self, req: usize, id: u32, (start_ns, request_seq): (u64, u64)) -> Stream {
-        let mut hidden = self.dirs.each_ref().map(|d| d.suspect.is_some());
-        // Nor was anything of its requests since: its END_STREAM may have been hidden.
-        hidden[req] = true;
-        let x = H2Exchange {
-            stream_id: id,
-            start_ns,
-            request_seq,
-            // Its request block was not captured.
-            headers_incomplete: true,
-            ..H2Exchange::default()
-        };
+    /// A stream of `id` starting at (start_ns, seq), its directions marked as hidden where they
+    /// are suspect now.
+    fn new_stream(&self, id: u32, (start_ns, request_seq): (u64, u64)) -> Stream {
         Stream {
-            x,
-            hidden,
+            x: H2Exchange {
+                stream_id: id,
+                start_ns,
+                request_seq,
+                ..H2Exchange::default()
+            },
+            hidden: self.dirs.each_ref().map(|d| d.suspect.is_some()),
             ..Stream::default()
         }
+    }
+
+    /// The stream of `id`, whose request HEADERS were hidden no earlier than `bound` (start_ns,
+    /// seq); `req` is the request direction.
+    fn hidden_stream(&self, req: usize, id: u32, bound: (u64, u64)) -> Stream {
+        let mut s = self.new_stream(id, bound);
+        // Nor was anything of its requests since: its END_STREAM may have been hidden.
+        s.hidden[req] = true;
+        // Its request block was not captured.
+        s.x.headers_incomplete = true;
+        s
     }
 
     /// Start tracking `s`, making room if [`MAX_STREAMS`] are open; returns its index.
