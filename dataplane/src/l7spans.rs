@@ -297,16 +297,21 @@ mod tests {
         assert!(get(&to, "dns.response_code").is_none());
     }
 
-    /// A stream the parser knows only by its reset (its request HEADERS hidden, the server
-    /// refusing it): a span in error that counts in a duration histogram like any call, with
-    /// nothing claimed of the request.
-    #[test]
-    fn an_h2_call_known_only_by_its_reset_is_an_error_with_a_histogram() {
+    /// The span of `x` on a connection with default addresses, as a root span.
+    fn h2(x: H2Exchange) -> (SpanRecord, Option<&'static MetricDef>) {
         let flow = FlowInfo::new(9, [0; 16], Addr::default(), Addr::default());
         let ctx = SpanCtx {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
+        h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default())
+    }
+
+    /// A stream the parser knows only by its reset (its request HEADERS hidden, the server
+    /// refusing it): a span in error that counts in a duration histogram like any call, with
+    /// nothing claimed of the request.
+    #[test]
+    fn an_h2_call_known_only_by_its_reset_is_an_error_with_a_histogram() {
         let x = H2Exchange {
             role: Role::Server,
             stream_id: 3,
@@ -316,7 +321,7 @@ mod tests {
             partial: true,
             ..H2Exchange::default()
         };
-        let (span, m) = h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+        let (span, m) = h2(x);
         assert_eq!(m.map(|m| m.name), Some("http.server.request.duration"));
         assert_eq!(span.kind, SpanKind::Server);
         assert_eq!(
@@ -334,11 +339,6 @@ mod tests {
     /// reset stays HTTP (above).
     #[test]
     fn an_h2_call_whose_answer_has_a_grpc_status_is_a_grpc_call() {
-        let flow = FlowInfo::new(9, [0; 16], Addr::default(), Addr::default());
-        let ctx = SpanCtx {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-        };
         let trailers_only = H2Exchange {
             role: Role::Server,
             stream_id: 3,
@@ -362,7 +362,7 @@ mod tests {
             (trailers_only.clone(), "rpc.server.duration", 13),
             (trailers, "rpc.client.duration", 0),
         ] {
-            let (span, m) = h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+            let (span, m) = h2(x);
             assert_eq!(m.map(|m| m.name), Some(metric));
             assert_eq!(span.name, "grpc");
             assert_eq!(
@@ -375,20 +375,13 @@ mod tests {
             );
             assert!(get(&span, "http.request.method").is_none());
         }
-        let (span, _) = h2_span(
-            trailers_only.clone(),
-            &flow,
-            ctx,
-            [0; 8],
-            0,
-            &mut SpanCache::default(),
-        );
+        let (span, _) = h2(trailers_only.clone());
         assert_eq!(span.error.as_deref(), Some("INTERNAL: no such user"));
         let json = H2Exchange {
             content_type: Some("application/json".into()),
             ..trailers_only
         };
-        let (_, m) = h2_span(json, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+        let (_, m) = h2(json);
         assert_eq!(m.map(|m| m.name), Some("http.server.request.duration"));
     }
 }
