@@ -223,10 +223,77 @@ pub struct ShardStats {
     pub export_queue_drops: u64,
 }
 
+/// Spans already encoded on the shard that built them (each the bytes
+/// [`crate::export::pb::append_span`] writes), sent to the export core together.
+///
+/// Encoding where the span was built reads it while it is still in that core's cache; a
+/// [`SpanRecord`] sent as is would be read by the export core and then freed or reused by the
+/// shard long after (a trip through the queues and a batch), from memory gone cold, with the
+/// reference counts of its shared strings bouncing between the two cores.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SpanChunk {
+    /// The encoded spans, back to back.
+    pub bytes: Vec<u8>,
+    /// One entry per span, in the order of `bytes`.
+    pub spans: Vec<EncodedSpan>,
+}
+
+/// What the export core needs of one encoded span without decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedSpan {
+    /// Bytes of the span in [`SpanChunk::bytes`].
+    pub len: u32,
+    pub pid: u32,
+    pub end_unix_ns: u64,
+    pub comm: [u8; 16],
+}
+
+impl SpanChunk {
+    /// Encode `rec` at the end of the chunk; `scratch` is a buffer the caller reuses.
+    pub fn push(&mut self, rec: &SpanRecord, scratch: &mut Vec<u8>) {
+        let at = self.bytes.len();
+        crate::export::pb::append_span(rec, &mut self.bytes, scratch);
+        self.spans.push(EncodedSpan {
+            len: (self.bytes.len() - at) as u32,
+            pid: rec.pid,
+            end_unix_ns: rec.end_unix_ns,
+            comm: rec.comm,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Empty it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+
+    /// Each span's entry and its encoded bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (&EncodedSpan, &[u8])> {
+        let mut at = 0usize;
+        self.spans.iter().map(move |e| {
+            let end = at + e.len as usize;
+            let b = &self.bytes[at..end];
+            at = end;
+            (e, b)
+        })
+    }
+}
+
 /// What a shard sends to the export core.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExportMsg {
+    /// One span, as [`crate::shard::ShardIo::export`] receives it; the runtime encodes it on
+    /// the shard and sends it on in a [`ExportMsg::Spans`] chunk.
     Span(Box<SpanRecord>),
+    Spans(Box<SpanChunk>),
     Histogram(Box<HistogramDelta>),
     Stats(Box<ShardStats>),
 }

@@ -7,9 +7,9 @@
 //!
 //! Usage: `shard_instructions <transactions> [http1|grpc|dns] [encode]`
 
-use telegen_dataplane::export::{otlp::Gzipper, pb};
+use telegen_dataplane::export::otlp::Gzipper;
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
-use telegen_dataplane::signal::{ExportMsg, SpanRecord};
+use telegen_dataplane::signal::{ExportMsg, SpanChunk, SpanRecord};
 use telegen_perf::gen::{Generator, Mix, Proto, WorkloadConfig};
 
 #[global_allocator]
@@ -20,19 +20,17 @@ const BATCH_BYTES: usize = 200_000;
 /// Simulated time between transactions, and transactions between shard ticks.
 const STEP_NS: u64 = 1_000;
 const TICK_EVERY: usize = 1_024;
-/// Spans handed back and not yet reused, at most (the runtime's queue holds 4,096).
-const RECYCLE_CAPACITY: usize = 4_096;
+/// Spans per chunk, as the runtime sends them to the export core.
+const CHUNK_SPANS: usize = 64;
 
-/// Takes the shard's output: with `encode`, spans are encoded and gzipped in batches as the
-/// export core does; otherwise only counted. Either way each span's box goes back to the shard,
-/// as the export core hands it back (`ShardIo::recycled`), so that freeing and reusing it is
-/// counted where the agent pays it.
+/// Takes the shard's output as the runtime does: each span's box is handed back for the next
+/// span (`ShardIo::recycled`), and with `encode` each span is encoded on the spot into a chunk
+/// (`SpanChunk`), whose bytes the "export core" then copies into its batch and gzips.
 struct Sink {
-    // Boxes, because the shard reuses the box itself (as `ShardIo::recycled` returns it).
-    #[allow(clippy::vec_box)]
-    back: Vec<Box<SpanRecord>>,
+    spare: Option<Box<SpanRecord>>,
     encode: bool,
     spans: u64,
+    chunk: SpanChunk,
     buf: Vec<u8>,
     scratch: Vec<u8>,
     gz: Gzipper,
@@ -40,11 +38,27 @@ struct Sink {
 }
 
 impl Sink {
-    fn flush(&mut self) {
+    /// The export core's side of a chunk: copy its spans into the batch, gzip a full batch.
+    fn take_chunk(&mut self) {
+        for (_, bytes) in self.chunk.iter() {
+            self.buf.extend_from_slice(bytes);
+        }
+        self.chunk.clear();
+        if self.buf.len() >= BATCH_BYTES {
+            self.gzip_batch();
+        }
+    }
+
+    fn gzip_batch(&mut self) {
         if !self.buf.is_empty() {
             self.gzipped_bytes += self.gz.gzip(&self.buf).map_or(0, |z| z.len());
             self.buf.clear();
         }
+    }
+
+    fn flush(&mut self) {
+        self.take_chunk();
+        self.gzip_batch();
     }
 }
 
@@ -56,19 +70,17 @@ impl ShardIo for Sink {
         if let ExportMsg::Span(s) = msg {
             self.spans += 1;
             if self.encode {
-                pb::append_span(&s, &mut self.buf, &mut self.scratch);
-                if self.buf.len() >= BATCH_BYTES {
-                    self.flush();
+                self.chunk.push(&s, &mut self.scratch);
+                if self.chunk.len() >= CHUNK_SPANS {
+                    self.take_chunk();
                 }
             }
-            if self.back.len() < RECYCLE_CAPACITY {
-                self.back.push(s);
-            }
+            self.spare = Some(s);
         }
         Ok(())
     }
     fn recycled(&mut self) -> Option<Box<SpanRecord>> {
-        self.back.pop()
+        self.spare.take()
     }
 }
 
@@ -143,9 +155,10 @@ fn main() {
 
     let mut shard = ShardCore::new(ShardConfig::new(0, 1), 0);
     let mut sink = Sink {
-        back: Vec::new(),
+        spare: None,
         encode,
         spans: 0,
+        chunk: SpanChunk::default(),
         buf: Vec::new(),
         scratch: Vec::new(),
         gz: Gzipper::default(),

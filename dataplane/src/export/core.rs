@@ -26,7 +26,7 @@ use super::selfmon::{self, DropReason, SelfEvent, SelfMon, SignalKind, Snapshot}
 use super::summary::{render_summary, SummaryAgg, SummaryTotals};
 use super::transport::{self, Batch, SendQueue, Target};
 use super::{EncodedBatch, ExportConfig, ExportError, ExportReport, KernelStatsSource, StopHandle};
-use crate::signal::{AttrValue, Attrs, ExportMsg, HistogramDelta, SpanRecord};
+use crate::signal::{AttrValue, Attrs, EncodedSpan, ExportMsg, HistogramDelta, SpanChunk};
 
 /// Process names remembered at most (forgotten all at once when full).
 const MAX_COMMS: usize = 65_536;
@@ -126,7 +126,7 @@ struct Core {
     cfg: ExportConfig,
     consumers: Vec<rtrb::Consumer<ExportMsg>>,
     /// Per consumer: where its encoded spans go back to (see `run_export_core_recycling`).
-    recycle: Vec<Option<rtrb::Producer<Box<SpanRecord>>>>,
+    recycle: Vec<Option<rtrb::Producer<Box<SpanChunk>>>>,
     resolver: Box<dyn ResourceResolver>,
     kstats: Option<Box<dyn KernelStatsSource>>,
     stop: StopHandle,
@@ -137,6 +137,8 @@ struct Core {
     /// Spans per process, already protobuf-encoded (`pb::append_span`).
     spans: BTreeMap<u32, Vec<u8>>,
     span_scratch: Vec<u8>,
+    /// A chunk for one span received unencoded ([`ExportMsg::Span`]), reused.
+    one_span: SpanChunk,
     /// The request body of a span batch, reused.
     body_buf: Vec<u8>,
     gzipper: otlp::Gzipper,
@@ -170,13 +172,13 @@ pub fn run_export_core(
     run_export_core_recycling(cfg, consumers, recycle, resolver, kstats, stop)
 }
 
-/// [`run_export_core`], handing each encoded span back to the shard it came from:
-/// `recycle[i]` goes to the producer of `consumers[i]` (see [`crate::shard::ShardIo::recycled`];
-/// when it is `None` or full, the span is freed here).
+/// [`run_export_core`], handing each span chunk ([`ExportMsg::Spans`]) back to the shard it
+/// came from, for reuse, once its spans are copied into the batch: `recycle[i]` goes to the
+/// producer of `consumers[i]` (when it is `None` or full, the chunk is freed here).
 pub fn run_export_core_recycling(
     cfg: ExportConfig,
     consumers: Vec<rtrb::Consumer<ExportMsg>>,
-    recycle: Vec<Option<rtrb::Producer<Box<SpanRecord>>>>,
+    recycle: Vec<Option<rtrb::Producer<Box<SpanChunk>>>>,
     resolver: Box<dyn ResourceResolver>,
     kstats: Option<Box<dyn KernelStatsSource>>,
     stop: StopHandle,
@@ -246,6 +248,7 @@ pub fn run_export_core_recycling(
         start_unix_ns: unix_ns(),
         spans: BTreeMap::new(),
         span_scratch: Vec::new(),
+        one_span: SpanChunk::default(),
         body_buf: Vec::new(),
         gzipper: otlp::Gzipper::default(),
         span_count: 0,
@@ -410,10 +413,18 @@ impl Core {
                 match msg {
                     ExportMsg::Span(rec) => {
                         spans += 1;
-                        self.on_span(&rec);
+                        let mut one = std::mem::take(&mut self.one_span);
+                        one.clear();
+                        one.push(&rec, &mut self.span_scratch);
+                        self.on_chunk(&one);
+                        self.one_span = one;
+                    }
+                    ExportMsg::Spans(chunk) => {
+                        spans += chunk.len() as u64;
+                        self.on_chunk(&chunk);
                         if let Some(back) = self.recycle.get_mut(i).and_then(Option::as_mut) {
                             // Full: freed here instead.
-                            let _ = back.push(rec);
+                            let _ = back.push(chunk);
                         }
                     }
                     ExportMsg::Histogram(d) => {
@@ -436,32 +447,35 @@ impl Core {
         (busy, any)
     }
 
-    fn on_span(&mut self, rec: &SpanRecord) {
-        if rec.comm[0] != 0 && !self.comms.contains_key(&rec.pid) {
+    fn on_chunk(&mut self, chunk: &SpanChunk) {
+        for (e, bytes) in chunk.iter() {
+            self.on_encoded(e, bytes);
+        }
+    }
+
+    fn on_encoded(&mut self, e: &EncodedSpan, bytes: &[u8]) {
+        if e.comm[0] != 0 && !self.comms.contains_key(&e.pid) {
             if self.comms.len() >= MAX_COMMS {
                 self.comms.clear();
             }
-            let end = rec
-                .comm
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(rec.comm.len());
-            self.comms.insert(
-                rec.pid,
-                String::from_utf8_lossy(&rec.comm[..end]).into_owned(),
-            );
+            let end = e.comm.iter().position(|&b| b == 0).unwrap_or(e.comm.len());
+            self.comms
+                .insert(e.pid, String::from_utf8_lossy(&e.comm[..end]).into_owned());
         }
-        if self.summary.is_some() {
-            let service = self.service_name(rec.pid);
-            if let Some(agg) = self.summary.as_mut() {
-                agg.record(&service, rec);
+        if let Some(mut agg) = self.summary.take() {
+            // Read back from the bytes: only the live summary needs these fields.
+            if let Some(view) = pb::SpanView::decode(bytes) {
+                agg.record(self.service_name(e.pid), &view);
             }
+            self.summary = Some(agg);
         }
         if self.cfg.discard.is_some() {
-            self.span_ends.push(rec.end_unix_ns);
+            self.span_ends.push(e.end_unix_ns);
         }
-        let buf = self.spans.entry(rec.pid).or_default();
-        pb::append_span(rec, buf, &mut self.span_scratch);
+        self.spans
+            .entry(e.pid)
+            .or_default()
+            .extend_from_slice(bytes);
         self.span_count += 1;
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
@@ -471,22 +485,21 @@ impl Core {
         }
     }
 
-    fn service_name(&mut self, pid: u32) -> String {
-        if let Some(s) = self.service_names.get(&pid) {
-            return s.clone();
+    fn service_name(&mut self, pid: u32) -> &str {
+        if !self.service_names.contains_key(&pid) {
+            let attrs = self.process_attrs(pid);
+            let pick = |key: &str| {
+                attrs.iter().find_map(|(k, v)| match v {
+                    AttrValue::Str(s) if *k == key => Some(s.clone()),
+                    _ => None,
+                })
+            };
+            let name = pick("service.name")
+                .or_else(|| pick("process.executable.name"))
+                .unwrap_or_else(|| format!("pid {pid}"));
+            self.service_names.insert(pid, name);
         }
-        let attrs = self.process_attrs(pid);
-        let pick = |key: &str| {
-            attrs.iter().find_map(|(k, v)| match v {
-                AttrValue::Str(s) if *k == key => Some(s.clone()),
-                _ => None,
-            })
-        };
-        let name = pick("service.name")
-            .or_else(|| pick("process.executable.name"))
-            .unwrap_or_else(|| format!("pid {pid}"));
-        self.service_names.insert(pid, name.clone());
-        name
+        self.service_names.get(&pid).map_or("", String::as_str)
     }
 
     fn on_delta(&mut self, d: &HistogramDelta) {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::signal::SpanRecord;
 
 fn delta(counts: Vec<u64>, min: f64, max: f64) -> HistogramDelta {
     HistogramDelta {
@@ -136,35 +137,56 @@ fn series_key_distinguishes_attrs_and_pid() {
     assert_eq!(SeriesKey::new(&c), SeriesKey::new(&c.clone()));
 }
 
-/// Every span encoded goes back to the queue of the shard it came from, whole, once; a full
-/// queue frees it here instead (nothing lost from the batch either way).
+/// Spans arrive encoded in chunks (or one by one, unencoded) and all reach the batch; every
+/// chunk goes back to the queue of the shard it came from, whole, once; a full queue frees it
+/// here instead (nothing lost from the batch either way).
 #[test]
-fn encoded_spans_go_back_to_their_shard() {
+fn span_chunks_are_exported_and_go_back_to_their_shard() {
     let span = |i: u64| SpanRecord {
         span_id: [i as u8; 8],
         attrs: vec![("url.path", AttrValue::Str(format!("/item/{i}")))],
         ..test_span(i)
     };
+    let mut scratch = Vec::new();
     let mut consumers = Vec::new();
     let mut producers = Vec::new();
     let mut recycle = Vec::new();
     let mut back = Vec::new();
+    let mut sent = Vec::new();
     for shard in 0..2u64 {
         let (mut p, c) = rtrb::RingBuffer::new(64);
-        for i in 0..5 {
-            assert!(p
-                .push(ExportMsg::Span(Box::new(span(shard * 10 + i))))
-                .is_ok());
+        // Shard 0: three chunks of two spans, then one span unencoded. Shard 1: five of one.
+        let (chunks, per) = if shard == 0 { (3, 2) } else { (5, 1) };
+        for k in 0..chunks {
+            let mut chunk = SpanChunk::default();
+            for j in 0..per {
+                let id = shard * 20 + k * per + j;
+                chunk.push(&span(id), &mut scratch);
+                sent.push(id as u8);
+            }
+            assert!(p.push(ExportMsg::Spans(Box::new(chunk))).is_ok());
+        }
+        if shard == 0 {
+            assert!(p.push(ExportMsg::Span(Box::new(span(19)))).is_ok());
+            sent.push(19);
         }
         producers.push(p);
         consumers.push(c);
-        // Room for 3 of shard 1's 5.
+        // Room for 3 of shard 1's 5 chunks.
         let (rp, rc) = rtrb::RingBuffer::new(if shard == 0 { 16 } else { 3 });
         recycle.push(Some(rp));
         back.push(rc);
     }
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
     let cfg = ExportConfig {
-        discard: Some(super::super::DiscardSink::new(|_: &EncodedBatch<'_>| {})),
+        discard: Some(super::super::DiscardSink::new(
+            move |b: &EncodedBatch<'_>| {
+                if b.kind == SignalKind::Traces {
+                    seen.lock().unwrap().push(b.body.to_vec());
+                }
+            },
+        )),
         ..ExportConfig::default()
     };
     let stop = StopHandle::new();
@@ -172,18 +194,48 @@ fn encoded_spans_go_back_to_their_shard() {
     let report =
         run_export_core_recycling(cfg, consumers, recycle, Box::new(NoResolver), None, stop)
             .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.spans_exported, 10);
-    for (shard, mut rc) in back.into_iter().enumerate() {
-        let mut ids = Vec::new();
-        while let Ok(b) = rc.pop() {
+    assert_eq!(report.spans_exported, sent.len() as u64);
+    let mut exported = Vec::new();
+    for body in bodies.lock().unwrap().iter() {
+        let mut raw = Vec::new();
+        let gz = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut raw);
+        assert!(gz.is_ok(), "gzipped");
+        let req = ExportTraceServiceRequest::decode(raw.as_slice()).expect("protobuf");
+        for s in req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            let path = s.attributes.iter().find(|kv| kv.key == "url.path");
+            let want = format!("/item/{}", s.span_id[0]);
             assert_eq!(
-                b.attrs[0].1.as_str(),
-                Some(format!("/item/{}", b.span_id[0]).as_str())
+                path.and_then(|kv| kv.value.as_ref())
+                    .and_then(|v| v.value.clone()),
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(want))
             );
-            ids.push(b.span_id[0]);
+            exported.push(s.span_id[0]);
         }
-        let first = shard as u8 * 10;
-        let want: Vec<u8> = (first..first + if shard == 0 { 5 } else { 3 }).collect();
-        assert_eq!(ids, want, "shard {shard}");
+    }
+    exported.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(exported, sent);
+    for (shard, mut rc) in back.into_iter().enumerate() {
+        let mut firsts = Vec::new();
+        while let Ok(c) = rc.pop() {
+            let (_, b) = c.iter().next().expect("a span");
+            let v = crate::export::pb::SpanView::decode(b).expect("a span");
+            firsts.push(v.start_unix_ns);
+        }
+        let want: Vec<u64> = if shard == 0 {
+            vec![0, 2, 4]
+        } else {
+            (20..23).collect()
+        };
+        let want: Vec<u64> = want
+            .into_iter()
+            .map(|i| test_span(i).start_unix_ns)
+            .collect();
+        assert_eq!(firsts, want, "shard {shard}");
     }
 }

@@ -141,6 +141,162 @@ pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
     bytes_field(out, 2, b);
 }
 
+/// What the live summary reads of a span [`append_span`] encoded, read back from its bytes
+/// (the export core receives spans already encoded: see [`crate::signal::SpanChunk`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpanView<'a> {
+    pub name: &'a str,
+    pub kind: SpanKind,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    /// The span's status is error.
+    pub error: bool,
+    /// `http.route`, when the span has one as a string.
+    pub route: Option<&'a str>,
+    /// `http.response.status_code`, as an integer or a decimal string.
+    pub status_code: Option<i64>,
+}
+
+/// A protobuf reader over one message's bytes: each call yields (field, wire type, value),
+/// `None` at the end or on malformed input.
+struct Fields<'a> {
+    b: &'a [u8],
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32,
+}
+
+impl<'a> Fields<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.b.split_first()?;
+            self.b = rest;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.b.len() < n {
+            return None;
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Some(head)
+    }
+
+    fn next_field(&mut self) -> Option<(u64, Field<'a>)> {
+        if self.b.is_empty() {
+            return None;
+        }
+        let key = self.varint()?;
+        let value = match key & 7 {
+            0 => Field::Varint(self.varint()?),
+            1 => Field::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().ok()?)),
+            2 => {
+                let n = usize::try_from(self.varint()?).ok()?;
+                Field::Len(self.take(n)?)
+            }
+            5 => {
+                self.take(4)?;
+                Field::Fixed32
+            }
+            _ => return None,
+        };
+        Some((key >> 3, value))
+    }
+}
+
+/// The `AnyValue` of an attribute as a string or an integer.
+fn any_str_or_int(b: &[u8]) -> (Option<&str>, Option<i64>) {
+    let mut f = Fields { b };
+    let (mut s, mut i) = (None, None);
+    while let Some((field, v)) = f.next_field() {
+        match (field, v) {
+            (1, Field::Len(x)) => s = std::str::from_utf8(x).ok(),
+            (3, Field::Varint(x)) => i = Some(x as i64),
+            _ => {}
+        }
+    }
+    (s, i)
+}
+
+impl<'a> SpanView<'a> {
+    /// Read a span from the bytes [`append_span`] wrote (field 2 of a `ScopeSpans`); `None`
+    /// when they are not that.
+    pub fn decode(encoded: &'a [u8]) -> Option<Self> {
+        let mut outer = Fields { b: encoded };
+        let body = match outer.next_field()? {
+            (2, Field::Len(b)) if outer.b.is_empty() => b,
+            _ => return None,
+        };
+        let mut v = SpanView {
+            name: "",
+            kind: SpanKind::Server,
+            start_unix_ns: 0,
+            end_unix_ns: 0,
+            error: false,
+            route: None,
+            status_code: None,
+        };
+        let mut f = Fields { b: body };
+        while let Some((field, value)) = f.next_field() {
+            match (field, value) {
+                (5, Field::Len(x)) => v.name = std::str::from_utf8(x).ok()?,
+                (6, Field::Varint(k)) => {
+                    v.kind = if k == 3 {
+                        SpanKind::Client
+                    } else {
+                        SpanKind::Server
+                    }
+                }
+                (7, Field::Fixed64(t)) => v.start_unix_ns = t,
+                (8, Field::Fixed64(t)) => v.end_unix_ns = t,
+                (9, Field::Len(kv)) => {
+                    let mut a = Fields { b: kv };
+                    let (mut key, mut val) = (&[][..], &[][..]);
+                    while let Some((n, x)) = a.next_field() {
+                        match (n, x) {
+                            (1, Field::Len(k)) => key = k,
+                            (2, Field::Len(x)) => val = x,
+                            _ => {}
+                        }
+                    }
+                    match key {
+                        b"http.route" => v.route = any_str_or_int(val).0,
+                        b"http.response.status_code" => {
+                            v.status_code = match any_str_or_int(val) {
+                                (_, Some(i)) => Some(i),
+                                (Some(s), None) => s.parse().ok(),
+                                (None, None) => None,
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                (15, Field::Len(st)) => {
+                    let mut a = Fields { b: st };
+                    while let Some((n, x)) = a.next_field() {
+                        if let (3, Field::Varint(code)) = (n, x) {
+                            v.error = code == 2;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        f.b.is_empty().then_some(v)
+    }
+}
+
 /// An `ExportTraceServiceRequest` from groups of (resource, spans already appended with
 /// [`append_span`]), each group under one `ScopeSpans` for `scope`.
 pub fn traces_body<'a>(
@@ -225,6 +381,39 @@ mod tests {
             ],
             pid: 42,
             comm: [0; 16],
+        }
+    }
+
+    /// What the summary reads back from an encoded span is what the record held.
+    #[test]
+    fn a_span_view_reads_back_what_was_encoded() {
+        let mut scratch = Vec::new();
+        for i in 0..12u8 {
+            let mut r = rec(i);
+            if i % 4 == 0 {
+                r.attrs
+                    .push(("http.route", AttrValue::Text(Text::Static("/users/{id}"))));
+            }
+            if i % 4 == 1 {
+                r.attrs.retain(|(k, _)| *k != "http.response.status_code");
+                r.attrs
+                    .push(("http.response.status_code", AttrValue::Str("404".into())));
+            }
+            let mut b = Vec::new();
+            append_span(&r, &mut b, &mut scratch);
+            let v = SpanView::decode(&b).expect("a span");
+            assert_eq!(v.name, r.name.as_str());
+            assert_eq!(v.kind, r.kind);
+            assert_eq!(v.start_unix_ns, r.start_unix_ns);
+            assert_eq!(v.end_unix_ns, r.end_unix_ns.max(r.start_unix_ns));
+            assert_eq!(v.error, r.error.is_some());
+            assert_eq!(v.route, (i % 4 == 0).then_some("/users/{id}"));
+            let code = if i % 4 == 1 { 404 } else { 200 + i64::from(i) };
+            assert_eq!(v.status_code, Some(code));
+            // Cut short or followed by junk, it is not a span.
+            assert_eq!(SpanView::decode(&b[..b.len() - 1]), None);
+            b.push(0);
+            assert_eq!(SpanView::decode(&b), None);
         }
     }
 

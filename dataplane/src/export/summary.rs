@@ -3,13 +3,15 @@
 //! totals line with drops (kernel, queue, export). [`SummaryAgg`] accumulates; [`render_summary`]
 //! is the pure text formatter.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::signal::{AttrValue, SpanRecord};
+use super::pb::SpanView;
+use crate::signal::SpanKind;
 
 /// One table row, over one interval.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,34 +40,49 @@ struct RouteStats {
     hist: Option<Histogram<u64>>,
 }
 
+impl RouteStats {
+    fn new() -> Self {
+        RouteStats {
+            requests: 0,
+            errors: 0,
+            hist: Histogram::new_with_bounds(1, 3_600_000_000, 2).ok(),
+        }
+    }
+
+    fn add(&mut self, span: &SpanView<'_>) {
+        self.requests += 1;
+        if is_error(span) {
+            self.errors += 1;
+        }
+        if let Some(h) = self.hist.as_mut() {
+            let us = span.end_unix_ns.saturating_sub(span.start_unix_ns) / 1_000;
+            h.saturating_record(us.max(1));
+        }
+    }
+}
+
 /// Most rows kept per interval; further (service, route) pairs land in an `(other)` row.
 pub const MAX_ROWS: usize = 1024;
 
 /// Accumulates spans between two prints.
 #[derive(Default)]
 pub struct SummaryAgg {
-    rows: HashMap<(String, String), RouteStats>,
-}
-
-fn attr<'a>(rec: &'a SpanRecord, key: &str) -> Option<&'a AttrValue> {
-    rec.attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    /// Per service, per route: looked up by borrowed names, so a span of a known row
+    /// allocates nothing.
+    rows: HashMap<String, HashMap<String, RouteStats>>,
+    /// Rows held, over all services.
+    count: usize,
 }
 
 /// Whether the span counts as an error: error status, or an HTTP 5xx (server) / 4xx+ (client).
-pub fn is_error(rec: &SpanRecord) -> bool {
-    if rec.error.is_some() {
+pub fn is_error(span: &SpanView<'_>) -> bool {
+    if span.error {
         return true;
     }
-    let code = match attr(rec, "http.response.status_code") {
-        Some(AttrValue::Int(c)) => *c,
-        Some(v @ (AttrValue::Str(_) | AttrValue::Text(_))) => {
-            v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
-        }
-        _ => 0,
-    };
-    match rec.kind {
-        crate::signal::SpanKind::Server => code >= 500,
-        crate::signal::SpanKind::Client => code >= 400,
+    let code = span.status_code.unwrap_or(0);
+    match span.kind {
+        SpanKind::Server => code >= 500,
+        SpanKind::Client => code >= 400,
     }
 }
 
@@ -75,40 +92,36 @@ impl SummaryAgg {
     }
 
     /// Account one span of service `service`.
-    pub fn record(&mut self, service: &str, rec: &SpanRecord) {
-        let route = match attr(rec, "http.route").and_then(AttrValue::as_str) {
-            Some(r) => r,
-            None => rec.name.as_str(),
-        };
-        let key_exists = self
-            .rows
-            .contains_key(&(service.to_string(), route.to_string()));
-        let key = if key_exists || self.rows.len() < MAX_ROWS {
-            (service.to_string(), route.to_string())
+    pub fn record(&mut self, service: &str, span: &SpanView<'_>) {
+        let route = span.route.unwrap_or(span.name);
+        if let Some(st) = self.rows.get_mut(service).and_then(|m| m.get_mut(route)) {
+            st.add(span);
+            return;
+        }
+        let (service, route) = if self.count < MAX_ROWS {
+            (service, route)
         } else {
-            ("(other)".to_string(), "(other)".to_string())
+            ("(other)", "(other)")
         };
-        let st = self.rows.entry(key).or_insert_with(|| RouteStats {
-            requests: 0,
-            errors: 0,
-            hist: Histogram::new_with_bounds(1, 3_600_000_000, 2).ok(),
-        });
-        st.requests += 1;
-        if is_error(rec) {
-            st.errors += 1;
-        }
-        if let Some(h) = st.hist.as_mut() {
-            let us = rec.end_unix_ns.saturating_sub(rec.start_unix_ns) / 1_000;
-            h.saturating_record(us.max(1));
-        }
+        let routes = self.rows.entry(service.to_string()).or_default();
+        let st = match routes.entry(route.to_string()) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                self.count += 1;
+                v.insert(RouteStats::new())
+            }
+        };
+        st.add(span);
     }
 
     /// The rows of the interval (busiest first), resetting the aggregate.
     pub fn take_rows(&mut self) -> Vec<SummaryRow> {
+        self.count = 0;
         let mut rows: Vec<SummaryRow> = self
             .rows
             .drain()
-            .map(|((service, route), st)| {
+            .flat_map(|(service, routes)| routes.into_iter().map(move |r| (service.clone(), r)))
+            .map(|(service, (route, st))| {
                 let q = |p: f64| {
                     st.hist
                         .as_ref()
@@ -197,7 +210,8 @@ pub fn render_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::SpanKind;
+    use crate::export::pb::append_span;
+    use crate::signal::{AttrValue, SpanRecord};
 
     fn span(route: &str, dur_ms: u64, status: i64, err: bool) -> SpanRecord {
         SpanRecord {
@@ -218,17 +232,34 @@ mod tests {
         }
     }
 
+    /// The span as the export core sees it: encoded, then read back.
+    fn encoded(s: &SpanRecord) -> Vec<u8> {
+        let mut b = Vec::new();
+        append_span(s, &mut b, &mut Vec::new());
+        b
+    }
+
+    fn record(agg: &mut SummaryAgg, service: &str, s: &SpanRecord) {
+        let b = encoded(s);
+        agg.record(service, &SpanView::decode(&b).expect("a span"));
+    }
+
+    fn is_error_span(s: &SpanRecord) -> bool {
+        is_error(&SpanView::decode(&encoded(s)).expect("a span"))
+    }
+
     #[test]
     fn aggregates_and_renders() {
         let mut agg = SummaryAgg::new();
         for i in 0..100 {
-            agg.record(
+            record(
+                &mut agg,
                 "api",
                 &span("/users/{id}", if i < 98 { 10 } else { 500 }, 200, false),
             );
         }
-        agg.record("api", &span("/health", 1, 503, false));
-        agg.record("web", &span("/", 2, 200, true));
+        record(&mut agg, "api", &span("/health", 1, 503, false));
+        record(&mut agg, "web", &span("/", 2, 200, true));
         let rows = agg.take_rows();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].route, "/users/{id}");
@@ -268,13 +299,35 @@ mod tests {
     fn client_4xx_is_error_and_route_falls_back_to_name() {
         let mut s = span("/x", 1, 404, false);
         s.kind = SpanKind::Client;
-        assert!(is_error(&s));
+        assert!(is_error_span(&s));
         s.kind = SpanKind::Server;
-        assert!(!is_error(&s));
+        assert!(!is_error_span(&s));
         s.attrs.clear();
         let mut agg = SummaryAgg::new();
-        agg.record("svc", &s);
+        record(&mut agg, "svc", &s);
         assert_eq!(agg.take_rows()[0].route, "GET");
+    }
+
+    /// Past `MAX_ROWS`, new pairs share one `(other)` row, while known rows keep counting.
+    #[test]
+    fn rows_past_the_bound_land_in_other() {
+        let mut agg = SummaryAgg::new();
+        for i in 0..MAX_ROWS + 76 {
+            record(&mut agg, "svc", &span(&format!("/r{i}"), 1, 200, false));
+        }
+        record(&mut agg, "svc", &span("/r0", 1, 500, false));
+        let rows = agg.take_rows();
+        assert_eq!(rows.len(), MAX_ROWS + 1);
+        assert_eq!(
+            (rows[0].service.as_str(), rows[0].route.as_str()),
+            ("(other)", "(other)")
+        );
+        assert_eq!(rows[0].requests, 76);
+        let r0 = rows.iter().find(|r| r.route == "/r0").expect("row /r0");
+        assert_eq!((r0.requests, r0.errors), (2, 1));
+        // The next interval starts empty, with room for new rows.
+        record(&mut agg, "svc", &span("/new", 1, 200, false));
+        assert_eq!(agg.take_rows()[0].route, "/new");
     }
 
     #[test]

@@ -53,22 +53,16 @@ pub enum ShardMsg {
 pub trait ShardIo {
     fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg>;
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg>;
-    /// A span the export core has encoded, handed back so that this shard, which allocated
-    /// its strings, frees them (a free from the thread that owns the memory is the allocator's
-    /// fast path; from the export thread it is an atomic push onto another thread's list, and
-    /// the shard's next allocations pay again to collect it) and reuses its box.
+    /// A box to build the next span in, if the io has one to give back (the runtime's: the box
+    /// of the span it encoded last, still in this core's cache). The shard drops the old
+    /// contents here, on the thread that allocated them.
     fn recycled(&mut self) -> Option<Box<SpanRecord>> {
         None
     }
-    /// Free handed-back spans beyond `keep` (called on each tick, so that an idle shard does
-    /// not hold their memory).
-    fn trim_recycled(&mut self, keep: usize) {
-        let _ = keep;
-    }
+    /// Called at the end of every tick and at stop: send on whatever the io batches, and free
+    /// what an idle shard need not hold.
+    fn flush_batched(&mut self) {}
 }
-
-/// Handed-back spans a shard keeps between ticks for reuse.
-pub(crate) const RECYCLED_KEPT: usize = 1024;
 
 /// Tunables of a shard.
 #[derive(Debug, Clone)]
@@ -618,7 +612,6 @@ impl ShardCore {
     /// `drained_before_ns`: the caller knows every record the kernel submitted before that time
     /// has been drained and delivered to its owner, so anything still missing was lost.
     pub fn tick_at(&mut self, now_ns: u64, drained_before_ns: u64, io: &mut impl ShardIo) {
-        io.trim_recycled(RECYCLED_KEPT);
         if !self.held_flows.is_empty() {
             let deadline = now_ns
                 .saturating_sub(self.cfg.reorder_timeout_ns)
@@ -668,6 +661,7 @@ impl ShardCore {
             self.served_order.retain(|c| served.contains_key(c));
             self.flush(io);
         }
+        io.flush_batched();
     }
 
     /// Queries unanswered for `dns_timeout_ns` end as timed-out lookups.
@@ -723,5 +717,6 @@ impl ShardCore {
             self.export_span(*p.span, io);
         }
         self.flush(io);
+        io.flush_batched();
     }
 }
