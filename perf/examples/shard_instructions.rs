@@ -164,13 +164,17 @@ fn main() {
         gz: Gzipper::default(),
         gzipped_bytes: 0,
     };
+    let started = std::time::Instant::now();
     drive(&steps, &mut shard, &mut sink);
+    let took = started.elapsed();
     println!(
-        "{} transactions {} spans {} gzipped bytes {}",
+        "{} transactions {} spans {} gzipped bytes {} ({:.0} ns per transaction by the wall \
+         clock: noisy, compare runs interleaved)",
         proto.name(),
         g.counts.transactions,
         sink.spans,
-        sink.gzipped_bytes
+        sink.gzipped_bytes,
+        took.as_nanos() as f64 / g.counts.transactions.max(1) as f64
     );
     if sink.spans != g.counts.transactions {
         eprintln!("shard_instructions: spans differ from transactions");
