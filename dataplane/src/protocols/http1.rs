@@ -19,6 +19,14 @@
 //!   bytes seen just before (its body size is then the bytes moved, framing included): strong
 //!   evidence rather than proof, see `ends_with_terminator` in `http1_framing.rs` for the one
 //!   kind of body that can fool it;
+//! - a response is paired only with the request it answers, for sure: uncaptured request bytes
+//!   that ran past the end of a message (a Content-Length body or a whole message ending out of
+//!   sight, more bytes after it: pipelined requests) may hide any number of requests, whose
+//!   responses come first; every request seen after that is counted in
+//!   [`Http1Parser::uncertain_pairs`], never emitted with a response that may be another's.
+//!   (Framing lost *inside* a message, a truncated head or chunk-size lines in the gap, is
+//!   taken to hide no further request when the side resyncs at the next request start: only a
+//!   pipelining client can break that, and nothing in the bytes tells it apart.)
 //! - malformed traffic counts in [`Http1Parser::parse_errors`] and is never emitted;
 //! - only a finished (or abandoned) request allocates: its few `String`s.
 
@@ -138,6 +146,10 @@ pub struct Http1Parser {
     resp_status: u16,
     /// The connection switched protocols (101, CONNECT): nothing more is HTTP/1.
     upgraded: bool,
+    /// Request bytes not captured ran past the end of a message: requests may be hidden there,
+    /// and from then on no response can be paired for sure with a request seen after them.
+    hidden_requests: bool,
+    uncertain: u64,
     errors: u64,
 }
 
@@ -153,6 +165,8 @@ impl Http1Parser {
             resp_paired: false,
             resp_status: 0,
             upgraded: false,
+            hidden_requests: false,
+            uncertain: 0,
             errors: 0,
         }
     }
@@ -165,6 +179,13 @@ impl Http1Parser {
     /// Malformed messages seen so far (bad start lines, bad framing, overlong heads, ...).
     pub fn parse_errors(&self) -> u64 {
         self.errors
+    }
+
+    /// Requests not emitted because which response answers them is unknown: seen after
+    /// request bytes that were not captured and ran past the end of a message, so that an
+    /// unknown number of requests may be hidden before them (see [`Http1Parser::feed`]).
+    pub fn uncertain_pairs(&self) -> u64 {
+        self.uncertain
     }
 
     /// Requests waiting for a response.
@@ -320,12 +341,17 @@ impl Http1Parser {
     fn skip_request(&mut self, hidden: u64) {
         match self.req.state {
             // Hidden bytes past the end of a message: whatever follows is unseen, resync.
-            State::Idle => self.req.state = State::Lost,
+            State::Idle => {
+                self.hidden_requests = true;
+                self.req.state = State::Lost;
+            }
             State::UntilClose | State::Lost | State::LostChunked => {}
             State::Head => self.truncated_request_head(),
             State::Length(n) => {
                 self.add_request_body(hidden.min(n));
                 self.req.state = if hidden > n {
+                    // The body ended out of sight and more followed (pipelined requests).
+                    self.hidden_requests = true;
                     State::Lost
                 } else if hidden == n {
                     State::Idle
@@ -392,6 +418,13 @@ impl Http1Parser {
     }
 
     fn push_pending(&mut self, h: &Head<'_>, partial: bool) {
+        if self.hidden_requests {
+            // Its response comes after those of the requests hidden before it, however many:
+            // no response can be told to be its own. Counted, never paired.
+            self.uncertain += 1;
+            self.req_owner = 0;
+            return;
+        }
         if self.pending.len() >= MAX_PENDING {
             self.errors += 1;
             self.req_owner = 0;
@@ -740,6 +773,7 @@ impl Http1Parser {
         let role = self.role;
         *self = Self {
             errors: self.errors,
+            uncertain: self.uncertain,
             next_id: self.next_id,
             ..Self::new(role)
         };

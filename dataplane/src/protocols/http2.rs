@@ -521,6 +521,14 @@ impl Http2Parser {
 
     /// GOAWAY from the server: client streams above its last-stream-id were not processed and
     /// never will be: they are over (partial). From the client it concerns pushed streams only.
+    ///
+    /// What it says about header blocks still to come (RFC 9113 6.8): the server took no action
+    /// on those streams and takes none, so it sends no header block on them: the answers stay
+    /// free of untracked blocks (unless it already answered one, which contradicts the GOAWAY:
+    /// then nothing is assumed). The client may still have frames of them in flight, header
+    /// blocks included (the server must decode those for HPACK): for the requests, such a
+    /// stream is as one reset by the server (`emitted` taints that table unless it is a gRPC
+    /// call, which sends no request trailers).
     fn goaway(&mut self, d: usize, c: &Chunk<'_>, p: &[u8], out: &mut Vec<L7Record>) {
         let Some(req) = self.request_dir() else {
             return;
@@ -533,9 +541,15 @@ impl Http2Parser {
             return;
         }
         for i in (0..self.streams.len()).rev() {
-            if self.streams[i].x.stream_id > last {
-                self.streams[i].reset = true;
-                self.streams[i].x.partial = true;
+            let s = &mut self.streams[i];
+            if s.x.stream_id > last {
+                s.reset = true;
+                s.x.partial = true;
+                if !s.headers[d] {
+                    // Never answered, never will be: nothing of it is hidden in the answers.
+                    s.ended[d] = true;
+                    s.hidden[d] = false;
+                }
                 self.finish(i, c.end_ns, out);
             }
         }

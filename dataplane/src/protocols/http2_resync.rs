@@ -31,10 +31,11 @@
 //!     stream whose final headers were seen before the loss, and every other stream that could
 //!     have answered in the hidden bytes must have sent a DATA or HEADERS frame since (nothing
 //!     follows trailers, and DATA never comes before headers); push must be off, and no stream
-//!     given up before its answer ended (reset by the client, evicted, GOAWAY) may still have
-//!     frames in flight (a side that sent RST_STREAM sends nothing more on that stream, RFC 9113
-//!     5.1: the server's own resets leave nothing in flight in the answers, the client's none
-//!     in the requests).
+//!     given up before its answer ended (reset by the client, evicted) may still have frames in
+//!     flight (a side that sent RST_STREAM sends nothing more on that stream, RFC 9113 5.1: the
+//!     server's own resets leave nothing in flight in the answers, the client's none in the
+//!     requests; nor does a GOAWAY in the answers, for the streams it gives up that the server
+//!     had not answered: it took no action on them, RFC 9113 6.8).
 //!     Streams we do not track at all prove nothing. Those opened in request bytes that were
 //!     not frames, or whose hidden ids were forgotten, may answer at any time: the table is
 //!     then always forgotten (`HiddenIds::untracked`). Those opened before we joined may answer
@@ -186,7 +187,8 @@ impl Http2Parser {
         let resp = 1 - req;
         // Reset, evicted or given up by a GOAWAY: frames already in flight (an answer's
         // trailers, a plain request's trailers) may still come, except from the side that
-        // sent a reset (its half is `ended`).
+        // sent a reset, or the answers of a stream a GOAWAY gave up unanswered (that half is
+        // `ended`).
         if !s.ended[req] && !is_grpc_exchange(&s.x) {
             self.untracked_blocks[req] = true;
         }

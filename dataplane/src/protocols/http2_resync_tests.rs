@@ -793,3 +793,72 @@ proptest! {
         never_wrong(&all, &calls, role);
     }
 }
+
+/// Client side, after a call that ended with `grpc-status: 0` (inserted): calls 3 and 5 are in
+/// flight when the server sends GOAWAY with last-stream-id 3. Stream 5 is over (partial): the
+/// server never processed it and sends nothing on it (RFC 9113 6.8), so no answer block of it
+/// can hide in the answers, and their table is kept across a later gap: stream 3's trailers,
+/// found again after framing of its large answer was lost, refer to `grpc-status: 0` by index
+/// and the status is known. The client, though, may still have request frames of stream 5 in
+/// flight when the GOAWAY arrives (the server must still decode their header blocks): a plain
+/// request cut off this way leaves the requests' table tainted (see the next test).
+#[test]
+fn a_goaway_keeps_the_answers_table() {
+    let mut f = client_after_one_ok_call();
+    f.feed(OUT, &[chat_request(3), chat_request(5)].concat());
+    f.feed(IN, &frame(GOAWAY, 0, 0, &[0, 0, 0, 3, 0, 0, 0, 0]));
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [1, 5]);
+    assert!(xs[1].partial);
+    let mut r = frame(HEADERS, FLAG_END_HEADERS, 3, &[0x88, 0xbf]);
+    r.extend(data(3, 30_000, false));
+    r.extend(data(3, 30_000, false));
+    f.feed_captured(IN, &r);
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &[0xbe]),
+    );
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [3]);
+    assert_eq!(xs[0].grpc_status, Some(0), "{:?}", xs[0]);
+    assert!(!xs[0].headers_incomplete, "{:?}", xs[0]);
+}
+
+/// Server side, plain HTTP/2: an upload on stream 3 (inserting `:path /upload`) is cut off by
+/// the server's GOAWAY (last-stream-id 1) before its request ended. The client may still send
+/// its trailers (RFC 9113 6.8: frames already in flight; the server still decodes their header
+/// blocks for HPACK), and they hide in a gap of gRPC call 1's large message; stream 5, opened by
+/// the client before it saw the GOAWAY, refers to index 62 (`x-sum: 1` for the client,
+/// `/upload` as we had the table): the requests' table is forgotten, the path unknown.
+#[test]
+fn a_goaway_leaves_the_requests_table_tainted_by_plain_requests_in_flight() {
+    let mut f = super::hidden_tests::started(Role::Server);
+    f.feed(IN, &grpc_post(1, "/demo.v1.Echo/A", false));
+    let mut h = vec![0x83, 0x86];
+    h.extend(lit(true, ":path", "/upload"));
+    let mut c = frame(HEADERS, FLAG_END_HEADERS, 3, &h);
+    c.extend(data(3, 100, false));
+    f.feed(IN, &c);
+    f.feed(OUT, &frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
+    assert_eq!(ids(&f.exchanges()), [3]);
+    let mut r = data(1, 30_000, false);
+    let t3 = lit(true, "x-sum", "1");
+    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
+    r.extend(data(1, 30_000, true));
+    f.feed_captured(IN, &r);
+    f.feed(
+        IN,
+        &frame(
+            HEADERS,
+            FLAG_END_HEADERS | FLAG_END_STREAM,
+            5,
+            &[0x83, 0x86, 0xbe],
+        ),
+    );
+    answer_ok(&mut f, &[1]);
+    f.p.close(99_999, &mut f.out);
+    let xs = f.exchanges();
+    assert_eq!(ids(&xs), [1, 5]);
+    assert_eq!(xs[1].path, None, "{:?}", xs[1]);
+    assert!(xs[1].headers_incomplete);
+}
