@@ -368,16 +368,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let sum = |f: fn(&telegen_dataplane::signal::ShardStats) -> u64| -> u64 {
         report.shards.iter().map(f).sum()
     };
-    let (gaps, budget_gaps, late, parse_errors) = (
+    let (gaps, budget_gaps, late, parse_errors, unpaired) = (
         sum(|s| s.reorder_gaps),
         sum(|s| s.reorder_budget_gaps),
         sum(|s| s.events_late),
         sum(|s| s.parse_errors),
+        sum(|s| s.exchanges_unpaired),
     );
     eprintln!(
         "telegen: stopped. kernel events {emitted} (ring drops {ring_drops}); spans {spans} (queue drops {queue_drops}); \
          exported spans {} / points {}; dropped at export: spans {}, points {}; \
-         sequence gaps {gaps} (over the reorder budget {budget_gaps}; late events {late}); parse errors {parse_errors}",
+         sequence gaps {gaps} (over the reorder budget {budget_gaps}; late events {late}); parse errors {parse_errors}; \
+         exchanges not paired {unpaired}",
         report.export.spans_exported, report.export.points_exported, report.export.spans_dropped, report.export.points_dropped
     );
     Ok(())

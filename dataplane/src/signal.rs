@@ -218,6 +218,10 @@ pub struct ShardStats {
     /// library is traced, arrives separately).
     pub tls_encrypted: u64,
     pub parse_errors: u64,
+    /// Exchanges seen but not emitted because which messages belong together is unknown:
+    /// HTTP/1.1 requests seen after uncaptured bytes that may hide pipelined requests, HTTP/2
+    /// exchanges on a connection whose client side was never learned.
+    pub exchanges_unpaired: u64,
     pub spans_emitted: u64,
     /// Signals dropped because the queue to the export core was full.
     pub export_queue_drops: u64,

@@ -367,6 +367,49 @@ fn malformed_records_are_counted_not_fatal() {
     assert_eq!(h.shards[0].stats().unknown_protocol, 1);
 }
 
+/// A read larger than the capture: the kernel copies its first `head` and last `tail` bytes.
+fn cut_rec(conn: u64, seq: u64, data: &[u8], head: usize, tail: usize, t: u64) -> Vec<u8> {
+    let r = rec(conn, seq, abi::ROLE_SERVER, abi::DIR_INGRESS, data, t);
+    let (mut ev, _) = Event::decode(&r).unwrap();
+    ev.tail = tail as u32;
+    let mut payload = data[..head].to_vec();
+    payload.extend_from_slice(&data[data.len() - tail..]);
+    let mut out = Vec::new();
+    ev.encode_into(&payload, &mut out);
+    out
+}
+
+/// Requests a parser saw but could not pair for sure (after uncaptured bytes that may hide
+/// pipelined requests) are counted in the shard's stats, not lost silently, including those
+/// only settled when the connection closes.
+#[test]
+fn exchanges_that_cannot_be_paired_are_counted() {
+    let mut h = Harness::new(1);
+    let mut w = b"POST /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n".to_vec();
+    w.extend(std::iter::repeat_n(b'x', 5000));
+    // A pipelined request whose head lies entirely in the bytes not captured.
+    w.extend_from_slice(b"GET /2 HTTP/1.1\r\nHost: h\r\nX-Pad: ");
+    w.extend(std::iter::repeat_n(b'p', 300));
+    w.extend_from_slice(b"\r\n\r\n");
+    h.drain(0, &cut_rec(1, 0, &w, 1024, 256, 0));
+    let get3 = b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n";
+    h.drain(0, &rec(1, 1, abi::ROLE_SERVER, abi::DIR_INGRESS, get3, 100));
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    h.drain(0, &rec(1, 2, abi::ROLE_SERVER, abi::DIR_EGRESS, ok, 200));
+    h.drain(0, &rec(1, 3, abi::ROLE_SERVER, abi::DIR_EGRESS, ok, 300));
+    h.pump();
+    assert_eq!(h.shards[0].stats().exchanges_unpaired, 1, "GET /3");
+    h.stop();
+    let paths: Vec<_> = h
+        .spans()
+        .iter()
+        .filter_map(|s| s.attrs.iter().find(|(k, _)| *k == "url.path"))
+        .filter_map(|(_, v)| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(paths, ["/1"], "only the request paired for sure");
+    assert_eq!(h.shards[0].stats().exchanges_unpaired, 1);
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -324,6 +324,7 @@ fn agent_run(
         "reorder_budget_gaps": number_after(&summary, "over the reorder budget"),
         "late_events": number_after(&summary, "late events"),
         "parse_errors": number_after(&summary, "parse errors"),
+        "exchanges_unpaired": number_after(&summary, "exchanges not paired"),
         "exit_summary": summary,
         "samples": samples.iter().map(|(t, r, m)| json!({"t_s": t, "rss_without_rings_bytes": r, "bpf_map_bytes": m})).collect::<Vec<_>>(),
     }))
@@ -502,11 +503,12 @@ mod tests {
 
     #[test]
     fn numbers_in_the_exit_summary() {
-        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0; sequence gaps 4 (over the reorder budget 3; late events 1); parse errors 7";
+        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0; sequence gaps 4 (over the reorder budget 3; late events 1); parse errors 7; exchanges not paired 2";
         assert_eq!(number_after(s, "sequence gaps"), Some(4));
         assert_eq!(number_after(s, "over the reorder budget"), Some(3));
         assert_eq!(number_after(s, "late events"), Some(1));
         assert_eq!(number_after(s, "parse errors"), Some(7));
+        assert_eq!(number_after(s, "exchanges not paired"), Some(2));
         assert_eq!(number_after(s, "kernel events"), Some(1200));
         assert_eq!(number_after(s, "ring drops"), Some(0));
         assert_eq!(number_after(s, "queue drops"), Some(3));

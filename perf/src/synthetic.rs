@@ -258,6 +258,7 @@ fn shard_stats_json(s: &ShardStats) -> Value {
         "unknown_protocol": s.unknown_protocol,
         "tls_encrypted": s.tls_encrypted,
         "parse_errors": s.parse_errors,
+        "exchanges_unpaired": s.exchanges_unpaired,
         "spans_emitted": s.spans_emitted,
         "export_queue_drops": s.export_queue_drops,
     })

@@ -440,7 +440,7 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
         FamilyKind,
         fn(&ShardStats) -> u64,
     );
-    let shard_fields: [ShardField; 18] = [
+    let shard_fields: [ShardField; 19] = [
         (
             "telegen_shard_events_drained_total",
             "Kernel events drained by the shard.",
@@ -536,6 +536,14 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
             "Parser errors.",
             Counter,
             |s| s.parse_errors,
+        ),
+        (
+            "telegen_shard_exchanges_unpaired_total",
+            "Exchanges seen but not emitted because which request and response belong together \
+             is unknown (HTTP/1.1 after uncaptured bytes that may hide pipelined requests; \
+             HTTP/2 with the client side never learned).",
+            Counter,
+            |s| s.exchanges_unpaired,
         ),
         (
             "telegen_shard_spans_emitted_total",

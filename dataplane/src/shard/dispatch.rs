@@ -51,6 +51,26 @@ impl Proto {
             _ => 0,
         }
     }
+
+    /// Exchanges seen but not emitted because what belongs together is unknown (see
+    /// [`crate::signal::ShardStats::exchanges_unpaired`]).
+    pub(super) fn unpaired(&self) -> u64 {
+        match self {
+            Proto::Http1(p) => p.uncertain_pairs(),
+            Proto::Http2(p) => p.unattributed(),
+            _ => 0,
+        }
+    }
+}
+
+/// Add what the flow's parser counted since last time to the shard's counters.
+pub(super) fn count_parser_losses(flow: &mut Flow, stats: &mut ShardStats) {
+    let errs = flow.proto.parse_errors();
+    stats.parse_errors += errs.saturating_sub(flow.parse_errors_seen);
+    flow.parse_errors_seen = errs;
+    let unpaired = flow.proto.unpaired();
+    stats.exchanges_unpaired += unpaired.saturating_sub(flow.unpaired_seen);
+    flow.unpaired_seen = unpaired;
 }
 
 /// One in-order data record through a flow: TLS handling, protocol detection, the parser.
@@ -100,9 +120,7 @@ pub(super) fn feed_flow(
         return;
     }
     flow.proto.feed(chunk, out);
-    let errs = flow.proto.parse_errors();
-    stats.parse_errors += errs.saturating_sub(flow.parse_errors_seen);
-    flow.parse_errors_seen = errs;
+    count_parser_losses(flow, stats);
 }
 
 /// The parser's view of one data record: the captured prefix and, when the syscall moved more

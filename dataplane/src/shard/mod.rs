@@ -121,6 +121,7 @@ struct Flow {
     parents: VecDeque<(u64, u64, u64)>,
     last_ns: u64,
     parse_errors_seen: u64,
+    unpaired_seen: u64,
 }
 
 /// One shard's state.
@@ -256,6 +257,7 @@ impl ShardCore {
                 parents: VecDeque::new(),
                 last_ns: ev.end_ns,
                 parse_errors_seen: 0,
+                unpaired_seen: 0,
             },
             |k, f| evicted.push((k, f)),
         );
@@ -599,6 +601,7 @@ impl ShardCore {
             }
         }
         flow.proto.close(flow.last_ns, &mut records);
+        dispatch::count_parser_losses(&mut flow, &mut self.stats);
         let end = flow.reorder.next_seq();
         self.emit_records(conn, &flow, end, &mut records, io);
     }
