@@ -119,14 +119,21 @@ fn rec(conn: u64, seq: u64, role: u8, dir: u8, data: &[u8], t: u64) -> Vec<u8> {
     out
 }
 
-fn with_parent(mut r: Vec<u8>, pconn: u64, pseq: u64) -> Vec<u8> {
-    let (mut ev, payload) = Event::decode(&r).unwrap();
-    let payload = payload.to_vec();
-    ev.parent_conn_id = pconn;
-    ev.parent_seq = pseq;
-    r.clear();
-    ev.encode_into(&payload, &mut r);
-    r
+/// The record `r` with its header and payload edited.
+fn reencode(r: &[u8], edit: impl FnOnce(&mut Event, &mut Vec<u8>)) -> Vec<u8> {
+    let (mut ev, payload) = Event::decode(r).unwrap();
+    let mut payload = payload.to_vec();
+    edit(&mut ev, &mut payload);
+    let mut out = Vec::new();
+    ev.encode_into(&payload, &mut out);
+    out
+}
+
+fn with_parent(r: Vec<u8>, pconn: u64, pseq: u64) -> Vec<u8> {
+    reencode(&r, |ev, _| {
+        ev.parent_conn_id = pconn;
+        ev.parent_seq = pseq;
+    })
 }
 
 const REQ: &[u8] = b"GET /users/7 HTTP/1.1\r\nHost: api\r\n\r\n";
@@ -370,13 +377,11 @@ fn malformed_records_are_counted_not_fatal() {
 /// A read larger than the capture: the kernel copies its first `head` and last `tail` bytes.
 fn cut_rec(conn: u64, seq: u64, data: &[u8], head: usize, tail: usize, t: u64) -> Vec<u8> {
     let r = rec(conn, seq, abi::ROLE_SERVER, abi::DIR_INGRESS, data, t);
-    let (mut ev, _) = Event::decode(&r).unwrap();
-    ev.tail = tail as u32;
-    let mut payload = data[..head].to_vec();
-    payload.extend_from_slice(&data[data.len() - tail..]);
-    let mut out = Vec::new();
-    ev.encode_into(&payload, &mut out);
-    out
+    reencode(&r, |ev, payload| {
+        ev.tail = tail as u32;
+        payload.truncate(head);
+        payload.extend_from_slice(&data[data.len() - tail..]);
+    })
 }
 
 /// Requests a parser saw but could not pair for sure (after uncaptured bytes that may hide
@@ -415,12 +420,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn as_tls(r: Vec<u8>) -> Vec<u8> {
-    let (mut ev, payload) = Event::decode(&r).unwrap();
-    let payload = payload.to_vec();
-    ev.kind = abi::EV_TLS_DATA;
-    let mut out = Vec::new();
-    ev.encode_into(&payload, &mut out);
-    out
+    reencode(&r, |ev, _| ev.kind = abi::EV_TLS_DATA)
 }
 
 #[test]

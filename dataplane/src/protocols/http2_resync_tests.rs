@@ -209,6 +209,20 @@ fn client_after_one_ok_call() -> Feeder {
     f
 }
 
+/// The answer on `id` of a client after one ok call: headers (`:status 200`, content type by
+/// index 63), a 60,000-byte message whose framing is lost in the capture, then trailers that
+/// refer to `grpc-status: 0` by index 62, as the table stood before the gap.
+fn large_answer_then_indexed_trailers(f: &mut Feeder, id: u32) {
+    let mut r = frame(HEADERS, FLAG_END_HEADERS, id, &[0x88, 0xbf]);
+    r.extend(data(id, 30_000, false));
+    r.extend(data(id, 30_000, false));
+    f.feed_captured(IN, &r);
+    f.feed(
+        IN,
+        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, id, &[0xbe]),
+    );
+}
+
 /// Client side, after a call that ended with `grpc-status: 0` (inserted): two calls in flight,
 /// framing of the answers is lost while both are open, and the hidden bytes hold stream 5's
 /// trailers, inserting `grpc-status: 7`. The first block found again is stream 3's trailers
@@ -489,14 +503,7 @@ fn a_reset_sent_by_the_server_keeps_the_answers_table() {
     f.feed(OUT, &chat_request(3));
     f.feed(IN, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 7]));
     f.feed(OUT, &chat_request(5));
-    let mut r = frame(HEADERS, FLAG_END_HEADERS, 5, &[0x88, 0xbf]);
-    r.extend(data(5, 30_000, false));
-    r.extend(data(5, 30_000, false));
-    f.feed_captured(IN, &r);
-    f.feed(
-        IN,
-        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
-    );
+    large_answer_then_indexed_trailers(&mut f, 5);
     let xs = f.exchanges();
     let got: Vec<_> = xs.iter().map(|x| (x.stream_id, x.grpc_status)).collect();
     assert_eq!(got, [(1, Some(0)), (3, None), (5, Some(0))], "{xs:?}");
@@ -810,14 +817,7 @@ fn a_goaway_keeps_the_answers_table() {
     let xs = f.exchanges();
     assert_eq!(ids(&xs), [1, 5]);
     assert!(xs[1].partial);
-    let mut r = frame(HEADERS, FLAG_END_HEADERS, 3, &[0x88, 0xbf]);
-    r.extend(data(3, 30_000, false));
-    r.extend(data(3, 30_000, false));
-    f.feed_captured(IN, &r);
-    f.feed(
-        IN,
-        &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &[0xbe]),
-    );
+    large_answer_then_indexed_trailers(&mut f, 3);
     let xs = f.exchanges();
     assert_eq!(ids(&xs), [3]);
     assert_eq!(xs[0].grpc_status, Some(0), "{:?}", xs[0]);
