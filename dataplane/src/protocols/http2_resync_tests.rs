@@ -209,6 +209,21 @@ fn client_after_one_ok_call() -> Feeder {
     f
 }
 
+/// Two 30,000-byte DATA frames of stream `carrier` (the second ending it when `end`) with the
+/// trailers `block` of stream `of` between them, read in one call whose middle is not captured:
+/// the trailers are hidden in the gap.
+fn trailers_hidden_in_a_message(f: &mut Feeder, carrier: u32, of: u32, block: &[u8], end: bool) {
+    let mut r = data(carrier, 30_000, false);
+    r.extend(frame(
+        HEADERS,
+        FLAG_END_HEADERS | FLAG_END_STREAM,
+        of,
+        block,
+    ));
+    r.extend(data(carrier, 30_000, end));
+    f.feed_captured(IN, &r);
+}
+
 /// The answer on `id` of a client after one ok call: headers (`:status 200`, content type by
 /// index 63), a 60,000-byte message whose framing is lost in the capture, then trailers that
 /// refer to `grpc-status: 0` by index 62, as the table stood before the gap.
@@ -238,11 +253,7 @@ fn a_hidden_answer_block_of_another_stream_forgets_hpack() {
         .map(|s| frame(HEADERS, FLAG_END_HEADERS, s, &h))
         .concat();
     f.feed(IN, &a);
-    let mut r = data(3, 30_000, false);
-    let t = lit(true, "grpc-status", "7");
-    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &t));
-    r.extend(data(3, 30_000, false));
-    f.feed_captured(IN, &r);
+    trailers_hidden_in_a_message(&mut f, 3, 5, &lit(true, "grpc-status", "7"), false);
     let lost_at = f.seq() * 100 + 10;
     f.feed(
         IN,
@@ -474,11 +485,7 @@ fn answers_in_flight_for_a_reset_stream_forget_hpack() {
     f.feed(OUT, &frame(RST_STREAM, 0, 3, &[0, 0, 0, 8]));
     let xs = f.exchanges();
     assert_eq!(ids(&xs), [1, 3]);
-    let mut r = data(5, 30_000, false);
-    let t = lit(true, "grpc-status", "1");
-    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t));
-    r.extend(data(5, 30_000, false));
-    f.feed_captured(IN, &r);
+    trailers_hidden_in_a_message(&mut f, 5, 3, &lit(true, "grpc-status", "1"), false);
     f.feed(
         IN,
         &frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 5, &[0xbe]),
@@ -841,11 +848,7 @@ fn a_goaway_leaves_the_requests_table_tainted_by_plain_requests_in_flight() {
     f.feed(IN, &c);
     f.feed(OUT, &frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
     assert_eq!(ids(&f.exchanges()), [3]);
-    let mut r = data(1, 30_000, false);
-    let t3 = lit(true, "x-sum", "1");
-    r.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &t3));
-    r.extend(data(1, 30_000, true));
-    f.feed_captured(IN, &r);
+    trailers_hidden_in_a_message(&mut f, 1, 3, &lit(true, "x-sum", "1"), true);
     f.feed(
         IN,
         &frame(
