@@ -120,13 +120,14 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
                 .unwrap_or_else(|| ([127, 0, 0, 1], 9464).into()),
         )
     };
+    let gzip = args.compression.gzip_for(endpoint.as_deref());
     let export = ExportConfig {
         endpoint,
         headers,
         max_spans_per_batch: args.batch_spans,
         max_points_per_batch: args.batch_points,
         metrics_interval: Duration::from_millis(args.metrics_interval_ms),
-        gzip: args.compression == crate::cli::Compression::Gzip,
+        gzip,
         jsonl_path,
         summary_interval: if args.no_summary {
             None
@@ -298,7 +299,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     match (&plan.export.endpoint, &plan.export.jsonl_path) {
-        (Some(e), _) => eprintln!("telegen: exporting OTLP/HTTP to {e}"),
+        (Some(e), _) => eprintln!(
+            "telegen: exporting OTLP/HTTP to {e} ({})",
+            if plan.export.gzip {
+                "gzip"
+            } else {
+                "uncompressed"
+            }
+        ),
         (None, Some(p)) => eprintln!(
             "telegen: no collector set (--otlp-endpoint); writing OTLP JSON lines to {}",
             p.display()

@@ -139,6 +139,11 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     telegen_bin: Option<PathBuf>,
 
+    /// `--compression` of the full agent in the overhead phase: `auto` (the agent's default:
+    /// uncompressed to this local receiver), `gzip` (as to a remote collector) or `none`.
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "gzip", "none"])]
+    agent_compression: String,
+
     /// After the overhead rounds, run the full agent under load this long, sampling its RSS and
     /// BPF map memory, to check memory stays flat (0: skip).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
@@ -263,6 +268,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
             wrk_threads: args.wrk_threads,
             wrk_conns: args.wrk_connections,
             telegen_bin: bin,
+            agent_compression: args.agent_compression.clone(),
             soak_secs: args.soak_secs,
             soak_sample_secs: args.soak_sample_secs,
         };

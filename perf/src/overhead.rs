@@ -25,6 +25,8 @@ pub struct OverheadConfig {
     pub wrk_threads: u32,
     pub wrk_conns: u32,
     pub telegen_bin: PathBuf,
+    /// The agent's `--compression`.
+    pub agent_compression: String,
     pub soak_secs: u64,
     pub soak_sample_secs: u64,
 }
@@ -260,6 +262,8 @@ fn agent_run(
         "--otlp-endpoint".into(),
         receiver.endpoint(),
         "--no-summary".into(),
+        "--compression".into(),
+        cfg.agent_compression.clone(),
         "--prometheus-addr".into(),
         format!("127.0.0.1:{prom}"),
     ];
@@ -412,7 +416,7 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
     let mut out = json!({
         "nginx": {"workers": 1, "file": "/index.html (17 bytes)", "url": url},
         "wrk": {"threads": cfg.wrk_threads, "connections": cfg.wrk_conns, "seconds": cfg.secs, "keep_alive": true},
-        "agent_flags": format!("--pid <nginx master> --otlp-endpoint <local receiver> --no-summary (defaults otherwise)"),
+        "agent_flags": format!("--pid <nginx master> --otlp-endpoint <local receiver> --no-summary --compression {} (defaults otherwise)", cfg.agent_compression),
         "rounds": cfg.rounds.max(1),
         "req_per_s": {"baseline": base, "floor": floor, "agent": agent},
         "overhead_ratio_vs_baseline": if base > 0.0 { agent / base } else { 0.0 },
