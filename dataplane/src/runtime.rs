@@ -4,7 +4,8 @@
 //! [`DEFAULT_DRAIN_INTERVAL_MS`], or every millisecond while busy ([`BUSY_RECORDS_PER_MS`]);
 //! the kernel side writes without wakeups, except that a ring filling past its threshold wakes
 //! its shard early ([`RingWaiter`]). It exchanges records and child spans with the other shards
-//! over a full mesh of bounded `rtrb` SPSC queues, and sends spans, metric deltas and its
+//! over a full mesh of bounded `rtrb` SPSC queues, and sends its spans (protobuf-encoded on the
+//! shard, in chunks the export core hands back: see [`SpanChunk`]), metric deltas and its
 //! counters to the export core over one more SPSC queue.
 //! The only shared state is the stop flag, read once per tick, never per event.
 //!

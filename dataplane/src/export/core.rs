@@ -1,6 +1,6 @@
 //! The export core's event loop: one thread, one tokio current-thread runtime. Each tick (the
 //! drain interval, 4 ms by default) it drains every shard queue (bounded work per consumer per
-//! tick), batches spans per process, merges histogram deltas into cumulative series, and on its
+//! tick), batches the spans (encoded by the shards) per process, merges histogram deltas into cumulative series, and on its
 //! timers flushes partial span batches, exports metrics and self-telemetry, reads kernel
 //! counters and prints the summary. Encoded batches go to the transport's bounded queue; the
 //! HTTP senders and the Prometheus server run as tasks on the same runtime, so they progress
@@ -125,7 +125,7 @@ fn merge_delta(h: &mut CumulativeHistogram, d: &HistogramDelta) -> bool {
 struct Core {
     cfg: ExportConfig,
     consumers: Vec<rtrb::Consumer<ExportMsg>>,
-    /// Per consumer: where its encoded spans go back to (see `run_export_core_recycling`).
+    /// Per consumer: where its span chunks go back to (see `run_export_core_recycling`).
     recycle: Vec<Option<rtrb::Producer<Box<SpanChunk>>>>,
     resolver: Box<dyn ResourceResolver>,
     kstats: Option<Box<dyn KernelStatsSource>>,

@@ -1,4 +1,5 @@
-//! Direct protobuf encoding of spans: the export core's hot path.
+//! Direct protobuf encoding of spans: the hot path of span export (run on the shard that built
+//! the span, see [`crate::signal::SpanChunk`]).
 //!
 //! Building `opentelemetry-proto` structs for every span costs an allocation per id, key and
 //! string value; this module writes the same wire bytes straight from a [`SpanRecord`] into a
