@@ -723,6 +723,10 @@ mod grpc_model;
 mod resync_tests;
 
 #[cfg(test)]
+#[path = "http2_hpack_gap_tests.rs"]
+mod hpack_gap_tests;
+
+#[cfg(test)]
 #[path = "http2_hidden_tests.rs"]
 mod hidden_tests;
 
