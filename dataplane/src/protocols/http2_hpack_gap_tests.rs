@@ -143,6 +143,13 @@ fn trailers_hidden_in_a_message(f: &mut Feeder, carrier: u32, of: u32, block: &[
     f.feed_captured(IN, &r);
 }
 
+/// A whole request on stream `id` (`POST`, `http`) whose only other field is dynamic-table
+/// index 62, the entry the client inserted last as we had the table.
+fn request_by_index_62(f: &mut Feeder, id: u32) {
+    let flags = FLAG_END_HEADERS | FLAG_END_STREAM;
+    f.feed(IN, &frame(HEADERS, flags, id, &[0x83, 0x86, 0xbe]));
+}
+
 /// The answer on `id` of a client after one ok call: headers (`:status 200`, content type by
 /// index 63), a 60,000-byte message whose framing is lost in the capture, then trailers that
 /// refer to `grpc-status: 0` by index 62, as the table stood before the gap.
@@ -212,15 +219,7 @@ fn plain_http2_requests_forget_hpack_after_a_gap() {
     // The trailers' frame header is in the gap.
     f.feed_tail(IN, &r[..1024], r.len(), &r[r.len() - 5..]);
     // Stream 3 refers to index 62: `/upload` as we had the table, `x-sum: 1` for the client.
-    f.feed(
-        IN,
-        &frame(
-            HEADERS,
-            FLAG_END_HEADERS | FLAG_END_STREAM,
-            3,
-            &[0x83, 0x86, 0xbe],
-        ),
-    );
+    request_by_index_62(&mut f, 3);
     answer_ok(&mut f, &[1, 3]);
     let xs = f.exchanges();
     assert_eq!(xs.len(), 2);
@@ -554,15 +553,7 @@ fn a_goaway_leaves_the_requests_table_tainted_by_plain_requests_in_flight() {
     f.feed(OUT, &frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
     assert_eq!(ids(&f.exchanges()), [3]);
     trailers_hidden_in_a_message(&mut f, 1, 3, &lit(true, "x-sum", "1"), true);
-    f.feed(
-        IN,
-        &frame(
-            HEADERS,
-            FLAG_END_HEADERS | FLAG_END_STREAM,
-            5,
-            &[0x83, 0x86, 0xbe],
-        ),
-    );
+    request_by_index_62(&mut f, 5);
     answer_ok(&mut f, &[1]);
     f.p.close(99_999, &mut f.out);
     let xs = f.exchanges();
