@@ -18,6 +18,11 @@ const CHUNKS_KEPT: usize = 16;
 /// Longest a stopping shard waits for room in a full export queue for its last chunk.
 pub(super) const FINAL_SEND_WAIT: Duration = Duration::from_secs(5);
 
+/// A chunk holding `CHUNK_SPANS` spans or `CHUNK_BYTES` bytes goes out.
+fn is_full(c: &SpanChunk) -> bool {
+    c.len() >= CHUNK_SPANS || c.bytes.len() >= CHUNK_BYTES
+}
+
 pub(super) struct MeshIo {
     out: Vec<Option<rtrb::Producer<ShardMsg>>>,
     export: rtrb::Producer<ExportMsg>,
@@ -69,31 +74,27 @@ impl MeshIo {
         }
     }
 
-    /// Make sure the chunk being filled has room for a span: send a full one, then take one
-    /// back from the export core or make a new one. False when there is no room (the queue is
-    /// full, or every chunk is in use).
-    fn make_room(&mut self) -> bool {
-        let full = self
-            .chunk
-            .as_ref()
-            .is_some_and(|c| c.len() >= CHUNK_SPANS || c.bytes.len() >= CHUNK_BYTES);
-        if full && !self.send_chunk() {
-            return false;
+    /// The chunk to put the next span in, taken out: the one being filled, unless it is full
+    /// and cannot be sent; else one the export core handed back, or a new one. `None` when
+    /// there is no room (the queue is full, or every chunk is in use).
+    fn take_chunk_with_room(&mut self) -> Option<Box<SpanChunk>> {
+        if self.chunk.as_deref().is_some_and(is_full) && !self.send_chunk() {
+            return None;
         }
-        if self.chunk.is_none() {
-            self.chunk = match self.recycled.pop() {
-                Ok(mut c) => {
-                    c.clear();
-                    Some(c)
-                }
-                Err(_) if self.chunks < MAX_CHUNKS => {
-                    self.chunks += 1;
-                    Some(Box::default())
-                }
-                Err(_) => return false,
-            };
+        if let Some(c) = self.chunk.take() {
+            return Some(c);
         }
-        true
+        match self.recycled.pop() {
+            Ok(mut c) => {
+                c.clear();
+                Some(c)
+            }
+            Err(_) if self.chunks < MAX_CHUNKS => {
+                self.chunks += 1;
+                Some(Box::default())
+            }
+            Err(_) => None,
+        }
     }
 
     /// At shutdown: send the last chunk, waiting (up to `wait`) while the export core drains a
@@ -122,14 +123,14 @@ impl ShardIo for MeshIo {
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
         match msg {
             ExportMsg::Span(span) => {
-                if !self.make_room() {
-                    return Err(ExportMsg::Span(span));
-                }
-                let Some(c) = self.chunk.as_mut() else {
+                let Some(mut c) = self.take_chunk_with_room() else {
                     return Err(ExportMsg::Span(span));
                 };
                 c.push(&span, &mut self.scratch);
-                if c.len() >= CHUNK_SPANS {
+                let full = is_full(&c);
+                self.chunk = Some(c);
+                if full {
+                    // Sent at once; if the queue is full it stays, and is tried again first.
                     self.send_chunk();
                 }
                 self.spare = Some(span);
