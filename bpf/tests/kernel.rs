@@ -264,3 +264,110 @@ fn bad_settings_are_refused_before_loading() {
         );
     }
 }
+
+/// Ingress syscalls (read, readv, recvfrom, recvmsg; recvmmsg in `udp.rs`) and connect have no
+/// entry program: their exit programs read the arguments from the registers the syscall entered
+/// with. A client connects and reads four answers, one with each ingress syscall, in turn with
+/// the server (this process, which is not traced): every answer arrives, whole and in order, on
+/// the connection the exit-only connect tracked.
+#[test]
+fn every_ingress_syscall_is_read_at_its_exit() {
+    if !bpf_or_skip() {
+        return;
+    }
+    let _serial = serial();
+    let opts = TracerOptions {
+        ring_bytes_total: 1 << 20,
+        ..Default::default()
+    };
+    let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
+    for syscall in [
+        "read", "readv", "recvfrom", "recvmsg", "recvmmsg", "connect",
+    ] {
+        let enter = format!("tracepoint/syscalls/sys_enter_{syscall}");
+        let exit = format!("tracepoint/syscalls/sys_exit_{syscall}");
+        assert!(
+            !tracer.hooks().contains(&enter.as_str()),
+            "{enter} is attached"
+        );
+        assert!(
+            tracer.hooks().contains(&exit.as_str()),
+            "{exit} is not attached"
+        );
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Each answer is read by one syscall (the next is written only after the client's ack), so
+    // each read returns exactly one answer.
+    let script = format!(
+        "import os, socket\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         def ack(i):\n    s.sendall(b'ack %d' % i)\n\
+         got = [os.read(s.fileno(), 100)]\nack(0)\n\
+         a, b = bytearray(4), bytearray(96)\nn = os.readv(s.fileno(), [a, b])\n\
+         got.append(bytes(a + b)[:n])\nack(1)\n\
+         got.append(s.recv(100))\nack(2)\n\
+         buf = bytearray(100)\nn = s.recvmsg_into([buf])[0]\ngot.append(bytes(buf[:n]))\n\
+         assert got == [b'answer %d' % i for i in range(4)], got\n\
+         s.close()\n"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .spawn()
+        .unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for i in 0..4 {
+        conn.write_all(format!("answer {i}").as_bytes()).unwrap();
+        if i < 3 {
+            let mut ack = [0u8; 5];
+            conn.read_exact(&mut ack).unwrap();
+            assert_eq!(&ack, format!("ack {i}").as_bytes());
+        }
+    }
+    assert!(child.wait().unwrap().success(), "the client's reads failed");
+
+    let recs = RefCell::new(Vec::new());
+    drain(&rings, &recs);
+    let recs = recs.into_inner();
+    let child_pid = child.id();
+    let data = |dir: u8| -> Vec<&Rec> {
+        recs.iter()
+            .filter(|r| r.ev.pid == child_pid && r.ev.kind == abi::EV_DATA && r.ev.dir == dir)
+            .collect()
+    };
+    let answers = data(abi::DIR_INGRESS);
+    let got: Vec<&[u8]> = answers.iter().map(|r| r.payload.as_slice()).collect();
+    let want: Vec<Vec<u8>> = (0..4).map(|i| format!("answer {i}").into_bytes()).collect();
+    assert_eq!(got, want, "one record per read, in order");
+    let acks = data(abi::DIR_EGRESS);
+    assert_eq!(acks.len(), 3, "{} acks", acks.len());
+    let conn_id = acks[0].ev.conn_id;
+    for r in answers.iter().chain(&acks) {
+        assert_eq!(r.ev.conn_id, conn_id);
+        assert_eq!(
+            r.ev.role,
+            abi::ROLE_CLIENT,
+            "tracked by the exit of connect"
+        );
+        assert_eq!(r.ev.remote.port, port);
+    }
+    for r in &answers {
+        // No entry time: a read's bytes arrived when it returned.
+        assert_eq!(r.ev.start_ns, r.ev.end_ns);
+        assert_eq!(r.ev.bytes as usize, r.payload.len());
+    }
+    // Writes keep their entry time: the bytes leave from the write's entry.
+    assert!(acks
+        .iter()
+        .all(|r| r.ev.start_ns > 0 && r.ev.start_ns <= r.ev.end_ns));
+    let mut seqs: Vec<u64> = answers.iter().chain(&acks).map(|r| r.ev.seq).collect();
+    seqs.sort_unstable();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(tracer.stats().iter().map(|s| s.dropped).sum::<u64>(), 0);
+    drop(tracer);
+    drop(rings);
+}

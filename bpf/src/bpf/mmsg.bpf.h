@@ -13,34 +13,20 @@ int tg_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
 	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
 }
 
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int tg_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+/* `ret` messages of the vector `a->buf` moved on `c`: report the first TG_MAX_MMSG, each with its
+ * msg_len. */
+static __always_inline void emit_mmsg(struct conn *c, __u64 id, struct task_state *ts,
+				      struct call_args *a, long ret, __u8 dir)
 {
-	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
-}
-
-/* `ret` messages of the vector moved: report the first TG_MAX_MMSG, each with its msg_len. */
-static __always_inline int exit_mmsg(long ret, __u8 dir)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct task_state *ts;
-	struct call_args a;
-	struct conn *c;
 	__u32 i;
 
-	ts = take_args(&a);
-	if (!ts || a.op != OP_MMSG || ret <= 0)
-		return 0;
-	c = tracked(id, a.fd);
-	if (!c)
-		return 0;
 	for (i = 0; i < TG_MAX_MMSG; i++) {
 		struct mmsghdr mh;
-		struct call_args m = a;
+		struct call_args m = *a;
 
 		if (i >= ret)
 			break;
-		if (bpf_probe_read_user(&mh, sizeof(mh), (void *)(a.buf + i * sizeof(mh))))
+		if (bpf_probe_read_user(&mh, sizeof(mh), (void *)(a->buf + i * sizeof(mh))))
 			break;
 		if (mh.msg_len == 0)
 			continue;
@@ -52,19 +38,46 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 		 * verifier's budget, and DNS (what batches datagrams) has no use for one. */
 		emit_data(c, id, ts, &m, mh.msg_len, dir, 0);
 	}
-	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int tg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return exit_mmsg(ctx->ret, TG_DIR_EGRESS);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_state *ts;
+	struct call_args a;
+	struct conn *c;
+
+	ts = take_args(&a);
+	if (!ts || a.op != OP_MMSG || ctx->ret <= 0)
+		return 0;
+	c = tracked(id, a.fd);
+	if (c)
+		emit_mmsg(c, id, ts, &a, ctx->ret, TG_DIR_EGRESS);
+	return 0;
 }
 
+/* recvmmsg, like every ingress syscall, has no entry program (see PLAIN_IN in telegen.bpf.c):
+ * its arguments are read from the registers here. */
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int tg_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return exit_mmsg(ctx->ret, TG_DIR_INGRESS);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args a = { .op = OP_MMSG };
+	struct task_state *ts = NULL;
+	struct pt_regs *r;
+	struct conn *c;
+
+	if (ctx->ret <= 0 || skip_tgid(id >> 32))
+		return 0;
+	r = syscall_regs();
+	a.fd = (__u32)SYSCALL_ARG(r, 0);
+	a.buf = SYSCALL_ARG(r, 1);
+	a.iovcnt = (__u32)SYSCALL_ARG(r, 2);
+	c = ingress_conn(id, &a, &ts);
+	if (c)
+		emit_mmsg(c, id, ts, &a, ctx->ret, TG_DIR_INGRESS);
+	return 0;
 }
 
 #endif /* TELEGEN_MMSG_BPF_H */

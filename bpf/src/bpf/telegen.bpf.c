@@ -59,7 +59,7 @@ struct conn {
 	__u8 _pad[4];
 };
 
-enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_CONNECT = 4, OP_MMSG = 5 };
+enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_MMSG = 5 };
 
 struct call_args {
 	__u64 buf;  /* OP_PLAIN: user buffer; OP_IOV: user iovec array; OP_MMSG: mmsghdr vector */
@@ -90,8 +90,9 @@ struct ssl_call {
 	__u8 _pad[2];
 };
 
-/* What a thread carries between programs: the arguments its entry program saved for the exit
- * program (valid while args.op != 0), the request it is serving (server ingress sets it,
+/* What a thread carries between programs: the arguments an egress syscall's entry program saved
+ * for its exit program (valid while args.op != 0; ingress syscalls and connect have no entry
+ * program, see syscall_arg), the request it is serving (server ingress sets it,
  * server egress clears it, client calls made meanwhile carry it as their parent), and the
  * SSL_* call it is inside (valid while ssl.active). Task-local storage: no hashing and no lock
  * per syscall or SSL call (an LRU hash keyed by thread id cost an update, a lookup and a delete
@@ -276,6 +277,28 @@ static __always_inline void *cpu_ring(void)
 	return bpf_map_lookup_elem(&tg_rings, &cpu);
 }
 
+/*
+ * Argument n (0-4) of the syscall the current thread is in, read from the user registers it
+ * entered with (bpf_task_pt_regs): they are saved at entry and a syscall leaves them as they
+ * were, so an exit program reads its own arguments there and needs no entry program to stash
+ * them. x86_64 returns in ax; arm64 returns in x0 and keeps the first argument in orig_x0.
+ * Syscall tracepoints do not fire for 32-bit (compat) syscalls, whose registers differ.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_ARG(r, n)                                                                   \
+	((n) == 0 ? (r)->di : (n) == 1 ? (r)->si : (n) == 2 ? (r)->dx : (n) == 3 ? (r)->r10 \
+									 : (r)->r8)
+#elif defined(__TARGET_ARCH_arm64)
+#define SYSCALL_ARG(r, n) ((n) == 0 ? (r)->orig_x0 : (r)->regs[n])
+#else
+#error "SYSCALL_ARG: unsupported architecture"
+#endif
+
+static __always_inline struct pt_regs *syscall_regs(void)
+{
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
 static __always_inline void submit(struct scratch *s, __u32 captured)
 {
 	struct tg_stats *st = stats();
@@ -395,6 +418,7 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 	return track(id, fd, TG_ROLE_UNKNOWN);
 }
 
+/* The entry of an egress syscall (and sendfile): save its arguments and start time for the exit. */
 static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -520,8 +544,9 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct task_stat
 	}
 	s->ev.fd = ap->fd;
 	s->ev.dir = dir;
-	s->ev.start_ns = ap->start_ns;
 	s->ev.end_ns = bpf_ktime_get_ns();
+	/* Ingress has no entry time (no entry program): its bytes arrived when it returned. */
+	s->ev.start_ns = ap->start_ns ? ap->start_ns : s->ev.end_ns;
 	s->ev.bytes = ret > 0xffffffff ? 0xffffffff : (__u32)ret;
 	if (cap > TG_MAX_CAPTURE)
 		cap = TG_MAX_CAPTURE;
@@ -566,12 +591,50 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	struct conn *c;
 
 	ts = take_args(&a);
-	if (!ts || a.op == OP_CONNECT || ret <= 0)
+	if (!ts || ret <= 0)
 		return 0;
 	c = tracked(id, a.fd);
 	if (!c)
 		return 0;
 	emit_data(c, id, ts, &a, ret, dir, 1);
+	return 0;
+}
+
+/*
+ * The exit of an ingress syscall, its only program: `a` holds the arguments read from the
+ * registers it entered with (fd, buffer or iovec array, iovcnt, op, peer address). Bytes read
+ * arrived when the syscall returned, so there is no entry time to save; the connection is looked
+ * up (and picked up mid-stream) here. Returns the connection, NULL when nothing is to be emitted,
+ * and `*tsp` the thread's state when it has one.
+ */
+static __always_inline struct conn *ingress_conn(__u64 id, struct call_args *a,
+						 struct task_state **tsp)
+{
+	struct task_state *ts;
+	struct conn *c;
+
+	c = lookup(id, a->fd);
+	if (!c)
+		return NULL;
+	if (c->udp_quiet && !a->addr && a->op != OP_MMSG)
+		return NULL;
+	/* A server's request read is remembered as the parent of the calls it makes (stamp_parent). */
+	ts = task_state(c->role == TG_ROLE_SERVER);
+	/* A syscall on a tracked socket inside an SSL_* call ties the SSL* to it (tls.bpf.h). */
+	if (tls_enabled && ts && ts->ssl.active)
+		ts->ssl.fd = a->fd;
+	*tsp = ts;
+	return c;
+}
+
+static __always_inline int exit_in(long ret, struct call_args *a)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_state *ts = NULL;
+	struct conn *c = ingress_conn(id, a, &ts);
+
+	if (c)
+		emit_data(c, id, ts, a, ret, TG_DIR_INGRESS, 1);
 	return 0;
 }
 
@@ -599,34 +662,16 @@ int tg_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	return exit_accept(ctx->ret);
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int tg_enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct task_state *ts;
-
-	if (skip_tgid(id >> 32))
-		return 0;
-	ts = state_to_save();
-	if (!ts)
-		return 0;
-	ts->args = (struct call_args){ .fd = (__u32)ctx->args[0], .op = OP_CONNECT };
-	return 0;
-}
-
+/* connect has no entry program: its fd is read from the registers at exit (SYSCALL_ARG). */
 SEC("tracepoint/syscalls/sys_exit_connect")
 int tg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args a;
 	long ret = ctx->ret;
-	__u32 fd;
 
-	if (!take_args(&a) || a.op != OP_CONNECT)
+	if ((ret != 0 && ret != -EINPROGRESS) || skip_tgid(id >> 32))
 		return 0;
-	fd = a.fd;
-	if (ret == 0 || ret == -EINPROGRESS)
-		track(id, fd, TG_ROLE_CLIENT);
+	track(id, (__u32)SYSCALL_ARG(syscall_regs(), 0), TG_ROLE_CLIENT);
 	return 0;
 }
 
@@ -653,7 +698,11 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 
 /* ---- payload syscalls ---- */
 
-#define PLAIN_IO(name, dir)                                                         \
+/*
+ * Egress syscalls keep an entry program: the bytes leave from the write's entry, which is when
+ * a client's request starts. It saves the arguments for the exit program (call_args).
+ */
+#define PLAIN_OUT(name)                                                             \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
 	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
 	{                                                                            \
@@ -662,10 +711,10 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
 	{                                                                            \
-		return exit_io(ctx->ret, dir);                                       \
+		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
 	}
 
-#define IOV_IO(name, dir)                                                           \
+#define IOV_OUT(name)                                                               \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
 	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
 	{                                                                            \
@@ -675,10 +724,10 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
 	{                                                                            \
-		return exit_io(ctx->ret, dir);                                       \
+		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
 	}
 
-#define MSG_IO(name, dir)                                                           \
+#define MSG_OUT(name)                                                               \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
 	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
 	{                                                                            \
@@ -691,11 +740,11 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
 	{                                                                            \
-		return exit_io(ctx->ret, dir);                                       \
+		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
 	}
 
-/* sendto/recvfrom: args[4] is the peer's sockaddr (UDP reads it per datagram). */
-#define ADDR_IO(name, dir)                                                          \
+/* sendto: args[4] is the peer's sockaddr (UDP reads it per datagram). */
+#define ADDR_OUT(name)                                                              \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
 	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
 	{                                                                            \
@@ -705,17 +754,88 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
 	{                                                                            \
-		return exit_io(ctx->ret, dir);                                       \
+		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
 	}
 
-PLAIN_IO(read, TG_DIR_INGRESS)
-PLAIN_IO(write, TG_DIR_EGRESS)
-ADDR_IO(recvfrom, TG_DIR_INGRESS)
-ADDR_IO(sendto, TG_DIR_EGRESS)
-IOV_IO(readv, TG_DIR_INGRESS)
-IOV_IO(writev, TG_DIR_EGRESS)
-MSG_IO(recvmsg, TG_DIR_INGRESS)
-MSG_IO(sendmsg, TG_DIR_EGRESS)
+/*
+ * Ingress syscalls have an exit program only, which reads the arguments from the registers the
+ * syscall entered with (SYSCALL_ARG): a read's entry carries nothing the exit needs, and a
+ * program less on every read (of every process: the filter runs inside the program) is a
+ * tracepoint dispatch and a thread-state update less.
+ */
+#define PLAIN_IN(name)                                                              \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		struct call_args a = { .op = OP_PLAIN };                             \
+		struct pt_regs *r;                                                   \
+		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
+			return 0;                                                    \
+		r = syscall_regs();                                                  \
+		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
+		a.buf = SYSCALL_ARG(r, 1);                                           \
+		return exit_in(ctx->ret, &a);                                        \
+	}
+
+/* recvfrom: argument 4 is where the peer's sockaddr was written (UDP reads it per datagram). */
+#define ADDR_IN(name)                                                               \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		struct call_args a = { .op = OP_PLAIN };                             \
+		struct pt_regs *r;                                                   \
+		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
+			return 0;                                                    \
+		r = syscall_regs();                                                  \
+		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
+		a.buf = SYSCALL_ARG(r, 1);                                           \
+		a.addr = SYSCALL_ARG(r, 4);                                          \
+		return exit_in(ctx->ret, &a);                                        \
+	}
+
+#define IOV_IN(name)                                                                \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		struct call_args a = { .op = OP_IOV };                               \
+		struct pt_regs *r;                                                   \
+		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
+			return 0;                                                    \
+		r = syscall_regs();                                                  \
+		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
+		a.buf = SYSCALL_ARG(r, 1);                                           \
+		a.iovcnt = (__u32)SYSCALL_ARG(r, 2);                                 \
+		return exit_in(ctx->ret, &a);                                        \
+	}
+
+/* recvmsg: the msghdr's iovec array and name pointer are the caller's, unchanged by the call. */
+#define MSG_IN(name)                                                                \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
+	{                                                                            \
+		struct call_args a = { .op = OP_IOV };                               \
+		struct user_msghdr m = {};                                           \
+		struct pt_regs *r;                                                   \
+		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
+			return 0;                                                    \
+		r = syscall_regs();                                                  \
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)SYSCALL_ARG(r, 1)))   \
+			return 0;                                                    \
+		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
+		a.buf = (__u64)m.msg_iov;                                            \
+		a.iovcnt = (__u32)m.msg_iovlen;                                      \
+		a.addr = (__u64)m.msg_name;                                          \
+		return exit_in(ctx->ret, &a);                                        \
+	}
+
+PLAIN_IN(read)
+PLAIN_OUT(write)
+ADDR_IN(recvfrom)
+ADDR_OUT(sendto)
+IOV_IN(readv)
+IOV_OUT(writev)
+MSG_IN(recvmsg)
+MSG_OUT(sendmsg)
 
 /* sendfile moves bytes we cannot see; report the length so parsers can frame bodies. */
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
