@@ -465,6 +465,7 @@ fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
         "peak_rss_bytes": peak.map(|v| v as u64),
         "bpf_map_bytes": maps.map(|v| v as u64),
         "req_per_s": ov.get("req_per_s").cloned().unwrap_or(Value::Null),
+        "server_cpu_us_per_req": ov.get("server_cpu_us_per_req").cloned().unwrap_or(Value::Null),
         "targets": targets,
         "synthetic": {"runs": runs},
         "overhead": overhead,
@@ -593,6 +594,19 @@ fn table(r: &Value) -> String {
             String::new(),
             String::new(),
         ));
+        if let Some(cpu) = r["server_cpu_us_per_req"].as_object() {
+            let us = |k: &str| {
+                cpu.get(k)
+                    .and_then(Value::as_f64)
+                    .map_or("-".to_string(), |v| format!("{v:.1}"))
+            };
+            rows.push((
+                "overhead: nginx CPU µs per req baseline / floor / agent".into(),
+                format!("{} / {} / {}", us("baseline"), us("floor"), us("agent")),
+                String::new(),
+                String::new(),
+            ));
+        }
         rows.push((
             "overhead: agent CPU s per million req".into(),
             fmt_num(num(r, &["agent_cpu_s_per_million_req"])),

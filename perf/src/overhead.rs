@@ -77,6 +77,31 @@ fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
+/// Run wrk against `url` (see [`wrk`]) and measure the CPU time the server tree `server_pid`
+/// (nginx's master and worker) spent meanwhile: microseconds per request. The traced process
+/// pays the BPF programs in its own syscalls, so this is the agent's cost where it lands, and a
+/// steadier figure than requests/s on a shared machine (another tenant's load slows a run down
+/// but does not add to the server's own CPU time per request).
+fn wrk_on(
+    cfg: &OverheadConfig,
+    secs: u64,
+    url: &str,
+    label: &str,
+    server_pid: u32,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<(WrkResult, Option<f64>)> {
+    let c0 = procfs::tree_cpu_ns(server_pid);
+    let w = wrk(cfg, secs, url, label, progress)?;
+    let c1 = procfs::tree_cpu_ns(server_pid);
+    let per_req = match (c0, c1) {
+        (Some(a), Some(b)) if w.requests > 0 => {
+            Some(b.saturating_sub(a) as f64 / 1e3 / w.requests as f64)
+        }
+        _ => None,
+    };
+    Ok((w, per_req))
+}
+
 /// Run wrk for `secs` against `url`, printing progress each second.
 fn wrk(
     cfg: &OverheadConfig,
@@ -272,7 +297,7 @@ fn agent_run(
     std::thread::sleep(Duration::from_millis(300));
     let sampler = Sampler::start(pid, sample_every);
     let cpu0 = procfs::process_cpu_s(pid).unwrap_or(0.0);
-    let w = wrk(cfg, secs, url, label, progress)?;
+    let (w, server_cpu) = wrk_on(cfg, secs, url, label, nginx_pid, progress)?;
     let cpu1 = procfs::process_cpu_s(pid).unwrap_or(0.0);
     let hwm = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
     let rss = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
@@ -304,6 +329,7 @@ fn agent_run(
         "non_2xx": w.non_2xx,
         "agent_cpu_s": cpu,
         "agent_cpu_s_per_million_req": cpu / req * 1e6,
+        "server_cpu_us_per_req": server_cpu,
         // VmHWM minus the resident pages of the mapped BPF rings, which `bpf_map_bytes`
         // already counts (their memlock): RSS + maps counts every byte once.
         "peak_rss_bytes": hwm.saturating_sub(mapped),
@@ -376,17 +402,19 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
             let label = format!("overhead round {round}/{}: {mode}", cfg.rounds.max(1));
             let mut v = match mode {
                 "baseline" => {
-                    let w = wrk(cfg, cfg.secs, &url, &label, progress)?;
+                    let (w, server_cpu) = wrk_on(cfg, cfg.secs, &url, &label, nginx_pid, progress)?;
                     json!({"mode": mode, "req_per_s": w.req_per_s, "requests": w.requests,
-                           "socket_errors": w.socket_errors, "non_2xx": w.non_2xx})
+                           "socket_errors": w.socket_errors, "non_2xx": w.non_2xx,
+                           "server_cpu_us_per_req": server_cpu})
                 }
                 "floor" => {
                     let fl = Telegen::start(&cfg.telegen_bin, &["--floor".into()], "floor mode:")?;
                     std::thread::sleep(Duration::from_millis(200));
-                    let w = wrk(cfg, cfg.secs, &url, &label, progress)?;
+                    let (w, server_cpu) = wrk_on(cfg, cfg.secs, &url, &label, nginx_pid, progress)?;
                     let log = fl.stop()?;
                     json!({"mode": mode, "req_per_s": w.req_per_s, "requests": w.requests,
                            "socket_errors": w.socket_errors, "non_2xx": w.non_2xx,
+                           "server_cpu_us_per_req": server_cpu,
                            "hooks": number_after(&log, "floor mode:")})
                 }
                 _ => agent_run(
@@ -405,6 +433,11 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
     }
     let of = |m: &str| -> Vec<&Value> { runs.iter().filter(|r| r["mode"] == m).collect() };
     let med = |m: &str, k: &str| median(of(m).iter().map(|r| f(r, k)).collect());
+    // Null when no run of the mode could read the server's CPU time.
+    let med_known = |m: &str, k: &str| {
+        let v: Vec<f64> = of(m).iter().filter_map(|r| r[k].as_f64()).collect();
+        (!v.is_empty()).then(|| median(v))
+    };
     let base = med("baseline", "req_per_s");
     let floor = med("floor", "req_per_s");
     let agent = med("agent", "req_per_s");
@@ -423,6 +456,9 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
         "overhead_ratio_vs_floor": if floor > 0.0 { agent / floor } else { 0.0 },
         "floor_ratio_vs_baseline": if base > 0.0 { floor / base } else { 0.0 },
         "agent_cpu_s_per_million_req": sum("agent_cpu_s") / requests * 1e6,
+        "server_cpu_us_per_req": {"baseline": med_known("baseline", "server_cpu_us_per_req"),
+                                  "floor": med_known("floor", "server_cpu_us_per_req"),
+                                  "agent": med_known("agent", "server_cpu_us_per_req")},
         "peak_rss_bytes": agents.iter().map(|r| f(r, "peak_rss_bytes") as u64).max().unwrap_or(0),
         "bpf_map_bytes": agents.iter().map(|r| f(r, "bpf_map_bytes") as u64).max().unwrap_or(0),
         "requests_completed": requests as u64,

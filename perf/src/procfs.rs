@@ -1,5 +1,6 @@
 //! Small readers of `/proc`: per-thread CPU time of this process, CPU time, RSS and peak RSS of
-//! another process, and the kernel memory (`memlock`) of the BPF maps a process holds open.
+//! another process, the CPU time of a process tree in nanoseconds, and the kernel memory
+//! (`memlock`) of the BPF maps a process holds open.
 
 use std::collections::BTreeMap;
 
@@ -107,6 +108,43 @@ pub fn bpf_mapped_rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Nanoseconds a thread has run, the first field of its `schedstat`.
+fn schedstat_run_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Nanoseconds run by every thread of `pid` and of its descendants (`task/*/schedstat`, children
+/// from `task/*/children`): a server's CPU time, workers included, at the scheduler's precision
+/// rather than `stat`'s clock ticks. None if `pid` is gone.
+pub fn tree_cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    let mut seen_root = false;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        seen_root |= p == pid;
+        for t in tasks.flatten() {
+            let dir = t.path();
+            if let Some(ns) = std::fs::read_to_string(dir.join("schedstat"))
+                .ok()
+                .as_deref()
+                .and_then(schedstat_run_ns)
+            {
+                total += ns;
+            }
+            if let Ok(kids) = std::fs::read_to_string(dir.join("children")) {
+                stack.extend(
+                    kids.split_whitespace()
+                        .filter_map(|k| k.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    seen_root.then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +163,49 @@ mod tests {
         assert!(process_cpu_s(std::process::id()).is_some());
         assert!(!threads_cpu_s().is_empty());
         assert_eq!(bpf_map_bytes(std::process::id()), Some(0));
+    }
+
+    #[test]
+    fn schedstat_first_field_is_the_run_time() {
+        assert_eq!(
+            schedstat_run_ns("146214464 12636647 358\n"),
+            Some(146_214_464)
+        );
+        assert_eq!(schedstat_run_ns(""), None);
+        assert_eq!(schedstat_run_ns("x 1 2"), None);
+    }
+
+    #[test]
+    fn a_tree_counts_its_children() {
+        // A child that spins for a while: the tree's time grows by at least what it ran.
+        let me = std::process::id();
+        let before = tree_cpu_ns(me).unwrap_or(0);
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap_or_else(|e| panic!("sh: {e}"));
+        let pid = child.id();
+        let mut child_ns = 0;
+        for _ in 0..500 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            child_ns = tree_cpu_ns(pid).unwrap_or(0);
+            // The spin loop is over once the shell sleeps.
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if child_ns > 0 && state.contains(") S ") {
+                break;
+            }
+        }
+        let after = tree_cpu_ns(me).unwrap_or(0);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(child_ns > 1_000_000, "the child ran {child_ns} ns");
+        assert!(
+            after >= before + child_ns,
+            "{before} + {child_ns} > {after}"
+        );
+        assert_eq!(tree_cpu_ns(u32::MAX), None);
     }
 }
