@@ -234,21 +234,36 @@ fn spans_arrive_with_resource_attributes_ids_gzip_and_headers() {
     }
 }
 
+/// Uncompressed, a batch's encoded buffer itself becomes the request body (the next batch
+/// encodes into a new one): several batches in a row each carry their own spans.
 #[test]
 fn plain_body_without_gzip() {
     let rx = Receiver::start();
     let cfg = ExportConfig {
         gzip: false,
+        max_spans_per_batch: 3,
         ..cfg_for(&rx)
     };
     let (run, mut prods) = start(cfg, 1, 16, false);
-    push(&mut prods[0], ExportMsg::Span(Box::new(span_rec(1, 1))));
-    assert!(rx.wait_for_spans(1, Duration::from_secs(5)));
+    for i in 0..10 {
+        push(&mut prods[0], ExportMsg::Span(Box::new(span_rec(i, 1))));
+    }
+    assert!(rx.wait_for_spans(10, Duration::from_secs(5)));
     run.finish();
-    assert!(rx
-        .requests()
+    let reqs = rx.requests();
+    let traces = reqs.iter().filter(|r| r.path == "/v1/traces").count();
+    assert!(
+        traces >= 4,
+        "{traces} trace requests for 10 spans in batches of 3"
+    );
+    assert!(reqs
         .iter()
         .all(|r| !r.gzip && r.header("content-encoding").is_none()));
+    let mut ids: Vec<_> = rx.spans().iter().map(|(_, s)| s.span_id.clone()).collect();
+    assert_eq!(ids.len(), 10, "duplicates or losses");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
 }
 
 fn retry_delivers_exactly_once(status: u16, retry_after: Option<u64>, min_wait: Duration) {

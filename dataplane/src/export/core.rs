@@ -602,7 +602,12 @@ impl Core {
         }
         if self.queue.is_some() || self.cfg.discard.is_some() {
             let mut ends = std::mem::take(&mut self.span_ends);
-            self.enqueue(SignalKind::Traces, &body, items, &ends);
+            let cap = body.capacity();
+            // Sent uncompressed, the buffer itself becomes the request body: the next batch
+            // takes a new one of the same size.
+            body = self
+                .enqueue(SignalKind::Traces, body, items, &ends)
+                .unwrap_or_else(|| Vec::with_capacity(cap));
             ends.clear();
             self.span_ends = ends;
         }
@@ -646,19 +651,28 @@ impl Core {
             self.write_jsonl(&req);
             if self.queue.is_some() || self.cfg.discard.is_some() {
                 let body = otlp::encode_metrics(&req);
-                self.enqueue(SignalKind::Metrics, &body, points, &[]);
+                self.enqueue(SignalKind::Metrics, body, points, &[]);
             }
         }
     }
 
-    fn enqueue(&mut self, kind: SignalKind, body: &[u8], items: u64, span_ends: &[u64]) {
+    /// Compress (when set) and send an encoded request. Gives `encoded` back when it was not
+    /// itself moved into the request (gzipped, delivered to the benchmark sink, or nowhere to
+    /// send), for reuse.
+    fn enqueue(
+        &mut self,
+        kind: SignalKind,
+        encoded: Vec<u8>,
+        items: u64,
+        span_ends: &[u64],
+    ) -> Option<Vec<u8>> {
         if self.queue.is_none() && self.cfg.discard.is_none() {
-            return;
+            return Some(encoded);
         }
-        let encoded_bytes = body.len();
-        let body = if self.cfg.gzip {
-            match self.gzipper.gzip(body) {
-                Ok(b) => b,
+        let encoded_bytes = encoded.len();
+        let (body, spare) = if self.cfg.gzip {
+            match self.gzipper.gzip(&encoded) {
+                Ok(b) => (b, Some(encoded)),
                 Err(e) => {
                     log::warn!("export core: gzip failed: {e}");
                     self.mon.record(SelfEvent::Dropped {
@@ -667,11 +681,11 @@ impl Core {
                         reason: DropReason::Encode,
                         whole_batch: true,
                     });
-                    return;
+                    return Some(encoded);
                 }
             }
         } else {
-            body.to_vec()
+            (encoded, None)
         };
         if let Some(d) = &self.cfg.discard {
             d.deliver(&EncodedBatch {
@@ -682,14 +696,16 @@ impl Core {
                 span_end_unix_ns: span_ends,
             });
             self.mon.record(SelfEvent::BatchSent { kind, items });
-            return;
+            return Some(spare.unwrap_or(body));
         }
-        let Some(q) = self.queue.as_ref() else { return };
-        q.push(Batch {
-            kind,
-            body: Bytes::from(body),
-            items,
-        });
+        if let Some(q) = self.queue.as_ref() {
+            q.push(Batch {
+                kind,
+                body: Bytes::from(body),
+                items,
+            });
+        }
+        spare
     }
 
     fn write_jsonl<T: JsonRequest>(&mut self, req: &T) {
