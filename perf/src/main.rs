@@ -144,6 +144,12 @@ struct Args {
     #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "gzip", "none"])]
     agent_compression: String,
 
+    /// One more flag for the full agent in the overhead phase, as one argument (repeatable),
+    /// e.g. `--agent-arg=--shard-cores=1` or `--agent-arg=--drain-interval-ms=8`: to measure
+    /// a setting's cost on the traced server.
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    agent_arg: Vec<String>,
+
     /// After the overhead rounds, run the full agent under load this long, sampling its RSS and
     /// BPF map memory, to check memory stays flat (0: skip).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
@@ -269,6 +275,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
             wrk_conns: args.wrk_connections,
             telegen_bin: bin,
             agent_compression: args.agent_compression.clone(),
+            agent_args: args.agent_arg.clone(),
             soak_secs: args.soak_secs,
             soak_sample_secs: args.soak_sample_secs,
         };

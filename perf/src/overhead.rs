@@ -27,6 +27,8 @@ pub struct OverheadConfig {
     pub telegen_bin: PathBuf,
     /// The agent's `--compression`.
     pub agent_compression: String,
+    /// More flags for the full agent (`--agent-arg`).
+    pub agent_args: Vec<String>,
     pub soak_secs: u64,
     pub soak_sample_secs: u64,
 }
@@ -281,7 +283,7 @@ fn agent_run(
 ) -> anyhow::Result<Value> {
     let receiver = Receiver::start()?;
     let prom = telegen_tests::agent::free_port();
-    let args = vec![
+    let mut args = vec![
         "--pid".to_string(),
         nginx_pid.to_string(),
         "--otlp-endpoint".into(),
@@ -292,6 +294,7 @@ fn agent_run(
         "--prometheus-addr".into(),
         format!("127.0.0.1:{prom}"),
     ];
+    args.extend(cfg.agent_args.iter().cloned());
     let agent = Telegen::start(&cfg.telegen_bin, &args, "telegen: tracing")?;
     let pid = agent.pid();
     std::thread::sleep(Duration::from_millis(300));
@@ -449,7 +452,8 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
     let mut out = json!({
         "nginx": {"workers": 1, "file": "/index.html (17 bytes)", "url": url},
         "wrk": {"threads": cfg.wrk_threads, "connections": cfg.wrk_conns, "seconds": cfg.secs, "keep_alive": true},
-        "agent_flags": format!("--pid <nginx master> --otlp-endpoint <local receiver> --no-summary --compression {} (defaults otherwise)", cfg.agent_compression),
+        "agent_flags": format!("--pid <nginx master> --otlp-endpoint <local receiver> --no-summary --compression {}{}{} (defaults otherwise)", cfg.agent_compression,
+            if cfg.agent_args.is_empty() { "" } else { " " }, cfg.agent_args.join(" ")),
         "rounds": cfg.rounds.max(1),
         "req_per_s": {"baseline": base, "floor": floor, "agent": agent},
         "overhead_ratio_vs_baseline": if base > 0.0 { agent / base } else { 0.0 },
