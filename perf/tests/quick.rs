@@ -144,7 +144,20 @@ fn check_overhead(r: &Value) {
         let run = runs.iter().find(|x| x["mode"] == mode).expect(mode);
         assert!(f(run, &["requests"]) > 0.0, "{mode}: wrk completed nothing");
         assert!(f(run, &["req_per_s"]) > 0.0);
+        // nginx's own CPU time per request, from its schedstat: tens of microseconds here.
+        let cpu = f(run, &["server_cpu_us_per_req"]);
+        assert!(
+            cpu > 0.1 && cpu < 10_000.0,
+            "{mode}: nginx CPU {cpu} µs per request"
+        );
+        assert!(
+            f(r, &["server_cpu_us_per_req", mode]) > 0.0,
+            "{mode}: median missing"
+        );
     }
+    // The extra agent flag of the run reached the agent (it started with it) and the report.
+    let flags = o["agent_flags"].as_str().unwrap_or("");
+    assert!(flags.contains("--drain-interval-ms=2"), "{flags}");
     let floor = runs.iter().find(|x| x["mode"] == "floor").expect("floor");
     assert!(f(floor, &["hooks"]) > 10.0, "{floor}");
     let agent = runs.iter().find(|x| x["mode"] == "agent").expect("agent");
@@ -193,7 +206,8 @@ fn quick_run_writes_a_complete_consistent_report() {
         .arg(&out);
     if bpf && tools {
         cmd.arg("--telegen-bin")
-            .arg(telegen_tests::agent::telegen_bin());
+            .arg(telegen_tests::agent::telegen_bin())
+            .arg("--agent-arg=--drain-interval-ms=2");
     } else {
         cmd.args(["--only", "synthetic"]);
     }
