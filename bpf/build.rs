@@ -35,5 +35,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/udp.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/sock.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/mmsg.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/io.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/filter.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/vmlinux.h");
 }

@@ -10,7 +10,7 @@
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
 int tg_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], OP_MMSG, 0);
+	return enter_out(ctx, IO_MMSG);
 }
 
 /* `ret` messages of the vector `a->buf` moved on `c`: report the first TG_MAX_MMSG, each with its
@@ -57,24 +57,15 @@ int tg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* recvmmsg, like every ingress syscall, has no entry program (see PLAIN_IN in telegen.bpf.c):
- * its arguments are read from the registers here. */
+/* recvmmsg, like every ingress syscall, has no entry program (see ingress_args). */
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int tg_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args a = { .op = OP_MMSG };
 	struct task_state *ts = NULL;
-	struct pt_regs *r;
-	struct conn *c;
+	struct call_args a = {};
+	struct conn *c = ingress_conn(id, ctx->ret, &a, IO_MMSG, &ts);
 
-	if (ctx->ret <= 0 || skip_tgid(id >> 32))
-		return 0;
-	r = syscall_regs();
-	a.fd = (__u32)SYSCALL_ARG(r, 0);
-	a.buf = SYSCALL_ARG(r, 1);
-	a.iovcnt = (__u32)SYSCALL_ARG(r, 2);
-	c = ingress_conn(id, &a, &ts);
 	if (c)
 		emit_mmsg(c, id, ts, &a, ctx->ret, TG_DIR_INGRESS);
 	return 0;

@@ -418,10 +418,35 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 	return track(id, fd, TG_ROLE_UNKNOWN);
 }
 
-/* The entry of an egress syscall (and sendfile): save its arguments and start time for the exit. */
-static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr)
+/* What a data syscall's arguments are: a buffer (read, write), a buffer and a peer sockaddr
+ * (recvfrom, sendto), an iovec array (readv, writev), a msghdr (recvmsg, sendmsg), an mmsghdr
+ * vector (recvmmsg, sendmmsg). A constant at each call site: the other shapes are compiled out. */
+enum io_shape { IO_PLAIN, IO_ADDR, IO_IOV, IO_MSG, IO_MMSG };
+
+/* Replace the msghdr `a->buf` points at with its iovec array, count and name (the caller's
+ * pointers, which a recvmsg leaves as they were). -1 when it cannot be read. */
+static __always_inline int msg_args(struct call_args *a)
+{
+	struct user_msghdr m = {};
+
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)a->buf))
+		return -1;
+	a->buf = (__u64)m.msg_iov;
+	a->iovcnt = (__u32)m.msg_iovlen;
+	a->addr = (__u64)m.msg_name;
+	return 0;
+}
+
+/*
+ * The entry of an egress syscall (and sendfile): save its arguments and start time for the exit.
+ * With `msg` (a constant at each call site), `buf` is a msghdr, read only once the socket is
+ * known to be traced (sendmsg on untraced sockets, e.g. Unix ones, pays no user-memory read).
+ */
+static __always_inline int enter_io_msg(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr,
+					int msg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args a = { .buf = buf, .addr = addr, .fd = fd, .iovcnt = iovcnt, .op = op };
 	struct task_state *ts;
 	struct conn *c;
 
@@ -430,7 +455,9 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 	c = lookup(id, fd);
 	if (!c)
 		return 0;
-	if (c->udp_quiet && !addr && op != OP_MMSG)
+	if (msg && msg_args(&a) < 0)
+		return 0;
+	if (c->udp_quiet && !a.addr && op != OP_MMSG)
 		return 0;
 	ts = state_to_save();
 	if (!ts)
@@ -438,13 +465,14 @@ static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, 
 	/* A syscall on a tracked socket inside an SSL_* call ties the SSL* to it (tls.bpf.h). */
 	if (tls_enabled && ts->ssl.active)
 		ts->ssl.fd = fd;
-	ts->args.buf = buf;
-	ts->args.addr = addr;
-	ts->args.start_ns = bpf_ktime_get_ns();
-	ts->args.fd = fd;
-	ts->args.iovcnt = iovcnt;
-	ts->args.op = op;
+	a.start_ns = bpf_ktime_get_ns();
+	ts->args = a;
 	return 0;
+}
+
+static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr)
+{
+	return enter_io_msg(fd, buf, iovcnt, op, addr, 0);
 }
 
 #include "payload.bpf.h"
@@ -601,20 +629,42 @@ static __always_inline int exit_io(long ret, __u8 dir)
 }
 
 /*
- * The exit of an ingress syscall, its only program: `a` holds the arguments read from the
- * registers it entered with (fd, buffer or iovec array, iovcnt, op, peer address). Bytes read
- * arrived when the syscall returned, so there is no entry time to save; the connection is looked
- * up (and picked up mid-stream) here. Returns the connection, NULL when nothing is to be emitted,
- * and `*tsp` the thread's state when it has one.
+ * The arguments of the ingress syscall the thread is in, read from the registers it entered with
+ * (SYSCALL_ARG), into `a`; for IO_MSG, `a->buf` is the msghdr (see msg_args).
  */
-static __always_inline struct conn *ingress_conn(__u64 id, struct call_args *a,
-						 struct task_state **tsp)
+static __always_inline void ingress_args(struct call_args *a, enum io_shape shape)
+{
+	struct pt_regs *r = syscall_regs();
+
+	a->fd = (__u32)SYSCALL_ARG(r, 0);
+	a->buf = SYSCALL_ARG(r, 1);
+	a->op = shape == IO_MMSG ? OP_MMSG : shape == IO_PLAIN || shape == IO_ADDR ? OP_PLAIN : OP_IOV;
+	if (shape == IO_ADDR)
+		a->addr = SYSCALL_ARG(r, 4);
+	if (shape == IO_IOV || shape == IO_MMSG)
+		a->iovcnt = (__u32)SYSCALL_ARG(r, 2);
+}
+
+/*
+ * The connection an ingress syscall moved `ret` bytes on, for its exit program (ingress syscalls
+ * have no other): the arguments are read from the registers, and the bytes read arrived when the
+ * syscall returned, so there is no entry time to save. The connection is looked up (and picked
+ * up mid-stream) here; a msghdr is read only once the socket is known to be traced. NULL when
+ * nothing is to be emitted; `*tsp` is the thread's state when it has one.
+ */
+static __always_inline struct conn *ingress_conn(__u64 id, long ret, struct call_args *a,
+						 enum io_shape shape, struct task_state **tsp)
 {
 	struct task_state *ts;
 	struct conn *c;
 
+	if (ret <= 0 || skip_tgid(id >> 32))
+		return NULL;
+	ingress_args(a, shape);
 	c = lookup(id, a->fd);
 	if (!c)
+		return NULL;
+	if (shape == IO_MSG && msg_args(a) < 0)
 		return NULL;
 	if (c->udp_quiet && !a->addr && a->op != OP_MMSG)
 		return NULL;
@@ -627,14 +677,15 @@ static __always_inline struct conn *ingress_conn(__u64 id, struct call_args *a,
 	return c;
 }
 
-static __always_inline int exit_in(long ret, struct call_args *a)
+static __always_inline int exit_in(long ret, enum io_shape shape)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct task_state *ts = NULL;
-	struct conn *c = ingress_conn(id, a, &ts);
+	struct call_args a = {};
+	struct conn *c = ingress_conn(id, ret, &a, shape, &ts);
 
 	if (c)
-		emit_data(c, id, ts, a, ret, TG_DIR_INGRESS, 1);
+		emit_data(c, id, ts, &a, ret, TG_DIR_INGRESS, 1);
 	return 0;
 }
 
@@ -697,220 +748,10 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 }
 
 /* ---- payload syscalls ---- */
-
-/*
- * Egress syscalls keep an entry program: the bytes leave from the write's entry, which is when
- * a client's request starts. It saves the arguments for the exit program (call_args).
- */
-#define PLAIN_OUT(name)                                                             \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
-	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
-	{                                                                            \
-		return enter_io((__u32)ctx->args[0], ctx->args[1], 0, OP_PLAIN, 0);  \
-	}                                                                            \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
-	}
-
-#define IOV_OUT(name)                                                               \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
-	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
-	{                                                                            \
-		return enter_io((__u32)ctx->args[0], ctx->args[1], (__u32)ctx->args[2], \
-				OP_IOV, 0);                                          \
-	}                                                                            \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
-	}
-
-#define MSG_OUT(name)                                                               \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
-	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
-	{                                                                            \
-		struct user_msghdr m = {};                                           \
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)ctx->args[1]))        \
-			return 0;                                                    \
-		return enter_io((__u32)ctx->args[0], (__u64)m.msg_iov,               \
-				(__u32)m.msg_iovlen, OP_IOV, (__u64)m.msg_name);     \
-	}                                                                            \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
-	}
-
-/* sendto: args[4] is the peer's sockaddr (UDP reads it per datagram). */
-#define ADDR_OUT(name)                                                              \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
-	int tg_enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
-	{                                                                            \
-		return enter_io((__u32)ctx->args[0], ctx->args[1], 0, OP_PLAIN,      \
-				ctx->args[4]);                                       \
-	}                                                                            \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		return exit_io(ctx->ret, TG_DIR_EGRESS);                             \
-	}
-
-/*
- * Ingress syscalls have an exit program only, which reads the arguments from the registers the
- * syscall entered with (SYSCALL_ARG): a read's entry carries nothing the exit needs, and a
- * program less on every read (of every process: the filter runs inside the program) is a
- * tracepoint dispatch and a thread-state update less.
- */
-#define PLAIN_IN(name)                                                              \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		struct call_args a = { .op = OP_PLAIN };                             \
-		struct pt_regs *r;                                                   \
-		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
-			return 0;                                                    \
-		r = syscall_regs();                                                  \
-		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
-		a.buf = SYSCALL_ARG(r, 1);                                           \
-		return exit_in(ctx->ret, &a);                                        \
-	}
-
-/* recvfrom: argument 4 is where the peer's sockaddr was written (UDP reads it per datagram). */
-#define ADDR_IN(name)                                                               \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		struct call_args a = { .op = OP_PLAIN };                             \
-		struct pt_regs *r;                                                   \
-		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
-			return 0;                                                    \
-		r = syscall_regs();                                                  \
-		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
-		a.buf = SYSCALL_ARG(r, 1);                                           \
-		a.addr = SYSCALL_ARG(r, 4);                                          \
-		return exit_in(ctx->ret, &a);                                        \
-	}
-
-#define IOV_IN(name)                                                                \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		struct call_args a = { .op = OP_IOV };                               \
-		struct pt_regs *r;                                                   \
-		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
-			return 0;                                                    \
-		r = syscall_regs();                                                  \
-		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
-		a.buf = SYSCALL_ARG(r, 1);                                           \
-		a.iovcnt = (__u32)SYSCALL_ARG(r, 2);                                 \
-		return exit_in(ctx->ret, &a);                                        \
-	}
-
-/* recvmsg: the msghdr's iovec array and name pointer are the caller's, unchanged by the call. */
-#define MSG_IN(name)                                                                \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int tg_exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                            \
-		struct call_args a = { .op = OP_IOV };                               \
-		struct user_msghdr m = {};                                           \
-		struct pt_regs *r;                                                   \
-		if (ctx->ret <= 0 || skip_tgid(bpf_get_current_pid_tgid() >> 32))    \
-			return 0;                                                    \
-		r = syscall_regs();                                                  \
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)SYSCALL_ARG(r, 1)))   \
-			return 0;                                                    \
-		a.fd = (__u32)SYSCALL_ARG(r, 0);                                     \
-		a.buf = (__u64)m.msg_iov;                                            \
-		a.iovcnt = (__u32)m.msg_iovlen;                                      \
-		a.addr = (__u64)m.msg_name;                                          \
-		return exit_in(ctx->ret, &a);                                        \
-	}
-
-PLAIN_IN(read)
-PLAIN_OUT(write)
-ADDR_IN(recvfrom)
-ADDR_OUT(sendto)
-IOV_IN(readv)
-IOV_OUT(writev)
-MSG_IN(recvmsg)
-MSG_OUT(sendmsg)
-
-/* sendfile moves bytes we cannot see; report the length so parsers can frame bodies. */
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int tg_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_io((__u32)ctx->args[0], 0, 0, OP_SENDFILE, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int tg_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_io(ctx->ret, TG_DIR_EGRESS);
-}
+#include "io.bpf.h"
 
 /* ---- process filter upkeep (only when a filter is set) ---- */
-
-SEC("tracepoint/sched/sched_process_exec")
-int tg_exec(void *ctx)
-{
-	char comm[16] = {};
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u8 one = TG_ALLOW_BY_NAME;
-
-	__u8 *allowed;
-
-	if (!filter_enabled)
-		return 0;
-	bpf_get_current_comm(&comm, sizeof(comm));
-	if (bpf_map_lookup_elem(&tg_comm_filter, &comm)) {
-		bpf_map_update_elem(&tg_allowed, &tgid, &one, BPF_ANY);
-		filter_changed();
-		return 0;
-	}
-	/* Allowed by name through its parent, and now another program: no longer ours. */
-	allowed = bpf_map_lookup_elem(&tg_allowed, &tgid);
-	if (allowed && *allowed == TG_ALLOW_BY_NAME) {
-		bpf_map_delete_elem(&tg_allowed, &tgid);
-		filter_changed();
-	}
-	return 0;
-}
-
-SEC("tracepoint/sched/sched_process_fork")
-int tg_fork(struct trace_event_raw_sched_process_fork *ctx)
-{
-	__u32 parent = bpf_get_current_pid_tgid() >> 32;
-	__u32 child = ctx->child_pid;
-	__u8 *how;
-	__u8 v;
-
-	if (!filter_enabled)
-		return 0;
-	how = bpf_map_lookup_elem(&tg_allowed, &parent);
-	if (how) {
-		v = *how;
-		bpf_map_update_elem(&tg_allowed, &child, &v, BPF_ANY);
-		/* A CPU may remember `child` as a process of the same pid that was not allowed. */
-		filter_changed();
-	}
-	return 0;
-}
-
-SEC("tracepoint/sched/sched_process_exit")
-int tg_exit(void *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-
-	/* The thread's task_state (syscall arguments, SSL call) goes with the task. The process's
-	 * entry goes with its main thread (an entry keyed by another thread's id was never looked
-	 * up: no process had that pid while the thread lived). */
-	if (filter_enabled && !bpf_map_delete_elem(&tg_allowed, &tid) && tid == id >> 32)
-		filter_changed();
-	return 0;
-}
+#include "filter.bpf.h"
 
 /* ---- sendmmsg/recvmmsg: one record per datagram ---- */
 #include "mmsg.bpf.h"
