@@ -97,10 +97,10 @@ fn encode_direct(records: &[SpanRecord]) -> Vec<u8> {
             ("host.name", AttrValue::Str("node-1".into())),
         ])
     };
-    let (mut a, mut b, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
     for r in records {
         let buf = if r.pid == 4242 { &mut a } else { &mut b };
-        pb::append_span(r, buf, &mut scratch);
+        pb::append_span(r, buf);
     }
     let (ra, rb) = (res(4242), res(4243));
     pb::traces_body([(&ra, a.as_slice()), (&rb, b.as_slice())], &otlp::scope())
@@ -131,6 +131,17 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("direct_encode", |b| {
         b.iter(|| black_box(encode_direct(black_box(&input))))
+    });
+    // The shard's part alone: each span appended to a reused chunk buffer.
+    let mut chunk = Vec::new();
+    g.bench_function("append_span", |b| {
+        b.iter(|| {
+            chunk.clear();
+            for r in black_box(&input) {
+                pb::append_span(r, &mut chunk);
+            }
+            black_box(chunk.len())
+        })
     });
     g.bench_function("direct_encode_gzip", |b| {
         b.iter(|| black_box(otlp::gzip(&encode_direct(black_box(&input))).unwrap_or_default()))

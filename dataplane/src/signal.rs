@@ -253,10 +253,10 @@ pub struct EncodedSpan {
 }
 
 impl SpanChunk {
-    /// Encode `rec` at the end of the chunk; `scratch` is a buffer the caller reuses.
-    pub fn push(&mut self, rec: &SpanRecord, scratch: &mut Vec<u8>) {
+    /// Encode `rec` at the end of the chunk.
+    pub fn push(&mut self, rec: &SpanRecord) {
         let at = self.bytes.len();
-        crate::export::pb::append_span(rec, &mut self.bytes, scratch);
+        crate::export::pb::append_span(rec, &mut self.bytes);
         self.spans.push(EncodedSpan {
             len: (self.bytes.len() - at) as u32,
             pid: rec.pid,

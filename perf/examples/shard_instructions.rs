@@ -32,7 +32,6 @@ struct Sink {
     spans: u64,
     chunk: SpanChunk,
     buf: Vec<u8>,
-    scratch: Vec<u8>,
     gz: Gzipper,
     gzipped_bytes: usize,
 }
@@ -70,7 +69,7 @@ impl ShardIo for Sink {
         if let ExportMsg::Span(s) = msg {
             self.spans += 1;
             if self.encode {
-                self.chunk.push(&s, &mut self.scratch);
+                self.chunk.push(&s);
                 if self.chunk.len() >= CHUNK_SPANS {
                     self.take_chunk();
                 }
@@ -160,7 +159,6 @@ fn main() {
         spans: 0,
         chunk: SpanChunk::default(),
         buf: Vec::new(),
-        scratch: Vec::new(),
         gz: Gzipper::default(),
         gzipped_bytes: 0,
     };

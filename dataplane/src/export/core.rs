@@ -136,7 +136,6 @@ struct Core {
     // span batch
     /// Spans per process, already protobuf-encoded (`pb::append_span`).
     spans: BTreeMap<u32, Vec<u8>>,
-    span_scratch: Vec<u8>,
     /// A chunk for one span received unencoded ([`ExportMsg::Span`]), reused.
     one_span: SpanChunk,
     /// The request body of a span batch, reused.
@@ -247,7 +246,6 @@ pub fn run_export_core_recycling(
         host,
         start_unix_ns: unix_ns(),
         spans: BTreeMap::new(),
-        span_scratch: Vec::new(),
         one_span: SpanChunk::default(),
         body_buf: Vec::new(),
         gzipper: otlp::Gzipper::default(),
@@ -415,7 +413,7 @@ impl Core {
                         spans += 1;
                         let mut one = std::mem::take(&mut self.one_span);
                         one.clear();
-                        one.push(&rec, &mut self.span_scratch);
+                        one.push(&rec);
                         self.on_chunk(&one);
                         self.one_span = one;
                     }

@@ -147,7 +147,6 @@ fn span_chunks_are_exported_and_go_back_to_their_shard() {
         attrs: vec![("url.path", AttrValue::Str(format!("/item/{i}")))],
         ..test_span(i)
     };
-    let mut scratch = Vec::new();
     let mut consumers = Vec::new();
     let mut producers = Vec::new();
     let mut recycle = Vec::new();
@@ -161,7 +160,7 @@ fn span_chunks_are_exported_and_go_back_to_their_shard() {
             let mut chunk = SpanChunk::default();
             for j in 0..per {
                 let id = shard * 20 + k * per + j;
-                chunk.push(&span(id), &mut scratch);
+                chunk.push(&span(id));
                 sent.push(id as u8);
             }
             assert!(p.push(ExportMsg::Spans(Box::new(chunk))).is_ok());

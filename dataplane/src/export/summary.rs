@@ -235,7 +235,7 @@ mod tests {
     /// The span as the export core sees it: encoded, then read back.
     fn encoded(s: &SpanRecord) -> Vec<u8> {
         let mut b = Vec::new();
-        append_span(s, &mut b, &mut Vec::new());
+        append_span(s, &mut b);
         b
     }
 

@@ -34,7 +34,6 @@ pub(super) struct MeshIo {
     chunks: usize,
     /// The box of the span encoded last, for the shard's next span.
     spare: Option<Box<SpanRecord>>,
-    scratch: Vec<u8>,
 }
 
 impl MeshIo {
@@ -50,7 +49,6 @@ impl MeshIo {
             chunk: None,
             chunks: 0,
             spare: None,
-            scratch: Vec::new(),
         }
     }
 
@@ -126,7 +124,7 @@ impl ShardIo for MeshIo {
                 let Some(mut c) = self.take_chunk_with_room() else {
                     return Err(ExportMsg::Span(span));
                 };
-                c.push(&span, &mut self.scratch);
+                c.push(&span);
                 let full = is_full(&c);
                 self.chunk = Some(c);
                 if full {
