@@ -164,6 +164,13 @@ impl Event {
         Ok((ev, &payload[..claimed]))
     }
 
+    /// The payload of `rec`, a record this event was decoded from with [`Event::decode`] (the
+    /// same slice `decode` returned; for a caller that must own the record meanwhile).
+    /// Panics on any other record shorter than this event claims.
+    pub fn payload_of<'a>(&self, rec: &'a [u8]) -> &'a [u8] {
+        &rec[std::mem::size_of::<Event>()..][..self.captured as usize]
+    }
+
     /// The payload of a decoded record as (first bytes moved, last bytes moved): the tail is
     /// empty unless bytes in between were not copied. Never panics (a tail longer than the
     /// payload is cut to it).
@@ -224,6 +231,11 @@ mod tests {
         let (got, payload) = Event::decode(&buf).unwrap();
         assert_eq!(got.conn_id, 7);
         assert_eq!(payload, b"GET / HTTP/1.1\r\n");
+        // Padding after the payload (a ring record's length is rounded up) is not payload.
+        buf.extend_from_slice(&[0xAA; 5]);
+        let (got, payload) = Event::decode(&buf).unwrap();
+        assert_eq!(got.payload_of(&buf), payload);
+        buf.truncate(buf.len() - 5);
         assert!(matches!(
             Event::decode(&buf[..10]),
             Err(DecodeError::Short { .. })

@@ -17,6 +17,7 @@ use telegen_bpf::abi::{self, Event};
 
 use crate::flow::FlowTable;
 
+mod bufs;
 mod correlate;
 mod dispatch;
 use crate::l7spans::{dns_span, h2_span};
@@ -24,6 +25,7 @@ use crate::protocols::{Direction, L7Record, Role};
 use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
 use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
+use bufs::{Rec, RecordBufs};
 use correlate::{Parked, Served};
 use dispatch::{chunk_of, feed_flow, Proto};
 
@@ -146,6 +148,8 @@ pub struct ShardCore {
     dns_flows: HashSet<u64>,
     records: Vec<L7Record>,
     last_flush_ns: u64,
+    /// Buffers for records forwarded or held, reused.
+    bufs: RecordBufs,
 }
 
 fn role_of(r: u8) -> Role {
@@ -180,6 +184,7 @@ impl ShardCore {
             dns_flows: HashSet::default(),
             records: Vec::new(),
             last_flush_ns: 0,
+            bufs: RecordBufs::default(),
         }
     }
 
@@ -200,8 +205,8 @@ impl ShardCore {
     /// A record drained from one of this shard's rings.
     pub fn on_record(&mut self, rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
         self.stats.events_drained += 1;
-        let (ev, payload) = match Event::decode(rec) {
-            Ok(d) => d,
+        let ev = match Event::decode(rec) {
+            Ok((ev, _)) => ev,
             Err(_) => {
                 self.stats.events_malformed += 1;
                 return;
@@ -209,11 +214,16 @@ impl ShardCore {
         };
         let owner = shard_of(ev.conn_id, self.cfg.shards);
         if owner == self.cfg.id {
-            self.owned(&ev, payload, rec, now_ns, io);
+            self.owned(&ev, Rec::Borrowed(rec), now_ns, io);
         } else {
-            match io.forward(owner, ShardMsg::Event(rec.to_vec())) {
+            match io.forward(owner, ShardMsg::Event(self.bufs.copy_of(rec))) {
                 Ok(()) => self.stats.events_forwarded += 1,
-                Err(_) => self.stats.queue_drops += 1,
+                Err(m) => {
+                    self.stats.queue_drops += 1;
+                    if let ShardMsg::Event(v) = m {
+                        self.bufs.give_back(v);
+                    }
+                }
             }
         }
     }
@@ -224,8 +234,11 @@ impl ShardCore {
             ShardMsg::Event(rec) => {
                 self.stats.events_received += 1;
                 match Event::decode(&rec) {
-                    Ok((ev, payload)) => self.owned(&ev, payload, &rec, now_ns, io),
-                    Err(_) => self.stats.events_malformed += 1,
+                    Ok((ev, _)) => self.owned(&ev, Rec::Owned(rec), now_ns, io),
+                    Err(_) => {
+                        self.stats.events_malformed += 1;
+                        self.bufs.give_back(rec);
+                    }
                 }
             }
             ShardMsg::Child {
@@ -236,14 +249,8 @@ impl ShardCore {
         }
     }
 
-    fn owned(
-        &mut self,
-        ev: &Event,
-        payload: &[u8],
-        rec: &[u8],
-        now_ns: u64,
-        io: &mut impl ShardIo,
-    ) {
+    /// A record of a connection this shard owns; `ev` was decoded from `rec`.
+    fn owned(&mut self, ev: &Event, rec: Rec<'_>, now_ns: u64, io: &mut impl ShardIo) {
         let mut evicted = Vec::new();
         let flow = self.flows.get_or_insert_with(
             ev.conn_id,
@@ -266,21 +273,30 @@ impl ShardCore {
                 // Processing never holds records, so a flow holding none has none to release
                 // after it: the usual in-order case skips two more flow lookups.
                 let held = flow.reorder.held() > 0;
-                if self.process(ev.conn_id, ev, payload, io) {
+                let closed = self.process(ev.conn_id, ev, ev.payload_of(rec.bytes()), io);
+                rec.release(&mut self.bufs);
+                if closed {
                     self.held_flows.remove(&ev.conn_id);
                 } else if held {
                     self.release(ev.conn_id, now_ns, io, |r, out| r.pop_ready(out));
                 }
             }
             crate::reorder::Verdict::Hold => {
-                if flow.reorder.hold(ev.seq, rec.to_vec(), rec.len(), now_ns) {
-                    self.held_bytes += rec.len();
+                let len = rec.bytes().len();
+                if flow
+                    .reorder
+                    .hold(ev.seq, rec.into_vec(&mut self.bufs), len, now_ns)
+                {
+                    self.held_bytes += len;
                     self.held_flows.insert(ev.conn_id);
                 } else {
                     self.stats.events_late += 1;
                 }
             }
-            crate::reorder::Verdict::Stale => self.stats.events_late += 1,
+            crate::reorder::Verdict::Stale => {
+                self.stats.events_late += 1;
+                rec.release(&mut self.bufs);
+            }
         }
         for (k, f) in evicted {
             self.finish(k, f, io);
@@ -333,15 +349,17 @@ impl ShardCore {
     }
 
     fn run_ready(&mut self, conn: u64, ready: Vec<Vec<u8>>, io: &mut impl ShardIo) {
+        let mut closed = false;
         for r in ready {
             // Held records were decoded once already; this cannot fail, but stay fallible.
-            let Ok((ev, payload)) = Event::decode(&r) else {
-                self.stats.events_malformed += 1;
-                continue;
-            };
-            if self.process(conn, &ev, payload, io) {
-                break;
+            // Records after a close are dropped with the flow, as before.
+            if !closed {
+                match Event::decode(&r) {
+                    Ok((ev, payload)) => closed = self.process(conn, &ev, payload, io),
+                    Err(_) => self.stats.events_malformed += 1,
+                }
             }
+            self.bufs.give_back(r);
         }
         if let Some(f) = self.flows.peek(conn) {
             if f.reorder.held() == 0 {
