@@ -4,7 +4,9 @@
 # The driver feeds the perf harness's own synthetic records (generated before counting starts)
 # and runs twice with two transaction counts; the difference per transaction is printed, so
 # start-up and shutdown cancel out.
-# Usage: scripts/instructions.sh [http1|grpc|dns] [encode]
+# With `forward`, two shards share the records (written on two CPUs, a quarter of each
+# connection's away from its home) and forward to each other; the count covers both.
+# Usage: scripts/instructions.sh [http1|grpc|dns] [encode] [forward]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }

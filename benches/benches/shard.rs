@@ -1,5 +1,6 @@
 //! The shard event path: kernel records in, spans and RED deltas out (no threads, no kernel).
 //! Baseline in the same group: only decoding the same records, the floor of any shard work.
+//! `two_shards_forwarding` runs the same records through two shards that forward to each other.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use telegen_bpf::abi::{self, Event};
@@ -9,15 +10,21 @@ use telegen_dataplane::signal::ExportMsg;
 #[global_allocator]
 static GLOBAL: telegen_dataplane::alloc::MiMalloc = telegen_dataplane::alloc::MiMalloc;
 
-/// Discards everything (counts it, so the work is not optimised away).
+/// Discards everything (counts it, so the work is not optimised away); with `keep_forwards`,
+/// keeps what is forwarded for the other shard instead.
 #[derive(Default)]
 struct Sink {
     n: u64,
+    keep_forwards: bool,
+    forwarded: Vec<ShardMsg>,
 }
 
 impl ShardIo for Sink {
-    fn forward(&mut self, _to: usize, _msg: ShardMsg) -> Result<(), ShardMsg> {
+    fn forward(&mut self, _to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
         self.n += 1;
+        if self.keep_forwards {
+            self.forwarded.push(msg);
+        }
         Ok(())
     }
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
@@ -97,6 +104,44 @@ fn bench(c: &mut Criterion) {
                 shard.stop(&mut sink);
                 assert!(shard.stats().spans_emitted == CONNS * TX_PER_CONN);
                 sink.n
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // Two shards of two: requests are drained by shard 0 and responses by shard 1 (as if
+    // each connection's two sides ran on different CPUs), each shard keeps the records it owns
+    // and forwards the rest, which the other takes in after each round of records, so half of
+    // the records are forwarded and many wait in the reorder for the one forwarded before.
+    g.bench_function("two_shards_forwarding", |b| {
+        b.iter_batched(
+            || {
+                let shard = |id| ShardCore::new(ShardConfig::new(id, 2), 0);
+                let sink = || Sink {
+                    keep_forwards: true,
+                    ..Default::default()
+                };
+                ([shard(0), shard(1)], [sink(), sink()])
+            },
+            |(mut shards, mut sinks)| {
+                for round in recs.chunks(2 * CONNS as usize) {
+                    for (i, r) in round.iter().enumerate() {
+                        shards[i % 2].on_record(r, 0, &mut sinks[i % 2]);
+                    }
+                    // Each shard's forwards reach the other.
+                    for from in 0..2 {
+                        let msgs = std::mem::take(&mut sinks[from].forwarded);
+                        let to = 1 - from;
+                        for m in msgs {
+                            shards[to].on_message(m, 0, &mut sinks[to]);
+                        }
+                    }
+                }
+                for (s, sink) in shards.iter_mut().zip(sinks.iter_mut()) {
+                    s.stop(sink);
+                }
+                let spans: u64 = shards.iter().map(|s| s.stats().spans_emitted).sum();
+                assert_eq!(spans, CONNS * TX_PER_CONN);
+                sinks[0].n + sinks[1].n
             },
             BatchSize::LargeInput,
         )

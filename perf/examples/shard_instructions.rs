@@ -5,7 +5,12 @@
 //! per transaction, so start-up and shutdown cancel out. The records are generated before the
 //! shard runs and the script counts only inside [`drive`], so the generator costs nothing.
 //!
-//! Usage: `shard_instructions <transactions> [http1|grpc|dns] [encode]`
+//! With `forward`, two shards of two consume the records as the harness writes them (on two
+//! "CPUs", a quarter of each connection's records on the CPU it does not live on), each
+//! forwarding what the other owns; the count covers both, so it shows what forwarding and
+//! reordering add per transaction.
+//!
+//! Usage: `shard_instructions <transactions> [http1|grpc|dns] [encode] [forward]`
 
 use telegen_dataplane::export::otlp::Gzipper;
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
@@ -28,6 +33,8 @@ const CHUNK_SPANS: usize = 64;
 /// (`SpanChunk`), whose bytes the "export core" then copies into its batch and gzips.
 struct Sink {
     spare: Option<Box<SpanRecord>>,
+    /// Messages for another shard (`forward`), delivered by [`drive`].
+    forwarded: Vec<(usize, ShardMsg)>,
     encode: bool,
     spans: u64,
     chunk: SpanChunk,
@@ -62,7 +69,8 @@ impl Sink {
 }
 
 impl ShardIo for Sink {
-    fn forward(&mut self, _to: usize, _msg: ShardMsg) -> Result<(), ShardMsg> {
+    fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
+        self.forwarded.push((to, msg));
         Ok(())
     }
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
@@ -83,37 +91,72 @@ impl ShardIo for Sink {
     }
 }
 
-/// The records of one generator step, and the simulated time it ended at.
+/// The records of one generator step (with the "CPU" each was written on), and the simulated
+/// time it ended at.
 struct Step {
     now_ns: u64,
-    records: Vec<Vec<u8>>,
+    records: Vec<(usize, Vec<u8>)>,
 }
 
-/// Everything the instruction count covers: the shard consuming pre-generated records.
-#[inline(never)]
-fn drive(steps: &[Step], shard: &mut ShardCore, sink: &mut Sink) {
-    for (i, step) in steps.iter().enumerate() {
-        for rec in &step.records {
-            shard.on_record(rec, step.now_ns, sink);
+/// Steps between two deliveries of forwarded messages (a shard's drain cycle).
+const DELIVER_EVERY: usize = 16;
+
+/// Hand every forwarded message to its shard, until none is left.
+fn deliver(shards: &mut [ShardCore], sinks: &mut [Sink], now_ns: u64) {
+    loop {
+        let mut any = false;
+        for from in 0..sinks.len() {
+            for (to, msg) in std::mem::take(&mut sinks[from].forwarded) {
+                any = true;
+                shards[to].on_message(msg, now_ns, &mut sinks[to]);
+            }
         }
-        if i % TICK_EVERY == 0 {
-            shard.tick(step.now_ns, sink);
+        if !any {
+            return;
         }
     }
-    shard.stop(sink);
-    sink.flush();
+}
+
+/// Everything the instruction count covers: the shards consuming pre-generated records (the
+/// records of "CPU" k go to shard k % shards).
+#[inline(never)]
+fn drive(steps: &[Step], shards: &mut [ShardCore], sinks: &mut [Sink]) {
+    let n = shards.len();
+    for (i, step) in steps.iter().enumerate() {
+        for (cpu, rec) in &step.records {
+            shards[cpu % n].on_record(rec, step.now_ns, &mut sinks[cpu % n]);
+        }
+        if i % DELIVER_EVERY == 0 {
+            deliver(shards, sinks, step.now_ns);
+        }
+        if i % TICK_EVERY == 0 {
+            for (s, sink) in shards.iter_mut().zip(sinks.iter_mut()) {
+                s.tick(step.now_ns, sink);
+            }
+        }
+    }
+    let end = steps.last().map_or(0, |s| s.now_ns);
+    deliver(shards, sinks, end);
+    for (s, sink) in shards.iter_mut().zip(sinks.iter_mut()) {
+        s.stop(sink);
+    }
+    deliver(shards, sinks, end);
+    for (s, sink) in shards.iter_mut().zip(sinks.iter_mut()) {
+        s.stop(sink);
+        sink.flush();
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(txs) = args.first().and_then(|s| s.parse::<u64>().ok()) else {
-        eprintln!("usage: shard_instructions <transactions> [http1|grpc|dns] [encode]");
+        eprintln!("usage: shard_instructions <transactions> [http1|grpc|dns] [encode] [forward]");
         std::process::exit(2);
     };
     let proto = match args
         .iter()
         .skip(1)
-        .find(|a| *a != "encode")
+        .find(|a| *a != "encode" && *a != "forward")
         .map(String::as_str)
     {
         None | Some("http1") => Proto::Http1,
@@ -125,12 +168,14 @@ fn main() {
         }
     };
     let encode = args.iter().any(|a| a == "encode");
-    // The harness's defaults for the synthetic phase, on one "CPU" so that records arrive in
-    // kernel order (reordering is the harness's business, not this count's).
+    let forward = args.iter().any(|a| a == "forward");
+    // The harness's defaults for the synthetic phase; without `forward`, on one "CPU" so that
+    // records arrive in kernel order (reordering is then not counted).
+    let n_shards = if forward { 2 } else { 1 };
     let mut g = Generator::new(WorkloadConfig {
         conns: 4096,
-        cpus: 1,
-        migrate_pct: 0,
+        cpus: n_shards,
+        migrate_pct: if forward { 25 } else { 0 },
         traceparent_pct: 25,
         seed: 1,
         mix: Mix::only(proto),
@@ -140,41 +185,48 @@ fn main() {
     while g.counts.transactions < txs {
         now_ns += STEP_NS;
         let mut records = Vec::new();
-        g.next_transaction(now_ns, &mut |_cpu, rec| records.push(rec.to_vec()));
+        g.next_transaction(now_ns, &mut |cpu, rec| records.push((cpu, rec.to_vec())));
         steps.push(Step { now_ns, records });
     }
     let mut records = Vec::new();
-    g.finish(now_ns + STEP_NS, &mut |_cpu, rec| {
-        records.push(rec.to_vec())
+    g.finish(now_ns + STEP_NS, &mut |cpu, rec| {
+        records.push((cpu, rec.to_vec()))
     });
     steps.push(Step {
         now_ns: now_ns + STEP_NS,
         records,
     });
 
-    let mut shard = ShardCore::new(ShardConfig::new(0, 1), 0);
-    let mut sink = Sink {
-        spare: None,
-        encode,
-        spans: 0,
-        chunk: SpanChunk::default(),
-        buf: Vec::new(),
-        gz: Gzipper::default(),
-        gzipped_bytes: 0,
-    };
+    let mut shards: Vec<ShardCore> = (0..n_shards)
+        .map(|id| ShardCore::new(ShardConfig::new(id, n_shards), 0))
+        .collect();
+    let mut sinks: Vec<Sink> = (0..n_shards)
+        .map(|_| Sink {
+            spare: None,
+            forwarded: Vec::new(),
+            encode,
+            spans: 0,
+            chunk: SpanChunk::default(),
+            buf: Vec::new(),
+            gz: Gzipper::default(),
+            gzipped_bytes: 0,
+        })
+        .collect();
     let started = std::time::Instant::now();
-    drive(&steps, &mut shard, &mut sink);
+    drive(&steps, &mut shards, &mut sinks);
     let took = started.elapsed();
+    let spans: u64 = sinks.iter().map(|s| s.spans).sum();
+    let gzipped: usize = sinks.iter().map(|s| s.gzipped_bytes).sum();
     println!(
         "{} transactions {} spans {} gzipped bytes {} ({:.0} ns per transaction by the wall \
          clock: noisy, compare runs interleaved)",
         proto.name(),
         g.counts.transactions,
-        sink.spans,
-        sink.gzipped_bytes,
+        spans,
+        gzipped,
         took.as_nanos() as f64 / g.counts.transactions.max(1) as f64
     );
-    if sink.spans != g.counts.transactions {
+    if spans != g.counts.transactions {
         eprintln!("shard_instructions: spans differ from transactions");
         std::process::exit(1);
     }
