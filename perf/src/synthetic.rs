@@ -165,7 +165,7 @@ fn generate(
         for w in writers.iter_mut() {
             while !w.flush() {
                 r.queue_waits += 1;
-                queue_wait();
+                wait_for_shards();
             }
         }
     };
@@ -175,7 +175,7 @@ fn generate(
         if g.counts.transactions - state.spans.load(Ordering::Acquire) >= window {
             flush_all(&mut writers, &mut r);
             r.window_waits += 1;
-            std::thread::sleep(GEN_WAIT);
+            wait_for_shards();
             continue;
         }
         if i % 16 == 0 {
@@ -192,7 +192,7 @@ fn generate(
             if full[cpu % 64] {
                 while !w.flush() {
                     r.queue_waits += 1;
-                    queue_wait();
+                    wait_for_shards();
                 }
             }
         }
@@ -208,7 +208,7 @@ fn generate(
         if writers[cpu].push(rec) {
             while !writers[cpu].flush() {
                 r.queue_waits += 1;
-                queue_wait();
+                wait_for_shards();
             }
         }
     });
@@ -217,18 +217,15 @@ fn generate(
     r
 }
 
-/// Wait for a shard to drain a full queue: a short sleep, not a spin, since on a machine with
-/// few cores a spinning generator takes the very CPU the shards need to drain it.
-/// How long the generator sleeps when the window or a queue is full. Each wake-up of the
-/// generator preempts a shard on this small machine (the shards sleep only between drains, a
-/// millisecond or more apart), so it waits about as long as a shard's cycle: the queues hold
-/// tens of milliseconds of records and the window as much, so nothing runs dry meanwhile. At
-/// 20-50 us it woke about 6,000 times a second and preempted the shards 28,000 times in a
-/// 5-second 2-shard run (`perf record -e sched:sched_switch`).
-const GEN_WAIT: Duration = Duration::from_micros(500);
-
-fn queue_wait() {
-    std::thread::sleep(GEN_WAIT);
+/// Wait for the shards to drain a full queue or to finish transactions of a full window: a
+/// sleep, not a spin, since on a machine with few cores a spinning generator takes the very CPU
+/// the shards need. Each wake-up of the generator preempts a shard on such a machine (the
+/// shards sleep only between drains, a millisecond or more apart), so it waits about as long as
+/// a shard's cycle: the queues hold tens of milliseconds of records and the window as much, so
+/// nothing runs dry meanwhile. At 20-50 us it woke about 6,000 times a second and preempted the
+/// shards 28,000 times in a 5-second 2-shard run (`perf record -e sched:sched_switch`).
+fn wait_for_shards() {
+    std::thread::sleep(Duration::from_micros(500));
 }
 
 /// CPU seconds per role: shard threads (glommio names them `shard<N>-<id>`; the pinned wrapper

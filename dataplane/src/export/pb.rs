@@ -19,27 +19,6 @@ const LEN: u8 = 2;
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 
-#[inline]
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-#[inline]
-fn tag(out: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(out, (u64::from(field) << 3) | u64::from(wire));
-}
-
-#[inline]
-fn bytes_field(out: &mut Vec<u8>, field: u32, data: &[u8]) {
-    tag(out, field, LEN);
-    varint(out, data.len() as u64);
-    out.extend_from_slice(data);
-}
-
 fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {
@@ -50,10 +29,9 @@ fn varint_len(mut v: u64) -> usize {
 }
 
 fn any_value_len(v: &AttrValue) -> usize {
-    let s = |n: usize| 1 + varint_len(n as u64) + n;
     match v {
-        AttrValue::Str(x) => s(x.len()),
-        AttrValue::Text(x) => s(x.len()),
+        AttrValue::Str(x) => len_field(x.len()),
+        AttrValue::Text(x) => len_field(x.len()),
         AttrValue::Bool(_) => 2,
         AttrValue::Int(i) => 1 + varint_len(*i as u64),
         AttrValue::Double(_) => 9,
@@ -68,7 +46,7 @@ fn any_value_len(v: &AttrValue) -> usize {
 /// of this function's time).
 pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>) {
     let body = span_len(rec);
-    let total = 1 + varint_len(body as u64) + body;
+    let total = len_field(body);
     let at = out.len();
     out.resize(at + total, 0);
     let mut w = Cursor {
@@ -427,22 +405,22 @@ pub fn traces_body_into<'a>(
     let scope_bytes = scope.encode_to_vec();
     for (resource, spans) in groups {
         let res = resource.encode_to_vec();
-        let scope_spans_len =
-            1 + varint_len(scope_bytes.len() as u64) + scope_bytes.len() + spans.len();
-        let rs_len = 1
-            + varint_len(res.len() as u64)
-            + res.len()
-            + 1
-            + varint_len(scope_spans_len as u64)
-            + scope_spans_len;
-        out.reserve(rs_len + 8);
-        tag(out, 1, LEN);
-        varint(out, rs_len as u64);
-        bytes_field(out, 1, &res);
-        tag(out, 2, LEN);
-        varint(out, scope_spans_len as u64);
-        bytes_field(out, 1, &scope_bytes);
-        out.extend_from_slice(spans);
+        let scope_spans_len = len_field(scope_bytes.len()) + spans.len();
+        let rs_len = len_field(res.len()) + len_field(scope_spans_len);
+        let at = out.len();
+        out.resize(at + len_field(rs_len), 0);
+        let mut w = Cursor {
+            b: &mut out[at..],
+            at: 0,
+        };
+        w.tag(1, LEN);
+        w.varint(rs_len as u64);
+        w.bytes_field(1, &res);
+        w.tag(2, LEN);
+        w.varint(scope_spans_len as u64);
+        w.bytes_field(1, &scope_bytes);
+        w.put(spans);
+        debug_assert_eq!(w.at, w.b.len(), "group size and group bytes disagree");
     }
 }
 
