@@ -407,8 +407,11 @@ pub fn traces_body_into<'a>(
         let res = resource.encode_to_vec();
         let scope_spans_len = len_field(scope_bytes.len()) + spans.len();
         let rs_len = len_field(res.len()) + len_field(scope_spans_len);
+        // The heads through the scope, then the spans appended (not zeroed first, then copied).
+        let head = len_field(rs_len) - spans.len();
+        out.reserve(head + spans.len());
         let at = out.len();
-        out.resize(at + len_field(rs_len), 0);
+        out.resize(at + head, 0);
         let mut w = Cursor {
             b: &mut out[at..],
             at: 0,
@@ -419,8 +422,8 @@ pub fn traces_body_into<'a>(
         w.tag(2, LEN);
         w.varint(scope_spans_len as u64);
         w.bytes_field(1, &scope_bytes);
-        w.put(spans);
-        debug_assert_eq!(w.at, w.b.len(), "group size and group bytes disagree");
+        debug_assert_eq!(w.at, head, "group size and group bytes disagree");
+        out.extend_from_slice(spans);
     }
 }
 
