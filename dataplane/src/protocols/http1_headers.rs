@@ -206,46 +206,51 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 /// Header lines of `head` from offset `off` (just past the start line). Only complete lines are
 /// read when the head is truncated. Sets `h.end` when the empty line is found and every line so
 /// far ended in CRLF (`crlf`), so that it agrees with a search for `\r\n\r\n`.
-fn headers<'a>(head: &'a [u8], mut off: usize, mut crlf: bool, complete: bool, h: &mut Head<'a>) {
+fn headers<'a>(head: &'a [u8], off: usize, mut crlf: bool, complete: bool, h: &mut Head<'a>) {
+    let mut start = off;
     loop {
-        let rest = &head[off..];
+        let rest = &head[start..];
         let (raw, next) = match find(b'\n', rest) {
-            Some(i) => (&rest[..i], off + i + 1),
-            None if complete => (rest, head.len()),
+            Some(i) => (&rest[..i], start + i + 1),
+            None if complete => (&head[start..], head.len()),
             None => return,
         };
         crlf &= raw.last() == Some(&b'\r');
         let line = trim_cr(raw);
-        off = next;
-        if line.is_empty() {
+        start = next;
+        let Some(&first) = line.first() else {
             if crlf {
-                h.end = Some(off);
+                h.end = Some(start);
             }
             return;
-        }
-        // Only four names matter, so look for a colon right where each of them would end
-        // instead of scanning every name: a name never contains a colon, so a match is exact.
+        };
+        // Only four names matter. The first letter rules out most lines at once; then a colon
+        // right where the name would end (a name never contains one) and the name itself.
         let is = |name: &[u8]| {
             line.get(name.len()) == Some(&b':') && line[..name.len()].eq_ignore_ascii_case(name)
         };
         let value = |n: usize| trim_ows(&line[n + 1..]);
-        if is(b"host") {
-            h.host.get_or_insert(value(4));
-        } else if is(b"traceparent") {
-            h.traceparent.get_or_insert(value(11));
-        } else if is(b"content-length") {
-            match parse_length(value(14)) {
+        match first | 0x20 {
+            b'h' if is(b"host") => {
+                h.host.get_or_insert(value(4));
+            }
+            b't' if is(b"traceparent") => {
+                h.traceparent.get_or_insert(value(11));
+            }
+            b't' if is(b"transfer-encoding") => {
+                let value = value(17);
+                let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
+                h.chunked = trim_ows(last).eq_ignore_ascii_case(b"chunked");
+            }
+            b'c' if is(b"content-length") => match parse_length(value(14)) {
                 Some(n) if h.content_length.is_none_or(|old| old == n) => {
                     h.content_length = Some(n);
                 }
                 _ => h.bad_framing = true,
-            }
-        } else if is(b"transfer-encoding") {
-            let value = value(17);
-            let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
-            h.chunked = trim_ows(last).eq_ignore_ascii_case(b"chunked");
+            },
+            _ => {}
         }
-        if off >= head.len() {
+        if start >= head.len() {
             return;
         }
     }
