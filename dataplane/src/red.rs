@@ -4,7 +4,8 @@
 //! A series is (metric, process, the values of the metric's attribute keys on the span). Finding
 //! it must not allocate: the key is a hash of those values, computed straight from the span's
 //! attributes, and a hit is confirmed by comparing the values kept in the series. Only a new
-//! series allocates.
+//! series allocates. Before that hash of bytes, a cache keyed by the values' addresses finds the
+//! series of the usual span, whose strings are shared constants (see `Red::recent`).
 
 use std::hash::{Hash, Hasher};
 
@@ -126,14 +127,40 @@ struct Accum {
     sum: f64,
     min: f64,
     max: f64,
+    /// The next series whose key hash is the same (a collision chain), as an index in
+    /// `Red::accs`.
+    next: Option<u32>,
 }
 
+impl Accum {
+    fn is(&self, def: &'static MetricDef, pid: u32, found: &[Option<&AttrValue>]) -> bool {
+        std::ptr::eq(self.def, def)
+            && self.pid == pid
+            && found
+                .iter()
+                .zip(&self.vals)
+                .all(|(f, v)| same(*f, v.as_ref()))
+    }
+}
+
+/// Slots of the identity cache (a power of two).
+const RECENT: usize = 256;
+const NO_SERIES: u32 = u32::MAX;
+
 /// A shard's RED aggregation since the last flush.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Red {
-    /// Series by hash of (metric, pid, values); a collision keeps both in the same slot.
-    series: HashMap<u64, Vec<Accum>>,
-    len: usize,
+    /// Every series since the last flush.
+    accs: Vec<Accum>,
+    /// The first series (index in `accs`) by hash of (metric, pid, values).
+    series: HashMap<u64, u32>,
+    /// A direct-mapped cache from the *identity* of a span's values (the address of each string,
+    /// not its bytes) to its series. A span's strings are mostly constants or shared texts (the
+    /// method, route, protocol), so the same series comes with the same addresses: one hash of a
+    /// few words and one confirming comparison, which is quick for equal addresses, replace
+    /// hashing every byte and a map lookup. The comparison is by value, so a stale or colliding
+    /// slot only costs the full search.
+    recent: Box<[u32; RECENT]>,
     /// Per metric, what the key found at each attribute position was last time (see
     /// [`KeyHint`]): spans are built with their attributes in a fixed order, so this turns the
     /// search of every attribute key among the metric's keys into one pointer comparison.
@@ -198,10 +225,33 @@ fn same(a: Option<&AttrValue>, b: Option<&AttrValue>) -> bool {
     }
 }
 
+impl Default for Red {
+    fn default() -> Self {
+        Red {
+            accs: Vec::new(),
+            series: HashMap::default(),
+            recent: Box::new([NO_SERIES; RECENT]),
+            hints: Vec::new(),
+        }
+    }
+}
+
+/// Hash a value by identity: a string by its address (see `Red::recent`).
+fn identity(h: &mut FxHasher, v: Option<&AttrValue>) {
+    match v {
+        None => h.write_u8(0),
+        Some(AttrValue::Int(i)) => h.write_i64(*i),
+        Some(AttrValue::Bool(b)) => h.write_u8(2 + u8::from(*b)),
+        Some(AttrValue::Double(d)) => h.write_u64(d.to_bits()),
+        Some(AttrValue::Str(s)) => h.write_usize(s.as_ptr() as usize),
+        Some(AttrValue::Text(t)) => h.write_usize(t.as_ptr() as usize),
+    }
+}
+
 impl Red {
     /// Series held since the last flush.
     pub fn series(&self) -> usize {
-        self.len
+        self.accs.len()
     }
 
     /// Count one span in the histogram `def`.
@@ -241,35 +291,24 @@ impl Red {
             }
         }
         let found = &found[..n];
-        let mut h = FxHasher::default();
-        h.write_usize(def as *const MetricDef as usize);
-        h.write_u32(span.pid);
+        let mut ih = FxHasher::default();
+        ih.write_usize(defp);
+        ih.write_u32(span.pid);
         for v in found {
-            hash_value(&mut h, *v);
+            identity(&mut ih, *v);
         }
-        let slot = self.series.entry(h.finish()).or_default();
-        let i = match slot.iter().position(|a| {
-            std::ptr::eq(a.def, def)
-                && a.pid == span.pid
-                && found.iter().zip(&a.vals).all(|(f, v)| same(*f, v.as_ref()))
-        }) {
-            Some(i) => i,
-            None => {
-                slot.push(Accum {
-                    def,
-                    pid: span.pid,
-                    vals: found.iter().map(|v| v.cloned()).collect(),
-                    counts: vec![0; def.bounds.len() + 1],
-                    count: 0,
-                    sum: 0.0,
-                    min: f64::INFINITY,
-                    max: 0.0,
-                });
-                self.len += 1;
-                slot.len() - 1
+        let ih = ih.finish();
+        let r = ((ih ^ (ih >> 32)) as usize) & (RECENT - 1);
+        let cached = self.recent[r];
+        let i = match self.accs.get(cached as usize) {
+            Some(a) if a.is(def, span.pid, found) => cached as usize,
+            _ => {
+                let i = self.find_or_add(def, span.pid, found);
+                self.recent[r] = i as u32;
+                i
             }
         };
-        let acc = &mut slot[i];
+        let acc = &mut self.accs[i];
         let v = span.end_unix_ns.saturating_sub(span.start_unix_ns) as f64 / 1e9 * def.per_second;
         // The first bound >= v (bounds ascend): a binary search, four or so comparisons.
         let bucket = def.bounds.partition_point(|b| *b < v);
@@ -280,31 +319,71 @@ impl Red {
         acc.max = acc.max.max(v);
     }
 
+    /// The series of these values, found by hashing their bytes, or a new one.
+    fn find_or_add(
+        &mut self,
+        def: &'static MetricDef,
+        pid: u32,
+        found: &[Option<&AttrValue>],
+    ) -> usize {
+        let mut h = FxHasher::default();
+        h.write_usize(def as *const MetricDef as usize);
+        h.write_u32(pid);
+        for v in found {
+            hash_value(&mut h, *v);
+        }
+        let new = self.accs.len() as u32;
+        let head = self.series.entry(h.finish()).or_insert(new);
+        let mut at = *head;
+        let mut last = None;
+        while let Some(a) = self.accs.get(at as usize) {
+            if a.is(def, pid, found) {
+                return at as usize;
+            }
+            last = Some(at);
+            at = a.next.unwrap_or(NO_SERIES);
+        }
+        if let Some(last) = last {
+            self.accs[last as usize].next = Some(new);
+        }
+        self.accs.push(Accum {
+            def,
+            pid,
+            vals: found.iter().map(|v| v.cloned()).collect(),
+            counts: vec![0; def.bounds.len() + 1],
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: 0.0,
+            next: None,
+        });
+        new as usize
+    }
+
     /// Hand every series' delta to `out` and start over.
     pub fn flush(&mut self, mut out: impl FnMut(HistogramDelta)) {
-        self.len = 0;
-        for (_, slot) in self.series.drain() {
-            for acc in slot {
-                let attrs: Attrs = acc
-                    .def
-                    .keys
-                    .iter()
-                    .zip(acc.vals)
-                    .filter_map(|(k, v)| v.map(|v| (*k, v)))
-                    .collect();
-                out(HistogramDelta {
-                    name: acc.def.name,
-                    unit: acc.def.unit,
-                    pid: acc.pid,
-                    attrs,
-                    bounds: acc.def.bounds,
-                    bucket_counts: acc.counts,
-                    count: acc.count,
-                    sum: acc.sum,
-                    min: acc.min,
-                    max: acc.max,
-                });
-            }
+        self.series.clear();
+        self.recent.fill(NO_SERIES);
+        for acc in self.accs.drain(..) {
+            let attrs: Attrs = acc
+                .def
+                .keys
+                .iter()
+                .zip(acc.vals)
+                .filter_map(|(k, v)| v.map(|v| (*k, v)))
+                .collect();
+            out(HistogramDelta {
+                name: acc.def.name,
+                unit: acc.def.unit,
+                pid: acc.pid,
+                attrs,
+                bounds: acc.def.bounds,
+                bucket_counts: acc.counts,
+                count: acc.count,
+                sum: acc.sum,
+                min: acc.min,
+                max: acc.max,
+            });
         }
     }
 }
@@ -390,6 +469,57 @@ mod tests {
             r.flush(|d| out.push(d));
             assert_eq!(out.len(), 1, "{}", def.name);
             assert_eq!(out[0].bucket_counts, want, "{}", def.name);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever mix of shared, constant and freshly allocated strings the spans carry, and
+        /// whenever the series are flushed, each span is counted once in the series of its
+        /// values (the address cache is only a shortcut).
+        #[test]
+        fn series_agree_with_plain_grouping(
+            picks in proptest::collection::vec((0u8..3, 0u8..2, 0u8..3, 0u8..4, proptest::bool::ANY), 1..300),
+        ) {
+            use std::collections::BTreeMap;
+            use std::sync::Arc;
+            use crate::signal::Text;
+            let shared: [Arc<str>; 3] = ["/a".into(), "/b".into(), "/a".into()];
+            let mut r = Red::default();
+            let mut want: BTreeMap<(String, i64, String), u64> = BTreeMap::new();
+            let mut got: BTreeMap<(String, i64, String), u64> = BTreeMap::new();
+            let mut take = |r: &mut Red| {
+                let mut seen = std::collections::BTreeSet::new();
+                r.flush(|d| {
+                    let text = |k: &str| d.attrs.iter().find(|(n, _)| *n == k).and_then(|(_, v)| v.as_str().map(str::to_string)).unwrap_or_default();
+                    let status = d.attrs.iter().find_map(|(n, v)| match (n, v) { (&"http.response.status_code", AttrValue::Int(i)) => Some(*i), _ => None }).unwrap_or(0);
+                    let key = (text("http.request.method"), status, text("http.route"));
+                    assert!(seen.insert(key.clone()), "one series per set of values: {key:?}");
+                    *got.entry(key).or_default() += d.count;
+                });
+            };
+            for (method, status, route, how, flush) in picks {
+                let method = ["GET", "POST", "GET"][usize::from(method)];
+                let status = [200, 404][usize::from(status)];
+                let route_s = &shared[usize::from(route)];
+                let mut s = span(SpanKind::Server, status, 1_000);
+                s.attrs[0].1 = if how % 2 == 0 {
+                    AttrValue::Text(Text::Static(method))
+                } else {
+                    AttrValue::Str(method.to_string())
+                };
+                s.attrs[2].1 = match how {
+                    0 | 1 => AttrValue::Text(Text::Shared(route_s.clone())),
+                    2 => AttrValue::Str(route_s.to_string()),
+                    _ => AttrValue::Text(Text::Owned(route_s.to_string())),
+                };
+                r.record(&HTTP_SERVER, &s);
+                *want.entry((method.to_string(), status, route_s.to_string())).or_default() += 1;
+                if flush {
+                    take(&mut r);
+                }
+            }
+            take(&mut r);
+            proptest::prop_assert_eq!(got, want);
         }
     }
 
