@@ -66,8 +66,22 @@ impl Memo {
     }
 }
 
-fn number<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
-    std::str::from_utf8(v).ok()?.parse().ok()
+/// A decimal number as `u32::from_str` reads one (an optional `+`, then digits), without
+/// going through `str`.
+fn number(v: &[u8]) -> Option<u32> {
+    let digits = v.strip_prefix(b"+").unwrap_or(v);
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n = 0u32;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u32::from(d))?;
+    }
+    Some(n)
 }
 
 /// Header fields of one block that matter for an exchange.
@@ -128,9 +142,9 @@ impl Fields {
                 F_HOST,
             ),
             b":scheme" => (memo.set(&mut self.scheme, M_SCHEME, v, MAX_SHORT), F_SCHEME),
-            b":status" => match number::<u16>(v).filter(|s| (100..=999).contains(s)) {
+            b":status" => match number(v).filter(|s| (100..=999).contains(s)) {
                 Some(s) if v.len() == 3 => {
-                    self.status = Some(s);
+                    self.status = Some(s as u16);
                     (true, F_STATUS)
                 }
                 _ => {
@@ -146,7 +160,7 @@ impl Fields {
                 set(&mut self.traceparent, v, MAX_TRACEPARENT),
                 F_TRACEPARENT,
             ),
-            b"grpc-status" => match number::<u32>(v) {
+            b"grpc-status" => match number(v) {
                 Some(s) => {
                     self.grpc_status = Some(s);
                     (true, F_GRPC_STATUS)
@@ -230,6 +244,13 @@ mod tests {
             f.add(n, v, old, &mut memo);
         }
         f.exchange_doubt() & F_AUTHORITY
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_read_as_u32_from_str_reads_them(v in "[+0-9 a-]{0,12}") {
+            proptest::prop_assert_eq!(number(v.as_bytes()), v.parse::<u32>().ok());
+        }
     }
 
     /// The authority's doubt is that of the field it is taken from: `:authority` when present,
