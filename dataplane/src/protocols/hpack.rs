@@ -67,6 +67,10 @@ pub struct Block {
     /// Fields that could not be decoded (reference to an entry from before the decoder joined,
     /// or a string too long to keep). Their names are unknown too: any header may be missing.
     pub unknown: u32,
+    /// Fields sent as literals (with or without indexing). A block without any is decoded from
+    /// the table alone: the same bytes decode to the same fields while
+    /// [`Decoder::generation`] stays.
+    pub literals: u32,
 }
 
 #[derive(Debug)]
@@ -103,6 +107,8 @@ pub struct Decoder {
     complete: bool,
     /// Insertions seen since joining (only grows).
     inserted: u64,
+    /// Bumped by every change of the table or of what is known of it.
+    generation: u64,
     scratch: Vec<u8>,
 }
 
@@ -121,6 +127,7 @@ impl Decoder {
             max_size: DEFAULT_TABLE_SIZE,
             complete: false,
             inserted: 0,
+            generation: 0,
             scratch: Vec::new(),
         }
     }
@@ -135,6 +142,7 @@ impl Decoder {
 
     /// Forget the table: state was lost (a header block not captured, malformed input).
     pub fn reset_unknown(&mut self) {
+        self.generation += 1;
         self.entries.clear();
         self.size = 0;
         self.complete = false;
@@ -157,6 +165,12 @@ impl Decoder {
     /// entry inserted after it (see [`Decoder::decode_since`]).
     pub fn inserted(&self) -> u64 {
         self.inserted
+    }
+
+    /// Changes whenever the table, its size or what is trusted of it changes (never goes back):
+    /// while it stays, a block of indexed fields only decodes to the same fields.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Entries currently held (trustworthy dynamic indices are 62..62+len).
@@ -209,6 +223,7 @@ impl Decoder {
     /// Forget every entry inserted before [`Decoder::inserted`] was `since`: the older part of
     /// the table may have been changed out of our sight, the newer part is still exact.
     pub fn forget_before(&mut self, since: u64) {
+        self.generation += 1;
         let keep = usize::try_from(self.inserted.saturating_sub(since)).unwrap_or(usize::MAX);
         while self.entries.len() > keep {
             if let Some(e) = self.entries.pop_back() {
@@ -227,6 +242,7 @@ impl Decoder {
 
     /// What was decoded since a `since` is confirmed: every entry is trusted as it stands.
     pub fn trust_all(&mut self) {
+        self.generation += 1;
         for e in &mut self.entries {
             e.old_name = false;
         }
@@ -264,6 +280,7 @@ impl Decoder {
                 let size = integer(block, &mut pos, 5)?;
                 self.size_update(size);
             } else {
+                info.literals += 1;
                 let (prefix, index) = if b & 0xc0 == 0x40 {
                     (6, true)
                 } else {
@@ -378,6 +395,7 @@ impl Decoder {
     }
 
     fn size_update(&mut self, size: u64) {
+        self.generation += 1;
         if size > MAX_TABLE_SIZE as u64 {
             // We will keep less than the encoder: references past what we keep become unknown
             // (instead of impossible, which a complete table would call malformed).
@@ -396,6 +414,7 @@ impl Decoder {
     }
 
     fn insert(&mut self, block: &[u8], name: Str, value: Str, old_name: bool) {
+        self.generation += 1;
         let n = self.resolve(block, name).map(Box::<[u8]>::from);
         let v = self.resolve(block, value).map(Box::<[u8]>::from);
         // An unknown name's length is unknown: count what is known (see the module invariants).

@@ -252,7 +252,9 @@ impl Http2Parser {
         let dirs: usize = self
             .dirs
             .iter()
-            .map(|d| d.buf.capacity() + d.block.capacity() + d.hpack.buffered_bytes())
+            .map(|d| {
+                d.buf.capacity() + d.block.capacity() + d.hpack.buffered_bytes() + d.blocks.bytes()
+            })
             .sum();
         let strings: usize = self.streams.iter().map(|s| s.x.heap_bytes()).sum();
         let held: usize = self.held.iter().map(|h| h.bytes()).sum::<usize>()
@@ -569,13 +571,31 @@ impl Http2Parser {
         if let Some(block) = block {
             let since = self.trusted_since(d);
             let memo = &mut self.memo;
-            let hpack = &mut self.dirs[d].hpack;
-            match hpack.decode_since(block, since, |n, v, old| f.add(n, v, old, memo)) {
-                Ok(info) => incomplete = info.unknown > 0,
-                Err(_) => {
-                    self.errors += 1;
-                    f = Fields::default();
-                    incomplete = true;
+            let dir = &mut self.dirs[d];
+            let generation = dir.hpack.generation();
+            // Only the plain case is memoised: every entry trusted (no `since`).
+            let hit = since
+                .is_none()
+                .then(|| dir.blocks.get(generation, block))
+                .flatten();
+            if let Some((fields, unknown)) = hit {
+                f = fields;
+                incomplete = unknown > 0;
+            } else {
+                let hpack = &mut dir.hpack;
+                match hpack.decode_since(block, since, |n, v, old| f.add(n, v, old, memo)) {
+                    Ok(info) => {
+                        incomplete = info.unknown > 0;
+                        if since.is_none() && info.literals == 0 && hpack.generation() == generation
+                        {
+                            dir.blocks.put(generation, block, &f, info.unknown);
+                        }
+                    }
+                    Err(_) => {
+                        self.errors += 1;
+                        f = Fields::default();
+                        incomplete = true;
+                    }
                 }
             }
         }

@@ -84,8 +84,91 @@ fn number(v: &[u8]) -> Option<u32> {
     Some(n)
 }
 
-/// Header fields of one block that matter for an exchange.
+/// The header blocks a direction repeats, decoded: on a busy connection most blocks are
+/// indexed fields only (the same request for the same method, `:status 200`, an OK trailer), and
+/// while the HPACK table stays (its
+/// [`generation`](crate::protocols::hpack::Decoder::generation)) the same bytes decode to the same
+/// fields. A hit clones the fields (reference counts) instead of decoding them again.
+///
+/// All entries share one generation: a new one makes the others useless for good, so they are
+/// dropped. At most [`BLOCK_WAYS`] blocks of at most [`MAX_MEMO_BLOCK`] bytes.
 #[derive(Default)]
+pub(super) struct Blocks {
+    entries: Vec<MemoBlock>,
+    /// The entry the next block replaces when all are taken.
+    next: usize,
+}
+
+const BLOCK_WAYS: usize = 4;
+/// Longest block kept: an indexed field is one or two bytes, so this is tens of fields.
+pub(super) const MAX_MEMO_BLOCK: usize = 48;
+
+struct MemoBlock {
+    generation: u64,
+    len: u8,
+    bytes: [u8; MAX_MEMO_BLOCK],
+    fields: Fields,
+    unknown: u32,
+}
+
+impl std::fmt::Debug for Blocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blocks")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Blocks {
+    /// The fields of `block` (and its count of unknown fields), if decoded at this generation.
+    pub(super) fn get(&self, generation: u64, block: &[u8]) -> Option<(Fields, u32)> {
+        if self.entries.first()?.generation != generation {
+            return None;
+        }
+        self.entries
+            .iter()
+            .find(|e| e.bytes[..usize::from(e.len)] == *block)
+            .map(|e| (e.fields.clone(), e.unknown))
+    }
+
+    /// Remember what `block`, of indexed fields only, decoded to at `generation`.
+    pub(super) fn put(&mut self, generation: u64, block: &[u8], fields: &Fields, unknown: u32) {
+        if block.len() > MAX_MEMO_BLOCK {
+            return;
+        }
+        if self
+            .entries
+            .first()
+            .is_some_and(|e| e.generation != generation)
+        {
+            self.entries.clear();
+            self.next = 0;
+        }
+        let mut bytes = [0; MAX_MEMO_BLOCK];
+        bytes[..block.len()].copy_from_slice(block);
+        let e = MemoBlock {
+            generation,
+            len: block.len() as u8,
+            bytes,
+            fields: fields.clone(),
+            unknown,
+        };
+        if self.entries.len() < BLOCK_WAYS {
+            self.entries.push(e);
+        } else {
+            self.entries[self.next] = e;
+            self.next = (self.next + 1) % BLOCK_WAYS;
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        let strings: usize = self.entries.iter().map(|e| e.fields.heap_bytes()).sum();
+        self.entries.capacity() * std::mem::size_of::<MemoBlock>() + strings
+    }
+}
+
+/// Header fields of one block that matter for an exchange.
+#[derive(Default, Clone)]
 pub(super) struct Fields {
     pub(super) method: Option<Arc<str>>,
     pub(super) path: Option<Arc<str>>,
@@ -185,6 +268,14 @@ impl Fields {
 }
 
 impl Fields {
+    /// Heap bytes of the strings held only here (shared ones are counted by the memo).
+    fn heap_bytes(&self) -> usize {
+        [&self.traceparent, &self.grpc_message]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::capacity))
+            .sum()
+    }
+
     /// The doubtful fields in the exchange's terms ([`Fields::apply`] takes the authority from
     /// `:authority`, else from `host`).
     pub(super) fn exchange_doubt(&self) -> u16 {

@@ -5,6 +5,7 @@
 //! `http2_resync.rs`). Whole frames go to the stream side in the parent module
 //! ([`Http2Parser::frame_header`], [`Http2Parser::payload`]).
 
+use super::fields::Blocks;
 use super::resync::Suspect;
 use super::{
     dir_index, BlockMeta, Http2Parser, CONTINUATION, DATA, DEFAULT_MAX_FRAME, FLAG_ACK, GOAWAY,
@@ -138,6 +139,8 @@ pub(super) struct Dir {
     pub(super) block: Vec<u8>,
     pub(super) meta: Option<BlockMeta>,
     pub(super) hpack: Decoder,
+    /// Header blocks decoded at the table's current generation (see [`Blocks`]).
+    pub(super) blocks: Blocks,
     /// Framing was lost to uncaptured bytes and HPACK is kept until the first header block
     /// since shows whether they could have held one (see `http2_resync.rs`).
     pub(super) suspect: Option<Suspect>,
@@ -166,6 +169,7 @@ impl Dir {
             block: Vec::new(),
             meta: None,
             hpack: Decoder::new_unknown(),
+            blocks: Blocks::default(),
             suspect: None,
             max_frame: DEFAULT_MAX_FRAME,
             push_off: false,

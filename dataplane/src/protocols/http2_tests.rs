@@ -649,3 +649,80 @@ fn repeated_fields_are_shared_and_never_mixed_up() {
     let ways = f.p.memo.ways[fields::M_PATH].iter().flatten().count();
     assert!(ways <= fields::MEMO_WAYS, "{ways}");
 }
+
+/// The same bytes of indexed fields decode to other fields once the table has changed: a block
+/// remembered from before an insertion must not be reused after it.
+#[test]
+fn repeated_indexed_blocks_follow_the_table() {
+    let mut f = Feeder::new(Role::Server);
+    let indexed = |stream: u32| {
+        // :method GET, :scheme http, then the dynamic entries 63 and 62.
+        frame(
+            HEADERS,
+            FLAG_END_HEADERS | FLAG_END_STREAM,
+            stream,
+            &[0x82, 0x86, 0xbf, 0xbe],
+        )
+    };
+    let mut c = PREFACE.to_vec();
+    c.extend(settings());
+    let mut first = vec![0x82, 0x86];
+    first.extend(lit(true, ":path", "/one"));
+    first.extend(lit(true, ":authority", "a.test"));
+    c.extend(frame(
+        HEADERS,
+        FLAG_END_HEADERS | FLAG_END_STREAM,
+        1,
+        &first,
+    ));
+    // 63 = :path /one, 62 = :authority a.test; twice, the second time from the memo.
+    c.extend(indexed(3));
+    c.extend(indexed(5));
+    // :authority a.test (62), then inserting :path /two shifts the entries: 62 = :path /two,
+    // 63 = :authority a.test.
+    let mut shift = vec![0x82, 0x86, 0xbe];
+    shift.extend(lit(true, ":path", "/two"));
+    c.extend(frame(
+        HEADERS,
+        FLAG_END_HEADERS | FLAG_END_STREAM,
+        7,
+        &shift,
+    ));
+    c.extend(indexed(9));
+    c.extend(indexed(11));
+    f.feed(IN, &c);
+    let mut s = Vec::new();
+    for stream in [1, 3, 5, 7, 9, 11] {
+        s.extend(frame(
+            HEADERS,
+            FLAG_END_HEADERS | FLAG_END_STREAM,
+            stream,
+            &[0x88],
+        ));
+    }
+    f.feed(OUT, &s);
+    let got: Vec<(u32, Option<String>, Option<String>)> = f
+        .exchanges()
+        .into_iter()
+        .map(|x| {
+            (
+                x.stream_id,
+                x.path.map(|p| p.to_string()),
+                x.authority.map(|a| a.to_string()),
+            )
+        })
+        .collect();
+    let want = |s: u32, p: &str| (s, Some(p.to_string()), Some("a.test".to_string()));
+    assert_eq!(
+        got,
+        vec![
+            want(1, "/one"),
+            want(3, "/one"),
+            want(5, "/one"),
+            want(7, "/two"),
+            want(9, "/two"),
+            want(11, "/two"),
+        ]
+    );
+    assert_eq!(f.p.parse_errors(), 0);
+}
