@@ -574,12 +574,12 @@ impl Http2Parser {
             let dir = &mut self.dirs[d];
             let generation = dir.hpack.generation();
             // Only the plain case is memoised: every entry trusted (no `since`).
-            let hit = since
-                .is_none()
-                .then(|| dir.blocks.get(generation, block))
-                .flatten();
+            let hit = match since {
+                None => dir.blocks.get(generation, block),
+                Some(_) => None,
+            };
             if let Some((fields, unknown)) = hit {
-                f = fields;
+                f.clone_from(fields);
                 incomplete = unknown > 0;
             } else {
                 let hpack = &mut dir.hpack;

@@ -121,14 +121,14 @@ impl std::fmt::Debug for Blocks {
 
 impl Blocks {
     /// The fields of `block` (and its count of unknown fields), if decoded at this generation.
-    pub(super) fn get(&self, generation: u64, block: &[u8]) -> Option<(Fields, u32)> {
+    pub(super) fn get(&self, generation: u64, block: &[u8]) -> Option<(&Fields, u32)> {
         if self.entries.first()?.generation != generation {
             return None;
         }
         self.entries
             .iter()
             .find(|e| e.bytes[..usize::from(e.len)] == *block)
-            .map(|e| (e.fields.clone(), e.unknown))
+            .map(|e| (&e.fields, e.unknown))
     }
 
     /// Remember what `block`, of indexed fields only, decoded to at `generation`.
@@ -291,24 +291,32 @@ impl Fields {
 
     /// Give exchange `x` what this block says (a field already known stays, except the final
     /// status and the gRPC status); returns the `F_*` bits of the fields written.
-    pub(super) fn apply(self, x: &mut H2Exchange) -> u16 {
+    pub(super) fn apply(&mut self, x: &mut H2Exchange) -> u16 {
         let mut wrote = 0;
-        fn take<T>(slot: &mut Option<T>, v: Option<T>, bit: u16, wrote: &mut u16) {
+        fn take<T>(slot: &mut Option<T>, v: &mut Option<T>, bit: u16, wrote: &mut u16) {
             if slot.is_none() && v.is_some() {
-                *slot = v;
+                *slot = v.take();
                 *wrote |= bit;
             }
         }
-        take(&mut x.method, self.method, F_METHOD, &mut wrote);
-        take(&mut x.path, self.path, F_PATH, &mut wrote);
-        let authority = self.authority.or(self.host);
+        take(&mut x.method, &mut self.method, F_METHOD, &mut wrote);
+        take(&mut x.path, &mut self.path, F_PATH, &mut wrote);
+        let authority = if self.authority.is_some() {
+            &mut self.authority
+        } else {
+            &mut self.host
+        };
         take(&mut x.authority, authority, F_AUTHORITY, &mut wrote);
-        take(&mut x.scheme, self.scheme, F_SCHEME, &mut wrote);
-        let ct = self.content_type;
-        take(&mut x.content_type, ct, F_CONTENT_TYPE, &mut wrote);
+        take(&mut x.scheme, &mut self.scheme, F_SCHEME, &mut wrote);
+        take(
+            &mut x.content_type,
+            &mut self.content_type,
+            F_CONTENT_TYPE,
+            &mut wrote,
+        );
         take(
             &mut x.traceparent,
-            self.traceparent,
+            &mut self.traceparent,
             F_TRACEPARENT,
             &mut wrote,
         );
@@ -318,7 +326,7 @@ impl Fields {
         }
         if self.grpc_status.is_some() {
             x.grpc_status = self.grpc_status;
-            x.grpc_message = self.grpc_message;
+            x.grpc_message = self.grpc_message.take();
             wrote |= F_GRPC_STATUS | F_GRPC_MESSAGE;
         }
         wrote
