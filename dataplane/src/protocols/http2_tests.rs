@@ -655,26 +655,17 @@ fn repeated_fields_are_shared_and_never_mixed_up() {
 #[test]
 fn repeated_indexed_blocks_follow_the_table() {
     let mut f = Feeder::new(Role::Server);
-    let indexed = |stream: u32| {
-        // :method GET, :scheme http, then the dynamic entries 63 and 62.
-        frame(
-            HEADERS,
-            FLAG_END_HEADERS | FLAG_END_STREAM,
-            stream,
-            &[0x82, 0x86, 0xbf, 0xbe],
-        )
-    };
+    // A whole request or response in one header block.
+    let block =
+        |stream: u32, b: &[u8]| frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, b);
+    // :method GET, :scheme http, then the dynamic entries 63 and 62.
+    let indexed = |stream: u32| block(stream, &[0x82, 0x86, 0xbf, 0xbe]);
     let mut c = PREFACE.to_vec();
     c.extend(settings());
     let mut first = vec![0x82, 0x86];
     first.extend(lit(true, ":path", "/one"));
     first.extend(lit(true, ":authority", "a.test"));
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_HEADERS | FLAG_END_STREAM,
-        1,
-        &first,
-    ));
+    c.extend(block(1, &first));
     // 63 = :path /one, 62 = :authority a.test; twice, the second time from the memo.
     c.extend(indexed(3));
     c.extend(indexed(5));
@@ -682,23 +673,13 @@ fn repeated_indexed_blocks_follow_the_table() {
     // 63 = :authority a.test.
     let mut shift = vec![0x82, 0x86, 0xbe];
     shift.extend(lit(true, ":path", "/two"));
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_HEADERS | FLAG_END_STREAM,
-        7,
-        &shift,
-    ));
+    c.extend(block(7, &shift));
     c.extend(indexed(9));
     c.extend(indexed(11));
     f.feed(IN, &c);
     let mut s = Vec::new();
     for stream in [1, 3, 5, 7, 9, 11] {
-        s.extend(frame(
-            HEADERS,
-            FLAG_END_HEADERS | FLAG_END_STREAM,
-            stream,
-            &[0x88],
-        ));
+        s.extend(block(stream, &[0x88]));
     }
     f.feed(OUT, &s);
     let got: Vec<(u32, Option<String>, Option<String>)> = f
