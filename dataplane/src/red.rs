@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 use crate::signal::{
-    same_str, AttrValue, Attrs, HistogramDelta, SpanKind, SpanRecord, DURATION_BOUNDS_S,
+    same_str, AttrValue, Attrs, HistogramDelta, SpanKind, SpanRecord, Text, DURATION_BOUNDS_S,
 };
 
 /// A duration histogram: its name, unit, the span attributes it keeps, and its buckets.
@@ -236,16 +236,19 @@ impl Default for Red {
     }
 }
 
-/// Hash a value by identity: a string by its address (see `Red::recent`).
-fn identity(h: &mut FxHasher, v: Option<&AttrValue>) {
+/// Hash a value by identity: a shared or constant string by its address (see `Red::recent`).
+/// False for a string owned by the span: its address is new every time, so the cache cannot
+/// help.
+fn identity(h: &mut FxHasher, v: Option<&AttrValue>) -> bool {
     match v {
         None => h.write_u8(0),
         Some(AttrValue::Int(i)) => h.write_i64(*i),
         Some(AttrValue::Bool(b)) => h.write_u8(2 + u8::from(*b)),
         Some(AttrValue::Double(d)) => h.write_u64(d.to_bits()),
-        Some(AttrValue::Str(s)) => h.write_usize(s.as_ptr() as usize),
+        Some(AttrValue::Str(_) | AttrValue::Text(Text::Owned(_))) => return false,
         Some(AttrValue::Text(t)) => h.write_usize(t.as_ptr() as usize),
     }
+    true
 }
 
 impl Red {
@@ -294,19 +297,21 @@ impl Red {
         let mut ih = FxHasher::default();
         ih.write_usize(defp);
         ih.write_u32(span.pid);
-        for v in found {
-            identity(&mut ih, *v);
-        }
-        let ih = ih.finish();
-        let r = ((ih ^ (ih >> 32)) as usize) & (RECENT - 1);
-        let cached = self.recent[r];
-        let i = match self.accs.get(cached as usize) {
-            Some(a) if a.is(def, span.pid, found) => cached as usize,
-            _ => {
-                let i = self.find_or_add(def, span.pid, found);
-                self.recent[r] = i as u32;
-                i
+        let shared = found.iter().all(|v| identity(&mut ih, *v));
+        let i = if shared {
+            let ih = ih.finish();
+            let r = ((ih ^ (ih >> 32)) as usize) & (RECENT - 1);
+            let cached = self.recent[r];
+            match self.accs.get(cached as usize) {
+                Some(a) if a.is(def, span.pid, found) => cached as usize,
+                _ => {
+                    let i = self.find_or_add(def, span.pid, found);
+                    self.recent[r] = i as u32;
+                    i
+                }
             }
+        } else {
+            self.find_or_add(def, span.pid, found)
         };
         let acc = &mut self.accs[i];
         let v = span.end_unix_ns.saturating_sub(span.start_unix_ns) as f64 / 1e9 * def.per_second;
