@@ -128,8 +128,8 @@ struct Accum {
     min: f64,
     max: f64,
     /// The next series whose key hash is the same (a collision chain), as an index in
-    /// `Red::accs`.
-    next: Option<u32>,
+    /// `Red::accs`; [`NO_SERIES`] ends the chain.
+    next: u32,
 }
 
 impl Accum {
@@ -346,10 +346,10 @@ impl Red {
                 return at as usize;
             }
             last = Some(at);
-            at = a.next.unwrap_or(NO_SERIES);
+            at = a.next;
         }
         if let Some(last) = last {
-            self.accs[last as usize].next = Some(new);
+            self.accs[last as usize].next = new;
         }
         self.accs.push(Accum {
             def,
@@ -360,7 +360,7 @@ impl Red {
             sum: 0.0,
             min: f64::INFINITY,
             max: 0.0,
-            next: None,
+            next: NO_SERIES,
         });
         new as usize
     }

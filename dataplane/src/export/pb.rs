@@ -47,12 +47,7 @@ fn any_value_len(v: &AttrValue) -> usize {
 pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>) {
     let body = span_len(rec);
     let total = len_field(body);
-    let at = out.len();
-    out.resize(at + total, 0);
-    let mut w = Cursor {
-        b: &mut out[at..],
-        at: 0,
-    };
+    let mut w = Cursor::append(out, total);
     w.tag(2, LEN);
     w.varint(body as u64);
     w.bytes_field(1, &rec.trace_id);
@@ -170,7 +165,17 @@ struct Cursor<'a> {
     at: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    /// A cursor over `n` new bytes at the end of `out`.
+    fn append(out: &'a mut Vec<u8>, n: usize) -> Self {
+        let at = out.len();
+        out.resize(at + n, 0);
+        Cursor {
+            b: &mut out[at..],
+            at: 0,
+        }
+    }
+
     #[inline]
     fn byte(&mut self, x: u8) {
         self.b[self.at] = x;
@@ -410,12 +415,7 @@ pub fn traces_body_into<'a>(
         // The heads through the scope, then the spans appended (not zeroed first, then copied).
         let head = len_field(rs_len) - spans.len();
         out.reserve(head + spans.len());
-        let at = out.len();
-        out.resize(at + head, 0);
-        let mut w = Cursor {
-            b: &mut out[at..],
-            at: 0,
-        };
+        let mut w = Cursor::append(out, head);
         w.tag(1, LEN);
         w.varint(rs_len as u64);
         w.bytes_field(1, &res);

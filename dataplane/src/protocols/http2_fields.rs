@@ -101,7 +101,7 @@ pub(super) struct Blocks {
 
 const BLOCK_WAYS: usize = 4;
 /// Longest block kept: an indexed field is one or two bytes, so this is tens of fields.
-pub(super) const MAX_MEMO_BLOCK: usize = 48;
+const MAX_MEMO_BLOCK: usize = 48;
 
 struct MemoBlock {
     generation: u64,
