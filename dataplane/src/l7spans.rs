@@ -65,14 +65,8 @@ fn grpc_span(
     let mut attrs: Attrs = Vec::with_capacity(13);
     attrs.push(("rpc.system", AttrValue::Text(Text::Static("grpc"))));
     if let Some(n) = &names {
-        attrs.push((
-            "rpc.service",
-            AttrValue::Text(Text::Shared(n.service.clone())),
-        ));
-        attrs.push((
-            "rpc.method",
-            AttrValue::Text(Text::Shared(n.method.clone())),
-        ));
+        attrs.push(("rpc.service", AttrValue::Text(n.service.clone())));
+        attrs.push(("rpc.method", AttrValue::Text(n.method.clone())));
     }
     let status = grpc::call_status(x);
     if let Some(code) = status {
@@ -108,7 +102,7 @@ fn grpc_span(
         }
     };
     let name = match &names {
-        Some(n) => Text::Shared(n.name.clone()),
+        Some(n) => n.name.clone(),
         None => Text::Static("grpc"),
     };
     let span = SpanRecord {
@@ -196,18 +190,12 @@ pub fn dns_span(
         })),
     ));
     let kind = if x.role == Role::Server {
-        attrs.push((
-            "client.address",
-            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
-        ));
+        attrs.push(("client.address", AttrValue::Text(flow.remote_ip.clone())));
         attrs.push(("client.port", AttrValue::Int(i64::from(flow.remote.port))));
         attrs.push(("server.port", AttrValue::Int(i64::from(flow.local.port))));
         SpanKind::Server
     } else {
-        attrs.push((
-            "server.address",
-            AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
-        ));
+        attrs.push(("server.address", AttrValue::Text(flow.remote_ip.clone())));
         attrs.push(("server.port", AttrValue::Int(i64::from(flow.remote.port))));
         SpanKind::Client
     };

@@ -5,6 +5,7 @@ pub mod alloc;
 mod bytes;
 pub mod export;
 pub mod flow;
+pub mod intern;
 pub mod l7spans;
 pub mod protocols;
 pub mod red;

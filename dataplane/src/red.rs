@@ -236,9 +236,9 @@ impl Default for Red {
     }
 }
 
-/// Hash a value by identity: a shared or constant string by its address (see `Red::recent`).
-/// False for a string owned by the span: its address is new every time, so the cache cannot
-/// help.
+/// Hash a value by identity: a shared or constant string by its address (see `Red::recent`), a
+/// short inline one by its bytes. False for a string owned by the span: its address is new every
+/// time, so the cache cannot help.
 fn identity(h: &mut FxHasher, v: Option<&AttrValue>) -> bool {
     match v {
         None => h.write_u8(0),
@@ -246,6 +246,7 @@ fn identity(h: &mut FxHasher, v: Option<&AttrValue>) -> bool {
         Some(AttrValue::Bool(b)) => h.write_u8(2 + u8::from(*b)),
         Some(AttrValue::Double(d)) => h.write_u64(d.to_bits()),
         Some(AttrValue::Str(_) | AttrValue::Text(Text::Owned(_))) => return false,
+        Some(AttrValue::Text(Text::Inline(t))) => h.write(t.as_str().as_bytes()),
         Some(AttrValue::Text(t)) => h.write_usize(t.as_ptr() as usize),
     }
     true
@@ -478,12 +479,12 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever mix of shared, constant and freshly allocated strings the spans carry, and
+        /// Whatever mix of shared, constant, inline and freshly allocated strings the spans carry, and
         /// whenever the series are flushed, each span is counted once in the series of its
         /// values (the address cache is only a shortcut).
         #[test]
         fn series_agree_with_plain_grouping(
-            picks in proptest::collection::vec((0u8..3, 0u8..2, 0u8..3, 0u8..4, proptest::bool::ANY), 1..300),
+            picks in proptest::collection::vec((0u8..3, 0u8..2, 0u8..3, 0u8..5, proptest::bool::ANY), 1..300),
         ) {
             use std::collections::BTreeMap;
             use std::sync::Arc;
@@ -515,7 +516,8 @@ mod tests {
                 s.attrs[2].1 = match how {
                     0 | 1 => AttrValue::Text(Text::Shared(route_s.clone())),
                     2 => AttrValue::Str(route_s.to_string()),
-                    _ => AttrValue::Text(Text::Owned(route_s.to_string())),
+                    3 => AttrValue::Text(Text::Owned(route_s.to_string())),
+                    _ => AttrValue::Text(Text::short_or_shared(route_s)),
                 };
                 r.record(&HTTP_SERVER, &s);
                 *want.entry((method.to_string(), status, route_s.to_string())).or_default() += 1;

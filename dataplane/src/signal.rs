@@ -8,13 +8,15 @@
 use std::sync::Arc;
 
 /// A string that is often known at compile time or shared by many signals (a route, a peer
-/// address): cloning it never copies the bytes, so the per-event path builds spans without
-/// allocating for them.
+/// address): cloning it never copies more than a few bytes, so the per-event path builds spans
+/// without allocating for them. `Static` and `Inline` clone without touching a reference count
+/// (an atomic read-modify-write, often on a line not in cache); the shards prefer them.
 #[derive(Debug, Clone)]
 pub enum Text {
     Static(&'static str),
     Shared(Arc<str>),
     Owned(String),
+    Inline(InlineText),
 }
 
 impl Text {
@@ -23,7 +25,52 @@ impl Text {
             Text::Static(s) => s,
             Text::Shared(s) => s,
             Text::Owned(s) => s,
+            Text::Inline(s) => s.as_str(),
         }
+    }
+
+    /// `s` held in place when it is short enough, else shared.
+    pub fn short_or_shared(s: &str) -> Text {
+        match InlineText::new(s) {
+            Some(i) => Text::Inline(i),
+            None => Text::Shared(s.into()),
+        }
+    }
+}
+
+/// Longest text an [`InlineText`] holds: an IPv4 address in dotted form (and with it, [`Text`]
+/// stays 24 bytes).
+pub const INLINE_TEXT_MAX: usize = 15;
+
+/// A short text held in place: no allocation, no reference count. A connection's IPv4 address
+/// is copied into each span of the connection this way.
+#[derive(Clone, Copy)]
+pub struct InlineText {
+    len: u8,
+    bytes: [u8; INLINE_TEXT_MAX],
+}
+
+impl InlineText {
+    /// `None` when `s` is longer than [`INLINE_TEXT_MAX`] bytes.
+    pub fn new(s: &str) -> Option<InlineText> {
+        let mut bytes = [0; INLINE_TEXT_MAX];
+        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(InlineText {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        let b = &self.bytes[..usize::from(self.len)];
+        // SAFETY: `new` copied these bytes from a whole `&str`, so they are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(b) }
+    }
+}
+
+impl std::fmt::Debug for InlineText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -44,6 +91,21 @@ pub(crate) fn same_str(a: &str, b: &str) -> bool {
 impl PartialEq for Text {
     fn eq(&self, other: &Self) -> bool {
         same_str(self.as_str(), other.as_str())
+    }
+}
+
+impl Eq for Text {}
+
+/// Hashes as its `str`, so a map keyed by `Text` is looked up by `&str`.
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self.as_str()
     }
 }
 

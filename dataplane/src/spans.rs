@@ -1,12 +1,11 @@
 //! From a finished HTTP transaction to an OpenTelemetry span: ids, W3C `traceparent`, and the
 //! attributes of the HTTP semantic conventions. Pure functions plus a small per-shard RNG.
 
-use std::sync::Arc;
-
 use rustc_hash::FxHashMap;
 use telegen_bpf::abi::Addr;
 
 use crate::bytes::find2;
+use crate::intern::Interner;
 use crate::protocols::http1::HttpTransaction;
 use crate::protocols::{route::route_template_into, Role};
 use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
@@ -124,8 +123,9 @@ pub struct FlowInfo {
     pub comm: [u8; 16],
     pub local: Addr,
     pub remote: Addr,
-    pub local_ip: Arc<str>,
-    pub remote_ip: Arc<str>,
+    /// The addresses as text: held in place (IPv4), shared otherwise.
+    pub local_ip: Text,
+    pub remote_ip: Text,
     /// The payload is TLS plaintext (from the TLS library, not the socket).
     pub tls: bool,
 }
@@ -155,9 +155,9 @@ impl FlowInfo {
 
 /// An address as text. IPv4 (most connections) is written by hand: the formatting machinery
 /// costs about ten times as much, once per new connection.
-fn ip_text(ip: std::net::IpAddr) -> Arc<str> {
+fn ip_text(ip: std::net::IpAddr) -> Text {
     let std::net::IpAddr::V4(v4) = ip else {
-        return ip.to_string().into();
+        return Text::short_or_shared(&ip.to_string());
     };
     let mut buf = [0u8; 15];
     let mut n = 0;
@@ -178,7 +178,10 @@ fn ip_text(ip: std::net::IpAddr) -> Arc<str> {
         n += 1;
     }
     // Only ASCII digits and dots were written.
-    std::str::from_utf8(&buf[..n]).map_or_else(|_| ip.to_string().into(), Arc::from)
+    std::str::from_utf8(&buf[..n]).map_or_else(
+        |_| Text::short_or_shared(&ip.to_string()),
+        Text::short_or_shared,
+    )
 }
 
 const KNOWN_METHODS: [&str; 9] = [
@@ -240,22 +243,23 @@ const CACHE_ENTRIES: usize = 4096;
 
 #[derive(Debug)]
 struct RouteEntry {
-    route: Arc<str>,
+    route: Text,
     /// `"{method} {route}"` per method index, made on first use.
-    names: [Option<Arc<str>>; KNOWN_METHODS.len() + 1],
+    names: [Option<Text>; KNOWN_METHODS.len() + 1],
 }
 
 /// Per-shard memo of the texts spans repeat: routes and span names by path, host names by `Host`
-/// header. Bounded: a map that reaches [`CACHE_ENTRIES`] is cleared (paths full of identifiers
-/// miss the path map but still share the route's texts).
+/// header, interned (see [`crate::intern`]). Bounded: a map that reaches [`CACHE_ENTRIES`] is
+/// cleared (paths full of identifiers miss the path map but still share the route's texts).
 #[derive(Debug, Default)]
 pub struct SpanCache {
     /// Paths that are their own route (no identifier segment) -> route entry index.
     paths: FxHashMap<Box<str>, usize>,
-    routes: FxHashMap<Arc<str>, usize>,
+    routes: FxHashMap<Text, usize>,
     entries: Vec<RouteEntry>,
-    hosts: FxHashMap<Box<str>, Arc<str>>,
+    hosts: FxHashMap<Box<str>, Text>,
     rpcs: FxHashMap<Box<str>, RpcNames>,
+    interner: Interner,
     /// Reused buffer for route templates (no allocation per span for paths with identifiers).
     scratch: String,
 }
@@ -263,10 +267,10 @@ pub struct SpanCache {
 /// The texts of a gRPC method, shared by its spans.
 #[derive(Debug, Clone)]
 pub struct RpcNames {
-    pub service: Arc<str>,
-    pub method: Arc<str>,
+    pub service: Text,
+    pub method: Text,
     /// `package.Service/Method`.
-    pub name: Arc<str>,
+    pub name: Text,
 }
 
 impl SpanCache {
@@ -284,7 +288,7 @@ impl SpanCache {
         let i = match self.routes.get(route.as_str()) {
             Some(&i) => i,
             None => {
-                let route: Arc<str> = route.as_str().into();
+                let route = self.interner.text(&route);
                 self.entries.push(RouteEntry {
                     route: route.clone(),
                     names: Default::default(),
@@ -301,12 +305,13 @@ impl SpanCache {
     }
 
     /// (`http.route`, span name `"{method} {route}"`) of a server request.
-    pub fn route_and_name(&mut self, method: &'static str, path: &str) -> (Arc<str>, Arc<str>) {
+    pub fn route_and_name(&mut self, method: &'static str, path: &str) -> (Text, Text) {
         let i = self.route_entry(path);
         let e = &mut self.entries[i];
         let m = method_index(method);
+        let interner = &mut self.interner;
         let name = e.names[m]
-            .get_or_insert_with(|| format!("{method} {}", e.route).into())
+            .get_or_insert_with(|| interner.text(&format!("{method} {}", e.route)))
             .clone();
         (e.route.clone(), name)
     }
@@ -322,23 +327,23 @@ impl SpanCache {
             self.rpcs.clear();
         }
         let n = RpcNames {
-            service: service.into(),
-            method: method.into(),
-            name: format!("{service}/{method}").into(),
+            service: self.interner.text(service),
+            method: self.interner.text(method),
+            name: self.interner.text(&format!("{service}/{method}")),
         };
         self.rpcs.insert(path.into(), n.clone());
         Some(n)
     }
 
     /// The host name of a `Host` header value, shared.
-    pub fn host(&mut self, header: &str) -> Arc<str> {
+    pub fn host(&mut self, header: &str) -> Text {
         if let Some(h) = self.hosts.get(header) {
             return h.clone();
         }
         if self.hosts.len() >= CACHE_ENTRIES {
             self.hosts.clear();
         }
-        let h: Arc<str> = host_name(header).into();
+        let h = self.interner.text(host_name(header));
         self.hosts.insert(header.into(), h.clone());
         h
     }
@@ -364,7 +369,7 @@ pub fn push_endpoint_attrs(
     flow: &FlowInfo,
     authority: Option<&str>,
     cache: &mut SpanCache,
-) -> Arc<str> {
+) -> Text {
     let client = role == Role::Client;
     let server = match authority {
         Some(a) => cache.host(a),
@@ -376,20 +381,14 @@ pub fn push_endpoint_attrs(
     } else {
         flow.local.port
     };
-    attrs.push((
-        "server.address",
-        AttrValue::Text(Text::Shared(server.clone())),
-    ));
+    attrs.push(("server.address", AttrValue::Text(server.clone())));
     attrs.push(("server.port", AttrValue::Int(i64::from(server_port))));
     let (addr_key, port_key) = if client {
         ("network.peer.address", "network.peer.port")
     } else {
         ("client.address", "client.port")
     };
-    attrs.push((
-        addr_key,
-        AttrValue::Text(Text::Shared(flow.remote_ip.clone())),
-    ));
+    attrs.push((addr_key, AttrValue::Text(flow.remote_ip.clone())));
     attrs.push((port_key, AttrValue::Int(i64::from(flow.remote.port))));
     server
 }
@@ -445,16 +444,16 @@ pub fn http_span(
         (SpanKind::Client, Text::Static(method))
     } else {
         let (route, name) = cache.route_and_name(method, path);
-        let url_path = if *route == *path {
-            AttrValue::Text(Text::Shared(route.clone()))
+        let url_path = if route == path {
+            AttrValue::Text(route.clone())
         } else {
             AttrValue::Str(path.to_string())
         };
         attrs.push(("url.path", url_path));
         attrs.push(("url.scheme", AttrValue::Text(Text::Static(scheme))));
         push_endpoint_attrs(&mut attrs, Role::Server, flow, tx.host.as_deref(), cache);
-        attrs.push(("http.route", AttrValue::Text(Text::Shared(route))));
-        (SpanKind::Server, Text::Shared(name))
+        attrs.push(("http.route", AttrValue::Text(route)));
+        (SpanKind::Server, name)
     };
     let error = err.map(|e| {
         let msg = if e == "incomplete" {

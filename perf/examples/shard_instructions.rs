@@ -10,7 +10,9 @@
 //! forwarding what the other owns; the count covers both, so it shows what forwarding and
 //! reordering add per transaction.
 //!
-//! Usage: `shard_instructions <transactions> [http1|grpc|dns] [encode] [forward]`
+//! Usage: `shard_instructions <transactions> [http1|grpc|dns] [encode] [forward]`; the
+//! environment variable `CONNS` sets the number of connections (4096 by default; the harness's
+//! synthetic phase uses 1024).
 
 use telegen_dataplane::export::otlp::Gzipper;
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
@@ -172,8 +174,18 @@ fn main() {
     // The harness's defaults for the synthetic phase; without `forward`, on one "CPU" so that
     // records arrive in kernel order (reordering is then not counted).
     let n_shards = if forward { 2 } else { 1 };
+    let conns = match std::env::var("CONNS") {
+        Err(_) => 4096,
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("shard_instructions: CONNS={v:?} is not a positive number");
+                std::process::exit(2);
+            }
+        },
+    };
     let mut g = Generator::new(WorkloadConfig {
-        conns: 4096,
+        conns,
         cpus: n_shards,
         migrate_pct: if forward { 25 } else { 0 },
         traceparent_pct: 25,
