@@ -1,7 +1,10 @@
 //! The header fields of an HTTP/2 header block that matter for an exchange, and the
 //! per-connection memo that shares the values a connection's calls repeat.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::{H2Exchange, MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_PATH, MAX_SHORT, MAX_TRACEPARENT};
 
@@ -50,10 +53,7 @@ impl Memo {
             *slot = Some(hit.clone());
             return true;
         }
-        let fresh: Arc<str> = match std::str::from_utf8(v) {
-            Ok(s) => s.into(),
-            Err(_) => String::from_utf8_lossy(v).into(),
-        };
+        let fresh = shared_value(v);
         let n = &mut self.next[which];
         ways[usize::from(*n)] = Some(fresh.clone());
         *n = (*n + 1) % MEMO_WAYS as u8;
@@ -64,6 +64,45 @@ impl Memo {
     pub(super) fn bytes(&self) -> usize {
         self.ways.iter().flatten().flatten().map(|s| s.len()).sum()
     }
+}
+
+/// Values shared by every connection one thread parses (a shard is one thread). The same
+/// methods, paths, authorities and content types recur across a gateway's connections; with one
+/// copy per thread their bytes and reference count stay in cache, where a copy per connection
+/// cost a cache miss at each compare, clone and drop. Bounded: the table starts over when it
+/// reaches [`SHARED_VALUES`] values or [`SHARED_VALUE_BYTES`] bytes (values already handed out
+/// stay valid; they are only no longer shared with newcomers).
+#[derive(Default)]
+struct SharedValues {
+    map: FxHashMap<Box<[u8]>, Arc<str>>,
+    bytes: usize,
+}
+
+const SHARED_VALUES: usize = 1024;
+const SHARED_VALUE_BYTES: usize = 256 << 10;
+
+thread_local! {
+    static SHARED_VALUES_OF_THREAD: RefCell<SharedValues> = RefCell::default();
+}
+
+/// `v` (header value bytes, invalid UTF-8 replaced) as this thread's shared text.
+fn shared_value(v: &[u8]) -> Arc<str> {
+    SHARED_VALUES_OF_THREAD.with_borrow_mut(|t| {
+        if let Some(a) = t.map.get(v) {
+            return a.clone();
+        }
+        let a: Arc<str> = match std::str::from_utf8(v) {
+            Ok(s) => s.into(),
+            Err(_) => String::from_utf8_lossy(v).into(),
+        };
+        if t.map.len() >= SHARED_VALUES || t.bytes + v.len() > SHARED_VALUE_BYTES {
+            t.map.clear();
+            t.bytes = 0;
+        }
+        t.bytes += v.len();
+        t.map.insert(v.into(), a.clone());
+        a
+    })
 }
 
 /// A decimal number as `u32::from_str` reads one (an optional `+`, then digits), without
@@ -350,6 +389,30 @@ mod tests {
         fn numbers_read_as_u32_from_str_reads_them(v in "[+0-9 a-]{0,12}") {
             proptest::prop_assert_eq!(number(v.as_bytes()), v.parse::<u32>().ok());
         }
+    }
+
+    /// Two connections decoding the same path on one thread share one copy of it; the table
+    /// starts over once full, and what it handed out stays valid.
+    #[test]
+    fn connections_of_a_thread_share_their_values_and_the_table_is_bounded() {
+        let (mut a, mut b) = (Fields::default(), Fields::default());
+        let (mut ma, mut mb) = (Memo::default(), Memo::default());
+        a.add(b":path", b"/pkg.Svc/Shared", false, &mut ma);
+        b.add(b":path", b"/pkg.Svc/Shared", false, &mut mb);
+        let (Some(pa), Some(pb)) = (&a.path, &b.path) else {
+            panic!("no path");
+        };
+        assert!(Arc::ptr_eq(pa, pb), "one copy for both connections");
+
+        for i in 0..SHARED_VALUES + 1 {
+            shared_value(format!("/v{i}").as_bytes());
+        }
+        let fresh = shared_value(b"/pkg.Svc/Shared");
+        assert!(!Arc::ptr_eq(pa, &fresh), "the table started over");
+        assert_eq!(&**pa, "/pkg.Svc/Shared");
+        SHARED_VALUES_OF_THREAD.with_borrow(|t| {
+            assert!(t.map.len() <= SHARED_VALUES && t.bytes <= SHARED_VALUE_BYTES)
+        });
     }
 
     /// The authority's doubt is that of the field it is taken from: `:authority` when present,
