@@ -130,6 +130,8 @@ struct Accum {
     /// The next series whose key hash is the same (a collision chain), as an index in
     /// `Red::accs`; [`NO_SERIES`] ends the chain.
     next: u32,
+    /// `vals` as identity words, when they have that form (see [`Ident`]).
+    ident: Option<Ident>,
 }
 
 impl Accum {
@@ -140,6 +142,86 @@ impl Accum {
                 .iter()
                 .zip(&self.vals)
                 .all(|(f, v)| same(*f, v.as_ref()))
+    }
+}
+
+/// A span's values of a metric's keys as words that are equal only when the values are: a
+/// constant or shared string by its address and length, a short inline string by its bytes, a
+/// number by its bits, each with its kind. A series keeps its values (a shared string's
+/// allocation among them), so no other string can have the address of one of its strings while
+/// it exists: equal words are the same values, with no byte compared. A string the span owns
+/// has no such form (its address is new every time).
+#[derive(Debug, Clone, Copy)]
+struct Ident {
+    /// [`KIND_BITS`] per key.
+    kinds: u64,
+    words: [u64; 2 * MAX_KEYS],
+}
+
+const KIND_BITS: usize = 3;
+const K_INT: u64 = 1;
+const K_BOOL: u64 = 2;
+const K_DOUBLE: u64 = 3;
+const K_ADDRESS: u64 = 4;
+const K_INLINE: u64 = 5;
+
+impl Ident {
+    const EMPTY: Ident = Ident {
+        kinds: 0,
+        words: [0; 2 * MAX_KEYS],
+    };
+
+    /// Fill in the identity of `found` (at most [`MAX_KEYS`] values); false when a value has
+    /// none.
+    #[inline]
+    fn fill(&mut self, found: &[Option<&AttrValue>]) -> bool {
+        self.kinds = 0;
+        for (i, v) in found.iter().enumerate() {
+            let (kind, a, b) = match v {
+                None => (0, 0, 0),
+                Some(AttrValue::Int(n)) => (K_INT, *n as u64, 0),
+                Some(AttrValue::Bool(x)) => (K_BOOL, u64::from(*x), 0),
+                Some(AttrValue::Double(d)) => (K_DOUBLE, d.to_bits(), 0),
+                Some(AttrValue::Text(Text::Static(t))) => {
+                    (K_ADDRESS, t.as_ptr() as u64, t.len() as u64)
+                }
+                Some(AttrValue::Text(Text::Shared(t))) => {
+                    (K_ADDRESS, t.as_ptr() as u64, t.len() as u64)
+                }
+                Some(AttrValue::Text(Text::Inline(t))) => {
+                    let (x, y) = t.words();
+                    (K_INLINE, x, y)
+                }
+                Some(AttrValue::Str(_) | AttrValue::Text(Text::Owned(_))) => return false,
+            };
+            self.kinds |= kind << (KIND_BITS * i);
+            self.words[2 * i] = a;
+            self.words[2 * i + 1] = b;
+        }
+        true
+    }
+
+    /// Equal identities of `n` values (both filled from the same metric's keys).
+    #[inline]
+    fn same(&self, other: &Ident, n: usize) -> bool {
+        let diff = self.words[..2 * n]
+            .iter()
+            .zip(&other.words[..2 * n])
+            .fold(0, |d, (a, b)| d | (a ^ b));
+        self.kinds == other.kinds && diff == 0
+    }
+
+    #[inline]
+    fn slot(&self, defp: usize, pid: u32, n: usize) -> usize {
+        let mut h = FxHasher::default();
+        h.write_usize(defp);
+        h.write_u32(pid);
+        h.write_u64(self.kinds);
+        for w in &self.words[..2 * n] {
+            h.write_u64(*w);
+        }
+        let h = h.finish();
+        ((h ^ (h >> 32)) as usize) & (RECENT - 1)
     }
 }
 
@@ -154,12 +236,11 @@ pub struct Red {
     accs: Vec<Accum>,
     /// The first series (index in `accs`) by hash of (metric, pid, values).
     series: HashMap<u64, u32>,
-    /// A direct-mapped cache from the *identity* of a span's values (the address of each string,
-    /// not its bytes) to its series. A span's strings are mostly constants or shared texts (the
-    /// method, route, protocol), so the same series comes with the same addresses: one hash of a
-    /// few words and one confirming comparison, which is quick for equal addresses, replace
-    /// hashing every byte and a map lookup. The comparison is by value, so a stale or colliding
-    /// slot only costs the full search.
+    /// A direct-mapped cache from the *identity* of a span's values ([`Ident`]: the address of
+    /// each string, not its bytes) to its series. A span's strings are mostly constants or
+    /// shared texts (the method, route, protocol), so the same series comes with the same
+    /// addresses: one hash of a few words and one comparison of them replace hashing every byte,
+    /// a map lookup and comparing values. A stale or colliding slot only costs the full search.
     recent: Box<[u32; RECENT]>,
     /// Per metric, what the key found at each attribute position was last time (see
     /// [`KeyHint`]): spans are built with their attributes in a fixed order, so this turns the
@@ -236,22 +317,6 @@ impl Default for Red {
     }
 }
 
-/// Hash a value by identity: a shared or constant string by its address (see `Red::recent`), a
-/// short inline one by its bytes. False for a string owned by the span: its address is new every
-/// time, so the cache cannot help.
-fn identity(h: &mut FxHasher, v: Option<&AttrValue>) -> bool {
-    match v {
-        None => h.write_u8(0),
-        Some(AttrValue::Int(i)) => h.write_i64(*i),
-        Some(AttrValue::Bool(b)) => h.write_u8(2 + u8::from(*b)),
-        Some(AttrValue::Double(d)) => h.write_u64(d.to_bits()),
-        Some(AttrValue::Str(_) | AttrValue::Text(Text::Owned(_))) => return false,
-        Some(AttrValue::Text(Text::Inline(t))) => h.write(t.as_str().as_bytes()),
-        Some(AttrValue::Text(t)) => h.write_usize(t.as_ptr() as usize),
-    }
-    true
-}
-
 impl Red {
     /// Series held since the last flush.
     pub fn series(&self) -> usize {
@@ -295,18 +360,27 @@ impl Red {
             }
         }
         let found = &found[..n];
-        let mut ih = FxHasher::default();
-        ih.write_usize(defp);
-        ih.write_u32(span.pid);
-        let shared = found.iter().all(|v| identity(&mut ih, *v));
-        let i = if shared {
-            let ih = ih.finish();
-            let r = ((ih ^ (ih >> 32)) as usize) & (RECENT - 1);
+        let mut id = Ident::EMPTY;
+        let i = if id.fill(found) {
+            let r = id.slot(defp, span.pid, n);
             let cached = self.recent[r];
             match self.accs.get(cached as usize) {
-                Some(a) if a.is(def, span.pid, found) => cached as usize,
+                Some(a)
+                    if std::ptr::eq(a.def, def)
+                        && a.pid == span.pid
+                        && a.ident.as_ref().is_some_and(|x| x.same(&id, n)) =>
+                {
+                    cached as usize
+                }
                 _ => {
                     let i = self.find_or_add(def, span.pid, found);
+                    let a = &mut self.accs[i];
+                    if a.ident.is_none() {
+                        // Made from owned strings: take this span's equal values, whose
+                        // identity is known, so the next such span is found by it.
+                        a.vals = found.iter().map(|v| v.cloned()).collect();
+                        a.ident = Some(id);
+                    }
                     self.recent[r] = i as u32;
                     i
                 }
@@ -362,6 +436,10 @@ impl Red {
             min: f64::INFINITY,
             max: 0.0,
             next: NO_SERIES,
+            ident: {
+                let mut id = Ident::EMPTY;
+                id.fill(found).then_some(id)
+            },
         });
         new as usize
     }

@@ -61,6 +61,16 @@ impl InlineText {
         })
     }
 
+    /// The text as two words, equal for equal texts only.
+    pub fn words(&self) -> (u64, u64) {
+        let mut b = [0u8; 16];
+        b[..INLINE_TEXT_MAX].copy_from_slice(&self.bytes);
+        b[INLINE_TEXT_MAX] = self.len;
+        let lo = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let hi = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+        (lo, hi)
+    }
+
     pub fn as_str(&self) -> &str {
         let b = &self.bytes[..usize::from(self.len)];
         // SAFETY: `new` copied these bytes from a whole `&str`, so they are valid UTF-8.

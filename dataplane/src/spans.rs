@@ -461,7 +461,8 @@ pub fn http_span(
         } else {
             format!("HTTP {e}")
         };
-        attrs.push(("error.type", AttrValue::Str(e)));
+        // A status code or `incomplete`: few values, interned like the route.
+        attrs.push(("error.type", AttrValue::Text(cache.interner.text(&e))));
         msg
     });
     SpanRecord {
