@@ -40,7 +40,7 @@ use super::http1_framing::{
 use super::http1_headers::{
     parse_request, parse_response, request_start, response_start, skip_crlf, Head, Start,
 };
-use super::{Chunk, Direction, L7Record, Role};
+use super::{owned_text, Chunk, Direction, L7Record, Role};
 
 /// Bound on the bytes of one message head (start line + headers) buffered across chunks.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -103,16 +103,7 @@ pub(crate) fn method_text(m: &[u8]) -> Cow<'static, str> {
     ];
     match KNOWN.iter().find(|k| k.as_bytes() == m) {
         Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(owned(m, MAX_TARGET)),
-    }
-}
-
-fn owned(bytes: &[u8], cap: usize) -> String {
-    let bytes = &bytes[..bytes.len().min(cap)];
-    // Validation is fast for the usual ASCII; the lossy path only for invalid bytes.
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        None => Cow::Owned(owned_text(m, MAX_TARGET)),
     }
 }
 
@@ -436,10 +427,10 @@ impl Http1Parser {
         self.pending.push_back(Pending {
             id,
             method: method_text(h.method),
-            target: owned(h.target, MAX_TARGET),
+            target: owned_text(h.target, MAX_TARGET),
             version: h.version,
-            host: h.host.map(|v| owned(v, MAX_HOST)),
-            traceparent: h.traceparent.map(|v| owned(v, MAX_TRACEPARENT)),
+            host: h.host.map(|v| owned_text(v, MAX_HOST)),
+            traceparent: h.traceparent.map(|v| owned_text(v, MAX_TRACEPARENT)),
             start_ns: self.req.start_ns,
             seq: self.req.seq,
             body_bytes: 0,

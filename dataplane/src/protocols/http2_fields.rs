@@ -7,20 +7,13 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::{H2Exchange, MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_PATH, MAX_SHORT, MAX_TRACEPARENT};
-
-fn owned(bytes: &[u8], cap: usize) -> String {
-    let bytes = &bytes[..bytes.len().min(cap)];
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
+use crate::protocols::owned_text;
 
 fn set(slot: &mut Option<String>, v: &[u8], cap: usize) -> bool {
     if slot.is_some() {
         return false;
     }
-    *slot = Some(owned(v, cap));
+    *slot = Some(owned_text(v, cap));
     true
 }
 

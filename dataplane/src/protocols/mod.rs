@@ -19,6 +19,21 @@ pub mod huffman;
 pub mod route;
 pub mod tls;
 
+/// At most `cap` bytes of a header value as an owned string (invalid UTF-8 replaced, lossy).
+/// Targets, hosts and `traceparent` are ASCII: checking that a word at a time costs a third
+/// of full UTF-8 validation on these short texts, which only other bytes go through.
+pub(crate) fn owned_text(bytes: &[u8], cap: usize) -> String {
+    let bytes = &bytes[..bytes.len().min(cap)];
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return unsafe { std::str::from_utf8_unchecked(bytes) }.to_owned();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// Which way the bytes went, seen from the traced process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -105,4 +120,23 @@ pub fn detect(data: &[u8]) -> Option<Protocol> {
         return Some(Protocol::Dns);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    proptest::proptest! {
+        /// Whatever the bytes (ASCII, other UTF-8, invalid) and the cap, the text is the lossy
+        /// reading of the first `cap` bytes.
+        #[test]
+        fn owned_text_reads_like_lossy_utf8(
+            s in "[ -~é€\u{1F600}]{0,40}",
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..4),
+            cap in 0usize..60,
+        ) {
+            let mut b = s.into_bytes();
+            b.extend(junk);
+            let want = String::from_utf8_lossy(&b[..b.len().min(cap)]).into_owned();
+            proptest::prop_assert_eq!(super::owned_text(&b, cap), want);
+        }
+    }
 }
