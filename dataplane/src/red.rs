@@ -236,7 +236,7 @@ pub struct Red {
     accs: Vec<Accum>,
     /// The first series (index in `accs`) by hash of (metric, pid, values).
     series: HashMap<u64, u32>,
-    /// A direct-mapped cache from the *identity* of a span's values ([`Ident`]: the address of
+    /// A two-way set-associative cache from the *identity* of a span's values ([`Ident`]: the address of
     /// each string, not its bytes) to its series. A span's strings are mostly constants or
     /// shared texts (the method, route, protocol), so the same series comes with the same
     /// addresses: one hash of a few words and one comparison of them replace hashing every byte,
@@ -362,28 +362,35 @@ impl Red {
         let found = &found[..n];
         let mut id = Ident::EMPTY;
         let i = if id.fill(found) {
-            let r = id.slot(defp, span.pid, n);
-            let cached = self.recent[r];
-            match self.accs.get(cached as usize) {
-                Some(a)
-                    if std::ptr::eq(a.def, def)
+            // Two ways per set: the way used last first, so two series whose identities
+            // collide do not keep evicting each other.
+            let set = id.slot(defp, span.pid, n) & !1;
+            let is = |i: u32| {
+                self.accs.get(i as usize).is_some_and(|a| {
+                    std::ptr::eq(a.def, def)
                         && a.pid == span.pid
-                        && a.ident.as_ref().is_some_and(|x| x.same(&id, n)) =>
-                {
-                    cached as usize
+                        && a.ident.as_ref().is_some_and(|x| x.same(&id, n))
+                })
+            };
+            let (first, second) = (self.recent[set], self.recent[set + 1]);
+            if is(first) {
+                first as usize
+            } else if is(second) {
+                self.recent[set] = second;
+                self.recent[set + 1] = first;
+                second as usize
+            } else {
+                let i = self.find_or_add(def, span.pid, found);
+                let a = &mut self.accs[i];
+                if a.ident.is_none() {
+                    // Made from owned strings: take this span's equal values, whose
+                    // identity is known, so the next such span is found by it.
+                    a.vals = found.iter().map(|v| v.cloned()).collect();
+                    a.ident = Some(id);
                 }
-                _ => {
-                    let i = self.find_or_add(def, span.pid, found);
-                    let a = &mut self.accs[i];
-                    if a.ident.is_none() {
-                        // Made from owned strings: take this span's equal values, whose
-                        // identity is known, so the next such span is found by it.
-                        a.vals = found.iter().map(|v| v.cloned()).collect();
-                        a.ident = Some(id);
-                    }
-                    self.recent[r] = i as u32;
-                    i
-                }
+                self.recent[set] = i as u32;
+                self.recent[set + 1] = first;
+                i
             }
         } else {
             self.find_or_add(def, span.pid, found)
