@@ -10,22 +10,23 @@ use crate::protocols::http1::{self, HttpTransaction};
 use crate::protocols::http2::H2Exchange;
 use crate::protocols::Role;
 use crate::red::{http_def, MetricDef, DNS_LOOKUP, RPC_CLIENT, RPC_SERVER};
-use crate::signal::{AttrValue, Attrs, SpanKind, SpanRecord, Text};
-use crate::spans::{http_span, push_endpoint_attrs, FlowInfo, SpanCache, SpanCtx};
+use crate::signal::{AttrValue, SpanKind, SpanRecord, Text};
+use crate::spans::{http_span_into, push_endpoint_attrs, FlowInfo, SpanCache, SpanCtx};
 
 /// The span of one HTTP/2 stream and the histogram it counts in: a gRPC call when its
 /// content type says so (or, none seen, its answer's `grpc-status`: [`grpc::is_grpc_call`]),
-/// an HTTP request otherwise.
-pub fn h2_span(
+/// an HTTP request otherwise. Written into `out` like [`http_span_into`].
+pub fn h2_span_into(
+    out: &mut SpanRecord,
     x: H2Exchange,
     flow: &FlowInfo,
     ctx: SpanCtx,
     parent: [u8; 8],
     clock_offset_ns: u64,
     cache: &mut SpanCache,
-) -> (SpanRecord, Option<&'static MetricDef>) {
+) -> Option<&'static MetricDef> {
     if grpc::is_grpc_call(&x) {
-        return grpc_span(&x, flow, ctx, parent, clock_offset_ns, cache);
+        return grpc_span_into(out, &x, flow, ctx, parent, clock_offset_ns, cache);
     }
     // The same fields as an HTTP/1 transaction (moved, not copied); a method or path HPACK
     // could not decode stays unknown (`_OTHER`, `/`) rather than guessed.
@@ -46,23 +47,40 @@ pub fn h2_span(
         response_body_bytes: x.response_body_bytes,
         partial: x.partial || x.headers_incomplete,
     };
-    let span = http_span(&tx, flow, ctx, parent, clock_offset_ns, cache);
-    let def = http_def(span.kind);
-    (span, Some(def))
+    http_span_into(out, &tx, flow, ctx, parent, clock_offset_ns, cache);
+    Some(http_def(out.kind))
 }
 
-/// A gRPC call (OpenTelemetry RPC conventions): name `package.Service/Method`, `rpc.*`
-/// attributes, status from the trailers, `rpc.{server,client}.duration`.
-fn grpc_span(
-    x: &H2Exchange,
+/// [`h2_span_into`] a new span.
+#[cfg(test)]
+pub fn h2_span(
+    x: H2Exchange,
     flow: &FlowInfo,
     ctx: SpanCtx,
     parent: [u8; 8],
     clock_offset_ns: u64,
     cache: &mut SpanCache,
 ) -> (SpanRecord, Option<&'static MetricDef>) {
+    let mut s = SpanRecord::blank();
+    let m = h2_span_into(&mut s, x, flow, ctx, parent, clock_offset_ns, cache);
+    (s, m)
+}
+
+/// A gRPC call (OpenTelemetry RPC conventions): name `package.Service/Method`, `rpc.*`
+/// attributes, status from the trailers, `rpc.{server,client}.duration`.
+fn grpc_span_into(
+    out: &mut SpanRecord,
+    x: &H2Exchange,
+    flow: &FlowInfo,
+    ctx: SpanCtx,
+    parent: [u8; 8],
+    clock_offset_ns: u64,
+    cache: &mut SpanCache,
+) -> Option<&'static MetricDef> {
     let names = x.path.as_deref().and_then(|p| cache.rpc(p));
-    let mut attrs: Attrs = Vec::with_capacity(13);
+    let attrs = &mut out.attrs;
+    attrs.clear();
+    attrs.reserve(13);
     attrs.push(("rpc.system", AttrValue::Text(Text::Static("grpc"))));
     if let Some(n) = &names {
         attrs.push(("rpc.service", AttrValue::Text(n.service.clone())));
@@ -80,7 +98,7 @@ fn grpc_span(
         "network.protocol.version",
         AttrValue::Text(Text::Static("2")),
     ));
-    push_endpoint_attrs(&mut attrs, x.role, flow, x.authority.as_deref(), cache);
+    push_endpoint_attrs(attrs, x.role, flow, x.authority.as_deref(), cache);
     let kind = if x.role == Role::Client {
         SpanKind::Client
     } else {
@@ -105,25 +123,21 @@ fn grpc_span(
         Some(n) => n.name.clone(),
         None => Text::Static("grpc"),
     };
-    let span = SpanRecord {
-        trace_id: ctx.trace_id,
-        span_id: ctx.span_id,
-        parent_span_id: parent,
-        name,
-        kind,
-        start_unix_ns: x.start_ns.wrapping_add(clock_offset_ns),
-        end_unix_ns: x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns),
-        error,
-        attrs,
-        pid: flow.pid,
-        comm: flow.comm,
-    };
-    let def = if kind == SpanKind::Server {
+    out.trace_id = ctx.trace_id;
+    out.span_id = ctx.span_id;
+    out.parent_span_id = parent;
+    out.name = name;
+    out.kind = kind;
+    out.start_unix_ns = x.start_ns.wrapping_add(clock_offset_ns);
+    out.end_unix_ns = x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns);
+    out.error = error;
+    out.pid = flow.pid;
+    out.comm = flow.comm;
+    Some(if kind == SpanKind::Server {
         &RPC_SERVER
     } else {
         &RPC_CLIENT
-    };
-    (span, Some(def))
+    })
 }
 
 /// Span name of a lookup: `DNS <type>` for the common types, `DNS` otherwise (names stay low
@@ -158,16 +172,20 @@ pub fn dns_error(x: &DnsExchange) -> Option<&'static str> {
 }
 
 /// The span of one DNS query and its answer (or its timeout), and the histogram it counts in
-/// (`dns.lookup.duration` for the client side; a traced DNS server's spans have none).
-pub fn dns_span(
+/// (`dns.lookup.duration` for the client side; a traced DNS server's spans have none). Written
+/// into `out` like [`http_span_into`].
+pub fn dns_span_into(
+    out: &mut SpanRecord,
     x: &DnsExchange,
     flow: &FlowInfo,
     ctx: SpanCtx,
     parent: [u8; 8],
     clock_offset_ns: u64,
-) -> (SpanRecord, Option<&'static MetricDef>) {
+) -> Option<&'static MetricDef> {
     let qtype = type_name(x.question_type);
-    let mut attrs: Attrs = Vec::with_capacity(10);
+    let attrs = &mut out.attrs;
+    attrs.clear();
+    attrs.reserve(10);
     if let Some(n) = &x.question_name {
         attrs.push(("dns.question.name", AttrValue::Str(n.clone())));
     }
@@ -203,24 +221,34 @@ pub fn dns_span(
     if let Some(e) = err {
         attrs.push(("error.type", AttrValue::Text(Text::Static(e))));
     }
-    let span = SpanRecord {
-        trace_id: ctx.trace_id,
-        span_id: ctx.span_id,
-        parent_span_id: parent,
-        name: Text::Static(dns_span_name(qtype)),
-        kind,
-        start_unix_ns: x.start_ns.wrapping_add(clock_offset_ns),
-        end_unix_ns: x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns),
-        error: err.map(|e| match e {
-            "timeout" => "no answer".to_string(),
-            rc => format!("DNS {rc}"),
-        }),
-        attrs,
-        pid: flow.pid,
-        comm: flow.comm,
-    };
-    let metric = (kind == SpanKind::Client).then_some(&DNS_LOOKUP);
-    (span, metric)
+    out.trace_id = ctx.trace_id;
+    out.span_id = ctx.span_id;
+    out.parent_span_id = parent;
+    out.name = Text::Static(dns_span_name(qtype));
+    out.kind = kind;
+    out.start_unix_ns = x.start_ns.wrapping_add(clock_offset_ns);
+    out.end_unix_ns = x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns);
+    out.error = err.map(|e| match e {
+        "timeout" => "no answer".to_string(),
+        rc => format!("DNS {rc}"),
+    });
+    out.pid = flow.pid;
+    out.comm = flow.comm;
+    (kind == SpanKind::Client).then_some(&DNS_LOOKUP)
+}
+
+/// [`dns_span_into`] a new span.
+#[cfg(test)]
+pub fn dns_span(
+    x: &DnsExchange,
+    flow: &FlowInfo,
+    ctx: SpanCtx,
+    parent: [u8; 8],
+    clock_offset_ns: u64,
+) -> (SpanRecord, Option<&'static MetricDef>) {
+    let mut s = SpanRecord::blank();
+    let m = dns_span_into(&mut s, x, flow, ctx, parent, clock_offset_ns);
+    (s, m)
 }
 
 #[cfg(test)]

@@ -234,6 +234,25 @@ pub struct SpanRecord {
     pub comm: [u8; 16],
 }
 
+impl SpanRecord {
+    /// An empty span, to be filled in by a span builder (which sets every field).
+    pub fn blank() -> SpanRecord {
+        SpanRecord {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            parent_span_id: [0; 8],
+            name: Text::Static(""),
+            kind: SpanKind::Server,
+            start_unix_ns: 0,
+            end_unix_ns: 0,
+            error: None,
+            attrs: Vec::new(),
+            pid: 0,
+            comm: [0; 16],
+        }
+    }
+}
+
 /// Explicit bucket boundaries recommended by the HTTP semantic conventions, in seconds.
 pub const DURATION_BOUNDS_S: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

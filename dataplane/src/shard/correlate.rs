@@ -83,7 +83,7 @@ impl ShardCore {
             let mut span = p.span;
             span.trace_id = s.ctx.trace_id;
             span.parent_span_id = s.ctx.span_id;
-            self.export_span(*span, io);
+            self.export_span(span, io);
         }
     }
 
@@ -102,12 +102,12 @@ impl ShardCore {
         {
             span.trace_id = s.ctx.trace_id;
             span.parent_span_id = s.ctx.span_id;
-            self.export_span(*span, io);
+            self.export_span(span, io);
             return;
         }
         if self.parked_count >= MAX_PARKED {
             self.stats.orphan_children += 1;
-            self.export_span(*span, io);
+            self.export_span(span, io);
             return;
         }
         self.parked_count += 1;

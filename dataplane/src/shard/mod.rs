@@ -20,11 +20,11 @@ use crate::flow::FlowTable;
 mod bufs;
 mod correlate;
 mod dispatch;
-use crate::l7spans::{dns_span, h2_span};
+use crate::l7spans::{dns_span_into, h2_span_into};
 use crate::protocols::{Direction, L7Record, Role};
 use crate::red::{http_def, Red};
 use crate::signal::{ExportMsg, ShardStats, SpanRecord};
-use crate::spans::{http_span, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
+use crate::spans::{http_span_into, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
 use bufs::{Rec, RecordBufs};
 use correlate::{Parked, Served};
 use dispatch::{chunk_of, feed_flow, Proto};
@@ -461,41 +461,36 @@ impl ShardCore {
         }
     }
 
-    /// Build the span (and count it in its histogram) of one finished exchange.
+    /// Build the span of one finished exchange into `out` (and count it in its histogram).
     fn build_span(
         &mut self,
+        out: &mut SpanRecord,
         rec: L7Record,
         flow: &FlowInfo,
         ctx: SpanCtx,
         parent: [u8; 8],
-    ) -> SpanRecord {
-        let (span, metric) = match rec {
+    ) {
+        let offset = self.clock_offset_ns;
+        let metric = match rec {
             L7Record::Http(tx) => {
-                let span = http_span(
-                    &tx,
-                    flow,
-                    ctx,
-                    parent,
-                    self.clock_offset_ns,
-                    &mut self.span_cache,
-                );
-                let def = http_def(span.kind);
-                (span, Some(def))
+                http_span_into(out, &tx, flow, ctx, parent, offset, &mut self.span_cache);
+                Some(http_def(out.kind))
             }
-            L7Record::Http2(x) => h2_span(
-                x,
-                flow,
-                ctx,
-                parent,
-                self.clock_offset_ns,
-                &mut self.span_cache,
-            ),
-            L7Record::Dns(x) => dns_span(&x, flow, ctx, parent, self.clock_offset_ns),
+            L7Record::Http2(x) => {
+                h2_span_into(out, x, flow, ctx, parent, offset, &mut self.span_cache)
+            }
+            L7Record::Dns(x) => dns_span_into(out, &x, flow, ctx, parent, offset),
         };
         if let Some(def) = metric {
-            self.red.record(def, &span);
+            self.red.record(def, out);
         }
-        span
+    }
+
+    /// A box to build a span in: the span last exported, handed back by `io` (its contents are
+    /// overwritten, its attribute vector reused), or a new one.
+    fn span_box(io: &mut impl ShardIo) -> Box<SpanRecord> {
+        io.recycled()
+            .unwrap_or_else(|| Box::new(SpanRecord::blank()))
     }
 
     /// One finished exchange: its span, its parent (a server span this client call was made
@@ -531,24 +526,25 @@ impl ShardCore {
                     trace_id: self.ids.trace_id(),
                     span_id: self.ids.span_id(),
                 };
-                let span = self.build_span(rec, info, ctx, [0; 8]);
+                let mut span = Self::span_box(io);
+                self.build_span(&mut span, rec, info, ctx, [0; 8]);
                 match parent {
                     Some((pconn, pseq)) => {
                         let owner = shard_of(pconn, self.cfg.shards);
                         if owner == self.cfg.id {
-                            self.on_child(pconn, pseq, Box::new(span), end_ns, io);
+                            self.on_child(pconn, pseq, span, end_ns, io);
                         } else if let Err(ShardMsg::Child { span, .. }) = io.forward(
                             owner,
                             ShardMsg::Child {
                                 parent_conn: pconn,
                                 parent_seq: pseq,
-                                span: Box::new(span),
+                                span,
                             },
                         ) {
                             // Queue full: better a root span than none.
                             self.stats.queue_drops += 1;
                             self.stats.orphan_children += 1;
-                            self.export_span(*span, io);
+                            self.export_span(span, io);
                         }
                     }
                     None => self.export_span(span, io),
@@ -563,7 +559,8 @@ impl ShardCore {
                     trace_id,
                     span_id: self.ids.span_id(),
                 };
-                let span = self.build_span(rec, info, ctx, parent);
+                let mut span = Self::span_box(io);
+                self.build_span(&mut span, rec, info, ctx, parent);
                 let served = Served {
                     first_seq: request_seq,
                     end_seq,
@@ -579,19 +576,13 @@ impl ShardCore {
 
     #[cfg(test)]
     pub(crate) fn export_span_for_test(&mut self, span: SpanRecord, io: &mut impl ShardIo) {
-        self.export_span(span, io)
+        let mut b = Self::span_box(io);
+        *b = span;
+        self.export_span(b, io)
     }
 
-    fn export_span(&mut self, span: SpanRecord, io: &mut impl ShardIo) {
-        let boxed = match io.recycled() {
-            Some(mut b) => {
-                // Drops the old span's contents here, on the thread that allocated them.
-                *b = span;
-                b
-            }
-            None => Box::new(span),
-        };
-        match io.export(ExportMsg::Span(boxed)) {
+    fn export_span(&mut self, span: Box<SpanRecord>, io: &mut impl ShardIo) {
+        match io.export(ExportMsg::Span(span)) {
             Ok(()) => self.stats.spans_emitted += 1,
             Err(_) => self.stats.export_queue_drops += 1,
         }
@@ -658,7 +649,7 @@ impl ShardCore {
             self.parked_count -= expired.len();
             for p in expired {
                 self.stats.orphan_children += 1;
-                self.export_span(*p.span, io);
+                self.export_span(p.span, io);
             }
         }
         if now_ns.saturating_sub(self.last_flush_ns) >= self.cfg.flush_interval_ns {
@@ -735,7 +726,7 @@ impl ShardCore {
         self.parked_count = 0;
         for p in parked {
             self.stats.orphan_children += 1;
-            self.export_span(*p.span, io);
+            self.export_span(p.span, io);
         }
         self.flush(io);
         io.flush_batched();
