@@ -430,6 +430,16 @@ pub fn traces_body_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The size agrees with prost's for any value, at every length boundary included.
+        #[test]
+        fn varint_len_agrees_with_prost(shift in 0u32..64, low in proptest::num::u64::ANY) {
+            for v in [1u64 << shift, (1u64 << shift) - 1, low >> shift, 0, u64::MAX] {
+                proptest::prop_assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v));
+            }
+        }
+    }
     use crate::export::otlp;
     use crate::signal::Text;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
