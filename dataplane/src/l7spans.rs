@@ -11,7 +11,7 @@ use crate::protocols::http2::H2Exchange;
 use crate::protocols::Role;
 use crate::red::{http_def, MetricDef, DNS_LOOKUP, RPC_CLIENT, RPC_SERVER};
 use crate::signal::{AttrValue, SpanKind, SpanRecord, Text};
-use crate::spans::{http_span_into, push_endpoint_attrs, FlowInfo, SpanCache, SpanCtx};
+use crate::spans::{http_span_into, push_endpoint_attrs, FlowInfo, Head, SpanCache, SpanCtx};
 
 /// The span of one HTTP/2 stream and the histogram it counts in: a gRPC call when its
 /// content type says so (or, none seen, its answer's `grpc-status`: [`grpc::is_grpc_call`]),
@@ -123,16 +123,14 @@ fn grpc_span_into(
         Some(n) => n.name.clone(),
         None => Text::Static("grpc"),
     };
-    out.trace_id = ctx.trace_id;
-    out.span_id = ctx.span_id;
-    out.parent_span_id = parent;
-    out.name = name;
-    out.kind = kind;
-    out.start_unix_ns = x.start_ns.wrapping_add(clock_offset_ns);
-    out.end_unix_ns = x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns);
-    out.error = error;
-    out.pid = flow.pid;
-    out.comm = flow.comm;
+    let head = Head {
+        name,
+        kind,
+        start_ns: x.start_ns,
+        end_ns: x.end_ns,
+        error,
+    };
+    head.write(out, flow, ctx, parent, clock_offset_ns);
     Some(if kind == SpanKind::Server {
         &RPC_SERVER
     } else {
@@ -221,19 +219,17 @@ pub fn dns_span_into(
     if let Some(e) = err {
         attrs.push(("error.type", AttrValue::Text(Text::Static(e))));
     }
-    out.trace_id = ctx.trace_id;
-    out.span_id = ctx.span_id;
-    out.parent_span_id = parent;
-    out.name = Text::Static(dns_span_name(qtype));
-    out.kind = kind;
-    out.start_unix_ns = x.start_ns.wrapping_add(clock_offset_ns);
-    out.end_unix_ns = x.end_ns.max(x.start_ns).wrapping_add(clock_offset_ns);
-    out.error = err.map(|e| match e {
-        "timeout" => "no answer".to_string(),
-        rc => format!("DNS {rc}"),
-    });
-    out.pid = flow.pid;
-    out.comm = flow.comm;
+    let head = Head {
+        name: Text::Static(dns_span_name(qtype)),
+        kind,
+        start_ns: x.start_ns,
+        end_ns: x.end_ns,
+        error: err.map(|e| match e {
+            "timeout" => "no answer".to_string(),
+            rc => format!("DNS {rc}"),
+        }),
+    };
+    head.write(out, flow, ctx, parent, clock_offset_ns);
     (kind == SpanKind::Client).then_some(&DNS_LOOKUP)
 }
 

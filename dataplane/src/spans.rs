@@ -472,16 +472,49 @@ pub fn http_span_into(
         attrs.push(("error.type", AttrValue::Text(cache.interner.text(&e))));
         msg
     });
-    out.trace_id = ctx.trace_id;
-    out.span_id = ctx.span_id;
-    out.parent_span_id = parent;
-    out.name = name;
-    out.kind = kind;
-    out.start_unix_ns = tx.start_ns.wrapping_add(clock_offset_ns);
-    out.end_unix_ns = tx.end_ns.max(tx.start_ns).wrapping_add(clock_offset_ns);
-    out.error = error;
-    out.pid = flow.pid;
-    out.comm = flow.comm;
+    let head = Head {
+        name,
+        kind,
+        start_ns: tx.start_ns,
+        end_ns: tx.end_ns,
+        error,
+    };
+    head.write(out, flow, ctx, parent, clock_offset_ns);
+}
+
+/// What every span builder sets besides the attributes: name, kind, times (kernel monotonic)
+/// and error.
+pub struct Head {
+    pub name: Text,
+    pub kind: SpanKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub error: Option<String>,
+}
+
+impl Head {
+    /// Set every field of `out` but its attributes: this head, the span's identity `ctx` under
+    /// `parent`, its process, and Unix times (an end before the start becomes the start).
+    #[inline(always)]
+    pub fn write(
+        self,
+        out: &mut SpanRecord,
+        flow: &FlowInfo,
+        ctx: SpanCtx,
+        parent: [u8; 8],
+        clock_offset_ns: u64,
+    ) {
+        out.trace_id = ctx.trace_id;
+        out.span_id = ctx.span_id;
+        out.parent_span_id = parent;
+        out.name = self.name;
+        out.kind = self.kind;
+        out.start_unix_ns = self.start_ns.wrapping_add(clock_offset_ns);
+        out.end_unix_ns = self.end_ns.max(self.start_ns).wrapping_add(clock_offset_ns);
+        out.error = self.error;
+        out.pid = flow.pid;
+        out.comm = flow.comm;
+    }
 }
 
 /// [`http_span_into`] a new span.
