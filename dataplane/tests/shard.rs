@@ -206,6 +206,58 @@ fn traceparent_is_honoured_and_child_joins_trace_across_shards() {
     assert_eq!(cli.parent_span_id, srv.span_id);
 }
 
+/// A child whose parent's span went out first finds it among the requests its connection
+/// served: while the server connection is open (kept in its flow), and after it closed (kept by
+/// the shard), on the parent's shard or forwarded from the other.
+#[test]
+fn a_child_after_its_parent_joins_it_open_or_closed() {
+    let server = 0x1_0000_0001u64;
+    for close_first in [false, true] {
+        for same_shard in [true, false] {
+            let client = (2..100u64)
+                .map(|i| 0x2_0000_0000 + i)
+                .find(|c| (shard_of(*c, 2) == shard_of(server, 2)) == same_shard)
+                .unwrap();
+            let mut h = Harness::new(2);
+            h.drain(
+                0,
+                &rec(server, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 100),
+            );
+            h.drain(
+                0,
+                &rec(server, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400),
+            );
+            if close_first {
+                let close = reencode(
+                    &rec(server, 2, abi::ROLE_SERVER, abi::DIR_EGRESS, b"", 500),
+                    |ev, _| ev.kind = abi::EV_CLOSE,
+                );
+                h.drain(0, &close);
+            }
+            assert_eq!(h.spans().len(), 1, "the parent's span went out first");
+            h.drain(
+                1,
+                &with_parent(
+                    rec(client, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 200),
+                    server,
+                    0,
+                ),
+            );
+            h.drain(
+                1,
+                &rec(client, 1, abi::ROLE_CLIENT, abi::DIR_INGRESS, RESP, 300),
+            );
+            let spans = h.spans();
+            let case = format!("closed first: {close_first}, same shard: {same_shard}");
+            assert_eq!(spans.len(), 2, "{case}");
+            let srv = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+            let cli = spans.iter().find(|s| s.kind == SpanKind::Client).unwrap();
+            assert_eq!(cli.trace_id, srv.trace_id, "{case}");
+            assert_eq!(cli.parent_span_id, srv.span_id, "{case}");
+        }
+    }
+}
+
 /// A server blocked in read() on a keep-alive connection: the span starts when the request
 /// arrived (the read's exit), not when the process began waiting for it.
 #[test]

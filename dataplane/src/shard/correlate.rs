@@ -31,14 +31,45 @@ pub(super) struct Parked {
     pub(super) deadline_ns: u64,
 }
 
+/// Add a served request to a connection's memory (the last [`SERVED_MEMORY`]), which gets
+/// room for all of them at once: a keep-alive connection fills it within 16 requests, and
+/// growing 1, 4, 8, 16 cost three reallocations per connection.
+pub(super) fn push_served(q: &mut VecDeque<Served>, s: Served) {
+    if q.capacity() < SERVED_MEMORY {
+        q.reserve_exact(SERVED_MEMORY - q.len());
+    }
+    if q.len() >= SERVED_MEMORY {
+        q.pop_front();
+    }
+    q.push_back(s);
+}
+
 impl ShardCore {
     pub(super) fn remember_served(&mut self, conn: u64, s: Served) {
-        // A connection already remembered (the usual keep-alive case): one lookup.
+        // An open connection keeps its own, in its flow: in cache, since the request was just
+        // parsed (a map of its own cost a cache miss or two per request).
+        if let Some(f) = self.flows.get_mut(conn, 0) {
+            push_served(&mut f.served, s);
+            return;
+        }
         if let Some(q) = self.served.get_mut(&conn) {
-            if q.len() >= SERVED_MEMORY {
-                q.pop_front();
+            push_served(q, s);
+            return;
+        }
+        let mut q = VecDeque::new();
+        push_served(&mut q, s);
+        self.keep_served(conn, q);
+    }
+
+    /// Keep the served requests of a connection whose flow ends, for children still to come.
+    pub(super) fn keep_served(&mut self, conn: u64, q: VecDeque<Served>) {
+        if q.is_empty() {
+            return;
+        }
+        if let Some(old) = self.served.get_mut(&conn) {
+            for s in q {
+                push_served(old, s);
             }
-            q.push_back(s);
             return;
         }
         // Full: forget the connection remembered first (O(1); was a scan of every entry on
@@ -52,10 +83,6 @@ impl ShardCore {
             }
         }
         self.served_order.push_back(conn);
-        // Room for the whole memory at once: a keep-alive connection fills it within 16
-        // requests, and growing 1, 4, 8, 16 cost three reallocations per connection.
-        let mut q = VecDeque::with_capacity(SERVED_MEMORY);
-        q.push_back(s);
         self.served.insert(conn, q);
     }
 
@@ -95,11 +122,16 @@ impl ShardCore {
         now_ns: u64,
         io: &mut impl ShardIo,
     ) {
-        if let Some(s) = self
-            .served
-            .get(&pconn)
-            .and_then(|q| q.iter().find(|s| pseq >= s.first_seq && pseq <= s.end_seq))
-        {
+        let of = |q: &VecDeque<Served>| {
+            q.iter()
+                .find(|s| pseq >= s.first_seq && pseq <= s.end_seq)
+                .copied()
+        };
+        let parent = match self.flows.peek(pconn) {
+            Some(f) => of(&f.served),
+            None => self.served.get(&pconn).and_then(of),
+        };
+        if let Some(s) = parent {
             span.trace_id = s.ctx.trace_id;
             span.parent_span_id = s.ctx.span_id;
             self.export_span(span, io);

@@ -121,6 +121,9 @@ struct Flow {
     reorder: crate::reorder::Reorder<Vec<u8>>,
     /// (seq, parent_conn, parent_seq) of recent client egress records.
     parents: VecDeque<(u64, u64, u64)>,
+    /// Requests this (server) connection served, the last few, for children that come after
+    /// their parent's span (moved to `ShardCore::served` when the flow ends).
+    served: VecDeque<Served>,
     last_ns: u64,
     parse_errors_seen: u64,
     unpaired_seen: u64,
@@ -136,6 +139,8 @@ pub struct ShardCore {
     red: Red,
     span_cache: SpanCache,
     clock_offset_ns: u64,
+    /// Requests served on connections whose flow has ended, for children still to come (an
+    /// open connection keeps its own in its flow).
     served: HashMap<u64, VecDeque<Served>>,
     /// The keys of `served`, oldest first (which to forget when it is full).
     served_order: VecDeque<u64>,
@@ -262,6 +267,7 @@ impl ShardCore {
                 proto: Proto::Detecting(0),
                 reorder: Default::default(),
                 parents: VecDeque::new(),
+                served: VecDeque::new(),
                 last_ns: ev.end_ns,
                 parse_errors_seen: 0,
                 unpaired_seen: 0,
@@ -384,7 +390,8 @@ impl ShardCore {
             self.held_bytes -= flow.reorder.held_bytes();
             let flow = self.flows.remove(conn);
             self.stats.reorder_gaps += gaps;
-            if let Some(flow) = flow {
+            if let Some(mut flow) = flow {
+                self.keep_served(conn, std::mem::take(&mut flow.served));
                 self.emit_records(conn, &flow, ev.seq, &mut records, io);
             }
             self.records = records;
@@ -612,6 +619,7 @@ impl ShardCore {
         flow.proto.close(flow.last_ns, &mut records);
         dispatch::count_parser_losses(&mut flow, &mut self.stats);
         let end = flow.reorder.next_seq();
+        self.keep_served(conn, std::mem::take(&mut flow.served));
         self.emit_records(conn, &flow, end, &mut records, io);
     }
 
