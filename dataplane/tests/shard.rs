@@ -136,6 +136,32 @@ fn with_parent(r: Vec<u8>, pconn: u64, pseq: u64) -> Vec<u8> {
     })
 }
 
+/// A client call on `client` made while serving request `pseq` of `server` (the kernel's stamp):
+/// its request drained by shard `out`, its answer by shard `back`.
+fn child_call(h: &mut Harness, client: u64, server: u64, pseq: u64, out: usize, back: usize) {
+    h.drain(
+        out,
+        &with_parent(
+            rec(client, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 200),
+            server,
+            pseq,
+        ),
+    );
+    h.drain(
+        back,
+        &rec(client, 1, abi::ROLE_CLIENT, abi::DIR_INGRESS, RESP, 300),
+    );
+}
+
+/// The server span and the client span of `spans`, the client's a child of the server's.
+fn assert_child_of_server(spans: &[&SpanRecord], case: &str) {
+    assert_eq!(spans.len(), 2, "{case}");
+    let srv = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    let cli = spans.iter().find(|s| s.kind == SpanKind::Client).unwrap();
+    assert_eq!(cli.trace_id, srv.trace_id, "{case}");
+    assert_eq!(cli.parent_span_id, srv.span_id, "{case}");
+}
+
 const REQ: &[u8] = b"GET /users/7 HTTP/1.1\r\nHost: api\r\n\r\n";
 const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
@@ -179,31 +205,17 @@ fn traceparent_is_honoured_and_child_joins_trace_across_shards() {
         &rec(server, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, req, 100),
     );
     // While serving, the same thread calls out; the kernel stamped (server, seq 0).
-    h.drain(
-        1,
-        &with_parent(
-            rec(client, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 200),
-            server,
-            0,
-        ),
-    );
-    h.drain(
-        0,
-        &rec(client, 1, abi::ROLE_CLIENT, abi::DIR_INGRESS, RESP, 300),
-    );
+    child_call(&mut h, client, server, 0, 1, 0);
     assert_eq!(h.spans().len(), 0, "the child waits for its parent");
     h.drain(
         1,
         &rec(server, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400),
     );
     let spans = h.spans();
-    assert_eq!(spans.len(), 2);
+    assert_child_of_server(&spans, "child before its parent");
     let srv = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
-    let cli = spans.iter().find(|s| s.kind == SpanKind::Client).unwrap();
     assert_eq!(hex(&srv.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(hex(&srv.parent_span_id), "00f067aa0ba902b7");
-    assert_eq!(cli.trace_id, srv.trace_id);
-    assert_eq!(cli.parent_span_id, srv.span_id);
 }
 
 /// A child whose parent's span went out first finds it among the requests its connection
@@ -235,25 +247,9 @@ fn a_child_after_its_parent_joins_it_open_or_closed() {
                 h.drain(0, &close);
             }
             assert_eq!(h.spans().len(), 1, "the parent's span went out first");
-            h.drain(
-                1,
-                &with_parent(
-                    rec(client, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 200),
-                    server,
-                    0,
-                ),
-            );
-            h.drain(
-                1,
-                &rec(client, 1, abi::ROLE_CLIENT, abi::DIR_INGRESS, RESP, 300),
-            );
-            let spans = h.spans();
+            child_call(&mut h, client, server, 0, 1, 1);
             let case = format!("closed first: {close_first}, same shard: {same_shard}");
-            assert_eq!(spans.len(), 2, "{case}");
-            let srv = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
-            let cli = spans.iter().find(|s| s.kind == SpanKind::Client).unwrap();
-            assert_eq!(cli.trace_id, srv.trace_id, "{case}");
-            assert_eq!(cli.parent_span_id, srv.span_id, "{case}");
+            assert_child_of_server(&h.spans(), &case);
         }
     }
 }
