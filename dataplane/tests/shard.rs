@@ -254,6 +254,52 @@ fn a_child_after_its_parent_joins_it_open_or_closed() {
     }
 }
 
+/// A server connection whose flow was evicted (its shard's table full) while it stayed open
+/// comes back as a new flow; a child of a request served before the eviction still finds it.
+#[test]
+fn a_child_finds_its_parent_after_the_server_flow_was_evicted_and_came_back() {
+    let server = 0x1_0000_0001u64;
+    let owner = shard_of(server, 2);
+    let other = (2..100u64)
+        .map(|i| 0x3_0000_0000 + i)
+        .find(|c| shard_of(*c, 2) == owner)
+        .unwrap();
+    let client = (2..100u64)
+        .map(|i| 0x2_0000_0000 + i)
+        .find(|c| shard_of(*c, 2) != owner)
+        .unwrap();
+    // One flow per shard: any other connection on the owner evicts the server's flow.
+    let mut h = Harness::with_config(2, |c| c.flow_capacity = 1);
+    h.drain(
+        owner,
+        &rec(server, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 100),
+    );
+    h.drain(
+        owner,
+        &rec(server, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400),
+    );
+    h.drain(
+        owner,
+        &rec(other, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 500),
+    );
+    h.drain(
+        owner,
+        &rec(server, 2, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 600),
+    );
+    child_call(&mut h, client, server, 0, 1 - owner, 1 - owner);
+    let spans = h.spans();
+    let srv = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server)
+        .expect("the server span");
+    let child = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client && s.parent_span_id != [0; 8])
+        .expect("the client call joined its parent");
+    assert_eq!(child.trace_id, srv.trace_id);
+    assert_eq!(child.parent_span_id, srv.span_id);
+}
+
 /// A server blocked in read() on a keep-alive connection: the span starts when the request
 /// arrived (the read's exit), not when the process began waiting for it.
 #[test]

@@ -127,10 +127,13 @@ impl ShardCore {
                 .find(|s| pseq >= s.first_seq && pseq <= s.end_seq)
                 .copied()
         };
-        let parent = match self.flows.peek(pconn) {
-            Some(f) => of(&f.served),
-            None => self.served.get(&pconn).and_then(of),
-        };
+        // The flow's memory, then the shard's: a flow evicted while its connection stayed open
+        // left its memory there, and a new flow took its place.
+        let parent = self
+            .flows
+            .peek(pconn)
+            .and_then(|f| of(&f.served))
+            .or_else(|| self.served.get(&pconn).and_then(of));
         if let Some(s) = parent {
             span.trace_id = s.ctx.trace_id;
             span.parent_span_id = s.ctx.span_id;
