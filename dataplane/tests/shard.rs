@@ -136,6 +136,14 @@ fn with_parent(r: Vec<u8>, pconn: u64, pseq: u64) -> Vec<u8> {
     })
 }
 
+/// A connection id from `base` up whose owner among two shards passes `owner`.
+fn conn_owned(base: u64, owner: impl Fn(usize) -> bool) -> u64 {
+    (2..100u64)
+        .map(|i| base + i)
+        .find(|c| owner(shard_of(*c, 2)))
+        .expect("a connection id on that shard")
+}
+
 /// A client call on `client` made while serving request `pseq` of `server` (the kernel's stamp):
 /// its request drained by shard `out`, its answer by shard `back`.
 fn child_call(h: &mut Harness, client: u64, server: u64, pseq: u64, out: usize, back: usize) {
@@ -194,10 +202,7 @@ fn out_of_order_across_shards_pairs_correctly() {
 fn traceparent_is_honoured_and_child_joins_trace_across_shards() {
     // Find a server and a client connection owned by different shards.
     let server = 0x1_0000_0001u64;
-    let client = (2..100u64)
-        .map(|i| 0x2_0000_0000 + i)
-        .find(|c| shard_of(*c, 2) != shard_of(server, 2))
-        .unwrap();
+    let client = conn_owned(0x2_0000_0000, |s| s != shard_of(server, 2));
     let mut h = Harness::new(2);
     let req = b"GET /checkout HTTP/1.1\r\nHost: shop\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
     h.drain(
@@ -226,10 +231,7 @@ fn a_child_after_its_parent_joins_it_open_or_closed() {
     let server = 0x1_0000_0001u64;
     for close_first in [false, true] {
         for same_shard in [true, false] {
-            let client = (2..100u64)
-                .map(|i| 0x2_0000_0000 + i)
-                .find(|c| (shard_of(*c, 2) == shard_of(server, 2)) == same_shard)
-                .unwrap();
+            let client = conn_owned(0x2_0000_0000, |s| (s == shard_of(server, 2)) == same_shard);
             let mut h = Harness::new(2);
             h.drain(
                 0,
@@ -260,32 +262,19 @@ fn a_child_after_its_parent_joins_it_open_or_closed() {
 fn a_child_finds_its_parent_after_the_server_flow_was_evicted_and_came_back() {
     let server = 0x1_0000_0001u64;
     let owner = shard_of(server, 2);
-    let other = (2..100u64)
-        .map(|i| 0x3_0000_0000 + i)
-        .find(|c| shard_of(*c, 2) == owner)
-        .unwrap();
-    let client = (2..100u64)
-        .map(|i| 0x2_0000_0000 + i)
-        .find(|c| shard_of(*c, 2) != owner)
-        .unwrap();
+    let other = conn_owned(0x3_0000_0000, |s| s == owner);
+    let client = conn_owned(0x2_0000_0000, |s| s != owner);
     // One flow per shard: any other connection on the owner evicts the server's flow.
     let mut h = Harness::with_config(2, |c| c.flow_capacity = 1);
-    h.drain(
-        owner,
-        &rec(server, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 100),
-    );
-    h.drain(
-        owner,
-        &rec(server, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400),
-    );
-    h.drain(
-        owner,
-        &rec(other, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 500),
-    );
-    h.drain(
-        owner,
-        &rec(server, 2, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 600),
-    );
+    // Served (its span goes out), evicted by another connection, back with a new request.
+    for (conn, seq, role, dir, data, t) in [
+        (server, 0, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 100),
+        (server, 1, abi::ROLE_SERVER, abi::DIR_EGRESS, RESP, 400),
+        (other, 0, abi::ROLE_CLIENT, abi::DIR_EGRESS, REQ, 500),
+        (server, 2, abi::ROLE_SERVER, abi::DIR_INGRESS, REQ, 600),
+    ] {
+        h.drain(owner, &rec(conn, seq, role, dir, data, t));
+    }
     child_call(&mut h, client, server, 0, 1 - owner, 1 - owner);
     let spans = h.spans();
     let srv = spans
