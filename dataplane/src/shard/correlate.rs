@@ -58,11 +58,27 @@ impl ShardCore {
         }
         let mut q = VecDeque::new();
         push_served(&mut q, s);
-        self.keep_served(conn, q);
+        self.keep_served_only(conn, q);
     }
 
-    /// Keep the served requests of a connection whose flow ends, for children still to come.
-    pub(super) fn keep_served(&mut self, conn: u64, q: VecDeque<Served>) {
+    /// Keep the served requests of a connection whose flow ends, for children still to come,
+    /// and hand them the children parked meanwhile: flows finished together (at stop, or idle
+    /// in the same tick) are all out of the table while each is finished, so a child emitted
+    /// by one of them (a partial call closed then) may have been parked for a parent whose
+    /// flow was still waiting its turn.
+    pub(super) fn keep_served(&mut self, conn: u64, q: VecDeque<Served>, io: &mut impl ShardIo) {
+        let parents: Vec<Served> = if self.parked_count > 0 {
+            q.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
+        self.keep_served_only(conn, q);
+        for s in parents {
+            self.adopt_parked(conn, s, io);
+        }
+    }
+
+    fn keep_served_only(&mut self, conn: u64, q: VecDeque<Served>) {
         if q.is_empty() {
             return;
         }

@@ -391,7 +391,7 @@ impl ShardCore {
             let flow = self.flows.remove(conn);
             self.stats.reorder_gaps += gaps;
             if let Some(mut flow) = flow {
-                self.keep_served(conn, std::mem::take(&mut flow.served));
+                self.keep_served(conn, std::mem::take(&mut flow.served), io);
                 self.emit_records(conn, &flow, ev.seq, &mut records, io);
             }
             self.records = records;
@@ -619,7 +619,7 @@ impl ShardCore {
         flow.proto.close(flow.last_ns, &mut records);
         dispatch::count_parser_losses(&mut flow, &mut self.stats);
         let end = flow.reorder.next_seq();
-        self.keep_served(conn, std::mem::take(&mut flow.served));
+        self.keep_served(conn, std::mem::take(&mut flow.served), io);
         self.emit_records(conn, &flow, end, &mut records, io);
     }
 
