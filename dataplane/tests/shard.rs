@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use telegen_bpf::abi::{self, Event};
 use telegen_dataplane::shard::{shard_of, ShardConfig, ShardCore, ShardIo, ShardMsg};
-use telegen_dataplane::signal::{AttrValue, ExportMsg, SpanKind, SpanRecord};
+use telegen_dataplane::signal::{AttrValue, ExportMsg, SpanKind, SpanRecord, Text};
 
 /// Two shards wired by in-memory queues.
 #[derive(Default)]
@@ -25,6 +25,23 @@ impl ShardIo for Io<'_> {
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
         self.net.exported.push(msg);
         Ok(())
+    }
+    /// A box full of another span's values: every span of these tests is built over one, so a
+    /// field a span builder leaves as it found it shows in the tests' checks.
+    fn recycled(&mut self) -> Option<Box<SpanRecord>> {
+        Some(Box::new(SpanRecord {
+            trace_id: [0xee; 16],
+            span_id: [0xee; 8],
+            parent_span_id: [0xee; 8],
+            name: Text::Static("stale"),
+            kind: SpanKind::Client,
+            start_unix_ns: 7,
+            end_unix_ns: 9,
+            error: Some("stale".into()),
+            attrs: vec![("stale", AttrValue::Int(1)); 20],
+            pid: 9_999,
+            comm: [b's'; 16],
+        }))
     }
 }
 
@@ -82,8 +99,10 @@ impl Harness {
             self.pump();
         }
     }
+    /// The spans exported so far, each checked to hold nothing of the box it was built over.
     fn spans(&self) -> Vec<&SpanRecord> {
-        self.net
+        let spans: Vec<&SpanRecord> = self
+            .net
             .exported
             .iter()
             .filter_map(|m| {
@@ -93,7 +112,21 @@ impl Harness {
                     None
                 }
             })
-            .collect()
+            .collect();
+        for s in &spans {
+            let stale = s.trace_id == [0xee; 16]
+                || s.span_id == [0xee; 8]
+                || s.parent_span_id == [0xee; 8]
+                || s.name == "stale"
+                || s.start_unix_ns == 7
+                || s.end_unix_ns == 9
+                || s.error.as_deref() == Some("stale")
+                || s.attrs.iter().any(|(k, _)| *k == "stale")
+                || s.pid == 9_999
+                || s.comm == [b's'; 16];
+            assert!(!stale, "a field kept the recycled box's value: {s:?}");
+        }
+        spans
     }
 }
 

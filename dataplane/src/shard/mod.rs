@@ -56,8 +56,8 @@ pub trait ShardIo {
     fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg>;
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg>;
     /// A box to build the next span in, if the io has one to give back (the runtime's: the box
-    /// of the span it encoded last, still in this core's cache). The shard drops the old
-    /// contents here, on the thread that allocated them.
+    /// of the span it encoded last, still in this core's cache). The shard overwrites every
+    /// field and reuses its attribute vector, on the thread that allocated them.
     fn recycled(&mut self) -> Option<Box<SpanRecord>> {
         None
     }
