@@ -51,21 +51,6 @@ pub fn h2_span_into(
     Some(http_def(out.kind))
 }
 
-/// [`h2_span_into`] a new span.
-#[cfg(test)]
-pub fn h2_span(
-    x: H2Exchange,
-    flow: &FlowInfo,
-    ctx: SpanCtx,
-    parent: [u8; 8],
-    clock_offset_ns: u64,
-    cache: &mut SpanCache,
-) -> (SpanRecord, Option<&'static MetricDef>) {
-    let mut s = SpanRecord::blank();
-    let m = h2_span_into(&mut s, x, flow, ctx, parent, clock_offset_ns, cache);
-    (s, m)
-}
-
 /// A gRPC call (OpenTelemetry RPC conventions): name `package.Service/Method`, `rpc.*`
 /// attributes, status from the trailers, `rpc.{server,client}.duration`.
 fn grpc_span_into(
@@ -233,20 +218,6 @@ pub fn dns_span_into(
     (kind == SpanKind::Client).then_some(&DNS_LOOKUP)
 }
 
-/// [`dns_span_into`] a new span.
-#[cfg(test)]
-pub fn dns_span(
-    x: &DnsExchange,
-    flow: &FlowInfo,
-    ctx: SpanCtx,
-    parent: [u8; 8],
-    clock_offset_ns: u64,
-) -> (SpanRecord, Option<&'static MetricDef>) {
-    let mut s = SpanRecord::blank();
-    let m = dns_span_into(&mut s, x, flow, ctx, parent, clock_offset_ns);
-    (s, m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,7 +254,8 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let (ok, m) = dns_span(&x(Some(0), false), &flow, ctx, [0; 8], 0);
+        let (ok, m) =
+            SpanRecord::built(|out| dns_span_into(out, &x(Some(0), false), &flow, ctx, [0; 8], 0));
         assert_eq!(ok.name, "DNS A");
         assert_eq!(ok.kind, SpanKind::Client);
         assert!(ok.error.is_none());
@@ -295,13 +267,15 @@ mod tests {
         assert_eq!(get(&ok, "dns.answer.count"), Some(&AttrValue::Int(1)));
         assert_eq!(get(&ok, "server.port"), Some(&AttrValue::Int(5353)));
         assert!(get(&ok, "error.type").is_none());
-        let (nx, _) = dns_span(&x(Some(3), false), &flow, ctx, [0; 8], 0);
+        let (nx, _) =
+            SpanRecord::built(|out| dns_span_into(out, &x(Some(3), false), &flow, ctx, [0; 8], 0));
         assert_eq!(
             get(&nx, "error.type").and_then(|v| v.as_str()),
             Some("NXDOMAIN")
         );
         assert!(nx.error.is_some());
-        let (to, _) = dns_span(&x(None, true), &flow, ctx, [0; 8], 0);
+        let (to, _) =
+            SpanRecord::built(|out| dns_span_into(out, &x(None, true), &flow, ctx, [0; 8], 0));
         assert_eq!(
             get(&to, "error.type").and_then(|v| v.as_str()),
             Some("timeout")
@@ -316,7 +290,9 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default())
+        SpanRecord::built(|out| {
+            h2_span_into(out, x, &flow, ctx, [0; 8], 0, &mut SpanCache::default())
+        })
     }
 
     /// A stream the parser knows only by its reset (its request HEADERS hidden, the server

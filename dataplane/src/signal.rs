@@ -251,6 +251,15 @@ impl SpanRecord {
             comm: [0; 16],
         }
     }
+
+    /// A span a builder (`http_span_into` and the like) writes into a blank box, with what the
+    /// builder returns.
+    #[cfg(test)]
+    pub fn built<T>(build: impl FnOnce(&mut SpanRecord) -> T) -> (SpanRecord, T) {
+        let mut s = SpanRecord::blank();
+        let t = build(&mut s);
+        (s, t)
+    }
 }
 
 /// Explicit bucket boundaries recommended by the HTTP semantic conventions, in seconds.

@@ -517,21 +517,6 @@ impl Head {
     }
 }
 
-/// [`http_span_into`] a new span.
-#[cfg(test)]
-pub fn http_span(
-    tx: &HttpTransaction,
-    flow: &FlowInfo,
-    ctx: SpanCtx,
-    parent: [u8; 8],
-    clock_offset_ns: u64,
-    cache: &mut SpanCache,
-) -> SpanRecord {
-    let mut s = SpanRecord::blank();
-    http_span_into(&mut s, tx, flow, ctx, parent, clock_offset_ns, cache);
-    s
-}
-
 /// Offset to add to a kernel monotonic timestamp (`bpf_ktime_get_ns`) to get Unix time.
 pub fn monotonic_to_unix_offset() -> u64 {
     let mut mono = libc::timespec {
@@ -662,14 +647,18 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let s = http_span(
-            &tx(Role::Server, Some(503)),
-            &flow,
-            ctx,
-            [0; 8],
-            10,
-            &mut SpanCache::default(),
-        );
+        let s = SpanRecord::built(|out| {
+            http_span_into(
+                out,
+                &tx(Role::Server, Some(503)),
+                &flow,
+                ctx,
+                [0; 8],
+                10,
+                &mut SpanCache::default(),
+            )
+        })
+        .0;
         assert_eq!(s.kind, SpanKind::Server);
         assert_eq!(s.name, "GET /users/{id}");
         assert_eq!(s.start_unix_ns, 1_010);
@@ -688,14 +677,18 @@ mod tests {
         assert_eq!(get("server.address"), Some(AttrValue::Str("svc".into())));
         assert_eq!(get("error.type"), Some(AttrValue::Str("503".into())));
         assert!(s.error.is_some());
-        let ok = http_span(
-            &tx(Role::Server, Some(404)),
-            &flow,
-            ctx,
-            [0; 8],
-            0,
-            &mut SpanCache::default(),
-        );
+        let ok = SpanRecord::built(|out| {
+            http_span_into(
+                out,
+                &tx(Role::Server, Some(404)),
+                &flow,
+                ctx,
+                [0; 8],
+                0,
+                &mut SpanCache::default(),
+            )
+        })
+        .0;
         assert!(ok.error.is_none(), "4xx is not a server error");
     }
 
@@ -707,14 +700,18 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let s = http_span(
-            &tx(Role::Client, Some(404)),
-            &flow,
-            ctx,
-            [3; 8],
-            0,
-            &mut SpanCache::default(),
-        );
+        let s = SpanRecord::built(|out| {
+            http_span_into(
+                out,
+                &tx(Role::Client, Some(404)),
+                &flow,
+                ctx,
+                [3; 8],
+                0,
+                &mut SpanCache::default(),
+            )
+        })
+        .0;
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.name, "GET");
         assert_eq!(s.parent_span_id, [3; 8]);
@@ -728,14 +725,18 @@ mod tests {
             .attrs
             .iter()
             .any(|(k, v)| *k == "url.scheme" && *v == AttrValue::Text(Text::Static("http"))));
-        let none = http_span(
-            &tx(Role::Client, None),
-            &flow,
-            ctx,
-            [0; 8],
-            0,
-            &mut SpanCache::default(),
-        );
+        let none = SpanRecord::built(|out| {
+            http_span_into(
+                out,
+                &tx(Role::Client, None),
+                &flow,
+                ctx,
+                [0; 8],
+                0,
+                &mut SpanCache::default(),
+            )
+        })
+        .0;
         assert!(none
             .attrs
             .iter()

@@ -414,14 +414,25 @@ pub(super) fn never_wrong(
 
 /// Does the span of `x` count in the `rpc.*` histograms?
 pub(super) fn counts_as_grpc(x: &H2Exchange) -> bool {
-    use crate::l7spans::h2_span;
+    use crate::l7spans::h2_span_into;
+    use crate::signal::SpanRecord;
     use crate::spans::{FlowInfo, SpanCache, SpanCtx};
     let flow = FlowInfo::new(1, [0; 16], Default::default(), Default::default());
     let ctx = SpanCtx {
         trace_id: [1; 16],
         span_id: [2; 8],
     };
-    let (_, m) = h2_span(x.clone(), &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+    let (_, m) = SpanRecord::built(|out| {
+        h2_span_into(
+            out,
+            x.clone(),
+            &flow,
+            ctx,
+            [0; 8],
+            0,
+            &mut SpanCache::default(),
+        )
+    });
     m.is_some_and(|m| m.name.starts_with("rpc."))
 }
 

@@ -488,7 +488,8 @@ fn a_connection_joined_mid_stream_counts_calls_known_by_data_or_reset() {
 /// a gRPC call, and its span counts in `rpc.*` with that status, not as an HTTP request.
 #[test]
 fn a_call_known_only_by_its_grpc_status_counts_as_grpc() {
-    use crate::l7spans::h2_span;
+    use crate::l7spans::h2_span_into;
+    use crate::signal::SpanRecord;
     use crate::spans::{FlowInfo, SpanCache, SpanCtx};
     let flow = FlowInfo::new(9, [0; 16], Default::default(), Default::default());
     let ctx = SpanCtx {
@@ -511,7 +512,9 @@ fn a_call_known_only_by_its_grpc_status_counts_as_grpc() {
         assert_eq!(ids(&xs), [s]);
         let x = xs[0].clone();
         assert_eq!((x.grpc_status, &x.content_type), (Some(code), &None));
-        let (span, m) = h2_span(x, &flow, ctx, [0; 8], 0, &mut SpanCache::default());
+        let (span, m) = SpanRecord::built(|out| {
+            h2_span_into(out, x, &flow, ctx, [0; 8], 0, &mut SpanCache::default())
+        });
         assert_eq!(m.map(|m| m.name), Some(metric), "{span:?}");
         let status = span
             .attrs
