@@ -236,11 +236,12 @@ pub struct Red {
     accs: Vec<Accum>,
     /// The first series (index in `accs`) by hash of (metric, pid, values).
     series: HashMap<u64, u32>,
-    /// A two-way set-associative cache from the *identity* of a span's values ([`Ident`]: the address of
-    /// each string, not its bytes) to its series. A span's strings are mostly constants or
-    /// shared texts (the method, route, protocol), so the same series comes with the same
-    /// addresses: one hash of a few words and one comparison of them replace hashing every byte,
-    /// a map lookup and comparing values. A stale or colliding slot only costs the full search.
+    /// A two-way set-associative cache from the *identity* of a span's values ([`Ident`]: the
+    /// address of each string, not its bytes) to its series. A span's strings are mostly
+    /// constants or shared texts (the method, route, protocol), so the same series comes with
+    /// the same addresses: one hash of a few words and one comparison of them replace hashing
+    /// every byte, a map lookup and comparing values. A stale or colliding slot only costs the
+    /// full search.
     recent: Box<[u32; RECENT]>,
     /// Per metric, what the key found at each attribute position was last time (see
     /// [`KeyHint`]): spans are built with their attributes in a fixed order, so this turns the
@@ -564,9 +565,9 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever mix of shared, constant, inline and freshly allocated strings the spans carry, and
-        /// whenever the series are flushed, each span is counted once in the series of its
-        /// values (the address cache is only a shortcut).
+        /// Whatever mix of shared, constant, inline and freshly allocated strings the spans
+        /// carry, and whenever the series are flushed, each span is counted once in the series
+        /// of its values (the address cache is only a shortcut).
         #[test]
         fn series_agree_with_plain_grouping(
             picks in proptest::collection::vec((0u8..3, 0u8..2, 0u8..3, 0u8..5, proptest::bool::ANY), 1..300),

@@ -460,6 +460,9 @@ pub fn traces_body_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::otlp;
+    use crate::signal::Text;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
     proptest::proptest! {
         /// The size agrees with prost's for any value, at every length boundary included.
@@ -470,9 +473,6 @@ mod tests {
             }
         }
     }
-    use crate::export::otlp;
-    use crate::signal::Text;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
     fn rec(i: u8) -> SpanRecord {
         SpanRecord {

@@ -84,10 +84,7 @@ fn shared_value(v: &[u8]) -> Arc<str> {
         if let Some(a) = t.map.get(v) {
             return a.clone();
         }
-        let a: Arc<str> = match std::str::from_utf8(v) {
-            Ok(s) => s.into(),
-            Err(_) => String::from_utf8_lossy(v).into(),
-        };
+        let a: Arc<str> = Arc::from(String::from_utf8_lossy(v).as_ref());
         if t.map.len() >= SHARED_VALUES || t.bytes + v.len() > SHARED_VALUE_BYTES {
             t.map.clear();
             t.bytes = 0;
