@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --release --locked -p telegen
-exec ./target/release/telegen run "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/telegen" run "$@"
