@@ -424,6 +424,11 @@ impl Http1Parser {
         let id = self.next_id;
         self.next_id += 1;
         self.req_owner = id;
+        if self.pending.capacity() == 0 {
+            // Room for one: most connections never pipeline, and a `VecDeque` starts with
+            // room for four (600 bytes per connection, for its whole life).
+            self.pending.reserve_exact(1);
+        }
         self.pending.push_back(Pending {
             id,
             method: method_text(h.method),

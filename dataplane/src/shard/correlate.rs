@@ -11,6 +11,8 @@ use crate::spans::SpanCtx;
 
 /// Served requests remembered per server connection for late children.
 const SERVED_MEMORY: usize = 16;
+/// Room a connection's memory of served requests gets first.
+const SERVED_FIRST: usize = 4;
 /// Client spans parked waiting for a parent, per shard.
 const MAX_PARKED: usize = 8192;
 /// Server connections whose served requests are remembered.
@@ -31,12 +33,17 @@ pub(super) struct Parked {
     pub(super) deadline_ns: u64,
 }
 
-/// Add a served request to a connection's memory (the last [`SERVED_MEMORY`]), which gets
-/// room for all of them at once: a keep-alive connection fills it within 16 requests, and
-/// growing 1, 4, 8, 16 cost three reallocations per connection.
+/// Add a served request to a connection's memory (the last [`SERVED_MEMORY`]). It gets room
+/// for a few first, then for all of them at once: most connections serve one or two requests,
+/// and a keep-alive one grows once instead of through 1, 4, 8 and 16 (three reallocations).
 pub(super) fn push_served(q: &mut VecDeque<Served>, s: Served) {
-    if q.capacity() < SERVED_MEMORY {
-        q.reserve_exact(SERVED_MEMORY - q.len());
+    if q.len() == q.capacity() && q.len() < SERVED_MEMORY {
+        let room = if q.len() < SERVED_FIRST {
+            SERVED_FIRST
+        } else {
+            SERVED_MEMORY
+        };
+        q.reserve_exact(room - q.len());
     }
     if q.len() >= SERVED_MEMORY {
         q.pop_front();
@@ -78,10 +85,14 @@ impl ShardCore {
         }
     }
 
-    fn keep_served_only(&mut self, conn: u64, q: VecDeque<Served>) {
+    fn keep_served_only(&mut self, conn: u64, mut q: VecDeque<Served>) {
         if q.is_empty() {
             return;
         }
+        // Room for what was served, not for the last [`SERVED_MEMORY`] an open connection
+        // keeps: most connections of a gateway close after a request or two, and up to
+        // [`MAX_SERVED_CONNS`] of them are remembered.
+        q.shrink_to_fit();
         if let Some(old) = self.served.get_mut(&conn) {
             for s in q {
                 push_served(old, s);
