@@ -365,6 +365,11 @@ impl Http2Parser {
             old.x.partial = true;
             self.emit(old, c.end_ns, out);
         }
+        if self.streams.capacity() == 0 {
+            // Room for one (then 2, 4...): a `Vec` of 240-byte streams starts with room for
+            // four, which a connection of one call at a time keeps for its whole life.
+            self.streams.reserve_exact(1);
+        }
         self.streams.push(s);
         self.streams.len() - 1
     }
