@@ -27,6 +27,9 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 /// Datagrams reported per sendmmsg/recvmmsg call.
 pub const MAX_MMSG: u32 = 8;
+/// A connection id holds the CPU that saw the connection first, plus one, from this bit up
+/// (0 there: no CPU stamped); the bits below count connections.
+pub const CONN_ID_CPU_SHIFT: u32 = 40;
 /// Most UDP ports [`crate::TracerOptions::udp_ports`] may name.
 pub const MAX_UDP_PORTS: usize = 64;
 

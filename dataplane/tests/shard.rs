@@ -231,6 +231,35 @@ fn out_of_order_across_shards_pairs_correctly() {
     assert!(h.shards[1 - owner].stats().events_forwarded >= 3);
 }
 
+/// A connection belongs to the shard draining the ring of the CPU that saw it first (stamped
+/// in its id, plus one): drained there, its records are never forwarded; drained by another
+/// shard (its thread moved), they are. Ids without a CPU are spread over every shard.
+#[test]
+fn a_connection_belongs_to_the_shard_of_the_cpu_that_saw_it_first() {
+    for shards in 1..=4 {
+        for cpu in 0..8u64 {
+            for n in [0, 1, 0xff_ffff_ffff] {
+                let id = ((cpu + 1) << abi::CONN_ID_CPU_SHIFT) | n;
+                assert_eq!(shard_of(id, shards), cpu as usize % shards, "{id:#x}");
+            }
+        }
+    }
+    let spread: std::collections::HashSet<usize> = (1..64u64).map(|c| shard_of(c, 4)).collect();
+    assert_eq!(spread.len(), 4, "unstamped ids reach every shard");
+
+    let on_cpu1 = (2 << abi::CONN_ID_CPU_SHIFT) | 7;
+    let mut h = Harness::new(2);
+    for r in exchange(on_cpu1, 0) {
+        h.drain(1, &r);
+    }
+    let moved = exchange(on_cpu1, 1);
+    h.drain(0, &moved[0]);
+    h.drain(1, &moved[1]);
+    assert_eq!(h.spans().len(), 2);
+    assert_eq!(h.shards[1].stats().events_forwarded, 0);
+    assert_eq!(h.shards[0].stats().events_forwarded, 1);
+}
+
 #[test]
 fn traceparent_is_honoured_and_child_joins_trace_across_shards() {
     // Find a server and a client connection owned by different shards.

@@ -407,7 +407,7 @@ impl Generator {
     fn new_conn_id(&mut self) -> (u64, usize) {
         let cpus = self.cfg.cpus.max(1) as u64;
         let home = self.rng.below(cpus) as usize;
-        let id = ((home as u64 + 1) << 48) | self.next_conn_id;
+        let id = ((home as u64 + 1) << abi::CONN_ID_CPU_SHIFT) | self.next_conn_id;
         self.next_conn_id += 1;
         (id, home)
     }

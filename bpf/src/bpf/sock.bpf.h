@@ -85,7 +85,8 @@ static __always_inline __u64 new_conn_id(void)
 
 	if (ctr)
 		n = __sync_fetch_and_add(ctr, 1);
-	return ((__u64)(bpf_get_smp_processor_id() + 1) << 40) | (n & ((1ULL << 40) - 1));
+	return ((__u64)(bpf_get_smp_processor_id() + 1) << TG_CONN_ID_CPU_SHIFT) |
+	       (n & ((1ULL << TG_CONN_ID_CPU_SHIFT) - 1));
 }
 
 #endif /* TELEGEN_SOCK_BPF_H */

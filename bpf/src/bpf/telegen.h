@@ -19,6 +19,8 @@
 #define TG_MAX_IOV 32 /* gRPC (grpcio) writes each header name and value as its own iovec */
 /* Datagrams reported per sendmmsg/recvmmsg call (the rest of the vector is not seen). */
 #define TG_MAX_MMSG 8
+/* A connection id holds the CPU that saw the connection first, plus one, from this bit up. */
+#define TG_CONN_ID_CPU_SHIFT 40
 /* Entries of the UDP port map (tg_udp_ports). */
 #define TG_MAX_UDP_PORTS 64
 

@@ -29,12 +29,21 @@ use bufs::{Rec, RecordBufs};
 use correlate::{Parked, Served};
 use dispatch::{chunk_of, feed_flow, Proto};
 
-/// The shard that owns a connection.
+/// The shard that owns a connection: the one that drains the ring of the CPU that saw the
+/// connection first (CPU `k`'s ring goes to shard `k % n`), whose id the kernel stamps in the
+/// connection id. A connection's records are mostly written on that CPU, so its owner drains
+/// them itself, while the kernel's writes are still in that core's cache; only records of
+/// threads that moved to another CPU are forwarded. (Ids without a CPU are spread by a hash.)
 #[inline]
 pub fn shard_of(conn_id: u64, shards: usize) -> usize {
-    // Fibonacci hashing spreads the CPU-prefixed ids evenly.
+    let shards = shards.max(1) as u64;
+    let cpu = conn_id >> abi::CONN_ID_CPU_SHIFT;
+    if cpu > 0 {
+        return ((cpu - 1) % shards) as usize;
+    }
+    // Fibonacci hashing.
     let h = conn_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((h >> 32) % shards.max(1) as u64) as usize
+    ((h >> 32) % shards) as usize
 }
 
 /// What shards send each other.
