@@ -5,13 +5,18 @@
 //! With two shards about half of all records are forwarded. Each forward allocated a `Vec` on
 //! the sending thread that the receiving thread freed, a remote free for the allocator, and
 //! each held record was copied once more (a forwarded one twice). Buffers now circulate: the
-//! receiver keeps a forwarded record's buffer for its own next forward or hold, so with
-//! traffic going both ways neither thread allocates or frees in the steady state.
+//! receiver keeps a forwarded record's buffer for its own next forward or hold, and past
+//! [`KEEP_BEFORE_RETURN`] spare ones hands one back to the sender for each record it receives:
+//! whether traffic goes both ways or one way (a thread that moved CPU), neither thread
+//! allocates or frees in the steady state.
 
 /// Buffers kept at most, and the largest capacity kept (a record carries at most the capture
 /// and its tail, about 1.3 KiB by default): at most 2 MiB per shard, typically far less.
 const MAX_SPARE: usize = 512;
 const MAX_KEPT_CAPACITY: usize = 4096;
+/// Spare buffers a shard keeps for itself before it returns them to the shards that forward
+/// to it.
+const KEEP_BEFORE_RETURN: usize = 64;
 
 #[derive(Debug, Default)]
 pub(super) struct RecordBufs {
@@ -35,6 +40,15 @@ impl RecordBufs {
     pub(super) fn give_back(&mut self, v: Vec<u8>) {
         if self.spare.len() < MAX_SPARE && v.capacity() > 0 && v.capacity() <= MAX_KEPT_CAPACITY {
             self.spare.push(v);
+        }
+    }
+
+    /// A spare buffer beyond what this shard keeps for itself, to hand back to a sender.
+    pub(super) fn surplus(&mut self) -> Option<Vec<u8>> {
+        if self.spare.len() > KEEP_BEFORE_RETURN {
+            self.spare.pop()
+        } else {
+            None
         }
     }
 

@@ -49,8 +49,11 @@ pub fn shard_of(conn_id: u64, shards: usize) -> usize {
 /// What shards send each other.
 #[derive(Debug)]
 pub enum ShardMsg {
-    /// A raw ring record of a connection the receiver owns.
-    Event(Vec<u8>),
+    /// A raw ring record of a connection the receiver owns, forwarded by shard `from`.
+    Event { rec: Vec<u8>, from: usize },
+    /// A record buffer handed back to a shard that forwards more than it receives (see
+    /// `bufs.rs`).
+    Spare(Vec<u8>),
     /// A client span whose parent is a request served on `parent_conn` (owned by the receiver).
     Child {
         parent_conn: u64,
@@ -230,12 +233,16 @@ impl ShardCore {
         if owner == self.cfg.id {
             self.owned(&ev, Rec::Borrowed(rec), now_ns, io);
         } else {
-            match io.forward(owner, ShardMsg::Event(self.bufs.copy_of(rec))) {
+            let msg = ShardMsg::Event {
+                rec: self.bufs.copy_of(rec),
+                from: self.cfg.id,
+            };
+            match io.forward(owner, msg) {
                 Ok(()) => self.stats.events_forwarded += 1,
                 Err(m) => {
                     self.stats.queue_drops += 1;
-                    if let ShardMsg::Event(v) = m {
-                        self.bufs.give_back(v);
+                    if let ShardMsg::Event { rec, .. } = m {
+                        self.bufs.give_back(rec);
                     }
                 }
             }
@@ -245,7 +252,7 @@ impl ShardCore {
     /// A message from another shard.
     pub fn on_message(&mut self, msg: ShardMsg, now_ns: u64, io: &mut impl ShardIo) {
         match msg {
-            ShardMsg::Event(rec) => {
+            ShardMsg::Event { rec, from } => {
                 self.stats.events_received += 1;
                 match Event::decode(&rec) {
                     Ok((ev, _)) => self.owned(&ev, Rec::Owned(rec), now_ns, io),
@@ -254,7 +261,16 @@ impl ShardCore {
                         self.bufs.give_back(rec);
                     }
                 }
+                // Records mostly flow one way (from the CPU a thread moved to): the sender
+                // would allocate every copy and this shard free it, a remote free for the
+                // allocator. Surplus buffers go back instead.
+                if let Some(v) = self.bufs.surplus() {
+                    if let Err(ShardMsg::Spare(v)) = io.forward(from, ShardMsg::Spare(v)) {
+                        self.bufs.give_back(v);
+                    }
+                }
             }
+            ShardMsg::Spare(v) => self.bufs.give_back(v),
             ShardMsg::Child {
                 parent_conn,
                 parent_seq,
