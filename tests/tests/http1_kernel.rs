@@ -327,8 +327,10 @@ fn traceparent_is_honoured_and_outgoing_calls_become_children() {
 /// A keep-alive HTTP/1.1 server answering `GET /chunked/<how>/<i>` with a 64 KiB body sent
 /// chunked, far larger than the capture (1024 bytes): `one` writes the four 16 KiB chunks and
 /// the terminator in one write (the capture's gap hides three chunk-size lines), `each` writes
-/// one chunk per write, the terminator with the last, and `trailers` is `one` with trailer
-/// fields after the last chunk.
+/// one chunk per write, the terminator with the last, `trailers` is `one` with trailer
+/// fields after the last chunk, and `iov` is the whole answer in one `sendmsg` of 46 iovecs:
+/// the head in 2-byte pieces (past the first 32 iovecs, which the kernel reads in one go), the
+/// chunks, and the terminator byte by byte.
 const CHUNKED_SERVER: &str = r#"
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -338,12 +340,19 @@ class H(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     def do_GET(self):
         how = self.path.split('/')[2]
+        chunks = [b'%x\r\n' % CHUNK + b'x' * CHUNK + b'\r\n' for _ in range(4)]
+        end = b'0\r\nX-Checksum: 4x16k\r\nX-Chunks: 4\r\n\r\n' if how == 'trailers' else b'0\r\n\r\n'
+        if how == 'iov':
+            head = b'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n'
+            bufs = [head[i:i + 2] for i in range(0, len(head), 2)] + chunks + [bytes([b]) for b in end]
+            assert len(bufs) == 46
+            sent = self.connection.sendmsg(bufs)
+            self.connection.sendall(b''.join(bufs)[sent:])
+            return
         self.send_response(200)
         self.send_header('Content-Type', 'text/plain')
         self.send_header('Transfer-Encoding', 'chunked')
         self.end_headers()
-        chunks = [b'%x\r\n' % CHUNK + b'x' * CHUNK + b'\r\n' for _ in range(4)]
-        end = b'0\r\nX-Checksum: 4x16k\r\nX-Chunks: 4\r\n\r\n' if how == 'trailers' else b'0\r\n\r\n'
         if how == 'each':
             for c in chunks[:-1]:
                 self.wfile.write(c)
@@ -382,7 +391,7 @@ fn chunked_answers_larger_than_the_capture_end_at_their_terminator() {
     let port = free_port();
     let server = python_bg(CHUNKED_SERVER, &[&port.to_string()]);
     wait_port(port, Duration::from_secs(10));
-    let hows = ["one", "each", "trailers", "one", "each", "trailers"];
+    let hows = ["one", "each", "trailers", "iov", "one", "each", "trailers", "iov"];
     let paths: Vec<String> = hows
         .iter()
         .enumerate()

@@ -17,6 +17,9 @@
 #define TG_MAX_CPUS 1024
 /* iovec entries copied per readv/writev/recvmsg/sendmsg. */
 #define TG_MAX_IOV 32 /* gRPC (grpcio) writes each header name and value as its own iovec */
+/* iovecs walked at most for the prefix and the tail (the kernel's UIO_MAXIOV): those past the
+ * first TG_MAX_IOV are read one at a time. */
+#define TG_MAX_IOV_WALK 1024
 /* Datagrams reported per sendmmsg/recvmmsg call (the rest of the vector is not seen). */
 #define TG_MAX_MMSG 8
 /* A connection id holds the CPU that saw the connection first, plus one, from this bit up. */
