@@ -11,8 +11,8 @@ use crate::spans::SpanCtx;
 
 /// Served requests remembered per server connection for late children.
 const SERVED_MEMORY: usize = 16;
-/// Room a connection's memory of served requests gets first.
-const SERVED_FIRST: usize = 4;
+/// Room a connection's memory of served requests gets after its first request.
+const SERVED_SOME: usize = 4;
 /// Client spans parked waiting for a parent, per shard.
 const MAX_PARKED: usize = 8192;
 /// Server connections whose served requests are remembered.
@@ -34,14 +34,14 @@ pub(super) struct Parked {
 }
 
 /// Add a served request to a connection's memory (the last [`SERVED_MEMORY`]). It gets room
-/// for a few first, then for all of them at once: most connections serve one or two requests,
-/// and a keep-alive one grows once instead of through 1, 4, 8 and 16 (three reallocations).
+/// for one first (most connections of a gateway serve one request, and a closing connection's
+/// memory is then kept as it is), then for [`SERVED_SOME`], then for all of them.
 pub(super) fn push_served(q: &mut VecDeque<Served>, s: Served) {
     if q.len() == q.capacity() && q.len() < SERVED_MEMORY {
-        let room = if q.len() < SERVED_FIRST {
-            SERVED_FIRST
-        } else {
-            SERVED_MEMORY
+        let room = match q.len() {
+            0 => 1,
+            n if n < SERVED_SOME => SERVED_SOME,
+            _ => SERVED_MEMORY,
         };
         q.reserve_exact(room - q.len());
     }
