@@ -391,7 +391,9 @@ fn chunked_answers_larger_than_the_capture_end_at_their_terminator() {
     let port = free_port();
     let server = python_bg(CHUNKED_SERVER, &[&port.to_string()]);
     wait_port(port, Duration::from_secs(10));
-    let hows = ["one", "each", "trailers", "iov", "one", "each", "trailers", "iov"];
+    let hows = [
+        "one", "each", "trailers", "iov", "one", "each", "trailers", "iov",
+    ];
     let paths: Vec<String> = hows
         .iter()
         .enumerate()
