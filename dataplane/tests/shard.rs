@@ -6,6 +6,8 @@ use telegen_bpf::abi::{self, Event};
 use telegen_dataplane::shard::{shard_of, ShardConfig, ShardCore, ShardIo, ShardMsg};
 use telegen_dataplane::signal::{AttrValue, ExportMsg, SpanKind, SpanRecord, Text};
 
+mod common;
+
 /// Two shards wired by in-memory queues.
 #[derive(Default)]
 struct Net {
@@ -131,25 +133,7 @@ impl Harness {
 }
 
 fn rec(conn: u64, seq: u64, role: u8, dir: u8, data: &[u8], t: u64) -> Vec<u8> {
-    let mut ev = Event {
-        conn_id: conn,
-        seq,
-        start_ns: t,
-        end_ns: t + 10,
-        pid: 42,
-        tid: 42,
-        bytes: data.len() as u32,
-        kind: abi::EV_DATA,
-        dir,
-        role,
-        version: abi::ABI_VERSION,
-        ..Default::default()
-    };
-    ev.local.port = 8080;
-    ev.remote.port = 50000;
-    let mut out = Vec::new();
-    ev.encode_into(data, &mut out);
-    out
+    common::record(conn, seq, abi::EV_DATA, role, dir, data, t)
 }
 
 /// The record `r` with its header and payload edited.

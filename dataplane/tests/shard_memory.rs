@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-use telegen_bpf::abi::{self, Event};
+use telegen_bpf::abi;
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
 use telegen_dataplane::signal::ExportMsg;
 
@@ -67,25 +67,7 @@ const REQ: &[u8] = b"GET /users/7 HTTP/1.1\r\nHost: api\r\n\r\n";
 const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 fn rec(conn: u64, seq: u64, kind: u8, dir: u8, data: &[u8], t: u64) -> Vec<u8> {
-    let mut ev = Event {
-        conn_id: conn,
-        seq,
-        start_ns: t,
-        end_ns: t + 10,
-        pid: 42,
-        tid: 42,
-        bytes: data.len() as u32,
-        kind,
-        dir,
-        role: abi::ROLE_SERVER,
-        version: abi::ABI_VERSION,
-        ..Default::default()
-    };
-    ev.local.port = 8080;
-    ev.remote.port = 50000;
-    let mut out = Vec::new();
-    ev.encode_into(data, &mut out);
-    out
+    common::record(conn, seq, kind, abi::ROLE_SERVER, dir, data, t)
 }
 
 /// `n` gRPC server connections from `first` on, each carrying the calls of a recorded

@@ -1,11 +1,38 @@
-//! Helpers shared by the parser test files: loading recorded fixtures and building chunks.
+//! Helpers shared by the test files: loading recorded fixtures, building chunks and ring
+//! records.
 // Each test file uses the part it needs.
 #![allow(dead_code)]
 
 use std::fs;
 use std::path::PathBuf;
 
+use telegen_bpf::abi::{self, Event};
 use telegen_dataplane::protocols::{Chunk, Direction};
+
+/// A ring record as the kernel writes it: an event of `kind` (`EV_DATA`, `EV_CLOSE`) on
+/// connection `conn` of pid 42 (local port 8080, peer port 50000), carrying `data`, from `t`
+/// to `t + 10` ns.
+pub fn record(conn: u64, seq: u64, kind: u8, role: u8, dir: u8, data: &[u8], t: u64) -> Vec<u8> {
+    let mut ev = Event {
+        conn_id: conn,
+        seq,
+        start_ns: t,
+        end_ns: t + 10,
+        pid: 42,
+        tid: 42,
+        bytes: data.len() as u32,
+        kind,
+        dir,
+        role,
+        version: abi::ABI_VERSION,
+        ..Default::default()
+    };
+    ev.local.port = 8080;
+    ev.remote.port = 50000;
+    let mut out = Vec::new();
+    ev.encode_into(data, &mut out);
+    out
+}
 
 /// One file of a recorded fixture, `tests/fixtures/<proto>/<name>.<ext>`.
 pub fn fixture_file(proto: &str, name: &str, ext: &str) -> Vec<u8> {
