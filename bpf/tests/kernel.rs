@@ -120,6 +120,8 @@ check(s.sendmsg(parts), sum(map(len, parts)))
 check(s.send(b"W" * 4000 + bytes(range(200)) * 5), 5000)
 parts = [big] + [b"x"] * 40
 check(s.sendmsg(parts), sum(map(len, parts)))
+parts = [bytes([i]) for i in range(80)]
+check(s.sendmsg(parts), 80)
 got = 0
 bufs = [bytearray(7000), bytearray(7000)]
 while got < 20000:
@@ -160,7 +162,8 @@ fn large_payloads_carry_their_last_bytes() {
     second.extend((0..5).flat_map(|_| 0..200u8));
     let mut third = big.clone();
     third.extend([b'x'; 40]);
-    let want = first.len() + second.len() + third.len();
+    let fourth: Vec<u8> = (0..80).collect();
+    let want = first.len() + second.len() + third.len() + fourth.len();
     let mut got = Vec::with_capacity(want);
     let mut buf = vec![0u8; 1 << 16];
     while got.len() < want {
@@ -185,12 +188,14 @@ fn large_payloads_carry_their_last_bytes() {
         .iter()
         .filter(|r| r.ev.dir == abi::DIR_EGRESS)
         .collect();
-    assert_eq!(out.len(), 3, "three writes");
+    assert_eq!(out.len(), 4, "four writes");
     for (r, sent, tail) in [
         (out[0], &first, 256usize),
         (out[1], &second, 256),
-        // Its end lies in iovec 41, past the 32 the kernel walks: prefix only.
-        (out[2], &third, 0),
+        // Its end lies in iovecs 2 to 41, past the 32 read in one go: read one at a time.
+        (out[2], &third, 256),
+        // 80 iovecs of one byte: the prefix runs past the 32nd, the tail is the last 16.
+        (out[3], &fourth, 16),
     ] {
         assert_eq!(r.ev.bytes as usize, sent.len());
         assert_eq!(r.ev.tail as usize, tail, "{:?}", r.ev);
