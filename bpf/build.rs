@@ -23,6 +23,8 @@ fn main() {
                 "src/bpf",
                 "-Wall",
                 "-Wno-unused-function",
+                // BPF ISA v3 (kernel 5.1+; the agent needs 5.17): atomic compare-and-swap.
+                "-mcpu=v3",
                 &format!("-D__TARGET_ARCH_{arch}"),
             ])
             .build_and_generate(out.join(format!("{name}.skel.rs")))

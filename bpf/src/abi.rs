@@ -27,8 +27,8 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 /// Datagrams reported per sendmmsg/recvmmsg call.
 pub const MAX_MMSG: u32 = 8;
-/// A connection id holds the CPU that saw the connection first, plus one, from this bit up
-/// (0 there: no CPU stamped); the bits below count connections.
+/// A connection id holds the CPU that wrote its first record, plus one, from this bit up (0
+/// there: no CPU stamped); the bits below count that CPU's connections.
 pub const CONN_ID_CPU_SHIFT: u32 = 40;
 /// Most UDP ports [`crate::TracerOptions::udp_ports`] may name.
 pub const MAX_UDP_PORTS: usize = 64;
@@ -219,6 +219,34 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The constants mirrored from `telegen.h` have its values (a drifted
+    /// `TG_CONN_ID_CPU_SHIFT` would leave shards agreeing on owners that no longer drain the
+    /// connections' rings).
+    #[test]
+    fn constants_match_the_c_header() {
+        let header = include_str!("bpf/telegen.h");
+        let define = |name: &str| -> u64 {
+            header
+                .lines()
+                .find_map(|l| {
+                    let rest = l.strip_prefix("#define ")?.strip_prefix(name)?;
+                    rest.strip_prefix(' ')?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("#define {name} <number> in telegen.h"))
+        };
+        assert_eq!(define("TG_ABI_VERSION"), u64::from(ABI_VERSION));
+        assert_eq!(define("TG_MAX_CAPTURE"), u64::from(MAX_CAPTURE));
+        assert_eq!(define("TG_MAX_TAIL"), u64::from(MAX_TAIL));
+        assert_eq!(define("TG_MAX_CPUS"), u64::from(MAX_CPUS));
+        assert_eq!(define("TG_MAX_MMSG"), u64::from(MAX_MMSG));
+        assert_eq!(define("TG_CONN_ID_CPU_SHIFT"), u64::from(CONN_ID_CPU_SHIFT));
+        assert_eq!(define("TG_MAX_UDP_PORTS"), MAX_UDP_PORTS as u64);
+    }
 
     #[test]
     fn round_trip_and_errors() {

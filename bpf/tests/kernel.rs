@@ -105,6 +105,84 @@ fn traces_loopback_exchange_from_a_child_process() {
     );
 }
 
+/// A server whose acceptor thread runs on CPU 0 and hands each connection to a worker on
+/// CPU 1: the connection's id carries the CPU of its first record (the worker's), since the
+/// agent gives a connection to the shard draining that CPU's ring; the accepting CPU would
+/// put every connection of such a server on one shard.
+const PY_ACCEPTOR: &str = r#"
+import os, socket, threading
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+os.sched_setaffinity(0, {0})
+print(srv.getsockname()[1], flush=True)
+c, _ = srv.accept()
+def serve():
+    os.sched_setaffinity(0, {1})
+    data = c.recv(100)
+    c.sendall(b"ok:" + data)
+    c.close()
+t = threading.Thread(target=serve)
+t.start()
+t.join()
+"#;
+
+#[test]
+fn a_connection_id_carries_the_cpu_of_its_first_record() {
+    if !bpf_or_skip() {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "this test needs 2 CPUs, the machine has {cpus}");
+    let _serial = serial();
+    let opts = TracerOptions {
+        capture_bytes: 64,
+        ring_bytes_total: 1 << 20,
+        ..Default::default()
+    };
+    let (_tracer, rings) = Tracer::start(&opts).expect("tracer starts");
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PY_ACCEPTOR])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let mut conn =
+        std::net::TcpStream::connect(("127.0.0.1", port.trim().parse().unwrap())).unwrap();
+    conn.write_all(b"hello").unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"ok:hello");
+    assert!(child.wait().unwrap().success());
+
+    let recs = RefCell::new(Vec::new());
+    drain(&rings, &recs);
+    let recs = recs.into_inner();
+    let mine: Vec<&Rec> = recs.iter().filter(|r| r.ev.pid == child.id()).collect();
+    let first = mine
+        .iter()
+        .find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_INGRESS)
+        .expect("the request's record");
+    assert_eq!(
+        first.ev.conn_id >> abi::CONN_ID_CPU_SHIFT,
+        2,
+        "CPU 1 (plus one) in {:#x}",
+        first.ev.conn_id
+    );
+    // Every record of the connection, its close included, carries that id.
+    let of_conn = mine.iter().filter(|r| r.ev.fd == first.ev.fd).count();
+    assert!(of_conn >= 3, "request, answer and close: {mine:?}");
+    assert!(mine
+        .iter()
+        .filter(|r| r.ev.fd == first.ev.fd)
+        .all(|r| r.ev.conn_id == first.ev.conn_id));
+}
+
 /// A child writes like grpcio (a writev of small iovecs, one 100 KB iovec, small iovecs), a
 /// plain 5000-byte send, a sendmsg whose end lies past the iovecs the kernel walks, and reads
 /// 20000 bytes with recvmsg into two buffers.

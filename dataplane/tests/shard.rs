@@ -24,6 +24,10 @@ impl ShardIo for Io<'_> {
         self.net.queues[to].push_back(msg);
         Ok(())
     }
+    fn forward_spare(&mut self, to: usize, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.net.queues[to].push_back(ShardMsg::Spare(buf));
+        Ok(())
+    }
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {
         self.net.exported.push(msg);
         Ok(())

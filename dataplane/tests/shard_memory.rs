@@ -121,11 +121,21 @@ fn bytes_per_connection(
 ) -> isize {
     let mut shard = ShardCore::new(ShardConfig::new(0, 1), 0);
     feed(&mut shard, 1, warm);
+    let warm_spans = shard.stats().spans_emitted;
+    let per_conn = warm_spans / warm;
+    assert!(
+        per_conn >= 1 && warm_spans == per_conn * warm,
+        "{warm_spans} spans"
+    );
     let before = LIVE.load(Ordering::Relaxed);
     feed(&mut shard, 1_000_000, n);
     let after = LIVE.load(Ordering::Relaxed);
+    // The work was done: every connection's spans, no parse error.
+    let stats = shard.stats();
+    assert_eq!(stats.spans_emitted, warm_spans + per_conn * n);
+    assert_eq!(stats.parse_errors, 0);
     let flows = if open { warm + n } else { 0 };
-    assert_eq!(shard.stats().flows_active, flows);
+    assert_eq!(stats.flows_active, flows);
     (after - before) / n as isize
 }
 
@@ -140,6 +150,10 @@ struct PairIo<'a>(&'a mut [VecDeque<ShardMsg>; 2]);
 impl ShardIo for PairIo<'_> {
     fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
         self.0[to].push_back(msg);
+        Ok(())
+    }
+    fn forward_spare(&mut self, to: usize, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.0[to].push_back(ShardMsg::Spare(buf));
         Ok(())
     }
     fn export(&mut self, _msg: ExportMsg) -> Result<(), ExportMsg> {
@@ -180,11 +194,22 @@ impl Pair {
 /// `drainer` (after a warm-up).
 fn allocations_per_record(drainer: usize) -> f64 {
     let mut pair = Pair::new();
-    pair.connections(1, 2_000, drainer);
+    let warm = 2_000;
+    pair.connections(1, warm, drainer);
     let before = ALLOCS.load(Ordering::Relaxed);
     let n = 10_000;
     pair.connections(1_000_000, n, drainer);
-    (ALLOCS.load(Ordering::Relaxed) - before) as f64 / (3 * n) as f64
+    let allocations = ALLOCS.load(Ordering::Relaxed) - before;
+    // Every record reached the owner and every request became a span.
+    let [s0, s1] = pair.shards.each_ref().map(ShardCore::stats);
+    let records = 3 * (warm + n);
+    let forwarded = if drainer == 0 { records } else { 0 };
+    assert_eq!(
+        (s0.events_forwarded, s1.events_received),
+        (forwarded, forwarded)
+    );
+    assert_eq!((s0.spans_emitted, s1.spans_emitted), (0, warm + n));
+    allocations as f64 / (3 * n) as f64
 }
 
 /// One test, so that nothing else allocates while it counts.

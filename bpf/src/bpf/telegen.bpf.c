@@ -106,8 +106,9 @@ struct task_state {
 struct scratch {
 	struct tg_event ev;
 	__u8 payload[3 * TG_MAX_CAPTURE];
-	/* The syscall's iovec array, read in one go (twice the room: the length mask). After the
-	 * payload: a record is `ev` and the payload that follows it. */
+	/* The syscall's first TG_MAX_IOV iovecs, read in one go (twice the room: the length mask;
+	 * slot TG_MAX_IOV holds a later iovec, read on its own). After the payload: a record is
+	 * `ev` and the payload that follows it. */
 	struct iovec iov[2 * TG_MAX_IOV];
 };
 
@@ -320,6 +321,25 @@ static __always_inline void submit(struct scratch *s, __u32 captured)
 	}
 }
 
+/*
+ * The id a connection's records carry. track() gives a provisional one: the thread that
+ * accepted or connected is often not the one that reads and writes (an acceptor thread, a
+ * pool), and the agent gives each connection to the shard of the CPU in its id. The first
+ * record, on whichever CPU its thread runs, replaces it with an id of that CPU, by a
+ * compare-and-swap: of two first records on two CPUs at once, one id wins and both carry it.
+ */
+static __always_inline __u64 conn_id_of(struct conn *c)
+{
+	__u64 id = c->conn_id;
+	__u64 mine, prev;
+
+	if (!(id & TG_CONN_ID_PROVISIONAL))
+		return id;
+	mine = new_conn_id();
+	prev = __sync_val_compare_and_swap(&c->conn_id, id, mine);
+	return prev == id ? mine : prev;
+}
+
 static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u8 kind)
 {
 	__u32 zero = 0;
@@ -327,7 +347,7 @@ static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u
 
 	if (!s)
 		return NULL;
-	s->ev.conn_id = c->conn_id;
+	s->ev.conn_id = conn_id_of(c);
 	s->ev.seq = __sync_fetch_and_add(&c->seq, 1);
 	s->ev.parent_conn_id = 0;
 	s->ev.parent_seq = 0;
@@ -388,7 +408,7 @@ static __always_inline struct conn *track(__u64 id, __u32 fd, __u8 role)
 		bpf_map_update_elem(&tg_notsock, &k, &v, BPF_ANY);
 		return NULL;
 	}
-	nc.conn_id = new_conn_id();
+	nc.conn_id = new_conn_id() | TG_CONN_ID_PROVISIONAL;
 	nc.file = (__u64)f;
 	nc.role = nc.udp ? TG_ROLE_UNKNOWN : role;
 	bpf_map_update_elem(&tg_conns, &k, &nc, BPF_ANY);
@@ -493,7 +513,7 @@ static __always_inline void stamp_parent(struct task_state *ts, struct conn *c, 
 		return;
 	if (c->role == TG_ROLE_SERVER) {
 		if (dir == TG_DIR_INGRESS) {
-			ts->server.conn_id = c->conn_id;
+			ts->server.conn_id = s->ev.conn_id;
 			ts->server.seq = s->ev.seq;
 		} else {
 			ts->server.conn_id = 0;

@@ -22,8 +22,11 @@
 #define TG_MAX_IOV_WALK 1024
 /* Datagrams reported per sendmmsg/recvmmsg call (the rest of the vector is not seen). */
 #define TG_MAX_MMSG 8
-/* A connection id holds the CPU that saw the connection first, plus one, from this bit up. */
+/* A connection id holds the CPU that wrote its first record, plus one, from this bit up. */
 #define TG_CONN_ID_CPU_SHIFT 40
+/* Set in the id a connection gets when it is tracked (accept, connect), until its first
+ * record replaces it (never in a record). */
+#define TG_CONN_ID_PROVISIONAL (1ULL << 63)
 /* Entries of the UDP port map (tg_udp_ports). */
 #define TG_MAX_UDP_PORTS 64
 

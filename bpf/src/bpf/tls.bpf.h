@@ -111,7 +111,7 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 			tls_unmapped();
 			return 0;
 		}
-		sock.conn_id = conn->conn_id;
+		sock.conn_id = conn_id_of(conn);
 		sock.fd = fd;
 		bpf_map_update_elem(&tg_ssl_fds, &key, &sock, BPF_ANY);
 	} else {
@@ -125,7 +125,7 @@ static __always_inline int ssl_exit(int ret, int is_ex)
 		sock = *sp;
 		fd = sock.fd;
 		conn = lookup(id, fd);
-		if (!conn || conn->conn_id != sock.conn_id) {
+		if (!conn || conn_id_of(conn) != sock.conn_id) {
 			tls_unmapped();
 			return 0;
 		}
@@ -226,7 +226,7 @@ int tg_ssl_set_fd(struct pt_regs *ctx)
 		return 0; /* not a TCP socket */
 	key.ssl = PT_REGS_PARM1(ctx);
 	key.tgid = id >> 32;
-	sock.conn_id = conn->conn_id;
+	sock.conn_id = conn_id_of(conn);
 	sock.fd = (__u32)fd;
 	bpf_map_update_elem(&tg_ssl_fds, &key, &sock, BPF_ANY);
 	return 0;

@@ -425,8 +425,8 @@ impl Http1Parser {
         self.next_id += 1;
         self.req_owner = id;
         if self.pending.capacity() == 0 {
-            // Room for one: most connections never pipeline, and a `VecDeque` starts with
-            // room for four (600 bytes per connection, for its whole life).
+            // Room for one: most connections never pipeline, and a `VecDeque` grows to room
+            // for four at once (600 bytes per connection, for its whole life).
             self.pending.reserve_exact(1);
         }
         self.pending.push_back(Pending {

@@ -366,8 +366,8 @@ impl Http2Parser {
             self.emit(old, c.end_ns, out);
         }
         if self.streams.capacity() == 0 {
-            // Room for one (then 2, 4...): a `Vec` of 240-byte streams starts with room for
-            // four, which a connection of one call at a time keeps for its whole life.
+            // Room for one (then four, eight...): a `Vec` of 240-byte streams grows to room
+            // for four at once, which a connection of one call at a time keeps for its life.
             self.streams.reserve_exact(1);
         }
         self.streams.push(s);

@@ -116,6 +116,17 @@ impl ShardIo for MeshIo {
             None => Err(msg),
         }
     }
+    fn forward_spare(&mut self, to: usize, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        match self.out.get_mut(to).and_then(Option::as_mut) {
+            Some(p) if p.slots() > p.buffer().capacity() / 2 => p
+                .push(ShardMsg::Spare(buf))
+                .map_err(|rtrb::PushError::Full(m)| match m {
+                    ShardMsg::Spare(b) => b,
+                    _ => Vec::new(),
+                }),
+            _ => Err(buf),
+        }
+    }
     /// Spans are encoded here, on the shard, into the chunk being filled (sent when full or
     /// at the end of the tick); other messages go straight to the export core.
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg> {

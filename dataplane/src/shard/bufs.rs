@@ -2,7 +2,8 @@
 //! for reordering, is made into a buffer that an earlier record left behind, not into a new
 //! allocation.
 //!
-//! With two shards about half of all records are forwarded. Each forward allocated a `Vec` on
+//! Records are forwarded when the thread of a connection moved to another CPU (a hash of the
+//! connection id once forwarded half of them with two shards). Each forward allocated a `Vec` on
 //! the sending thread that the receiving thread freed, a remote free for the allocator, and
 //! each held record was copied once more (a forwarded one twice). Buffers now circulate: the
 //! receiver keeps a forwarded record's buffer for its own next forward or hold, and past

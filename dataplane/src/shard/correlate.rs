@@ -89,16 +89,16 @@ impl ShardCore {
         if q.is_empty() {
             return;
         }
-        // Room for what was served, not for the last [`SERVED_MEMORY`] an open connection
-        // keeps: most connections of a gateway close after a request or two, and up to
-        // [`MAX_SERVED_CONNS`] of them are remembered.
-        q.shrink_to_fit();
         if let Some(old) = self.served.get_mut(&conn) {
             for s in q {
                 push_served(old, s);
             }
             return;
         }
+        // Room for what was served, not for the last [`SERVED_MEMORY`] an open connection
+        // keeps: most connections of a gateway close after a request or two, and up to
+        // [`MAX_SERVED_CONNS`] of them are remembered.
+        q.shrink_to_fit();
         // Full: forget the connection remembered first (O(1); was a scan of every entry on
         // each new connection once full).
         while self.served.len() >= MAX_SERVED_CONNS {

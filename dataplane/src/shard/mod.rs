@@ -29,11 +29,11 @@ use bufs::{Rec, RecordBufs};
 use correlate::{Parked, Served};
 use dispatch::{chunk_of, feed_flow, Proto};
 
-/// The shard that owns a connection: the one that drains the ring of the CPU that saw the
-/// connection first (CPU `k`'s ring goes to shard `k % n`), whose id the kernel stamps in the
-/// connection id. A connection's records are mostly written on that CPU, so its owner drains
-/// them itself, while the kernel's writes are still in that core's cache; only records of
-/// threads that moved to another CPU are forwarded. (Ids without a CPU are spread by a hash.)
+/// The shard that owns a connection: the one that drains the ring of the CPU that wrote the
+/// connection's first record (CPU `k`'s ring goes to shard `k % n`), which the kernel stamps in
+/// the connection id. A connection's records are mostly written on that CPU, so its owner
+/// drains them itself, with no copy and no queue between shards; only records of threads that
+/// moved to another CPU are forwarded. (Ids without a CPU are spread by a hash.)
 #[inline]
 pub fn shard_of(conn_id: u64, shards: usize) -> usize {
     let shards = shards.max(1) as u64;
@@ -66,6 +66,12 @@ pub enum ShardMsg {
 /// Each method hands the message back when the queue is full.
 pub trait ShardIo {
     fn forward(&mut self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg>;
+    /// Hand a spare record buffer back to shard `to` only while its queue has plenty of room:
+    /// a spare must never take the place of an event or a span. Gives the buffer back when it
+    /// is not sent (the default: never sent).
+    fn forward_spare(&mut self, _to: usize, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        Err(buf)
+    }
     fn export(&mut self, msg: ExportMsg) -> Result<(), ExportMsg>;
     /// A box to build the next span in, if the io has one to give back (the runtime's: the box
     /// of the span it encoded last, still in this core's cache). The shard overwrites every
@@ -265,7 +271,7 @@ impl ShardCore {
                 // would allocate every copy and this shard free it, a remote free for the
                 // allocator. Surplus buffers go back instead.
                 if let Some(v) = self.bufs.surplus() {
-                    if let Err(ShardMsg::Spare(v)) = io.forward(from, ShardMsg::Spare(v)) {
+                    if let Err(v) = io.forward_spare(from, v) {
                         self.bufs.give_back(v);
                     }
                 }
