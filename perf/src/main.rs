@@ -135,6 +135,16 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 32)]
     wrk_connections: u32,
 
+    /// nginx worker processes in the overhead phase.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    nginx_workers: u32,
+
+    /// Pin each nginx worker to its own CPU (`worker_cpu_affinity auto`), as busy servers
+    /// often are: their connections' records are then written on one CPU, and the agent
+    /// drains them on the shard that owns them (no forwarding).
+    #[arg(long)]
+    nginx_pin_workers: bool,
+
     /// The telegen binary [default: `telegen` next to this binary].
     #[arg(long, value_name = "PATH")]
     telegen_bin: Option<PathBuf>,
@@ -273,6 +283,8 @@ fn run(args: &Args) -> anyhow::Result<i32> {
             rounds: args.rounds.unwrap_or(if q { 1 } else { 2 }),
             wrk_threads: args.wrk_threads,
             wrk_conns: args.wrk_connections,
+            nginx_workers: args.nginx_workers,
+            nginx_pin_workers: args.nginx_pin_workers,
             telegen_bin: bin,
             agent_compression: args.agent_compression.clone(),
             agent_args: args.agent_arg.clone(),

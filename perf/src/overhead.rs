@@ -24,6 +24,9 @@ pub struct OverheadConfig {
     pub rounds: u32,
     pub wrk_threads: u32,
     pub wrk_conns: u32,
+    /// nginx worker processes, and whether each is pinned to its own CPU.
+    pub nginx_workers: u32,
+    pub nginx_pin_workers: bool,
     pub telegen_bin: PathBuf,
     /// The agent's `--compression`.
     pub agent_compression: String,
@@ -393,7 +396,11 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
         "nginx not found: apt-get install -y nginx-light (scripts/perf.sh does)"
     );
     telegen_bpf::preflight()?;
-    let nginx = telegen_tests::agent::Nginx::start();
+    let nginx = telegen_tests::agent::Nginx::start_with(telegen_tests::agent::NginxOptions {
+        workers: cfg.nginx_workers,
+        pin_workers: cfg.nginx_pin_workers,
+        ..Default::default()
+    });
     let url = format!("http://127.0.0.1:{}/index.html", nginx.port);
     let nginx_pid = nginx.proc.pid();
     progress("overhead: warming nginx up".into());
@@ -450,7 +457,7 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
     let ring_drops: u64 = agents.iter().filter_map(|r| r["ring_drops"].as_u64()).sum();
     let ring_drops_known = agents.iter().all(|r| r["ring_drops"].is_u64());
     let mut out = json!({
-        "nginx": {"workers": 1, "file": "/index.html (17 bytes)", "url": url},
+        "nginx": {"workers": cfg.nginx_workers, "pinned": cfg.nginx_pin_workers, "file": "/index.html (17 bytes)", "url": url},
         "wrk": {"threads": cfg.wrk_threads, "connections": cfg.wrk_conns, "seconds": cfg.secs, "keep_alive": true},
         "agent_flags": format!("--pid <nginx master> --otlp-endpoint <local receiver> --no-summary --compression {}{}{} (defaults otherwise)", cfg.agent_compression,
             if cfg.agent_args.is_empty() { "" } else { " " }, cfg.agent_args.join(" ")),

@@ -158,6 +158,8 @@ fn check_overhead(r: &Value) {
     // The extra agent flag of the run reached the agent (it started with it) and the report.
     let flags = o["agent_flags"].as_str().unwrap_or("");
     assert!(flags.contains("--drain-interval-ms=2"), "{flags}");
+    assert_eq!(o["nginx"]["workers"], 2, "{}", o["nginx"]);
+    assert_eq!(o["nginx"]["pinned"], true, "{}", o["nginx"]);
     let floor = runs.iter().find(|x| x["mode"] == "floor").expect("floor");
     assert!(f(floor, &["hooks"]) > 10.0, "{floor}");
     let agent = runs.iter().find(|x| x["mode"] == "agent").expect("agent");
@@ -207,7 +209,8 @@ fn quick_run_writes_a_complete_consistent_report() {
     if bpf && tools {
         cmd.arg("--telegen-bin")
             .arg(telegen_tests::agent::telegen_bin())
-            .arg("--agent-arg=--drain-interval-ms=2");
+            .arg("--agent-arg=--drain-interval-ms=2")
+            .args(["--nginx-workers", "2", "--nginx-pin-workers"]);
     } else {
         cmd.args(["--only", "synthetic"]);
     }

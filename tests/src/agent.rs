@@ -98,13 +98,17 @@ pub fn wait_port(port: u16, timeout: Duration) {
     panic!("nothing listening on 127.0.0.1:{port} after {timeout:?}");
 }
 
-/// What an [`Nginx`] listens on besides plain HTTP/1.1.
+/// What an [`Nginx`] listens on besides plain HTTP/1.1, and its workers.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NginxOptions {
     /// HTTP/2 without TLS, with prior knowledge (`curl --http2-prior-knowledge`).
     pub h2c: bool,
     /// TLS (OpenSSL) with a self-signed certificate, HTTP/1.1 and HTTP/2 by ALPN.
     pub tls: bool,
+    /// Worker processes (0: one).
+    pub workers: u32,
+    /// Each worker pinned to its own CPU (`worker_cpu_affinity auto`).
+    pub pin_workers: bool,
 }
 
 /// nginx from Debian serving a temp directory on free loopback ports.
@@ -174,8 +178,17 @@ impl Nginx {
                 key.display()
             ));
         }
+        let workers = format!(
+            "worker_processes {};\n{}",
+            opts.workers.max(1),
+            if opts.pin_workers {
+                "worker_cpu_affinity auto;\n"
+            } else {
+                ""
+            }
+        );
         let conf = format!(
-            "worker_processes 1;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+            "{workers}daemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
               fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\

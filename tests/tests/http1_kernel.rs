@@ -3,14 +3,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telegen_tests::agent::{
     children, curl, free_port, otlp_agent, otlp_agent_env, python, python_bg, require_bpf, serial,
-    wait_port, Nginx, Proc,
+    wait_port, Nginx, NginxOptions, Proc,
 };
 use telegen_tests::receiver::{attr_int, attr_str, metric_count, Receiver};
 
@@ -322,6 +322,44 @@ fn traceparent_is_honoured_and_outgoing_calls_become_children() {
         .count();
     assert_eq!(inv, 2);
     assert_eq!(metric_count(&recv, "http.client.request.duration"), 2);
+}
+
+/// The perf harness's `--nginx-workers 2 --nginx-pin-workers`: two workers, each allowed on
+/// one CPU of its own.
+#[test]
+fn nginx_workers_can_be_pinned_one_per_cpu() {
+    let nginx = Nginx::start_with(NginxOptions {
+        workers: 2,
+        pin_workers: true,
+        ..Default::default()
+    });
+    let master = nginx.proc.pid();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let kids = children(master);
+        if kids.len() == 2 || Instant::now() > deadline {
+            break kids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(workers.len(), 2, "nginx workers: {workers:?}");
+    let cpus: Vec<String> = workers
+        .iter()
+        .map(|w| {
+            let status = std::fs::read_to_string(format!("/proc/{w}/status")).unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        cpus.iter().all(|c| c.parse::<u32>().is_ok()),
+        "one CPU each: {cpus:?}"
+    );
+    assert_ne!(cpus[0], cpus[1], "each its own CPU");
 }
 
 /// A keep-alive HTTP/1.1 server answering `GET /chunked/<how>/<i>` with a 64 KiB body sent

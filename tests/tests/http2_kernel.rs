@@ -63,6 +63,7 @@ fn nginx_h2c_and_h2_over_tls_one_span_per_stream() {
     let nginx = Nginx::start_with(NginxOptions {
         h2c: true,
         tls: true,
+        ..Default::default()
     });
     let agent = otlp_agent(&recv.endpoint(), &[nginx.proc.pid()], &[]);
     let h2c = format!("http://127.0.0.1:{}", nginx.h2c_port.expect("h2c"));
