@@ -639,6 +639,28 @@ mod tests {
         }
     }
 
+    /// The span of `tx` on `flow` (a fresh cache each time), with `parent` and the clock offset.
+    fn span_of(
+        tx: &HttpTransaction,
+        flow: &FlowInfo,
+        ctx: SpanCtx,
+        parent: [u8; 8],
+        offset_ns: u64,
+    ) -> SpanRecord {
+        SpanRecord::built(|out| {
+            http_span_into(
+                out,
+                tx,
+                flow,
+                ctx,
+                parent,
+                offset_ns,
+                &mut SpanCache::default(),
+            )
+        })
+        .0
+    }
+
     #[test]
     fn server_span_attributes() {
         let mut flow = FlowInfo::new(7, [0; 16], Addr::default(), Addr::default());
@@ -647,18 +669,7 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let s = SpanRecord::built(|out| {
-            http_span_into(
-                out,
-                &tx(Role::Server, Some(503)),
-                &flow,
-                ctx,
-                [0; 8],
-                10,
-                &mut SpanCache::default(),
-            )
-        })
-        .0;
+        let s = span_of(&tx(Role::Server, Some(503)), &flow, ctx, [0; 8], 10);
         assert_eq!(s.kind, SpanKind::Server);
         assert_eq!(s.name, "GET /users/{id}");
         assert_eq!(s.start_unix_ns, 1_010);
@@ -677,18 +688,7 @@ mod tests {
         assert_eq!(get("server.address"), Some(AttrValue::Str("svc".into())));
         assert_eq!(get("error.type"), Some(AttrValue::Str("503".into())));
         assert!(s.error.is_some());
-        let ok = SpanRecord::built(|out| {
-            http_span_into(
-                out,
-                &tx(Role::Server, Some(404)),
-                &flow,
-                ctx,
-                [0; 8],
-                0,
-                &mut SpanCache::default(),
-            )
-        })
-        .0;
+        let ok = span_of(&tx(Role::Server, Some(404)), &flow, ctx, [0; 8], 0);
         assert!(ok.error.is_none(), "4xx is not a server error");
     }
 
@@ -700,18 +700,7 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let s = SpanRecord::built(|out| {
-            http_span_into(
-                out,
-                &tx(Role::Client, Some(404)),
-                &flow,
-                ctx,
-                [3; 8],
-                0,
-                &mut SpanCache::default(),
-            )
-        })
-        .0;
+        let s = span_of(&tx(Role::Client, Some(404)), &flow, ctx, [3; 8], 0);
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.name, "GET");
         assert_eq!(s.parent_span_id, [3; 8]);
@@ -725,18 +714,7 @@ mod tests {
             .attrs
             .iter()
             .any(|(k, v)| *k == "url.scheme" && *v == AttrValue::Text(Text::Static("http"))));
-        let none = SpanRecord::built(|out| {
-            http_span_into(
-                out,
-                &tx(Role::Client, None),
-                &flow,
-                ctx,
-                [0; 8],
-                0,
-                &mut SpanCache::default(),
-            )
-        })
-        .0;
+        let none = span_of(&tx(Role::Client, None), &flow, ctx, [0; 8], 0);
         assert!(none
             .attrs
             .iter()
