@@ -59,13 +59,7 @@ impl ShardCore {
             push_served(&mut f.served, s);
             return;
         }
-        if let Some(q) = self.served.get_mut(&conn) {
-            push_served(q, s);
-            return;
-        }
-        let mut q = VecDeque::new();
-        push_served(&mut q, s);
-        self.keep_served_only(conn, q);
+        self.keep_served_only(conn, VecDeque::from([s]));
     }
 
     /// Keep the served requests of a connection whose flow ends, for children still to come,
