@@ -51,7 +51,7 @@ int tg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 	ts = take_args(&a);
 	if (!ts || a.op != OP_MMSG || ctx->ret <= 0)
 		return 0;
-	c = tracked(id, a.fd);
+	c = egress_conn(id, ts, &a);
 	if (c)
 		emit_mmsg(c, id, ts, &a, ctx->ret, TG_DIR_EGRESS);
 	return 0;

@@ -68,7 +68,8 @@ struct call_args {
 	__u32 fd;
 	__u32 iovcnt;
 	__u8 op;
-	__u8 _pad[7];
+	__u8 msg; /* egress: `buf` is still the msghdr (see enter_io_msg) */
+	__u8 _pad[6];
 };
 
 struct tid_ctx {
@@ -221,22 +222,6 @@ static __always_inline struct task_state *task_state(int create)
 {
 	return bpf_task_storage_get(&tg_task, bpf_get_current_task_btf(), 0,
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-}
-
-/* The current thread's state, created if need be, for an entry program to save into. Without
- * room the syscall's record is lost: counted as dropped, like a record that found its ring
- * full. */
-static __always_inline struct task_state *state_to_save(void)
-{
-	struct task_state *ts = task_state(1);
-	struct tg_stats *st;
-
-	if (ts)
-		return ts;
-	st = stats();
-	if (st)
-		__sync_fetch_and_add(&st->dropped, 1);
-	return NULL;
 }
 
 /* Whether process `tgid` is left alone: the agent itself, or not allowed by the filter. */
@@ -458,35 +443,38 @@ static __always_inline int msg_args(struct call_args *a)
 }
 
 /*
- * The entry of an egress syscall (and sendfile): save its arguments and start time for the exit.
- * With `msg` (a constant at each call site), `buf` is a msghdr, read only once the socket is
- * known to be traced (sendmsg on untraced sockets, e.g. Unix ones, pays no user-memory read).
+ * The entry of an egress syscall (and sendfile): save its arguments and start time for the exit,
+ * and nothing else. Whether the fd is a traced socket is for the exit to find out (exit_io): an
+ * egress syscall on a socket used to look its connection up twice, here and at the exit, one
+ * hash lookup and one fd-table walk more per response written than its bytes needed. With
+ * `msg` (a constant at each call site), `buf` is a msghdr, which the exit reads once the socket
+ * is known to be traced (sendmsg on untraced sockets, e.g. Unix ones, pays no user-memory read).
  */
 static __always_inline int enter_io_msg(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr,
 					int msg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_args a = { .buf = buf, .addr = addr, .fd = fd, .iovcnt = iovcnt, .op = op };
 	struct task_state *ts;
-	struct conn *c;
 
 	if (skip_tgid(id >> 32))
 		return 0;
-	c = lookup(id, fd);
-	if (!c)
+	ts = task_state(1);
+	if (!ts) {
+		/* No room for the arguments: the syscall's record is lost if it was on a traced
+		 * socket, counted as dropped like a record that found its ring full. */
+		struct tg_stats *st;
+
+		if (lookup(id, fd) && (st = stats()))
+			__sync_fetch_and_add(&st->dropped, 1);
 		return 0;
-	if (msg && msg_args(&a) < 0)
-		return 0;
-	if (c->udp_quiet && !a.addr && op != OP_MMSG)
-		return 0;
-	ts = state_to_save();
-	if (!ts)
-		return 0;
-	/* A syscall on a tracked socket inside an SSL_* call ties the SSL* to it (tls.bpf.h). */
-	if (tls_enabled && ts->ssl.active)
-		ts->ssl.fd = fd;
-	a.start_ns = bpf_ktime_get_ns();
-	ts->args = a;
+	}
+	ts->args.buf = buf;
+	ts->args.addr = addr;
+	ts->args.fd = fd;
+	ts->args.iovcnt = iovcnt;
+	ts->args.msg = msg;
+	ts->args.start_ns = bpf_ktime_get_ns();
+	ts->args.op = op;
 	return 0;
 }
 
@@ -622,13 +610,26 @@ static __always_inline struct task_state *take_args(struct call_args *a)
 	return ts;
 }
 
-/* The connection behind (tgid, fd) as the entry program left it tracked (no mid-stream pick-up:
- * the entry did that). */
-static __always_inline struct conn *tracked(__u64 id, __u32 fd)
+/*
+ * The connection an egress syscall moved bytes on, for its exit program, from the arguments its
+ * entry saved: looked up (and picked up mid-stream) here, the msghdr of a sendmsg read once the
+ * socket is known to be traced. NULL when nothing is to be emitted.
+ */
+static __always_inline struct conn *egress_conn(__u64 id, struct task_state *ts,
+						struct call_args *a)
 {
-	struct conn_key k = { .tgid = id >> 32, .fd = fd };
+	struct conn *c = lookup(id, a->fd);
 
-	return bpf_map_lookup_elem(&tg_conns, &k);
+	if (!c)
+		return NULL;
+	if (a->msg && msg_args(a) < 0)
+		return NULL;
+	if (c->udp_quiet && !a->addr && a->op != OP_MMSG)
+		return NULL;
+	/* A syscall on a tracked socket inside an SSL_* call ties the SSL* to it (tls.bpf.h). */
+	if (tls_enabled && ts->ssl.active)
+		ts->ssl.fd = a->fd;
+	return c;
 }
 
 static __always_inline int exit_io(long ret, __u8 dir)
@@ -641,7 +642,7 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	ts = take_args(&a);
 	if (!ts || ret <= 0)
 		return 0;
-	c = tracked(id, a.fd);
+	c = egress_conn(id, ts, &a);
 	if (!c)
 		return 0;
 	emit_data(c, id, ts, &a, ret, dir, 1);

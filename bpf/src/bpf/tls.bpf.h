@@ -4,9 +4,10 @@
  *
  * uprobes on SSL_read/SSL_write/SSL_read_ex/SSL_write_ex save (ssl, buf, out) in the thread's
  * task_state (struct ssl_call); their uretprobes copy the plaintext the call moved. The SSL* is
- * tied to its socket by the syscalls the thread makes while inside the call (enter_io notes
- * the fd in the same task_state, only on tracked sockets) or by SSL_set_fd; calls that touch
- * no socket (buffered data) use the socket learned earlier if it is still the same connection.
+ * tied to its socket by the syscalls the thread makes while inside the call (their exit
+ * programs note the fd in the same task_state, only on tracked sockets) or by SSL_set_fd; calls
+ * that touch no socket (buffered data) use the socket learned earlier if it is still the same
+ * connection.
  * The plaintext is emitted as TG_EV_TLS_DATA on the socket's connection (same conn_id, seq
  * counter and parent stamping), and the connection is then marked TLS so its encrypted syscall
  * payloads are no longer emitted. The uprobes are attached from user space (bpf/src/tls.rs),
