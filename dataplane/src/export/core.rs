@@ -16,6 +16,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
+use rustc_hash::FxHashMap;
 
 use prost::Message;
 
@@ -151,9 +152,11 @@ struct Core {
     queue: Option<Arc<SendQueue>>,
     jsonl: Option<BufWriter<std::fs::File>>,
     summary: Option<SummaryAgg>,
-    service_names: HashMap<u32, String>,
+    /// Keyed by pid, looked up per span: hashed with Fx, not SipHash (about 2% of the agent's
+    /// CPU went to hashing these two).
+    service_names: FxHashMap<u32, String>,
     /// Kernel process names seen on spans, for processes gone before they could be resolved.
-    comms: HashMap<u32, String>,
+    comms: FxHashMap<u32, String>,
 }
 
 /// Run the export core on the calling thread until `stop` is triggered, then drain the queues,
@@ -255,8 +258,8 @@ pub fn run_export_core_recycling(
         series: HashMap::new(),
         queue: None,
         jsonl,
-        service_names: HashMap::new(),
-        comms: HashMap::new(),
+        service_names: FxHashMap::default(),
+        comms: FxHashMap::default(),
     };
     rt.block_on(core.run(prom, target))?;
     drop(rt);
