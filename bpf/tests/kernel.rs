@@ -120,6 +120,8 @@ c, _ = srv.accept()
 def serve():
     os.sched_setaffinity(0, {1})
     data = c.recv(100)
+    # The scheduler moves the thread: its next records are written on CPU 0.
+    os.sched_setaffinity(0, {0})
     c.sendall(b"ok:" + data)
     c.close()
 t = threading.Thread(target=serve)
@@ -181,6 +183,17 @@ fn a_connection_id_carries_the_cpu_of_its_first_record() {
         .iter()
         .filter(|r| r.ev.fd == first.ev.fd)
         .all(|r| r.ev.conn_id == first.ev.conn_id));
+    // The answer and the close, written on CPU 0 once the thread moved, are in CPU 1's ring,
+    // where the connection's shard reads: none is left for another shard to forward.
+    let rings: Vec<(u8, u32)> = mine
+        .iter()
+        .filter(|r| r.ev.fd == first.ev.fd)
+        .map(|r| (r.ev.kind, r.ring))
+        .collect();
+    assert!(
+        rings.iter().all(|&(_, ring)| ring == 1),
+        "(kind, ring) of each record: {rings:?}"
+    );
 }
 
 /// A child writes like grpcio (a writev of small iovecs, one 100 KB iovec, small iovecs), a

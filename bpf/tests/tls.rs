@@ -157,11 +157,13 @@ fn tls_plaintext_from_openssl_uprobes_on_the_socket_connection() {
     let mut b = RingBufferBuilder::new();
     for r in &rings {
         let sink = recs.clone();
+        let ring = r.cpu;
         b.add(&r.map, move |rec: &[u8]| {
             if let Ok((ev, p)) = Event::decode(rec) {
                 sink.borrow_mut().push(Rec {
                     ev,
                     payload: p.to_vec(),
+                    ring,
                 });
             }
             0

@@ -285,10 +285,32 @@ static __always_inline struct pt_regs *syscall_regs(void)
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
+/*
+ * The ring for a record of connection `conn_id`: that of the CPU in its id, the CPU that wrote
+ * the connection's first record, whose shard owns the connection. A thread the scheduler moves to
+ * another CPU thus keeps writing its connections' records where their owner reads them; in the
+ * ring of the CPU it runs on, that ring's shard would copy each record and forward it to the
+ * owner (with one nginx worker left to the scheduler on 2 CPUs, 66-81% of all records). The
+ * current CPU's ring for an id without a CPU, or whose CPU has no ring.
+ */
+static __always_inline void *conn_ring(__u64 conn_id)
+{
+	__u32 home = (__u32)((conn_id & ~TG_CONN_ID_PROVISIONAL) >> TG_CONN_ID_CPU_SHIFT);
+	void *rb;
+
+	if (home && home <= TG_MAX_CPUS) {
+		home -= 1;
+		rb = bpf_map_lookup_elem(&tg_rings, &home);
+		if (rb)
+			return rb;
+	}
+	return cpu_ring();
+}
+
 static __always_inline void submit(struct scratch *s, __u32 captured)
 {
 	struct tg_stats *st = stats();
-	void *rb = cpu_ring();
+	void *rb = conn_ring(s->ev.conn_id);
 	__u64 size = sizeof(struct tg_event) + (captured & (2 * TG_MAX_CAPTURE - 1));
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	long err = -1;

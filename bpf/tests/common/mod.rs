@@ -36,16 +36,20 @@ pub const REQ_LEN: usize = 32 + 200;
 pub struct Rec {
     pub ev: Event,
     pub payload: Vec<u8>,
+    /// The CPU whose ring the record was read from.
+    pub ring: u32,
 }
 
 pub fn drain(rings: &[telegen_bpf::CpuRing], out: &RefCell<Vec<Rec>>) {
     let mut b = RingBufferBuilder::new();
     for r in rings {
-        b.add(&r.map, |rec: &[u8]| {
+        let ring = r.cpu;
+        b.add(&r.map, move |rec: &[u8]| {
             let (ev, p) = Event::decode(rec).expect("record decodes");
             out.borrow_mut().push(Rec {
                 ev,
                 payload: p.to_vec(),
+                ring,
             });
             0
         })

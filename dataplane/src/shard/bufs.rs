@@ -2,14 +2,15 @@
 //! for reordering, is made into a buffer that an earlier record left behind, not into a new
 //! allocation.
 //!
-//! Records are forwarded when the thread of a connection moved to another CPU (a hash of the
-//! connection id once forwarded half of them with two shards). Each forward allocated a `Vec` on
-//! the sending thread that the receiving thread freed, a remote free for the allocator, and
-//! each held record was copied once more (a forwarded one twice). Buffers now circulate: the
-//! receiver keeps a forwarded record's buffer for its own next forward or hold, and past
-//! [`KEEP_BEFORE_RETURN`] spare ones hands one back to the sender for each record it receives:
-//! whether traffic goes both ways or one way (a thread that moved CPU), neither thread
-//! allocates or frees in the steady state.
+//! Records are forwarded when they are drained from a ring other than their connection's
+//! owner's (a hash of the connection id once forwarded half of them with two shards; the kernel
+//! now writes every record to its owner's ring, the synthetic benchmark a quarter of them
+//! elsewhere). Each forward allocated a `Vec` on the sending thread that the receiving thread
+//! freed, a remote free for the allocator, and each held record was copied once more (a
+//! forwarded one twice). Buffers now circulate: the receiver keeps a forwarded record's buffer
+//! for its own next forward or hold, and past [`KEEP_BEFORE_RETURN`] spare ones hands one back
+//! to the sender for each record it receives: whether traffic goes both ways or one way,
+//! neither thread allocates or frees in the steady state.
 
 /// Buffers kept at most, and the largest capacity kept (a record carries at most the capture
 /// and its tail, about 1.3 KiB by default): at most 2 MiB per shard, typically far less.

@@ -31,9 +31,10 @@ use dispatch::{chunk_of, feed_flow, Proto};
 
 /// The shard that owns a connection: the one that drains the ring of the CPU that wrote the
 /// connection's first record (CPU `k`'s ring goes to shard `k % n`), which the kernel stamps in
-/// the connection id. A connection's records are mostly written on that CPU, so its owner
-/// drains them itself, with no copy and no queue between shards; only records of threads that
-/// moved to another CPU are forwarded. (Ids without a CPU are spread by a hash.)
+/// the connection id. The kernel writes all of a connection's records to that CPU's ring, from
+/// whichever CPU its thread runs on, so its owner drains them itself, with no copy and no queue
+/// between shards; records drained elsewhere (the synthetic benchmark writes some on other CPUs'
+/// rings) are forwarded. (Ids without a CPU are spread by a hash.)
 #[inline]
 pub fn shard_of(conn_id: u64, shards: usize) -> usize {
     let shards = shards.max(1) as u64;
@@ -267,7 +268,7 @@ impl ShardCore {
                         self.bufs.give_back(rec);
                     }
                 }
-                // Records mostly flow one way (from the CPU a thread moved to): the sender
+                // Records mostly flow one way (from a ring not their owner's): the sender
                 // would allocate every copy and this shard free it, a remote free for the
                 // allocator. Surplus buffers go back instead.
                 if let Some(v) = self.bufs.surplus() {
