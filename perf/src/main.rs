@@ -101,6 +101,14 @@ struct Args {
     #[arg(long, value_name = "MS")]
     reorder_timeout_ms: Option<u64>,
 
+    /// Rounds of the synthetic phase: each round runs every configuration once, so the rounds
+    /// interleave and a machine whose speed drifts (a shared one) moves all configurations
+    /// alike. Each figure is that of the configuration's median run, the shard scaling the
+    /// median of the rounds' own ratios; the table and report give every round's figures too
+    /// [default: 3; --quick: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    synthetic_rounds: Option<u32>,
+
     /// Protocols (http1, grpc, dns) to run alone at 1 shard, after the HTTP/1.1 shard runs
     /// (which stay HTTP/1.1 only, so their figures compare across versions); `none` for none.
     #[arg(long, value_name = "LIST", default_value = "grpc,dns")]
@@ -243,31 +251,30 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                 .map_err(|e| anyhow::anyhow!("--mix: {e}"))?;
             plan.push((1, mix, "mix".to_string()));
         }
-        for (n, mix, purpose) in plan {
-            if n == 0 || n > cores.len() {
+        plan.retain(|(n, _, _)| {
+            let fits = *n > 0 && *n <= cores.len();
+            if !fits {
                 progress(format!(
                     "synthetic: skipping {n} shard(s): this machine has {} core(s)",
                     cores.len()
                 ));
-                continue;
             }
-            let cfg = synthetic::SyntheticConfig {
-                shard_cores: cores[..n].to_vec(),
-                warmup: Duration::from_secs(args.warmup_secs.unwrap_or(if q { 1 } else { 2 })),
-                measure: Duration::from_secs(args.synthetic_secs.unwrap_or(if q { 2 } else { 10 })),
-                conns: args.conns.unwrap_or(if q { 256 } else { 1024 }),
-                window: args.window.unwrap_or(if q { 4096 } else { 16384 }),
-                migrate_pct: args.migrate_pct,
-                traceparent_pct: args.traceparent_pct,
-                seed: args.seed,
-                queue_bytes: args.queue_bytes,
-                reorder_timeout_ns: args.reorder_timeout_ms.map(|ms| ms * 1_000_000),
-                mix,
-                decode_spans: args.decode_spans || q,
-            };
-            let mut r = synthetic::run(&cfg, &mut progress)?;
-            r["run"] = json!(purpose);
-            synthetic_runs.push(r);
+            fits
+        });
+        let rounds = args.synthetic_rounds.unwrap_or(if q { 1 } else { 3 });
+        for round in 1..=rounds {
+            for (n, mix, purpose) in &plan {
+                let mut r = synthetic_run(args, &cores[..*n], *mix, &mut |line| {
+                    progress(if rounds > 1 {
+                        format!("round {round}/{rounds}: {line}")
+                    } else {
+                        line
+                    })
+                })?;
+                r["run"] = json!(purpose);
+                r["round"] = json!(round);
+                synthetic_runs.push(r);
+            }
         }
     }
 
@@ -324,16 +331,73 @@ fn run(args: &Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// One synthetic run of `mix` on `cores` with the command line's settings.
+fn synthetic_run(
+    args: &Args,
+    cores: &[usize],
+    mix: Mix,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<Value> {
+    let q = args.quick;
+    let cfg = synthetic::SyntheticConfig {
+        shard_cores: cores.to_vec(),
+        warmup: Duration::from_secs(args.warmup_secs.unwrap_or(if q { 1 } else { 2 })),
+        measure: Duration::from_secs(args.synthetic_secs.unwrap_or(if q { 2 } else { 10 })),
+        conns: args.conns.unwrap_or(if q { 256 } else { 1024 }),
+        window: args.window.unwrap_or(if q { 4096 } else { 16384 }),
+        migrate_pct: args.migrate_pct,
+        traceparent_pct: args.traceparent_pct,
+        seed: args.seed,
+        queue_bytes: args.queue_bytes,
+        reorder_timeout_ns: args.reorder_timeout_ms.map(|ms| ms * 1_000_000),
+        mix,
+        decode_spans: args.decode_spans || q,
+    };
+    synthetic::run(&cfg, progress)
+}
+
+/// Of the runs `keep` selects (one per round), the one of median `tx_per_s`: the lower middle
+/// of an even count, so that every figure reported is one run's own.
+fn median_run(runs: &[Value], keep: impl Fn(&Value) -> bool) -> Option<&Value> {
+    let mut v: Vec<&Value> = runs.iter().filter(|r| keep(r)).collect();
+    v.sort_by(|a, b| {
+        let t = |r: &Value| num(r, &["tx_per_s"]).unwrap_or(0.0);
+        t(a).total_cmp(&t(b))
+    });
+    v.get(v.len().saturating_sub(1) / 2).copied()
+}
+
+/// The median of `xs` (the mean of the two middle values of an even count).
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(xs[n / 2]),
+        _ => Some((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+    }
+}
+
+/// The same configuration as `run` (purpose, shards, mix): the key its rounds share.
+fn config_of(run: &Value) -> (Value, Value, Value) {
+    (
+        run["run"].clone(),
+        run["shards"].clone(),
+        run["mix"].clone(),
+    )
+}
+
 fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
     let by_shards = |n: u64| {
-        runs.iter()
-            .find(|r| r["run"] == "scaling" && r["shards"].as_u64() == Some(n))
+        median_run(runs, |r| {
+            r["run"] == "scaling" && r["shards"].as_u64() == Some(n)
+        })
     };
     // Per protocol: its run alone (1 shard), else its share of the mixed run.
     let proto_fig = |p: Proto, key: &str| -> (Option<f64>, Option<&'static str>) {
-        let alone = runs
-            .iter()
-            .find(|r| r["run"] == format!("protocol:{}", p.name()).as_str());
+        let alone = median_run(runs, |r| {
+            r["run"] == format!("protocol:{}", p.name()).as_str()
+        });
         let alone = alone.or_else(|| {
             if p == Proto::Http1 {
                 by_shards(1)
@@ -344,7 +408,7 @@ fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
         if let Some(v) = alone.and_then(|r| num(r, &["protocols", p.name(), key])) {
             return (Some(v), Some("alone"));
         }
-        let mixed = runs.iter().find(|r| r["run"] == "mix");
+        let mixed = median_run(runs, |r| r["run"] == "mix");
         match mixed.and_then(|r| num(r, &["protocols", p.name(), key])) {
             Some(v) => (Some(v), Some("mix")),
             None => (None, None),
@@ -364,14 +428,49 @@ fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
         );
     }
     let one = by_shards(1);
-    let two = by_shards(2);
-    let tx1 = one.and_then(|r| num(r, &["tx_per_s"]));
-    let tx2 = two.and_then(|r| num(r, &["tx_per_s"]));
-    let scaling = match (tx1, tx2) {
-        (Some(a), Some(b)) if a > 0.0 => Some(b / a),
-        _ => None,
+    // Each round's 2-shard rate over its own 1-shard rate, made minutes apart at most.
+    let scaling_of_round = |round: &Value| {
+        let tx = |n: u64| {
+            runs.iter()
+                .find(|r| {
+                    r["run"] == "scaling" && r["shards"].as_u64() == Some(n) && r["round"] == *round
+                })
+                .and_then(|r| num(r, &["tx_per_s"]))
+        };
+        match (tx(1), tx(2)) {
+            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+            _ => None,
+        }
     };
+    let mut rounds: Vec<&Value> = runs.iter().map(|r| &r["round"]).collect();
+    rounds.dedup();
+    let scalings: Vec<f64> = rounds.iter().filter_map(|r| scaling_of_round(r)).collect();
+    let scaling = median(scalings.clone());
     let per_core = one.and_then(|r| num(r, &["tx_per_s_per_core"]));
+    // The run each configuration's figures come from, marked for the table; every round
+    // stays in the report.
+    let mut configs: Vec<(Value, Value, Value)> = Vec::new();
+    for r in runs {
+        if !configs.contains(&config_of(r)) {
+            configs.push(config_of(r));
+        }
+    }
+    let chosen: Vec<usize> = configs
+        .iter()
+        .filter_map(|k| {
+            let m = median_run(runs, |r| config_of(r) == *k)?;
+            runs.iter().position(|r| std::ptr::eq(r, m))
+        })
+        .collect();
+    let runs_marked: Vec<Value> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r["median_of_rounds"] = json!(chosen.contains(&i));
+            r
+        })
+        .collect();
     let ov = if overhead.get("skipped").is_some() {
         &Value::Null
     } else {
@@ -488,7 +587,9 @@ fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
         "req_per_s": ov.get("req_per_s").cloned().unwrap_or(Value::Null),
         "server_cpu_us_per_req": ov.get("server_cpu_us_per_req").cloned().unwrap_or(Value::Null),
         "targets": targets,
-        "synthetic": {"runs": runs},
+        "synthetic_rounds": rounds.len(),
+        "shards_scaling_per_round": scalings,
+        "synthetic": {"runs": runs_marked},
         "overhead": overhead,
     })
 }
@@ -513,7 +614,22 @@ fn table(r: &Value) -> String {
         String::new(),
         String::new(),
     ));
-    for run in r["synthetic"]["runs"].as_array().into_iter().flatten() {
+    let all_runs = r["synthetic"]["runs"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    // In the order of the plan (the first round's), each configuration's median run.
+    let mut medians: Vec<&Value> = Vec::new();
+    for x in all_runs {
+        if medians.iter().all(|m| config_of(m) != config_of(x)) {
+            if let Some(m) = all_runs
+                .iter()
+                .find(|m| config_of(m) == config_of(x) && m["median_of_rounds"] == true)
+            {
+                medians.push(m);
+            }
+        }
+    }
+    for run in medians {
         let n = run["shards"].as_u64().unwrap_or(0);
         let name = match run["run"].as_str() {
             Some("mix") => format!("synthetic mix ({})", run["mix"].as_str().unwrap_or("")),
@@ -523,6 +639,19 @@ fn table(r: &Value) -> String {
             _ => format!("synthetic {n} shard(s)"),
         };
         let g = |p: &[&str]| num(run, p);
+        let rounds: Vec<String> = all_runs
+            .iter()
+            .filter(|x| config_of(x) == config_of(run))
+            .map(|x| fmt_num(num(x, &["tx_per_s"])))
+            .collect();
+        if rounds.len() > 1 {
+            rows.push((
+                format!("{name}: tx/s of each round (median shown below)"),
+                rounds.join(" / "),
+                String::new(),
+                String::new(),
+            ));
+        }
         rows.push((
             format!("{name}: tx/s (events/s)"),
             format!(
@@ -600,6 +729,20 @@ fn table(r: &Value) -> String {
                 fmt_num(num(v, &["tx_per_shard_cpu_s"]))
             ),
             format!("({} run)", v["from_run"].as_str().unwrap_or("no")),
+            String::new(),
+        ));
+    }
+    let scalings: Vec<String> = r["shards_scaling_per_round"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| fmt_num(v.as_f64()))
+        .collect();
+    if scalings.len() > 1 {
+        rows.push((
+            "shards_scaling of each round (target row: their median)".into(),
+            scalings.join(" / "),
+            String::new(),
             String::new(),
         ));
     }

@@ -18,7 +18,8 @@ fn f(v: &Value, path: &[&str]) -> f64 {
         .unwrap_or_else(|| panic!("{path:?} missing or not a number in {v}"))
 }
 
-fn check_synthetic(r: &Value) {
+/// Checks of every synthetic run, whatever the plan.
+fn check_runs(r: &Value) {
     let runs = r["synthetic"]["runs"].as_array().expect("synthetic runs");
     assert!(!runs.is_empty());
     for run in runs {
@@ -87,6 +88,17 @@ fn check_synthetic(r: &Value) {
         }
     }
     assert_eq!(r["synthetic_correct"], Value::Bool(true));
+}
+
+/// Checks of the default plan's report, run in one round (`--quick`).
+fn check_synthetic(r: &Value) {
+    check_runs(r);
+    let runs = r["synthetic"]["runs"].as_array().expect("synthetic runs");
+    assert_eq!(f(r, &["synthetic_rounds"]), 1.0);
+    assert!(
+        runs.iter().all(|x| x["median_of_rounds"] == true),
+        "one round: each run is its configuration's median"
+    );
     let scaling: Vec<&Value> = runs.iter().filter(|x| x["run"] == "scaling").collect();
     assert_eq!(
         scaling[0]["mix"], "http1=1",
@@ -258,4 +270,97 @@ fn quick_run_writes_a_complete_consistent_report() {
     } else {
         assert!(r["overhead_ratio_vs_baseline"].is_null());
     }
+}
+
+/// With `--synthetic-rounds 3`, every configuration runs three times, interleaved; each
+/// headline figure is its configuration's median run, and the shard scaling is the median of
+/// the rounds' own ratios. Checks the arithmetic against the runs in the report (no timing).
+#[test]
+fn synthetic_rounds_report_the_median_run_and_the_median_scaling() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_telegen-perf"));
+    let out = std::env::temp_dir().join(format!("telegen-perf-rounds-{}.json", std::process::id()));
+    let run = Command::new(&bin)
+        .args([
+            "--quick",
+            "--only",
+            "synthetic",
+            "--synthetic-rounds",
+            "3",
+            "--shards",
+            "1,2",
+            "--protocol-runs",
+            "none",
+            "--mix",
+            "none",
+            "--synthetic-secs",
+            "1",
+            "--warmup-secs",
+            "1",
+            "--reorder-timeout-ms",
+            "5000",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("run telegen-perf");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "telegen-perf failed: {}\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&out).expect("report written");
+    let _ = std::fs::remove_file(&out);
+    let r: Value = serde_json::from_str(&text).expect("report is JSON");
+    check_runs(&r);
+    let runs = r["synthetic"]["runs"].as_array().expect("runs");
+    let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    let configs: &[u64] = if two_cores { &[1, 2] } else { &[1] };
+    assert_eq!(runs.len(), 3 * configs.len(), "{runs:?}");
+    assert_eq!(f(&r, &["synthetic_rounds"]), 3.0);
+    let tx = |shards: u64, round: u64| -> f64 {
+        let run = runs
+            .iter()
+            .find(|x| x["shards"] == shards && x["round"] == round)
+            .unwrap_or_else(|| panic!("{shards} shard(s), round {round}"));
+        f(run, &["tx_per_s"])
+    };
+    for &n in configs {
+        // Rounds interleave: round k of each configuration comes before round k+1 of any.
+        let of_n: Vec<&Value> = runs.iter().filter(|x| x["shards"] == n).collect();
+        let marked: Vec<&&Value> = of_n
+            .iter()
+            .filter(|x| x["median_of_rounds"] == true)
+            .collect();
+        assert_eq!(marked.len(), 1, "one run of {n} shard(s) is the median");
+        let mut rates: Vec<f64> = (1..=3).map(|k| tx(n, k)).collect();
+        rates.sort_by(f64::total_cmp);
+        assert_eq!(f(marked[0], &["tx_per_s"]), rates[1], "median of {rates:?}");
+        if n == 1 {
+            assert_eq!(r["tx_per_s_per_core"], marked[0]["tx_per_s_per_core"]);
+        }
+    }
+    let order: Vec<u64> = runs.iter().map(|x| x["round"].as_u64().unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    if two_cores {
+        let per_round: Vec<f64> = (1..=3).map(|k| tx(2, k) / tx(1, k)).collect();
+        let reported: Vec<f64> = r["shards_scaling_per_round"]
+            .as_array()
+            .expect("scaling per round")
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+        assert_eq!(reported.len(), 3);
+        assert!(
+            reported.iter().zip(&per_round).all(|(a, b)| close(*a, *b)),
+            "{reported:?} against {per_round:?}"
+        );
+        let mut sorted = per_round.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!(close(f(&r, &["shards_scaling"]), sorted[1]), "{sorted:?}");
+        assert!(stdout.contains("shards_scaling of each round"), "{stdout}");
+    }
+    assert!(stdout.contains("tx/s of each round"), "{stdout}");
 }
