@@ -198,6 +198,22 @@ fn check_overhead(r: &Value) {
     );
 }
 
+/// Run the harness, check it succeeded, and return its report (read from `out`, then removed)
+/// and what it printed.
+fn run_report(cmd: &mut Command, out: &Path) -> (Value, String) {
+    let run = cmd.output().expect("run telegen-perf");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "telegen-perf failed: {}\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out).expect("report written");
+    let _ = std::fs::remove_file(out);
+    (serde_json::from_str(&text).expect("report is JSON"), stdout)
+}
+
 #[test]
 fn quick_run_writes_a_complete_consistent_report() {
     let bpf = telegen_tests::agent::require_bpf();
@@ -226,22 +242,12 @@ fn quick_run_writes_a_complete_consistent_report() {
     } else {
         cmd.args(["--only", "synthetic"]);
     }
-    let run = cmd.output().expect("run telegen-perf");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "telegen-perf failed: {}\n{stdout}\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (r, stdout) = run_report(&mut cmd, &out);
     assert!(stdout.contains("target: tx_per_s_per_core"), "{stdout}");
     assert!(
         stdout.contains("target: grpc_calls_per_s_per_core"),
         "{stdout}"
     );
-    let text = std::fs::read_to_string(&out).expect("report written");
-    let _ = std::fs::remove_file(&out);
-    let r: Value = serde_json::from_str(&text).expect("report is JSON");
     for key in [
         "tx_per_s_per_core",
         "grpc_calls_per_s_per_core",
@@ -279,40 +285,29 @@ fn quick_run_writes_a_complete_consistent_report() {
 fn synthetic_rounds_report_the_median_run_and_the_median_scaling() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_telegen-perf"));
     let out = std::env::temp_dir().join(format!("telegen-perf-rounds-{}.json", std::process::id()));
-    let run = Command::new(&bin)
-        .args([
-            "--quick",
-            "--only",
-            "synthetic",
-            "--synthetic-rounds",
-            "3",
-            "--shards",
-            "1,2",
-            "--protocol-runs",
-            "none",
-            "--mix",
-            "none",
-            "--synthetic-secs",
-            "1",
-            "--warmup-secs",
-            "1",
-            "--reorder-timeout-ms",
-            "5000",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("run telegen-perf");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "telegen-perf failed: {}\n{stdout}\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = std::fs::read_to_string(&out).expect("report written");
-    let _ = std::fs::remove_file(&out);
-    let r: Value = serde_json::from_str(&text).expect("report is JSON");
+    let mut cmd = Command::new(&bin);
+    cmd.args([
+        "--quick",
+        "--only",
+        "synthetic",
+        "--synthetic-rounds",
+        "3",
+        "--shards",
+        "1,2",
+        "--protocol-runs",
+        "none",
+        "--mix",
+        "none",
+        "--synthetic-secs",
+        "1",
+        "--warmup-secs",
+        "1",
+        "--reorder-timeout-ms",
+        "5000",
+        "--out",
+    ])
+    .arg(&out);
+    let (r, stdout) = run_report(&mut cmd, &out);
     check_runs(&r);
     let runs = r["synthetic"]["runs"].as_array().expect("runs");
     let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
