@@ -238,7 +238,7 @@ fn connections_keep_little_memory_open_or_closed() {
     let grpc = bytes_per_connection((500, 5_000), grpc_connections, true);
     assert!(grpc < 6_000, "{grpc} bytes kept per open gRPC connection");
 
-    // Records forwarded one way (their thread moved to another CPU) are copied into buffers
+    // Records forwarded one way (drained from a ring not their owner's) are copied into buffers
     // the owner hands back, not into new allocations: as many allocations per record as
     // when the owner drains them itself (this was one more per record).
     let (home, forwarded) = (allocations_per_record(1), allocations_per_record(0));

@@ -442,9 +442,13 @@ fn build_report(args: &Args, runs: &[Value], overhead: Value) -> Value {
             _ => None,
         }
     };
-    let mut rounds: Vec<&Value> = runs.iter().map(|r| &r["round"]).collect();
+    let mut rounds: Vec<u64> = runs.iter().filter_map(|r| r["round"].as_u64()).collect();
+    rounds.sort_unstable();
     rounds.dedup();
-    let scalings: Vec<f64> = rounds.iter().filter_map(|r| scaling_of_round(r)).collect();
+    let scalings: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| scaling_of_round(&json!(r)))
+        .collect();
     let scaling = median(scalings.clone());
     let per_core = one.and_then(|r| num(r, &["tx_per_s_per_core"]));
     // The run each configuration's figures come from, marked for the table; every round
@@ -646,7 +650,14 @@ fn table(r: &Value) -> String {
             .collect();
         if rounds.len() > 1 {
             rows.push((
-                format!("{name}: tx/s of each round (median shown below)"),
+                format!(
+                    "{name}: tx/s of each round ({} run below)",
+                    if rounds.len() % 2 == 0 {
+                        "lower middle"
+                    } else {
+                        "median"
+                    }
+                ),
                 rounds.join(" / "),
                 String::new(),
                 String::new(),

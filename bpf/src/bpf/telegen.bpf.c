@@ -5,7 +5,8 @@
  * sequence, copies the first bytes of each payload (and its last bytes when the payload is
  * longer than the capture size: the end of a message, e.g. HTTP/2 trailers after a large body,
  * is where a response says how it ended), and writes records to the ring buffer of the
- * CPU it runs on, waking the consumer only when a lot is pending.
+ * connection's home CPU (the one that wrote its first record, see conn_ring), waking the
+ * consumer only when a lot is pending.
  *
  * UDP sockets are tracked too (one "connection" per socket) when the loader set UDP ports, but a
  * datagram is reported only if its remote or local port is in tg_udp_ports (see udp.bpf.h).
@@ -466,9 +467,10 @@ static __always_inline int msg_args(struct call_args *a)
 
 /*
  * The entry of an egress syscall (and sendfile): save its arguments and start time for the exit,
- * and nothing else. Whether the fd is a traced socket is for the exit to find out (exit_io): an
- * egress syscall on a socket used to look its connection up twice, here and at the exit, one
- * hash lookup and one fd-table walk more per response written than its bytes needed. With
+ * and, once the thread has state, nothing else. Whether the fd is a traced socket is for the
+ * exit to find out (exit_io): an egress syscall on a socket used to look its connection up
+ * twice, here and at the exit, one hash lookup and one fd-table walk more per response written
+ * than its bytes needed. With
  * `msg` (a constant at each call site), `buf` is a msghdr, which the exit reads once the socket
  * is known to be traced (sendmsg on untraced sockets, e.g. Unix ones, pays no user-memory read).
  */
@@ -480,15 +482,25 @@ static __always_inline int enter_io_msg(__u32 fd, __u64 buf, __u32 iovcnt, __u8 
 
 	if (skip_tgid(id >> 32))
 		return 0;
-	ts = task_state(1);
+	ts = task_state(0);
 	if (!ts) {
-		/* No room for the arguments: the syscall's record is lost if it was on a traced
-		 * socket, counted as dropped like a record that found its ring full. */
+		/* The thread has no state yet: it gets some only to write to a traced socket (a
+		 * thread that only writes to files, pipes or terminals never does), so this first
+		 * time the entry looks the fd up. */
+		struct conn *c = lookup(id, fd);
 		struct tg_stats *st;
 
-		if (lookup(id, fd) && (st = stats()))
-			__sync_fetch_and_add(&st->dropped, 1);
-		return 0;
+		if (!c)
+			return 0;
+		ts = task_state(1);
+		if (!ts) {
+			/* No room for the arguments: the record is lost, counted as dropped like
+			 * one that found its ring full. */
+			st = stats();
+			if (st && !c->udp_quiet)
+				__sync_fetch_and_add(&st->dropped, 1);
+			return 0;
+		}
 	}
 	ts->args.buf = buf;
 	ts->args.addr = addr;
