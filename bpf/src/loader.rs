@@ -295,6 +295,8 @@ impl Tracer {
         ro.self_tgid = std::process::id();
         ro.filter_enabled = u8::from(!opts.filter.is_empty());
         ro.wakeup_bytes = opts.wakeup_bytes.min(u64::from(per_cpu) / 2).max(4096);
+        // Past three quarters full, a home ring's records spill into the writing CPU's ring.
+        ro.spill_bytes = u64::from(per_cpu) / 4 * 3;
         ro.tls_enabled = u8::from(opts.tls);
         ro.udp_enabled = u8::from(!opts.udp_ports.is_empty());
         if !opts.tls {

@@ -196,6 +196,109 @@ fn a_connection_id_carries_the_cpu_of_its_first_record() {
     );
 }
 
+/// A server thread reads a request on CPU 1 (the connection's home), moves to CPU 0 and answers
+/// in `argv[1]` sends of 64 bytes, more than its home ring holds.
+const PY_SPILLER: &str = r#"
+import os, socket, sys, threading
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+print(srv.getsockname()[1], flush=True)
+c, _ = srv.accept()
+def serve():
+    os.sched_setaffinity(0, {1})
+    c.recv(100)
+    os.sched_setaffinity(0, {0})
+    for _ in range(int(sys.argv[1])):
+        c.sendall(b"x" * 64)
+    c.close()
+t = threading.Thread(target=serve)
+t.start()
+t.join()
+"#;
+
+#[test]
+fn a_home_ring_three_quarters_full_spills_into_the_writing_cpus_ring() {
+    if !bpf_or_skip() {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "this test needs 2 CPUs, the machine has {cpus}");
+    let _serial = serial();
+    let opts = TracerOptions {
+        capture_bytes: 64,
+        ring_bytes_total: 128 << 10,
+        ..Default::default()
+    };
+    let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
+    let ring = u64::from(tracer.ring_bytes_per_cpu());
+    // A record in a ring: its 8-byte header, the event and 64 captured bytes, 8-aligned.
+    let rec = (8 + std::mem::size_of::<abi::Event>() as u64 + 64).div_ceil(8) * 8;
+    // 1.2 rings of answers: 3/4 of a ring stay home, the rest must spill (nothing drains the
+    // rings until the end).
+    let sends = ring * 6 / 5 / rec;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PY_SPILLER, &sends.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let mut conn =
+        std::net::TcpStream::connect(("127.0.0.1", port.trim().parse().unwrap())).unwrap();
+    conn.write_all(b"go").unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer.len() as u64, 64 * sends);
+    assert!(child.wait().unwrap().success());
+
+    let recs = RefCell::new(Vec::new());
+    drain(&rings, &recs);
+    let recs = recs.into_inner();
+    let mine: Vec<&Rec> = recs.iter().filter(|r| r.ev.pid == child.id()).collect();
+    let first = mine
+        .iter()
+        .find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_INGRESS)
+        .expect("the request's record");
+    assert_eq!(
+        first.ev.conn_id >> abi::CONN_ID_CPU_SHIFT,
+        2,
+        "home is CPU 1"
+    );
+    let of_conn: Vec<&&Rec> = mine
+        .iter()
+        .filter(|r| r.ev.conn_id == first.ev.conn_id)
+        .collect();
+    // Nothing lost: the request, every answer and the close, each sequence number once.
+    let mut seqs: Vec<u64> = of_conn.iter().map(|r| r.ev.seq).collect();
+    seqs.sort_unstable();
+    let missing: Vec<u64> = (0..sends + 2)
+        .filter(|q| seqs.binary_search(q).is_err())
+        .collect();
+    assert!(
+        missing.is_empty() && seqs.len() as u64 == sends + 2,
+        "{} records for {} syscalls; missing sequence numbers {:?}",
+        seqs.len(),
+        sends + 2,
+        &missing[..missing.len().min(8)]
+    );
+    let dropped: u64 = tracer.stats().iter().map(|s| s.dropped).sum();
+    assert_eq!(dropped, 0, "ring drops");
+    // The home ring took records until three quarters full, then CPU 0's ring the rest.
+    let home = of_conn.iter().filter(|r| r.ring == 1).count() as u64;
+    let spilled = of_conn.iter().filter(|r| r.ring == 0).count() as u64;
+    assert!(spilled > 0, "nothing spilled: {home} records home");
+    assert!(
+        (home + 1) * rec >= ring * 3 / 4,
+        "spilled with the home ring only {home} records ({} bytes) of {ring} full",
+        home * rec
+    );
+}
+
 /// A child writes like grpcio (a writev of small iovecs, one 100 KB iovec, small iovecs), a
 /// plain 5000-byte send, a sendmsg whose end lies past the iovecs the kernel walks, and reads
 /// 20000 bytes with recvmsg into two buffers.

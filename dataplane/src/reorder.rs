@@ -1,13 +1,14 @@
 //! Puts the events of one connection back in kernel order.
 //!
 //! The kernel stamps every record of a connection with a sequence number starting at 0, and
-//! writes them all to the ring of the connection's home CPU, but not always in that order: two
+//! writes them to the ring of the connection's home CPU, but not always in that order: two
 //! threads writing one connection at once may reserve their ring slots in the other order, and
-//! records can reach the owner from other rings (forwarded: the synthetic benchmark writes some
-//! there), so a shard may see `seq 5` before `seq 4`. [`Reorder`] releases records strictly in sequence: an in-order record
-//! passes straight through (no copy), an early one is held until the gap fills, and a gap is
-//! skipped and counted only when the caller gives up on it: past its deadline (the missing record
-//! was lost in the kernel), or to stay within a memory budget.
+//! records can reach the owner from other rings (forwarded: spilled from a nearly full home
+//! ring, or written there by the synthetic benchmark), so a shard may see `seq 5` before
+//! `seq 4`. [`Reorder`] releases records strictly in sequence: an in-order record passes
+//! straight through (no copy), an early one is held until the gap fills, and a gap is skipped
+//! and counted only when the caller gives up on it: past its deadline (the missing record was
+//! lost in the kernel), or to stay within a memory budget.
 //!
 //! There is no bound on the records held per connection: a connection gives up a gap only when
 //! told to. A count bound would give up a gap that is merely late: a connection's records

@@ -82,8 +82,9 @@ struct Args {
     window: Option<u64>,
 
     /// Percent of records put in the ring of a CPU other than their connection's home CPU, to be
-    /// forwarded to its owner shard (the agent's kernel programs write every record to the home
-    /// CPU's ring; this keeps the forwarding path in the measurement)
+    /// forwarded to its owner shard (the agent's kernel programs write records to the home CPU's
+    /// ring, spilling elsewhere only from a nearly full one; this keeps the forwarding path in
+    /// the measurement)
     #[arg(long, value_name = "PCT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
     migrate_pct: u32,
 

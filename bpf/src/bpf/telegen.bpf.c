@@ -35,6 +35,9 @@ const volatile __u32 tail_bytes = 256;
 const volatile __u32 self_tgid = 0;
 const volatile __u8 filter_enabled = 0;
 const volatile __u64 wakeup_bytes = 1 << 20;
+/* Bytes pending in a connection's home ring past which its records go to the ring of the CPU
+ * that writes them instead, whose shard forwards them to the owner (see submit); 0: never. */
+const volatile __u64 spill_bytes = 0;
 /* Set when the OpenSSL uprobes (tls.bpf.h) are loaded: syscalls then note their fd for them. */
 const volatile __u8 tls_enabled = 0;
 const volatile __u8 udp_enabled = 0; /* tg_udp_ports is not empty */
@@ -317,7 +320,21 @@ static __always_inline void submit(struct scratch *s, __u32 captured)
 	long err = -1;
 
 	if (rb) {
-		if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		__u64 pending = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
+
+		/* A home ring close to full (all connections of a busy thread share one home, and
+		 * its shard may be late) spills into the ring of this CPU, as records were written
+		 * before rings were chosen by home: a burst spreads over the rings of the CPUs that
+		 * wrote it instead of overflowing one. */
+		if (spill_bytes && pending >= spill_bytes) {
+			void *here = cpu_ring();
+
+			if (here) {
+				rb = here;
+				pending = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
+			}
+		}
+		if (pending >= wakeup_bytes)
 			flags = BPF_RB_FORCE_WAKEUP;
 		err = bpf_ringbuf_output(rb, s, size, flags);
 	}

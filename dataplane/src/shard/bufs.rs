@@ -4,10 +4,10 @@
 //!
 //! Records are forwarded when they are drained from a ring other than their connection's
 //! owner's (a hash of the connection id once forwarded half of them with two shards; the kernel
-//! now writes every record to its owner's ring, the synthetic benchmark a quarter of them
-//! elsewhere). Each forward allocated a `Vec` on the sending thread that the receiving thread
-//! freed, a remote free for the allocator, and each held record was copied once more (a
-//! forwarded one twice). Buffers now circulate: the receiver keeps a forwarded record's buffer
+//! now writes records to their owner's ring unless it is nearly full, the synthetic benchmark
+//! a quarter of them elsewhere). Each forward allocated a `Vec` on the sending thread that the
+//! receiving thread freed, a remote free for the allocator, and each held record was copied
+//! once more (a forwarded one twice). Buffers now circulate: the receiver keeps a forwarded record's buffer
 //! for its own next forward or hold, and past [`KEEP_BEFORE_RETURN`] spare ones hands one back
 //! to the sender for each record it receives: whether traffic goes both ways or one way,
 //! neither thread allocates or frees in the steady state.

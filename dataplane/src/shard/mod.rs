@@ -31,10 +31,11 @@ use dispatch::{chunk_of, feed_flow, Proto};
 
 /// The shard that owns a connection: the one that drains the ring of the CPU that wrote the
 /// connection's first record (CPU `k`'s ring goes to shard `k % n`), which the kernel stamps in
-/// the connection id. The kernel writes all of a connection's records to that CPU's ring, from
+/// the connection id. The kernel writes a connection's records to that CPU's ring, from
 /// whichever CPU its thread runs on, so its owner drains them itself, with no copy and no queue
-/// between shards; records drained elsewhere (the synthetic benchmark writes some on other CPUs'
-/// rings) are forwarded. (Ids without a CPU are spread by a hash.)
+/// between shards; records drained elsewhere (spilled from a home ring three quarters full, or
+/// written on other CPUs' rings by the synthetic benchmark) are forwarded. (Ids without a CPU
+/// are spread by a hash.)
 #[inline]
 pub fn shard_of(conn_id: u64, shards: usize) -> usize {
     let shards = shards.max(1) as u64;
