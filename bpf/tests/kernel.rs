@@ -129,22 +129,19 @@ t.start()
 t.join()
 "#;
 
-#[test]
-fn a_connection_id_carries_the_cpu_of_its_first_record() {
-    if !bpf_or_skip() {
-        return;
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(cpus >= 2, "this test needs 2 CPUs, the machine has {cpus}");
-    let _serial = serial();
-    let opts = TracerOptions {
-        capture_bytes: 64,
-        ring_bytes_total: 1 << 20,
-        ..Default::default()
-    };
-    let (_tracer, rings) = Tracer::start(&opts).expect("tracer starts");
+/// Start the tracer with `opts`, run the Python server `py` (given `args`; it prints its port
+/// first), send it `request` and read its answer to the end. Returns the tracer (still loaded),
+/// the answer and the child's records, drained once it exited.
+fn serve_a_child(
+    opts: &TracerOptions,
+    py: &str,
+    args: &[&str],
+    request: &[u8],
+) -> (Tracer, Vec<u8>, Vec<Rec>) {
+    let (tracer, rings) = Tracer::start(opts).expect("tracer starts");
     let mut child = std::process::Command::new("python3")
-        .args(["-c", PY_ACCEPTOR])
+        .args(["-c", py])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -156,20 +153,52 @@ fn a_connection_id_carries_the_cpu_of_its_first_record() {
     .unwrap();
     let mut conn =
         std::net::TcpStream::connect(("127.0.0.1", port.trim().parse().unwrap())).unwrap();
-    conn.write_all(b"hello").unwrap();
+    conn.write_all(request).unwrap();
     let mut answer = Vec::new();
     conn.read_to_end(&mut answer).unwrap();
-    assert_eq!(answer, b"ok:hello");
     assert!(child.wait().unwrap().success());
-
     let recs = RefCell::new(Vec::new());
     drain(&rings, &recs);
-    let recs = recs.into_inner();
-    let mine: Vec<&Rec> = recs.iter().filter(|r| r.ev.pid == child.id()).collect();
-    let first = mine
-        .iter()
+    let mut recs = recs.into_inner();
+    recs.retain(|r| r.ev.pid == child.id());
+    (tracer, answer, recs)
+}
+
+/// The record of the request the child's server read.
+fn request_record(recs: &[Rec]) -> &Rec {
+    recs.iter()
         .find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_INGRESS)
-        .expect("the request's record");
+        .expect("the request's record")
+}
+
+/// The prologue of a test whose child moves a thread between CPUs 0 and 1: BPF (else skip),
+/// 2 CPUs, the kernel tests' lock, and tracer options capturing 64 bytes with `ring_bytes` of
+/// rings. `None`: skipped.
+fn thread_moving_test(
+    ring_bytes: u64,
+) -> Option<(std::sync::MutexGuard<'static, ()>, TracerOptions)> {
+    if !bpf_or_skip() {
+        return None;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "this test needs 2 CPUs, the machine has {cpus}");
+    let opts = TracerOptions {
+        capture_bytes: 64,
+        ring_bytes_total: ring_bytes,
+        ..Default::default()
+    };
+    Some((serial(), opts))
+}
+
+#[test]
+fn a_connection_id_carries_the_cpu_of_its_first_record() {
+    let Some((_serial, opts)) = thread_moving_test(1 << 20) else {
+        return;
+    };
+    let (_tracer, answer, recs) = serve_a_child(&opts, PY_ACCEPTOR, &[], b"hello");
+    assert_eq!(answer, b"ok:hello");
+    let mine: Vec<&Rec> = recs.iter().collect();
+    let first = request_record(&recs);
     assert_eq!(
         first.ev.conn_id >> abi::CONN_ID_CPU_SHIFT,
         2,
@@ -219,57 +248,30 @@ t.join()
 
 #[test]
 fn a_home_ring_three_quarters_full_spills_into_the_writing_cpus_ring() {
-    if !bpf_or_skip() {
+    let Some((_serial, opts)) = thread_moving_test(128 << 10) else {
         return;
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(cpus >= 2, "this test needs 2 CPUs, the machine has {cpus}");
-    let _serial = serial();
-    let opts = TracerOptions {
-        capture_bytes: 64,
-        ring_bytes_total: 128 << 10,
-        ..Default::default()
     };
-    let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
-    let ring = u64::from(tracer.ring_bytes_per_cpu());
+    // The ring size the loader will pick for these options.
+    let ring = u64::from(
+        Tracer::start(&opts)
+            .expect("tracer starts")
+            .0
+            .ring_bytes_per_cpu(),
+    );
     // A record in a ring: its 8-byte header, the event and 64 captured bytes, 8-aligned.
     let rec = (8 + std::mem::size_of::<abi::Event>() as u64 + 64).div_ceil(8) * 8;
     // 1.2 rings of answers: 3/4 of a ring stay home, the rest must spill (nothing drains the
     // rings until the end).
     let sends = ring * 6 / 5 / rec;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", PY_SPILLER, &sends.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut port,
-    )
-    .unwrap();
-    let mut conn =
-        std::net::TcpStream::connect(("127.0.0.1", port.trim().parse().unwrap())).unwrap();
-    conn.write_all(b"go").unwrap();
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).unwrap();
+    let (tracer, answer, recs) = serve_a_child(&opts, PY_SPILLER, &[&sends.to_string()], b"go");
     assert_eq!(answer.len() as u64, 64 * sends);
-    assert!(child.wait().unwrap().success());
-
-    let recs = RefCell::new(Vec::new());
-    drain(&rings, &recs);
-    let recs = recs.into_inner();
-    let mine: Vec<&Rec> = recs.iter().filter(|r| r.ev.pid == child.id()).collect();
-    let first = mine
-        .iter()
-        .find(|r| r.ev.kind == abi::EV_DATA && r.ev.dir == abi::DIR_INGRESS)
-        .expect("the request's record");
+    let first = request_record(&recs);
     assert_eq!(
         first.ev.conn_id >> abi::CONN_ID_CPU_SHIFT,
         2,
         "home is CPU 1"
     );
-    let of_conn: Vec<&&Rec> = mine
+    let of_conn: Vec<&Rec> = recs
         .iter()
         .filter(|r| r.ev.conn_id == first.ev.conn_id)
         .collect();
