@@ -36,6 +36,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/payload.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/udp.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/sock.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/ring.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/mmsg.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/io.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/filter.bpf.h");

@@ -261,12 +261,6 @@ static __always_inline void filter_changed(void)
 
 #include "sock.bpf.h"
 
-static __always_inline void *cpu_ring(void)
-{
-	__u32 cpu = bpf_get_smp_processor_id();
-	return bpf_map_lookup_elem(&tg_rings, &cpu);
-}
-
 /*
  * Argument n (0-4) of the syscall the current thread is in, read from the user registers it
  * entered with (bpf_task_pt_regs): they are saved at entry and a syscall leaves them as they
@@ -289,62 +283,8 @@ static __always_inline struct pt_regs *syscall_regs(void)
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-/*
- * The ring for a record of connection `conn_id`: that of the CPU in its id, the CPU that wrote
- * the connection's first record, whose shard owns the connection. A thread the scheduler moves to
- * another CPU thus keeps writing its connections' records where their owner reads them; in the
- * ring of the CPU it runs on, that ring's shard would copy each record and forward it to the
- * owner (with one nginx worker left to the scheduler on 2 CPUs, 66-81% of all records). The
- * current CPU's ring for an id without a CPU, or whose CPU has no ring.
- */
-static __always_inline void *conn_ring(__u64 conn_id)
-{
-	__u32 home = (__u32)((conn_id & ~TG_CONN_ID_PROVISIONAL) >> TG_CONN_ID_CPU_SHIFT);
-	void *rb;
-
-	if (home && home <= TG_MAX_CPUS) {
-		home -= 1;
-		rb = bpf_map_lookup_elem(&tg_rings, &home);
-		if (rb)
-			return rb;
-	}
-	return cpu_ring();
-}
-
-static __always_inline void submit(struct scratch *s, __u32 captured)
-{
-	struct tg_stats *st = stats();
-	void *rb = conn_ring(s->ev.conn_id);
-	__u64 size = sizeof(struct tg_event) + (captured & (2 * TG_MAX_CAPTURE - 1));
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	long err = -1;
-
-	if (rb) {
-		__u64 pending = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
-
-		/* A home ring close to full (all connections of a busy thread share one home, and
-		 * its shard may be late) spills into the ring of this CPU, as records were written
-		 * before rings were chosen by home: a burst spreads over the rings of the CPUs that
-		 * wrote it instead of overflowing one. */
-		if (spill_bytes && pending >= spill_bytes) {
-			void *here = cpu_ring();
-
-			if (here) {
-				rb = here;
-				pending = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
-			}
-		}
-		if (pending >= wakeup_bytes)
-			flags = BPF_RB_FORCE_WAKEUP;
-		err = bpf_ringbuf_output(rb, s, size, flags);
-	}
-	if (st) {
-		if (err)
-			__sync_fetch_and_add(&st->dropped, 1);
-		else
-			__sync_fetch_and_add(&st->emitted, 1);
-	}
-}
+/* ---- the ring a record goes to ---- */
+#include "ring.bpf.h"
 
 /*
  * The id a connection's records carry. track() gives a provisional one: the thread that
@@ -487,9 +427,9 @@ static __always_inline int msg_args(struct call_args *a)
  * and, once the thread has state, nothing else. Whether the fd is a traced socket is for the
  * exit to find out (exit_io): an egress syscall on a socket used to look its connection up
  * twice, here and at the exit, one hash lookup and one fd-table walk more per response written
- * than its bytes needed. With
- * `msg` (a constant at each call site), `buf` is a msghdr, which the exit reads once the socket
- * is known to be traced (sendmsg on untraced sockets, e.g. Unix ones, pays no user-memory read).
+ * than its bytes needed. With `msg` (a constant at each call site), `buf` is a msghdr, which the
+ * exit reads once the socket is known to be traced (sendmsg on untraced sockets, e.g. Unix ones,
+ * pays no user-memory read).
  */
 static __always_inline int enter_io_msg(__u32 fd, __u64 buf, __u32 iovcnt, __u8 op, __u64 addr,
 					int msg)
