@@ -7,6 +7,7 @@ pub mod export;
 pub mod flow;
 pub mod intern;
 pub mod l7spans;
+mod prefetch;
 pub mod protocols;
 pub mod red;
 pub mod reorder;

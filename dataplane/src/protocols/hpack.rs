@@ -167,6 +167,14 @@ impl Decoder {
         self.inserted
     }
 
+    /// Start loading the newest entries (see [`crate::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        let newest = self.entries.as_slices().0;
+        let newest = &newest[..newest.len().min(8)];
+        crate::prefetch::slice(newest);
+    }
+
     /// Changes whenever the table, its size or what is trusted of it changes (never goes back):
     /// while it stays, a block of indexed fields only decodes to the same fields.
     pub fn generation(&self) -> u64 {

@@ -190,6 +190,12 @@ impl Blocks {
         }
     }
 
+    /// Start loading the entries (see [`crate::prefetch`]).
+    #[inline]
+    pub(super) fn prefetch(&self) {
+        crate::prefetch::slice(&self.entries);
+    }
+
     pub(super) fn bytes(&self) -> usize {
         let strings: usize = self.entries.iter().map(|e| e.fields.heap_bytes()).sum();
         self.entries.capacity() * std::mem::size_of::<MemoBlock>() + strings

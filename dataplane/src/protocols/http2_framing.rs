@@ -180,6 +180,18 @@ impl Dir {
 
 impl Http2Parser {
     /// Feed one chunk; finished exchanges are appended to `out`.
+    /// Start loading this parser's state (see [`crate::prefetch`]): the parser, its streams,
+    /// and per direction the decoded blocks it remembers and the newest HPACK entries.
+    #[inline]
+    pub fn prefetch(&self) {
+        crate::prefetch::value(self);
+        crate::prefetch::slice(&self.streams);
+        for d in &self.dirs {
+            d.blocks.prefetch();
+            d.hpack.prefetch();
+        }
+    }
+
     pub fn feed(&mut self, c: &Chunk<'_>, out: &mut Vec<L7Record>) {
         self.expire_trust(c.start_ns, out);
         let d = dir_index(c.dir);

@@ -25,6 +25,16 @@ pub(super) enum Proto {
 }
 
 impl Proto {
+    /// Start loading the parser's state (see [`crate::prefetch`]).
+    #[inline]
+    pub(super) fn prefetch(&self) {
+        match self {
+            Proto::Http1(p) => p.prefetch(),
+            Proto::Http2(p) => p.prefetch(),
+            _ => {}
+        }
+    }
+
     pub(super) fn feed(&mut self, chunk: &Chunk<'_>, out: &mut Vec<L7Record>) {
         match self {
             Proto::Http1(p) => p.feed(chunk, out),

@@ -307,6 +307,17 @@ impl ShardCore {
             },
             |k, f| evicted.push((k, f)),
         );
+        // The connection's state is mostly out of this core's caches: ask for all of it at
+        // once rather than meet each miss in turn (see `crate::prefetch`).
+        crate::prefetch::value(&*flow);
+        flow.proto.prefetch();
+        // A server connection's next request is remembered after its last served one.
+        if let Some(last) = flow.served.back() {
+            crate::prefetch::bytes(
+                (last as *const Served).cast(),
+                2 * std::mem::size_of::<Served>(),
+            );
+        }
         match flow.reorder.arrive(ev.seq) {
             crate::reorder::Verdict::Now => {
                 // Processing never holds records, so a flow holding none has none to release
