@@ -1,9 +1,10 @@
-//! Software prefetch of a connection's state as its record arrives.
+//! Software prefetch of a record's bytes and its connection's state as the record arrives.
 //!
 //! A shard holds thousands of connections whose state (the flow, its parser and the parser's
 //! heap pieces) is mostly out of the core's private caches when the connection's next record
-//! comes. The parser then meets those misses one by one, each found only when the code gets to
-//! it. Asking for every piece at once, when the flow is found, overlaps the misses.
+//! comes, and the record itself was written by another core. The parser then meets those
+//! misses one by one, each found only when the code gets to it. Asking for every piece at
+//! once, when the record arrives and when its flow is found, overlaps the misses.
 
 /// Most bytes prefetched from one place (a larger piece is mostly cold and unused).
 const MAX_BYTES: usize = 1024;

@@ -181,15 +181,15 @@ impl Dir {
 impl Http2Parser {
     /// Feed one chunk; finished exchanges are appended to `out`.
     /// Start loading this parser's state (see [`crate::prefetch`]): the parser, its streams,
-    /// and per direction the decoded blocks it remembers and the newest HPACK entries.
+    /// and for the direction of the bytes coming, the decoded blocks it remembers and the
+    /// newest HPACK entries.
     #[inline]
-    pub fn prefetch(&self) {
+    pub fn prefetch(&self, dir: crate::protocols::Direction) {
         crate::prefetch::value(self);
         crate::prefetch::slice(&self.streams);
-        for d in &self.dirs {
-            d.blocks.prefetch();
-            d.hpack.prefetch();
-        }
+        let d = &self.dirs[super::dir_index(dir)];
+        d.blocks.prefetch();
+        d.hpack.prefetch();
     }
 
     pub fn feed(&mut self, c: &Chunk<'_>, out: &mut Vec<L7Record>) {

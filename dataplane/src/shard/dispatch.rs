@@ -27,10 +27,10 @@ pub(super) enum Proto {
 impl Proto {
     /// Start loading the parser's state (see [`crate::prefetch`]).
     #[inline]
-    pub(super) fn prefetch(&self) {
+    pub(super) fn prefetch(&self, dir: Direction) {
         match self {
             Proto::Http1(p) => p.prefetch(),
-            Proto::Http2(p) => p.prefetch(),
+            Proto::Http2(p) => p.prefetch(dir),
             _ => {}
         }
     }

@@ -230,6 +230,9 @@ impl ShardCore {
     /// A record drained from one of this shard's rings.
     pub fn on_record(&mut self, rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
         self.stats.events_drained += 1;
+        // The record's bytes: written by another core (the kernel, on the CPU of the process
+        // traced), and read here piece by piece as the parser gets to them.
+        crate::prefetch::slice(rec);
         let ev = match Event::decode(rec) {
             Ok((ev, _)) => ev,
             Err(_) => {
@@ -310,7 +313,11 @@ impl ShardCore {
         // The connection's state is mostly out of this core's caches: ask for all of it at
         // once rather than meet each miss in turn (see `crate::prefetch`).
         crate::prefetch::value(&*flow);
-        flow.proto.prefetch();
+        flow.proto.prefetch(if ev.dir == abi::DIR_EGRESS {
+            crate::protocols::Direction::Egress
+        } else {
+            crate::protocols::Direction::Ingress
+        });
         // A server connection's next request is remembered after its last served one.
         if let Some(last) = flow.served.back() {
             crate::prefetch::bytes(
