@@ -265,6 +265,8 @@ impl ShardCore {
         match msg {
             ShardMsg::Event { rec, from } => {
                 self.stats.events_received += 1;
+                // Copied by the shard that drained it, on another core.
+                crate::prefetch::slice(&rec);
                 match Event::decode(&rec) {
                     Ok((ev, _)) => self.owned(&ev, Rec::Owned(rec), now_ns, io),
                     Err(_) => {
