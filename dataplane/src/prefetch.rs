@@ -4,7 +4,8 @@
 //! heap pieces) is mostly out of the core's private caches when the connection's next record
 //! comes, and the record itself was written by another core. The parser then meets those
 //! misses one by one, each found only when the code gets to it. Asking for every piece at
-//! once, when the record arrives and when its flow is found, overlaps the misses.
+//! once, when the record arrives and when its flow is found, overlaps the misses; the bytes
+//! after the record (the start of the next one) are asked for then too.
 
 /// Most bytes prefetched from one place (a larger piece is mostly cold and unused).
 const MAX_BYTES: usize = 1024;

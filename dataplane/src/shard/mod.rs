@@ -149,6 +149,9 @@ struct Flow {
     unpaired_seen: u64,
 }
 
+/// Bytes after a record prefetched as it arrives: the start of the next one, in a ring.
+const NEXT_RECORD_PREFETCH: usize = 512;
+
 /// One shard's state.
 #[derive(Debug)]
 pub struct ShardCore {
@@ -231,8 +234,10 @@ impl ShardCore {
     pub fn on_record(&mut self, rec: &[u8], now_ns: u64, io: &mut impl ShardIo) {
         self.stats.events_drained += 1;
         // The record's bytes: written by another core (the kernel, on the CPU of the process
-        // traced), and read here piece by piece as the parser gets to them.
+        // traced), and read here piece by piece as the parser gets to them. Rings hold records
+        // back to back, so the bytes after it are (mostly) the next record's.
         crate::prefetch::slice(rec);
+        crate::prefetch::bytes(rec.as_ptr().wrapping_add(rec.len()), NEXT_RECORD_PREFETCH);
         let ev = match Event::decode(rec) {
             Ok((ev, _)) => ev,
             Err(_) => {
