@@ -1,4 +1,4 @@
-//! Spans of the protocols beyond HTTP/1.1, built like [`crate::spans::http_span`]: HTTP/2
+//! Spans of the protocols beyond HTTP/1.1, built like [`crate::spans::http_span_into`]: HTTP/2
 //! streams (plain ones as HTTP spans, gRPC calls as RPC spans) and DNS lookups. Each builder also
 //! names the duration histogram the span counts in.
 

@@ -204,14 +204,14 @@ impl Http1Parser {
             + strings
     }
 
-    /// Feed one chunk; finished transactions are appended to `out`.
     /// Start loading this parser's state (see [`crate::prefetch`]).
     #[inline]
-    pub fn prefetch(&self) {
+    pub(crate) fn prefetch(&self) {
         crate::prefetch::value(self);
         crate::prefetch::slice(self.pending.as_slices().0);
     }
 
+    /// Feed one chunk; finished transactions are appended to `out`.
     pub fn feed(&mut self, chunk: &Chunk<'_>, out: &mut Vec<L7Record>) {
         if self.upgraded {
             return;

@@ -179,12 +179,11 @@ impl Dir {
 }
 
 impl Http2Parser {
-    /// Feed one chunk; finished exchanges are appended to `out`.
     /// Start loading this parser's state (see [`crate::prefetch`]): the parser, its streams,
     /// and for the direction of the bytes coming, the decoded blocks it remembers and the
     /// newest HPACK entries.
     #[inline]
-    pub fn prefetch(&self, dir: crate::protocols::Direction) {
+    pub(crate) fn prefetch(&self, dir: crate::protocols::Direction) {
         crate::prefetch::value(self);
         crate::prefetch::slice(&self.streams);
         let d = &self.dirs[super::dir_index(dir)];
@@ -192,6 +191,7 @@ impl Http2Parser {
         d.hpack.prefetch();
     }
 
+    /// Feed one chunk; finished exchanges are appended to `out`.
     pub fn feed(&mut self, c: &Chunk<'_>, out: &mut Vec<L7Record>) {
         self.expire_trust(c.start_ns, out);
         let d = dir_index(c.dir);

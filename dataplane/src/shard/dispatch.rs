@@ -133,14 +133,19 @@ pub(super) fn feed_flow(
     count_parser_losses(flow, stats);
 }
 
-/// The parser's view of one data record: the captured prefix and, when the syscall moved more
-/// than the capture size, its captured end.
-pub(super) fn chunk_of<'a>(ev: &Event, payload: &'a [u8]) -> Chunk<'a> {
-    let dir = if ev.dir == abi::DIR_EGRESS {
+/// Which way a record's bytes went.
+pub(super) fn direction_of(ev: &Event) -> Direction {
+    if ev.dir == abi::DIR_EGRESS {
         Direction::Egress
     } else {
         Direction::Ingress
-    };
+    }
+}
+
+/// The parser's view of one data record: the captured prefix and, when the syscall moved more
+/// than the capture size, its captured end.
+pub(super) fn chunk_of<'a>(ev: &Event, payload: &'a [u8]) -> Chunk<'a> {
+    let dir = direction_of(ev);
     let (data, tail) = ev.split(payload);
     // Bytes read arrived when the read returned: a blocking read (a thread-per-connection
     // server waiting for the next request on a keep-alive connection) entered long before the

@@ -27,7 +27,7 @@ use crate::signal::{ExportMsg, ShardStats, SpanRecord};
 use crate::spans::{http_span_into, parse_traceparent, FlowInfo, IdGen, SpanCache, SpanCtx};
 use bufs::{Rec, RecordBufs};
 use correlate::{Parked, Served};
-use dispatch::{chunk_of, feed_flow, Proto};
+use dispatch::{chunk_of, direction_of, feed_flow, Proto};
 
 /// The shard that owns a connection: the one that drains the ring of the CPU that wrote the
 /// connection's first record (CPU `k`'s ring goes to shard `k % n`), which the kernel stamps in
@@ -320,11 +320,7 @@ impl ShardCore {
         // The connection's state is mostly out of this core's caches: ask for all of it at
         // once rather than meet each miss in turn (see `crate::prefetch`).
         crate::prefetch::value(&*flow);
-        flow.proto.prefetch(if ev.dir == abi::DIR_EGRESS {
-            crate::protocols::Direction::Egress
-        } else {
-            crate::protocols::Direction::Ingress
-        });
+        flow.proto.prefetch(direction_of(ev));
         // A server connection's next request is remembered after its last served one.
         if let Some(last) = flow.served.back() {
             crate::prefetch::bytes(
