@@ -271,17 +271,32 @@ fn fmt_num(v: Option<f64>) -> String {
     }
 }
 
+/// A table row: label, value, target, verdict.
+type Row = (String, String, String, String);
+
+/// A row that only reports (no target).
+fn info(label: impl Into<String>, value: String) -> Row {
+    (label.into(), value, String::new(), String::new())
+}
+
+/// A run's (or protocol's) throughput per core and per shard-CPU-second.
+fn per_core(v: &Value) -> String {
+    format!(
+        "{} | {}",
+        fmt_num(num(v, &["tx_per_s_per_core"])),
+        fmt_num(num(v, &["tx_per_shard_cpu_s"]))
+    )
+}
+
 /// The table printed at the end of a run.
 pub(crate) fn table(r: &Value) -> String {
-    let mut rows: Vec<(String, String, String, String)> = Vec::new();
-    rows.push((
-        "machine: cores, load average before / after".into(),
+    let mut rows: Vec<Row> = Vec::new();
+    rows.push(info(
+        "machine: cores, load average before / after",
         format!(
             "{}, {} / {}",
             r["machine"]["cores"], r["machine"]["loadavg_before"], r["machine"]["loadavg_after"]
         ),
-        String::new(),
-        String::new(),
     ));
     let all_runs = r["synthetic"]["runs"]
         .as_array()
@@ -314,7 +329,7 @@ pub(crate) fn table(r: &Value) -> String {
             .map(|x| fmt_num(num(x, &["tx_per_s"])))
             .collect();
         if rounds.len() > 1 {
-            rows.push((
+            rows.push(info(
                 format!(
                     "{name}: tx/s of each round ({} run below)",
                     if rounds.len() % 2 == 0 {
@@ -324,41 +339,29 @@ pub(crate) fn table(r: &Value) -> String {
                     }
                 ),
                 rounds.join(" / "),
-                String::new(),
-                String::new(),
             ));
         }
-        rows.push((
+        rows.push(info(
             format!("{name}: tx/s (events/s)"),
             format!(
                 "{} ({})",
                 fmt_num(g(&["tx_per_s"])),
                 fmt_num(g(&["events_per_s"]))
             ),
-            String::new(),
-            String::new(),
         ));
-        rows.push((
+        rows.push(info(
             format!("{name}: tx/s per core | per shard-CPU-s"),
-            format!(
-                "{} | {}",
-                fmt_num(g(&["tx_per_s_per_core"])),
-                fmt_num(g(&["tx_per_shard_cpu_s"]))
-            ),
-            String::new(),
-            String::new(),
+            per_core(run),
         ));
-        rows.push((
+        rows.push(info(
             format!("{name}: delay p50 / p99 (ms)"),
             format!(
                 "{} / {}",
                 fmt_num(g(&["delay_event_to_encoded_batch_ms", "p50"])),
                 fmt_num(g(&["delay_event_to_encoded_batch_ms", "p99"]))
             ),
-            String::new(),
-            String::new(),
         ));
-        rows.push((
+        rows.push(info(
             format!("{name}: CPU shards/export/gen"),
             format!(
                 "{:.2} / {:.2} / {:.2}",
@@ -366,24 +369,16 @@ pub(crate) fn table(r: &Value) -> String {
                 g(&["cpu_utilisation", "export"]).unwrap_or(0.0),
                 g(&["cpu_utilisation", "generator"]).unwrap_or(0.0)
             ),
-            String::new(),
-            String::new(),
         ));
         if run["run"] == "mix" {
             for (p, v) in run["protocols"].as_object().into_iter().flatten() {
-                rows.push((
+                rows.push(info(
                     format!("{name}: {p} tx/s per core | per shard-CPU-s"),
-                    format!(
-                        "{} | {}",
-                        fmt_num(num(v, &["tx_per_s_per_core"])),
-                        fmt_num(num(v, &["tx_per_shard_cpu_s"]))
-                    ),
-                    String::new(),
-                    String::new(),
+                    per_core(v),
                 ));
             }
         }
-        rows.push((
+        rows.push(info(
             format!("{name}: spans == tx, drops"),
             format!(
                 "{} ({} / {}), {}",
@@ -392,18 +387,12 @@ pub(crate) fn table(r: &Value) -> String {
                 run["generator"]["transactions"],
                 run["drops"]
             ),
-            String::new(),
-            String::new(),
         ));
     }
     for (p, v) in r["per_protocol"].as_object().into_iter().flatten() {
         rows.push((
             format!("{p}: tx/s per shard core | per shard-CPU-s"),
-            format!(
-                "{} | {}",
-                fmt_num(num(v, &["tx_per_s_per_core"])),
-                fmt_num(num(v, &["tx_per_shard_cpu_s"]))
-            ),
+            per_core(v),
             format!("({} run)", v["from_run"].as_str().unwrap_or("no")),
             String::new(),
         ));
@@ -415,24 +404,20 @@ pub(crate) fn table(r: &Value) -> String {
         .map(|v| fmt_num(v.as_f64()))
         .collect();
     if scalings.len() > 1 {
-        rows.push((
-            "shards_scaling of each round (target row: their median)".into(),
+        rows.push(info(
+            "shards_scaling of each round (target row: their median)",
             scalings.join(" / "),
-            String::new(),
-            String::new(),
         ));
     }
     if let Some(rps) = r["req_per_s"].as_object() {
-        rows.push((
-            "overhead: req/s baseline / floor / agent".into(),
+        rows.push(info(
+            "overhead: req/s baseline / floor / agent",
             format!(
                 "{} / {} / {}",
                 fmt_num(rps.get("baseline").and_then(Value::as_f64)),
                 fmt_num(rps.get("floor").and_then(Value::as_f64)),
                 fmt_num(rps.get("agent").and_then(Value::as_f64))
             ),
-            String::new(),
-            String::new(),
         ));
         if let Some(cpu) = r["server_cpu_us_per_req"].as_object() {
             let us = |k: &str| {
@@ -440,33 +425,27 @@ pub(crate) fn table(r: &Value) -> String {
                     .and_then(Value::as_f64)
                     .map_or("-".to_string(), |v| format!("{v:.1}"))
             };
-            rows.push((
-                "overhead: nginx CPU µs per req baseline / floor / agent".into(),
+            rows.push(info(
+                "overhead: nginx CPU µs per req baseline / floor / agent",
                 format!("{} / {} / {}", us("baseline"), us("floor"), us("agent")),
-                String::new(),
-                String::new(),
             ));
         }
-        rows.push((
-            "overhead: agent CPU s per million req".into(),
+        rows.push(info(
+            "overhead: agent CPU s per million req",
             fmt_num(num(r, &["agent_cpu_s_per_million_req"])),
-            String::new(),
-            String::new(),
         ));
-        rows.push((
-            "overhead: peak RSS / BPF maps (MiB)".into(),
+        rows.push(info(
+            "overhead: peak RSS / BPF maps (MiB)",
             format!(
                 "{:.1} / {:.1}",
                 num(r, &["peak_rss_bytes"]).unwrap_or(0.0) / MIB,
                 num(r, &["bpf_map_bytes"]).unwrap_or(0.0) / MIB
             ),
-            String::new(),
-            String::new(),
         ));
     }
     if let Some(s) = r["overhead"].get("soak") {
-        rows.push((
-            "soak: RSS without rings first / warm / last / max (MiB)".into(),
+        rows.push(info(
+            "soak: RSS without rings first / warm / last / max (MiB)",
             format!(
                 "{:.1} / {:.1} / {:.1} / {:.1}",
                 num(s, &["first", "rss_without_rings_bytes"]).unwrap_or(0.0) / MIB,
@@ -474,8 +453,6 @@ pub(crate) fn table(r: &Value) -> String {
                 num(s, &["last", "rss_without_rings_bytes"]).unwrap_or(0.0) / MIB,
                 num(s, &["max", "rss_without_rings_bytes"]).unwrap_or(0.0) / MIB
             ),
-            String::new(),
-            String::new(),
         ));
     }
     for t in r["targets"].as_array().into_iter().flatten() {
