@@ -53,7 +53,8 @@ static __always_inline void submit(struct scratch *s, __u32 captured)
 		if (spill_bytes && pending >= spill_bytes) {
 			void *here = cpu_ring();
 
-			if (here) {
+			/* Nowhere to spill when this CPU is the home one. */
+			if (here && here != rb) {
 				rb = here;
 				pending = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
 			}
