@@ -361,7 +361,9 @@ pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// A gzip compressor kept across batches: its deflate state (about 300 KiB of window and hash
-/// tables) is reset, not allocated, zeroed and freed again for every request body.
+/// tables) is reset, not allocated, zeroed and freed again for every request body. The gzip
+/// header, CRC-32 and trailer are zlib's own: it folds the CRC into the copy of each input block
+/// into its window, where a separate CRC pass read every body a second time.
 pub struct Gzipper {
     deflate: flate2::Compress,
 }
@@ -369,20 +371,16 @@ pub struct Gzipper {
 impl Default for Gzipper {
     fn default() -> Self {
         Self {
-            deflate: flate2::Compress::new(flate2::Compression::fast(), false),
+            deflate: flate2::Compress::new_gzip(flate2::Compression::fast(), 15),
         }
     }
 }
-
-/// Gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
 impl Gzipper {
     /// One gzip member (RFC 1952) holding `data`, compressed at the fastest level.
     pub fn gzip(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
         self.deflate.reset();
         let mut out = Vec::with_capacity(data.len() / 4 + 64);
-        out.extend_from_slice(&GZIP_HEADER);
         let start_in = self.deflate.total_in();
         loop {
             let consumed = (self.deflate.total_in() - start_in) as usize;
@@ -394,14 +392,9 @@ impl Gzipper {
                 .compress_vec(&data[consumed..], &mut out, flate2::FlushCompress::Finish)
                 .map_err(std::io::Error::other)?;
             if status == flate2::Status::StreamEnd {
-                break;
+                return Ok(out);
             }
         }
-        let mut crc = flate2::Crc::new();
-        crc.update(data);
-        out.extend_from_slice(&crc.sum().to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        Ok(out)
     }
 }
 
