@@ -149,6 +149,9 @@ struct Flow {
     unpaired_seen: u64,
 }
 
+/// Capacity of the released-records list a shard keeps between releases.
+const READY_KEPT: usize = 256;
+
 /// Bytes after a record prefetched as it arrives: the start of the next one, in a ring.
 const NEXT_RECORD_PREFETCH: usize = 512;
 
@@ -175,6 +178,8 @@ pub struct ShardCore {
     /// Flows with DNS queries waiting for an answer (checked for timeouts on each tick).
     dns_flows: HashSet<u64>,
     records: Vec<L7Record>,
+    /// Held records a reorder released, reused from one release to the next.
+    ready: Vec<Vec<u8>>,
     last_flush_ns: u64,
     /// Buffers for records forwarded or held, reused.
     bufs: RecordBufs,
@@ -211,6 +216,7 @@ impl ShardCore {
             held_bytes: 0,
             dns_flows: HashSet::default(),
             records: Vec::new(),
+            ready: Vec::new(),
             last_flush_ns: 0,
             bufs: RecordBufs::default(),
         }
@@ -395,7 +401,7 @@ impl ShardCore {
         io: &mut impl ShardIo,
         op: impl FnOnce(&mut crate::reorder::Reorder<Vec<u8>>, &mut Vec<Vec<u8>>),
     ) -> u64 {
-        let mut ready = Vec::new();
+        let mut ready = std::mem::take(&mut self.ready);
         let mut gaps = 0;
         if let Some(f) = self.flows.get_mut(conn, now_ns) {
             let (bytes, before) = (f.reorder.held_bytes(), f.reorder.gaps());
@@ -408,9 +414,9 @@ impl ShardCore {
         gaps
     }
 
-    fn run_ready(&mut self, conn: u64, ready: Vec<Vec<u8>>, io: &mut impl ShardIo) {
+    fn run_ready(&mut self, conn: u64, mut ready: Vec<Vec<u8>>, io: &mut impl ShardIo) {
         let mut closed = false;
-        for r in ready {
+        for r in ready.drain(..) {
             // Held records were decoded once already; this cannot fail, but stay fallible.
             // Records after a close are dropped with the flow, as before.
             if !closed {
@@ -420,6 +426,10 @@ impl ShardCore {
                 }
             }
             self.bufs.give_back(r);
+        }
+        // Kept for the next release unless a burst grew it.
+        if ready.capacity() <= READY_KEPT {
+            self.ready = ready;
         }
         if let Some(f) = self.flows.peek(conn) {
             if f.reorder.held() == 0 {
