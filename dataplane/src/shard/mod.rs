@@ -151,6 +151,8 @@ struct Flow {
 
 /// Capacity of the released-records list a shard keeps between releases.
 const READY_KEPT: usize = 256;
+/// Released records prefetched ahead of the one being processed.
+const READY_PREFETCH_AHEAD: usize = 4;
 
 /// Bytes after a record prefetched as it arrives: the start of the next one, in a ring.
 const NEXT_RECORD_PREFETCH: usize = 512;
@@ -416,7 +418,16 @@ impl ShardCore {
 
     fn run_ready(&mut self, conn: u64, mut ready: Vec<Vec<u8>>, io: &mut impl ShardIo) {
         let mut closed = false;
-        for r in ready.drain(..) {
+        // Held records have sat in memory for a while, mostly out of this core's caches: ask
+        // for a few at a time ahead of the one being processed (see `crate::prefetch`).
+        for r in ready.iter().take(READY_PREFETCH_AHEAD) {
+            crate::prefetch::slice(r);
+        }
+        for i in 0..ready.len() {
+            if let Some(next) = ready.get(i + READY_PREFETCH_AHEAD) {
+                crate::prefetch::slice(next);
+            }
+            let r = std::mem::take(&mut ready[i]);
             // Held records were decoded once already; this cannot fail, but stay fallible.
             // Records after a close are dropped with the flow, as before.
             if !closed {
@@ -427,6 +438,7 @@ impl ShardCore {
             }
             self.bufs.give_back(r);
         }
+        ready.clear();
         // Kept for the next release unless a burst grew it.
         if ready.capacity() <= READY_KEPT {
             self.ready = ready;
