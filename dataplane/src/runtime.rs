@@ -1,9 +1,9 @@
 //! The threads: one pinned glommio executor per shard core, one export thread.
 //!
 //! Each shard drains the per-CPU rings assigned to it (CPU `k` goes to shard `k % n`) every
-//! [`DEFAULT_DRAIN_INTERVAL_MS`], or every millisecond while busy ([`BUSY_RECORDS_PER_MS`]);
+//! [`DEFAULT_DRAIN_INTERVAL_MS`], or every millisecond while busy (`BUSY_RECORDS_PER_MS`);
 //! the kernel side writes without wakeups, except that a ring filling past its threshold wakes
-//! its shard early ([`RingWaiter`]). It exchanges records and child spans with the other shards
+//! its shard early (`RingWaiter`). It exchanges records and child spans with the other shards
 //! over a full mesh of bounded `rtrb` SPSC queues, and sends its spans (protobuf-encoded on the
 //! shard, in chunks the export core hands back: see [`crate::signal::SpanChunk`]), metric deltas and its
 //! counters to the export core over one more SPSC queue.
@@ -82,7 +82,7 @@ pub struct RuntimeConfig {
 /// each, measured on an idle agent), paid on every core the agent runs on however light the
 /// traffic. 4 ms costs less agent CPU per request under nginx+wrk than 1 ms (see the README).
 /// A ring that fills past half (or 1 MiB) before the interval is up wakes its shard at once
-/// ([`RingWaiter`]), so a longer interval does not need larger rings.
+/// (`RingWaiter`), so a longer interval does not need larger rings.
 pub const DEFAULT_DRAIN_INTERVAL_MS: u64 = 4;
 
 impl Default for RuntimeConfig {

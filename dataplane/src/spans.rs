@@ -249,8 +249,9 @@ struct RouteEntry {
 }
 
 /// Per-shard memo of the texts spans repeat: routes and span names by path, host names by `Host`
-/// header, interned (see [`crate::intern`]). Bounded: a map that reaches [`CACHE_ENTRIES`] is
-/// cleared (paths full of identifiers miss the path map but still share the route's texts).
+/// header, interned (see [`crate::intern`]). Bounded: a map that reaches `CACHE_ENTRIES`
+/// (4,096) entries is cleared (paths full of identifiers miss the path map but still share the
+/// route's texts).
 #[derive(Debug, Default)]
 pub struct SpanCache {
     /// Paths that are their own route (no identifier segment) -> route entry index.

@@ -120,7 +120,7 @@ impl ProcInfo {
         })
     }
 
-    /// The executable's base name (from the exe link, else argv[0], else comm).
+    /// The executable's base name (from the exe link, else `argv[0]`, else comm).
     pub fn exe_name(&self) -> String {
         let from = if !self.exe_path.is_empty() {
             self.exe_path.as_str()
@@ -144,7 +144,7 @@ impl ProcInfo {
         }
     }
 
-    /// Every name the process could be known by: comm, executable, argv[0] (deduplicated).
+    /// Every name the process could be known by: comm, executable, `argv[0]` (deduplicated).
     pub fn names(&self) -> Vec<String> {
         let mut v = vec![self.comm.clone(), self.exe_name()];
         if let Some(a) = self.cmdline.first() {
