@@ -113,22 +113,22 @@ impl<T> Reorder<T> {
     /// Keep an early record of `bytes` (the caller's measure, for [`Reorder::held_bytes`]). A
     /// second record with a sequence already held is dropped; returns whether it was kept.
     pub fn hold(&mut self, seq: u64, item: T, bytes: usize, now_ns: u64) -> bool {
-        // Usually later than everything held: an append. Otherwise its place by binary search.
-        let at = match self.held.back() {
-            Some(&(last, _)) if last >= seq => {
-                match self.held.binary_search_by_key(&seq, |e| e.0) {
-                    Ok(_) => return false,
-                    Err(at) => at,
-                }
-            }
-            _ => self.held.len(),
-        };
         let held = Held {
             item,
             bytes,
             held_since_ns: now_ns,
         };
-        self.held.insert(at, (seq, held));
+        match self.held.back() {
+            // Before the last one held: its place by binary search.
+            Some(&(last, _)) if last >= seq => {
+                match self.held.binary_search_by_key(&seq, |e| e.0) {
+                    Ok(_) => return false,
+                    Err(at) => self.held.insert(at, (seq, held)),
+                }
+            }
+            // Usually later than everything held: an append.
+            _ => self.held.push_back((seq, held)),
+        }
         self.held_bytes += bytes;
         true
     }
