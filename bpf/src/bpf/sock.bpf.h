@@ -34,6 +34,13 @@ static __always_inline void map_v4(struct tg_addr *a, __u32 be_addr)
 	a->addr[15] = (be_addr >> 24) & 0xff;
 }
 
+/* Whether `f` is a socket at all: two loads. Files, pipes and terminals (most fds a traced
+ * process reads, writes and closes: a web server's static files, its access log) stop here. */
+static __always_inline int is_socket(struct file *f)
+{
+	return f && (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) == S_IFSOCK;
+}
+
 /* Fill addresses if `f` is a TCP (stream, inet) socket, or a UDP one when UDP ports are set.
  * Returns 0 when it is. */
 static __always_inline int sock_info(struct file *f, struct conn *c)

@@ -124,6 +124,8 @@ struct {
 	__type(value, struct conn);
 } tg_conns SEC(".maps");
 
+/* Sockets found not to be traced (Unix ones, UDP when not enabled), with their file, so that
+ * their next syscalls skip reading the socket again. Other files never get here (is_socket). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 16);
@@ -396,6 +398,11 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 	if (c && c->file == (__u64)f)
 		return c;
 	if (!c) {
+		/* Not a socket: nothing to track and nothing to remember (tg_notsock holds the
+		 * sockets that are not traced, e.g. Unix ones). A file opened, read and closed per
+		 * request used to be looked up twice, inserted here and deleted at its close. */
+		if (!is_socket(f))
+			return NULL;
 		neg = bpf_map_lookup_elem(&tg_notsock, &k);
 		if (neg && *neg == (__u64)f)
 			return NULL;
