@@ -45,14 +45,13 @@ static __always_inline int is_socket(struct file *f)
  * Returns 0 when it is. */
 static __always_inline int sock_info(struct file *f, struct conn *c)
 {
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
 	struct socket *sock;
 	struct sock *sk;
 	short type;
 	__u16 family;
 	__u8 proto = TG_PROTO_TCP;
 
-	if ((mode & S_IFMT) != S_IFSOCK)
+	if (!is_socket(f))
 		return -1;
 	sock = BPF_CORE_READ(f, private_data);
 	type = BPF_CORE_READ(sock, type);

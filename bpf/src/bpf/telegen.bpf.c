@@ -125,7 +125,9 @@ struct {
 } tg_conns SEC(".maps");
 
 /* Sockets found not to be traced (Unix ones, UDP when not enabled), with their file, so that
- * their next syscalls skip reading the socket again. Other files never get here (is_socket). */
+ * their next syscalls skip reading the socket again. Other files are turned away before it
+ * (is_socket in lookup); one lands here only when it took the fd of a connection whose close
+ * went unseen, and is never looked up here. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 16);
@@ -370,7 +372,7 @@ static __always_inline struct conn *track(__u64 id, __u32 fd, __u8 role)
 		emit_close(old, id, fd);
 		bpf_map_delete_elem(&tg_conns, &k);
 	}
-	if (!f || sock_info(f, &nc) < 0) {
+	if (sock_info(f, &nc) < 0) {
 		__u64 v = (__u64)f;
 		bpf_map_update_elem(&tg_notsock, &k, &v, BPF_ANY);
 		return NULL;
