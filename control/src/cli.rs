@@ -96,7 +96,7 @@ pub fn parse_ports(s: &str) -> Result<PortList, String> {
 /// `telegen run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// OTLP/HTTP collector base URL (spans go to <URL>/v1/traces, metrics to <URL>/v1/metrics).
+    /// OTLP/HTTP collector base URL (spans go to `<URL>/v1/traces`, metrics to `<URL>/v1/metrics`).
     /// Headers from OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2) are sent with every request.
     /// Without an endpoint, telegen prints a live summary and writes OTLP JSON lines.
     #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]

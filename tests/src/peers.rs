@@ -538,8 +538,8 @@ SSL_CTX_free(ctx)
 print("done", flush=True)
 "#;
 
-/// The OpenSSL 1.1 client of [`PY_SSL11_CLIENT`], started and paused before its first
-/// connection.
+/// The OpenSSL 1.1 client of `PY_SSL11_CLIENT` (a Python script on `ctypes`), started and
+/// paused before its first connection.
 #[derive(Debug)]
 pub struct Ssl11Client {
     pub proc: Proc,
