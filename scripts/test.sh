@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian machine and runs every check: format, lints, unit, property, kernel
+# Sets up a fresh Debian machine and runs every check: format, lints, docs, unit, property, kernel
 # and integration tests, the benches once each (as tests), and the fuzz target's build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Docs build without a warning (a broken or private link, a stray HTML tag).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # Kernel and integration tests run for real as root; under CI=true a missing BPF
 # prerequisite fails them instead of skipping.
 cargo test --workspace --all-targets --locked
