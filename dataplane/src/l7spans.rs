@@ -28,8 +28,9 @@ pub fn h2_span_into(
     if grpc::is_grpc_call(&x) {
         return grpc_span_into(out, &x, flow, ctx, parent, clock_offset_ns, cache);
     }
-    // The same fields as an HTTP/1 transaction (moved, not copied); a method or path HPACK
-    // could not decode stays unknown (`_OTHER`, `/`) rather than guessed.
+    // The same fields as an HTTP/1 transaction (the path and authority copied into the owned
+    // strings it holds, the rest moved); a method or path HPACK could not decode stays unknown
+    // (`_OTHER`, `/`) rather than guessed.
     let tx = HttpTransaction {
         role: x.role,
         method: x.method.map_or(Cow::Borrowed("_OTHER"), |m| {
