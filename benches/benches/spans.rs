@@ -20,17 +20,10 @@ static GLOBAL: telegen_dataplane::alloc::MiMalloc = telegen_dataplane::alloc::Mi
 
 const SPANS: usize = 1024;
 
-fn v4(ip: [u8; 4], port: u16) -> Addr {
-    let mut addr = [0u8; 16];
-    addr[10] = 0xff;
-    addr[11] = 0xff;
-    addr[12..].copy_from_slice(&ip);
+fn tcp_v4(ip: [u8; 4], port: u16) -> Addr {
     Addr {
-        addr,
-        port,
-        family: 2,
         proto: PROTO_TCP,
-        ..Default::default()
+        ..Addr::v4(ip, port)
     }
 }
 
@@ -40,8 +33,8 @@ fn flows() -> Vec<FlowInfo> {
             FlowInfo::new(
                 100,
                 *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
-                v4([10, 0, 0, 1], 8080),
-                v4([10, 0, 1, c as u8], 40_000 + c),
+                tcp_v4([10, 0, 0, 1], 8080),
+                tcp_v4([10, 0, 1, c as u8], 40_000 + c),
             )
         })
         .collect()

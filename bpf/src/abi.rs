@@ -49,6 +49,20 @@ pub struct Addr {
 }
 
 impl Addr {
+    /// An IPv4 address and port as the kernel side stores them (IPv4-mapped, `AF_INET`); the
+    /// protocol is left unset.
+    pub fn v4(ip: [u8; 4], port: u16) -> Addr {
+        let mut a = Addr {
+            port,
+            family: AF_INET,
+            ..Default::default()
+        };
+        a.addr[10] = 0xff;
+        a.addr[11] = 0xff;
+        a.addr[12..].copy_from_slice(&ip);
+        a
+    }
+
     /// The address as `std::net::IpAddr` (IPv4-mapped addresses become IPv4).
     pub fn ip(&self) -> std::net::IpAddr {
         let v6 = std::net::Ipv6Addr::from(self.addr);
@@ -313,10 +327,11 @@ mod tests {
 
     #[test]
     fn mapped_v4() {
-        let mut a = Addr::default();
-        a.addr[10] = 0xff;
-        a.addr[11] = 0xff;
-        a.addr[12..].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(a.ip().to_string(), "127.0.0.1");
+        let a = Addr::v4([127, 0, 0, 1], 80);
+        assert_eq!(a.addr[..12], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+        assert_eq!(
+            (a.ip().to_string(), a.port, a.family),
+            ("127.0.0.1".into(), 80, AF_INET)
+        );
     }
 }

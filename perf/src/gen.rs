@@ -274,18 +274,6 @@ pub struct Generator {
 
 const LOCAL_PORT: u16 = 8080;
 
-fn addr_v4(ip: [u8; 4], port: u16) -> Addr {
-    let mut a = Addr {
-        port,
-        family: abi::AF_INET,
-        ..Default::default()
-    };
-    a.addr[10] = 0xff;
-    a.addr[11] = 0xff;
-    a.addr[12..].copy_from_slice(&ip);
-    a
-}
-
 /// The fixed part of every record of one generated connection, as the kernel would fill it.
 struct ConnTemplate<'a> {
     id: u64,
@@ -461,8 +449,8 @@ impl Generator {
             role: abi::ROLE_SERVER,
             // The HTTP/1 records predate the transport byte; TCP's is 0 or PROTO_TCP alike.
             proto: 0,
-            local: addr_v4([10, 0, 0, 7], LOCAL_PORT),
-            remote: addr_v4([10, 1, (slot >> 8) as u8, slot as u8], c.remote_port),
+            local: Addr::v4([10, 0, 0, 7], LOCAL_PORT),
+            remote: Addr::v4([10, 1, (slot >> 8) as u8, slot as u8], c.remote_port),
             comm: b"nginx",
         });
         let mut buf = std::mem::take(&mut self.scratch);
@@ -635,8 +623,8 @@ impl Generator {
             fd: 40 + (slot as u32 % 1000),
             role: abi::ROLE_CLIENT,
             proto: abi::PROTO_UDP,
-            local: addr_v4([10, 0, 0, 7], c.local_port),
-            remote: addr_v4([10, 0, 0, 2], DNS_PORT),
+            local: Addr::v4([10, 0, 0, 7], c.local_port),
+            remote: Addr::v4([10, 0, 0, 2], DNS_PORT),
             comm: b"resolver",
         })
     }

@@ -2,9 +2,9 @@
 //! side, each round carrying new calls' requests and the previous round's responses, with
 //! HPACK state per connection and direction ([`crate::h2enc`]).
 
-use telegen_bpf::abi::{self, Event};
+use telegen_bpf::abi::{self, Addr, Event};
 
-use super::{addr_v4, conn_event, ConnTemplate, Generator, Proto, GRPC_PORT};
+use super::{conn_event, ConnTemplate, Generator, Proto, GRPC_PORT};
 use crate::h2enc;
 
 /// The gRPC methods called (the path), with request message sizes.
@@ -131,8 +131,8 @@ impl Generator {
             fd: 20 + (slot as u32 % 1000),
             role: abi::ROLE_SERVER,
             proto: abi::PROTO_TCP,
-            local: addr_v4([10, 0, 0, 7], GRPC_PORT),
-            remote: addr_v4([10, 2, (slot >> 8) as u8, slot as u8], c.remote_port),
+            local: Addr::v4([10, 0, 0, 7], GRPC_PORT),
+            remote: Addr::v4([10, 2, (slot >> 8) as u8, slot as u8], c.remote_port),
             comm: b"grpc-server",
         })
     }
