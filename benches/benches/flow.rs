@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use telegen_bpf::abi;
 use telegen_dataplane::flow::FlowTable;
 
 const CONNS: u64 = 4096;
@@ -19,7 +20,7 @@ type State = [u64; 8];
 
 /// Connection ids as the kernel makes them: the home CPU (plus one) above a counter.
 fn conn_id(i: u64) -> u64 {
-    ((i % 2 + 1) << 48) | i
+    ((i % 2 + 1) << abi::CONN_ID_CPU_SHIFT) | i
 }
 
 /// ACCESSES connection ids over CONNS connections, shuffled by a fixed-seed xorshift.
