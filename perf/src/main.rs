@@ -83,10 +83,11 @@ struct Args {
     #[arg(long, value_name = "N")]
     window: Option<u64>,
 
-    /// Percent of records put in the ring of a CPU other than their connection's home CPU, to be
-    /// forwarded to its owner shard (the agent's kernel programs write records to the home CPU's
-    /// ring, spilling elsewhere only from a nearly full one; this keeps the forwarding path in
-    /// the measurement)
+    /// Percent of records the forwarding run (the largest shard count, HTTP/1.1) puts in the ring
+    /// of a CPU other than their connection's home CPU, each copied and forwarded to its owner
+    /// shard and put back in order there. The scaling runs put every record in its home CPU's
+    /// ring, as the agent's kernel programs do unless that ring is three quarters full (under
+    /// the overhead phase's load the agent forwarded none); 0 skips the forwarding run
     #[arg(long, value_name = "PCT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
     migrate_pct: u32,
 
@@ -216,12 +217,17 @@ fn run(args: &Args) -> anyhow::Result<i32> {
 
     let mut synthetic_runs = Vec::new();
     if want(Phase::Synthetic) {
-        // (shards, mix, what the run is for)
-        let mut plan: Vec<(usize, Mix, String)> = args
+        // (shards, mix, what the run is for, percent of records on another CPU's ring)
+        let mut plan: Vec<(usize, Mix, String, u32)> = args
             .shards
             .iter()
-            .map(|&n| (n, Mix::only(Proto::Http1), "scaling".to_string()))
+            .map(|&n| (n, Mix::only(Proto::Http1), "scaling".to_string(), 0))
             .collect();
+        let most = args.shards.iter().copied().max().unwrap_or(0);
+        if args.migrate_pct > 0 && most > 1 {
+            let forwarding = "forwarding".to_string();
+            plan.push((most, Mix::only(Proto::Http1), forwarding, args.migrate_pct));
+        }
         if args.protocol_runs.trim() != "none" {
             for name in args.protocol_runs.split(',').map(str::trim) {
                 let mix: Mix = name
@@ -230,7 +236,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                 let Some(p) = mix.single() else {
                     anyhow::bail!("--protocol-runs takes protocol names: {name}");
                 };
-                plan.push((1, mix, format!("protocol:{}", p.name())));
+                plan.push((1, mix, format!("protocol:{}", p.name()), 0));
             }
         }
         if args.mix.trim() != "none" {
@@ -238,9 +244,9 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                 .mix
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--mix: {e}"))?;
-            plan.push((1, mix, "mix".to_string()));
+            plan.push((1, mix, "mix".to_string(), 0));
         }
-        plan.retain(|(n, _, _)| {
+        plan.retain(|(n, _, _, _)| {
             let fits = *n > 0 && *n <= cores.len();
             if !fits {
                 progress(format!(
@@ -252,8 +258,8 @@ fn run(args: &Args) -> anyhow::Result<i32> {
         });
         let rounds = args.synthetic_rounds.unwrap_or(if q { 1 } else { 3 });
         for round in 1..=rounds {
-            for (n, mix, purpose) in &plan {
-                let mut r = synthetic_run(args, &cores[..*n], *mix, &mut |line| {
+            for (n, mix, purpose, migrate_pct) in &plan {
+                let mut r = synthetic_run(args, &cores[..*n], *mix, *migrate_pct, &mut |line| {
                     progress(if rounds > 1 {
                         format!("round {round}/{rounds}: {line}")
                     } else {
@@ -320,11 +326,13 @@ fn run(args: &Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// One synthetic run of `mix` on `cores` with the command line's settings.
+/// One synthetic run of `mix` on `cores` with the command line's settings, `migrate_pct`
+/// percent of its records written on a CPU other than their connection's home one.
 fn synthetic_run(
     args: &Args,
     cores: &[usize],
     mix: Mix,
+    migrate_pct: u32,
     progress: &mut dyn FnMut(String),
 ) -> anyhow::Result<Value> {
     let q = args.quick;
@@ -334,7 +342,7 @@ fn synthetic_run(
         measure: Duration::from_secs(args.synthetic_secs.unwrap_or(if q { 2 } else { 10 })),
         conns: args.conns.unwrap_or(if q { 256 } else { 1024 }),
         window: args.window.unwrap_or(if q { 4096 } else { 16384 }),
-        migrate_pct: args.migrate_pct,
+        migrate_pct,
         traceparent_pct: args.traceparent_pct,
         seed: args.seed,
         queue_bytes: args.queue_bytes,

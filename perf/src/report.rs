@@ -114,6 +114,24 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
         .filter_map(|r| scaling_of_round(&json!(r)))
         .collect();
     let scaling = median(scalings.clone());
+    // The same against each round's forwarding run (records on other CPUs' rings).
+    let forwarding_of_round = |round: &Value| {
+        let run = runs
+            .iter()
+            .find(|r| r["run"] == "forwarding" && r["round"] == *round)?;
+        let one = runs.iter().find(|r| {
+            r["run"] == "scaling" && r["shards"].as_u64() == Some(1) && r["round"] == *round
+        })?;
+        match (num(one, &["tx_per_s"]), num(run, &["tx_per_s"])) {
+            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+            _ => None,
+        }
+    };
+    let forwarding_scalings: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| forwarding_of_round(&json!(r)))
+        .collect();
+    let forwarding = median_run(runs, |r| r["run"] == "forwarding");
     let per_core = one.and_then(|r| num(r, &["tx_per_s_per_core"]));
     // The run each configuration's figures come from, marked for the table; every round
     // stays in the report.
@@ -172,7 +190,7 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
             ge(grpc_per_core, 1_000_000.0),
         ),
         target(
-            "shards_scaling (2 vs 1 shard)",
+            "shards_scaling (2 vs 1 shard, records in their home rings)",
             ">= 1.8",
             scaling,
             ge(scaling, 1.8),
@@ -240,6 +258,10 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
         "dns_tx_from_run": dns_src,
         "per_protocol": per_protocol,
         "shards_scaling": scaling,
+        "shards_scaling_forwarding": median(forwarding_scalings.clone()),
+        "shards_scaling_forwarding_per_round": forwarding_scalings,
+        "forwarding_migrate_pct": forwarding.and_then(|r| num(r, &["generator", "migrate_pct"])),
+        "forwarding_tx_per_shard_cpu_s": forwarding.and_then(|r| num(r, &["tx_per_shard_cpu_s"])),
         "delay_p50_ms": one.and_then(|r| num(r, &["delay_event_to_encoded_batch_ms", "p50"])),
         "delay_p99_ms": one.and_then(|r| num(r, &["delay_event_to_encoded_batch_ms", "p99"])),
         "synthetic_drops": runs.iter().filter_map(|r| r["drops"].as_u64()).sum::<u64>(),
@@ -269,6 +291,11 @@ fn fmt_num(v: Option<f64>) -> String {
         Some(x) if x.abs() >= 1e4 => format!("{:.0}", x),
         Some(x) => format!("{:.3}", x),
     }
+}
+
+/// A whole percentage.
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.0}"))
 }
 
 /// A table row: label, value, target, verdict.
@@ -315,14 +342,18 @@ pub(crate) fn table(r: &Value) -> String {
     }
     for run in medians {
         let n = run["shards"].as_u64().unwrap_or(0);
+        let g = |p: &[&str]| num(run, p);
         let name = match run["run"].as_str() {
             Some("mix") => format!("synthetic mix ({})", run["mix"].as_str().unwrap_or("")),
             Some(p) if p.starts_with("protocol:") => {
                 format!("synthetic {} alone, {n} shard", &p["protocol:".len()..])
             }
+            Some("forwarding") => format!(
+                "synthetic {n} shards, {}% of records forwarded",
+                pct(g(&["generator", "migrate_pct"]))
+            ),
             _ => format!("synthetic {n} shard(s)"),
         };
-        let g = |p: &[&str]| num(run, p);
         let rounds: Vec<String> = all_runs
             .iter()
             .filter(|x| config_of(x) == config_of(run))
@@ -407,6 +438,15 @@ pub(crate) fn table(r: &Value) -> String {
         rows.push(info(
             "shards_scaling of each round (target row: their median)",
             scalings.join(" / "),
+        ));
+    }
+    if r["shards_scaling_forwarding"].is_number() {
+        rows.push(info(
+            format!(
+                "shards_scaling with {}% of records forwarded (median of rounds)",
+                pct(num(r, &["forwarding_migrate_pct"]))
+            ),
+            fmt_num(num(r, &["shards_scaling_forwarding"])),
         ));
     }
     if let Some(rps) = r["req_per_s"].as_object() {

@@ -508,6 +508,7 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
             "transactions": counts.transactions,
             "records": counts.records,
             "closes": counts.closes,
+            "migrate_pct": cfg.migrate_pct,
             "migrated_records": counts.migrated,
             "traceparent_requests": counts.traced,
             "connections": cfg.conns,

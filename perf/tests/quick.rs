@@ -79,12 +79,20 @@ fn check_runs(r: &Value) {
         assert!(p50 <= p99, "{p50} > {p99}");
         let stats = run["shard_stats"].as_array().expect("shard stats");
         assert_eq!(stats.len() as f64, f(run, &["shards"]));
-        if stats.len() > 1 {
+        let fwd: f64 = stats.iter().map(|s| f(s, &["events_forwarded"])).sum();
+        let rcv: f64 = stats.iter().map(|s| f(s, &["events_received"])).sum();
+        let migrated = f(run, &["generator", "migrated_records"]);
+        if run["run"] == "forwarding" {
             // Records of one connection reached different shards and were forwarded.
-            assert!(f(run, &["generator", "migrated_records"]) > 0.0);
-            let fwd: f64 = stats.iter().map(|s| f(s, &["events_forwarded"])).sum();
-            let rcv: f64 = stats.iter().map(|s| f(s, &["events_received"])).sum();
+            assert!(stats.len() > 1, "{run}");
+            assert!(f(run, &["generator", "migrate_pct"]) > 0.0);
+            assert!(migrated > 0.0);
             assert!(fwd > 0.0 && fwd == rcv, "forwarded {fwd} received {rcv}");
+        } else {
+            // Every record in its connection's home ring, as the kernel writes them: its
+            // owner drains it, nothing is forwarded.
+            assert_eq!(f(run, &["generator", "migrate_pct"]), 0.0, "{run}");
+            assert_eq!((migrated, fwd, rcv), (0.0, 0.0, 0.0), "{run}");
         }
     }
     assert_eq!(r["synthetic_correct"], Value::Bool(true));
@@ -108,9 +116,25 @@ fn check_synthetic(r: &Value) {
         r["tx_per_s_per_core"], scaling[0]["tx_per_s_per_core"],
         "headline is the 1-shard run"
     );
+    let forwarding: Vec<&Value> = runs.iter().filter(|x| x["run"] == "forwarding").collect();
     if scaling.len() > 1 {
         let s = f(scaling[1], &["tx_per_s"]) / f(scaling[0], &["tx_per_s"]);
         assert!((f(r, &["shards_scaling"]) - s).abs() < 1e-9);
+        // The default plan adds the 2-shard forwarding run, a quarter of the records forwarded.
+        assert_eq!(forwarding.len(), 1, "{runs:?}");
+        assert_eq!(forwarding[0]["mix"], "http1=1");
+        assert_eq!(forwarding[0]["shards"], scaling[1]["shards"]);
+        assert_eq!(f(forwarding[0], &["generator", "migrate_pct"]), 25.0);
+        assert_eq!(f(r, &["forwarding_migrate_pct"]), 25.0);
+        let s = f(forwarding[0], &["tx_per_s"]) / f(scaling[0], &["tx_per_s"]);
+        assert!((f(r, &["shards_scaling_forwarding"]) - s).abs() < 1e-9);
+        assert_eq!(
+            r["forwarding_tx_per_shard_cpu_s"],
+            forwarding[0]["tx_per_shard_cpu_s"]
+        );
+    } else {
+        assert!(forwarding.is_empty(), "one core: no forwarding run");
+        assert!(r["shards_scaling_forwarding"].is_null());
     }
     // The default plan: gRPC alone, DNS alone and the mix, each at 1 shard.
     let find = |name: &str| {
@@ -298,6 +322,9 @@ fn synthetic_rounds_report_the_median_run_and_the_median_scaling() {
         "none",
         "--mix",
         "none",
+        // No forwarding run: the rounds' medians of the scaling runs are what is checked.
+        "--migrate-pct",
+        "0",
         "--synthetic-secs",
         "1",
         "--warmup-secs",
