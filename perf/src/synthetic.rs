@@ -349,7 +349,10 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
             .spawn(move || generate(g, writers, state, window, stop, generated))?
     };
 
-    let label = format!("synthetic, {n} shard(s), {}", cfg.mix.label());
+    let mut label = format!("synthetic, {n} shard(s), {}", cfg.mix.label());
+    if cfg.migrate_pct > 0 && n > 1 {
+        label.push_str(&format!(", {}% of records forwarded", cfg.migrate_pct));
+    }
     let started = Instant::now();
     let warm_end = started + cfg.warmup;
     while Instant::now() < warm_end {
