@@ -582,13 +582,27 @@ impl Http2Parser {
                 f.clone_from(fields);
                 incomplete = unknown > 0;
             } else {
+                // A remembered block followed by more fields: its fields, then the rest decoded
+                // as if the whole block were (the remembered part changes nothing in the table).
+                let remembered = match since {
+                    None => dir.blocks.prefix(generation, block),
+                    Some(_) => None,
+                };
+                let (rest, known_unknown) = match remembered {
+                    Some((fields, unknown, len)) => {
+                        f.clone_from(fields);
+                        (&block[len..], unknown)
+                    }
+                    None => (block, 0),
+                };
                 let hpack = &mut dir.hpack;
-                match hpack.decode_since(block, since, |n, v, old| f.add(n, v, old, memo)) {
+                match hpack.decode_since(rest, since, |n, v, old| f.add(n, v, old, memo)) {
                     Ok(info) => {
-                        incomplete = info.unknown > 0;
+                        incomplete = info.unknown + known_unknown > 0;
                         if since.is_none() && info.literals == 0 && hpack.generation() == generation
                         {
-                            dir.blocks.put(generation, block, &f, info.unknown);
+                            dir.blocks
+                                .put(generation, block, &f, info.unknown + known_unknown);
                         }
                     }
                     Err(_) => {

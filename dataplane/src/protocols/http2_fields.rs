@@ -160,6 +160,24 @@ impl Blocks {
             .map(|e| (&e.fields, e.unknown))
     }
 
+    /// The fields of the longest remembered block that `block` starts with and goes beyond (its
+    /// count of unknown fields, its length), if decoded at this generation: a request that adds
+    /// a literal (a `traceparent`, new on every call) to the indexed fields of the ones before
+    /// it. The rest of `block` starts on a field: the remembered bytes are whole fields.
+    pub(super) fn prefix(&self, generation: u64, block: &[u8]) -> Option<(&Fields, u32, usize)> {
+        if self.entries.first()?.generation != generation {
+            return None;
+        }
+        self.entries
+            .iter()
+            .filter(|e| {
+                let n = usize::from(e.len);
+                n < block.len() && block[..n] == e.bytes[..n]
+            })
+            .max_by_key(|e| e.len)
+            .map(|e| (&e.fields, e.unknown, usize::from(e.len)))
+    }
+
     /// Remember what `block`, of indexed fields only, decoded to at `generation`.
     pub(super) fn put(&mut self, generation: u64, block: &[u8], fields: &Fields, unknown: u32) {
         if block.len() > MAX_MEMO_BLOCK {
@@ -371,6 +389,37 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_that_goes_beyond_a_remembered_one_finds_it() {
+        let (mut f, mut memo) = (Fields::default(), Memo::default());
+        f.add(b":path", b"/one", false, &mut memo);
+        let mut b = Blocks::default();
+        b.put(7, &[0x82, 0x86, 0xbf], &f, 1);
+        let found = |b: &Blocks, gen: u64, block: &[u8]| {
+            b.prefix(gen, block)
+                .map(|(f, unknown, len)| (f.path.as_deref().map(str::to_string), unknown, len))
+        };
+        assert_eq!(
+            found(&b, 7, &[0x82, 0x86, 0xbf, 0x00, 0x01]),
+            Some((Some("/one".to_string()), 1, 3))
+        );
+        // Not beyond it (the whole block is `get`'s), not starting with it, another generation.
+        assert_eq!(found(&b, 7, &[0x82, 0x86, 0xbf]), None);
+        assert_eq!(found(&b, 7, &[0x82, 0x86, 0xbe, 0x00]), None);
+        assert_eq!(found(&b, 7, &[0x82]), None);
+        assert_eq!(found(&b, 8, &[0x82, 0x86, 0xbf, 0x00]), None);
+        // The longest of several.
+        b.put(7, &[0x82, 0x86, 0xbf, 0xbe], &Fields::default(), 0);
+        assert_eq!(
+            found(&b, 7, &[0x82, 0x86, 0xbf, 0xbe, 0x00]).map(|x| x.2),
+            Some(4)
+        );
+        assert_eq!(
+            found(&b, 7, &[0x82, 0x86, 0xbf, 0xbd]).map(|x| x.2),
+            Some(3)
+        );
+    }
 
     fn doubt_of(fields: &[(&[u8], &[u8], bool)]) -> u16 {
         let (mut f, mut memo) = (Fields::default(), Memo::default());

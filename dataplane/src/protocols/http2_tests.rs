@@ -650,6 +650,78 @@ fn repeated_fields_are_shared_and_never_mixed_up() {
     assert!(ways <= fields::MEMO_WAYS, "{ways}");
 }
 
+/// A block made of a remembered block's bytes and more (a request adding its own `traceparent`
+/// to the indexed fields of the ones before it) decodes as a whole: the remembered fields, then
+/// the rest, also when the rest inserts into the table and shifts the entries after it.
+#[test]
+fn a_remembered_block_followed_by_literals_decodes_whole() {
+    let mut f = Feeder::new(Role::Server);
+    let block =
+        |stream: u32, b: &[u8]| frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, b);
+    // :method GET, :scheme http, 63 = :path /one, 62 = :authority a.test.
+    let indexed = [0x82, 0x86, 0xbf, 0xbe];
+    let with = |more: &[u8]| [&indexed[..], more].concat();
+    let mut c = PREFACE.to_vec();
+    c.extend(settings());
+    let mut first = vec![0x82, 0x86];
+    first.extend(lit(true, ":path", "/one"));
+    first.extend(lit(true, ":authority", "a.test"));
+    c.extend(block(1, &first));
+    c.extend(block(3, &indexed));
+    // Remembered at stream 3; streams 5 and 7 start with it.
+    c.extend(block(5, &with(&lit(false, "traceparent", "00-aaa-bbb-01"))));
+    c.extend(block(7, &with(&lit(false, "traceparent", "00-ccc-ddd-01"))));
+    // The rest inserts x-a: 1 at 62: :authority moves to 63, :path to 64.
+    c.extend(block(9, &with(&lit(true, "x-a", "1"))));
+    c.extend(block(11, &[0x82, 0x86, 0xc0, 0xbf]));
+    // The old bytes now read :authority (63) and x-a (62): no path.
+    c.extend(block(
+        13,
+        &with(&lit(false, "traceparent", "00-eee-fff-01")),
+    ));
+    f.feed(IN, &c);
+    let mut s = Vec::new();
+    for stream in [1, 3, 5, 7, 9, 11, 13] {
+        s.extend(block(stream, &[0x88]));
+    }
+    f.feed(OUT, &s);
+    // (stream, path, authority, traceparent)
+    type Got = (u32, Option<String>, Option<String>, Option<String>);
+    let got: Vec<Got> = f
+        .exchanges()
+        .into_iter()
+        .map(|x| {
+            (
+                x.stream_id,
+                x.path.map(|p| p.to_string()),
+                x.authority.map(|a| a.to_string()),
+                x.traceparent,
+            )
+        })
+        .collect();
+    let want = |s: u32, p: Option<&str>, tp: Option<&str>| {
+        (
+            s,
+            p.map(str::to_string),
+            Some("a.test".to_string()),
+            tp.map(str::to_string),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            want(1, Some("/one"), None),
+            want(3, Some("/one"), None),
+            want(5, Some("/one"), Some("00-aaa-bbb-01")),
+            want(7, Some("/one"), Some("00-ccc-ddd-01")),
+            want(9, Some("/one"), None),
+            want(11, Some("/one"), None),
+            want(13, None, Some("00-eee-fff-01")),
+        ]
+    );
+    assert_eq!(f.p.parse_errors(), 0);
+}
+
 /// The same bytes of indexed fields decode to other fields once the table has changed: a block
 /// remembered from before an insertion must not be reused after it.
 #[test]
