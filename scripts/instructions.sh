@@ -7,6 +7,7 @@
 # With `forward`, two shards share the records (written on two CPUs, a quarter of each
 # connection's away from its home) and forward to each other; the count covers both.
 # Usage: scripts/instructions.sh [http1|grpc|dns] [encode] [forward]
+# Environment: CONNS (connections, default 4096), TRACEPARENT_PCT (default 25).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }

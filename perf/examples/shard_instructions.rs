@@ -12,7 +12,8 @@
 //!
 //! Usage: `shard_instructions <transactions> [http1|grpc|dns] [encode] [forward]`; the
 //! environment variable `CONNS` sets the number of connections (4096 by default; the harness's
-//! synthetic phase uses 1024).
+//! synthetic phase uses 1024), and `TRACEPARENT_PCT` the percent of requests (HTTP/1.1) or calls
+//! (gRPC) carrying a `traceparent` (25 by default, as in the harness).
 
 use telegen_dataplane::export::otlp::Gzipper;
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
@@ -149,6 +150,21 @@ fn drive(steps: &[Step], shards: &mut [ShardCore], sinks: &mut [Sink]) {
     }
 }
 
+/// The number in the environment variable `name`, `default` when it is unset; exits with a
+/// message when it is set to anything `ok` refuses (`what` says what it takes).
+fn env_number(name: &str, default: usize, ok: impl Fn(usize) -> bool, what: &str) -> usize {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if ok(n) => n,
+            _ => {
+                eprintln!("shard_instructions: {name}={v:?} is not {what}");
+                std::process::exit(2);
+            }
+        },
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(txs) = args.first().and_then(|s| s.parse::<u64>().ok()) else {
@@ -174,21 +190,13 @@ fn main() {
     // The harness's defaults for the synthetic phase; without `forward`, on one "CPU" so that
     // records arrive in kernel order (reordering is then not counted).
     let n_shards = if forward { 2 } else { 1 };
-    let conns = match std::env::var("CONNS") {
-        Err(_) => 4096,
-        Ok(v) => match v.parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("shard_instructions: CONNS={v:?} is not a positive number");
-                std::process::exit(2);
-            }
-        },
-    };
+    let conns = env_number("CONNS", 4096, |n| n > 0, "a positive number");
+    let traceparent_pct = env_number("TRACEPARENT_PCT", 25, |n| n <= 100, "a percentage");
     let mut g = Generator::new(WorkloadConfig {
         conns,
         cpus: n_shards,
         migrate_pct: if forward { 25 } else { 0 },
-        traceparent_pct: 25,
+        traceparent_pct: traceparent_pct as u32,
         seed: 1,
         mix: Mix::only(proto),
     });
