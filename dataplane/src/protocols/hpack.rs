@@ -71,6 +71,10 @@ pub struct Block {
     /// the table alone: the same bytes decode to the same fields while
     /// [`Decoder::generation`] stays.
     pub literals: u32,
+    /// Bytes at the start of the block that are indexed fields only (the whole block when it
+    /// has nothing else): they decode to the same fields while the generation stays, whatever
+    /// follows them.
+    pub indexed_prefix: usize,
 }
 
 #[derive(Debug)]
@@ -276,9 +280,14 @@ impl Decoder {
     ) -> Result<Block, HpackError> {
         let mut info = Block::default();
         let mut pos = 0;
+        let mut indexed_so_far = true;
         while pos < block.len() {
             let b = block[pos];
             self.scratch.clear();
+            if indexed_so_far && b & 0x80 == 0 {
+                indexed_so_far = false;
+                info.indexed_prefix = pos;
+            }
             if b & 0x80 != 0 {
                 let idx = integer(block, &mut pos, 7)?;
                 let (name, value) = (self.name_of(idx)?, self.value_of(idx)?);
@@ -307,6 +316,9 @@ impl Decoder {
                     self.insert(block, name, value, old);
                 }
             }
+        }
+        if indexed_so_far {
+            info.indexed_prefix = block.len();
         }
         Ok(info)
     }

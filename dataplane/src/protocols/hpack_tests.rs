@@ -231,3 +231,21 @@ fn entries_older_than_since_are_told_apart_and_forgotten() {
     let got = fields_since(&mut d, &[0xbf], now);
     assert!(got[0].2);
 }
+
+/// The indexed fields a block starts with, in bytes: up to the first literal or size update.
+#[test]
+fn indexed_prefix_ends_at_the_first_field_that_is_not_indexed() {
+    let prefix = |block: &[u8]| {
+        let mut d = Decoder::new_complete();
+        fields(&mut d, block).1.map(|b| b.indexed_prefix)
+    };
+    // :method GET, :scheme http: all of it.
+    assert_eq!(prefix(&[0x82, 0x86]), Ok(2));
+    // Then a literal without indexing (name index 4, :path), then an indexed field.
+    assert_eq!(prefix(&[0x82, 0x86, 0x04, 0x02, b'/', b'a', 0x84]), Ok(2));
+    // A literal first.
+    assert_eq!(prefix(&[0x04, 0x02, b'/', b'a', 0x82]), Ok(0));
+    // A size update after an indexed field ends it too (it changes the table).
+    assert_eq!(prefix(&[0x82, 0x3f, 0xe1, 0x1f, 0x86]), Ok(1));
+    assert_eq!(prefix(&[]), Ok(0));
+}

@@ -588,21 +588,33 @@ impl Http2Parser {
                     None => dir.blocks.prefix(generation, block),
                     Some(_) => None,
                 };
-                let (rest, known_unknown) = match remembered {
+                let (remembered_len, known_unknown) = match remembered {
                     Some((fields, unknown, len)) => {
                         f.clone_from(fields);
-                        (&block[len..], unknown)
+                        (len, unknown)
                     }
-                    None => (block, 0),
+                    None => (0, 0),
                 };
+                let rest = &block[remembered_len..];
                 let hpack = &mut dir.hpack;
                 match hpack.decode_since(rest, since, |n, v, old| f.add(n, v, old, memo)) {
                     Ok(info) => {
                         incomplete = info.unknown + known_unknown > 0;
-                        if since.is_none() && info.literals == 0 && hpack.generation() == generation
-                        {
+                        let unchanged = since.is_none() && hpack.generation() == generation;
+                        if unchanged && info.literals == 0 {
                             dir.blocks
                                 .put(generation, block, &f, info.unknown + known_unknown);
+                        } else if unchanged && remembered_len == 0 && info.indexed_prefix > 0 {
+                            // Literals after indexed fields, the table unchanged (a traceparent
+                            // sent without indexing, new on every call): the indexed part is
+                            // remembered alone, for the next block that starts with it.
+                            let head = &block[..info.indexed_prefix];
+                            let mut hf = Fields::default();
+                            let decoded =
+                                hpack.decode_since(head, None, |n, v, old| hf.add(n, v, old, memo));
+                            if let Ok(h) = decoded {
+                                dir.blocks.put(generation, head, &hf, h.unknown);
+                            }
                         }
                     }
                     Err(_) => {

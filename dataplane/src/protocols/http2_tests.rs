@@ -722,6 +722,77 @@ fn a_remembered_block_followed_by_literals_decodes_whole() {
     assert_eq!(f.p.parse_errors(), 0);
 }
 
+/// When every request carries its own `traceparent` (as with a client that traces every call)
+/// no block is indexed fields only: the indexed fields each starts with are remembered alone,
+/// and the next request's block decodes as a whole from them and its own literal.
+#[test]
+fn every_request_traced_shares_its_indexed_head() {
+    let mut f = Feeder::new(Role::Server);
+    let block =
+        |stream: u32, b: &[u8]| frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, b);
+    let traced = |head: &[u8], tp: &str| [head, &lit(false, "traceparent", tp)[..]].concat();
+    let mut c = PREFACE.to_vec();
+    c.extend(settings());
+    let mut first = vec![0x82, 0x86];
+    first.extend(lit(true, ":path", "/one"));
+    first.extend(lit(true, ":authority", "a.test"));
+    c.extend(block(1, &traced(&first, "00-a-1-01")));
+    // :method GET, :scheme http, 63 = :path /one, 62 = :authority a.test.
+    let head = [0x82, 0x86, 0xbf, 0xbe];
+    for (stream, tp) in [(3, "00-b-2-01"), (5, "00-c-3-01"), (7, "00-d-4-01")] {
+        c.extend(block(stream, &traced(&head, tp)));
+    }
+    // Another head: :authority only, then the table changes under the remembered one.
+    c.extend(block(9, &traced(&[0x82, 0x86, 0xbe], "00-e-5-01")));
+    let mut shift = vec![0x82, 0x86, 0xbe];
+    shift.extend(lit(true, ":path", "/two"));
+    c.extend(block(11, &traced(&shift, "00-f-6-01")));
+    // 62 = :path /two, 63 = :authority a.test now.
+    c.extend(block(13, &traced(&head, "00-g-7-01")));
+    f.feed(IN, &c);
+    let mut s = Vec::new();
+    for stream in [1, 3, 5, 7, 9, 11, 13] {
+        s.extend(block(stream, &[0x88]));
+    }
+    f.feed(OUT, &s);
+    // (stream, path, authority, traceparent)
+    type Got = (u32, Option<String>, Option<String>, Option<String>);
+    let got: Vec<Got> = f
+        .exchanges()
+        .into_iter()
+        .map(|x| {
+            (
+                x.stream_id,
+                x.path.map(|p| p.to_string()),
+                x.authority.map(|a| a.to_string()),
+                x.traceparent,
+            )
+        })
+        .collect();
+    let want = |s: u32, p: Option<&str>, a: &str, tp: &str| {
+        (
+            s,
+            p.map(str::to_string),
+            Some(a.to_string()),
+            Some(tp.to_string()),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            want(1, Some("/one"), "a.test", "00-a-1-01"),
+            want(3, Some("/one"), "a.test", "00-b-2-01"),
+            want(5, Some("/one"), "a.test", "00-c-3-01"),
+            want(7, Some("/one"), "a.test", "00-d-4-01"),
+            want(9, None, "a.test", "00-e-5-01"),
+            want(11, Some("/two"), "a.test", "00-f-6-01"),
+            // 63 is :authority and 62 :path /two: both fields, the other way round.
+            want(13, Some("/two"), "a.test", "00-g-7-01"),
+        ]
+    );
+    assert_eq!(f.p.parse_errors(), 0);
+}
+
 /// The same bytes of indexed fields decode to other fields once the table has changed: a block
 /// remembered from before an insertion must not be reused after it.
 #[test]
