@@ -119,6 +119,11 @@ fn number(v: &[u8]) -> Option<u32> {
 /// [`generation`](crate::protocols::hpack::Decoder::generation)) the same bytes decode to the same
 /// fields. A hit clones the fields (reference counts) instead of decoding them again.
 ///
+/// A block that starts with a remembered one and goes on (the same indexed fields plus a
+/// `traceparent` literal, new on every call of a tracing client) takes the remembered fields
+/// and decodes only the rest; the indexed head of a block that ends in literals is remembered
+/// alone for that (see [`crate::protocols::hpack::Block::indexed_prefix`]).
+///
 /// All entries share one generation: a new one makes the others useless for good, so they are
 /// dropped. At most [`BLOCK_WAYS`] blocks of at most [`MAX_MEMO_BLOCK`] bytes.
 #[derive(Default)]
