@@ -650,45 +650,50 @@ fn repeated_fields_are_shared_and_never_mixed_up() {
     assert!(ways <= fields::MEMO_WAYS, "{ways}");
 }
 
-/// A block made of a remembered block's bytes and more (a request adding its own `traceparent`
-/// to the indexed fields of the ones before it) decodes as a whole: the remembered fields, then
-/// the rest, also when the rest inserts into the table and shifts the entries after it.
-#[test]
-fn a_remembered_block_followed_by_literals_decodes_whole() {
+/// A whole request (or response) in one header block.
+fn whole(stream: u32, b: &[u8]) -> Vec<u8> {
+    frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, b)
+}
+
+/// :method GET, :scheme http, then :path /one and :authority a.test inserted: 63 is the path
+/// and 62 the authority after it.
+fn get_one_inserting() -> Vec<u8> {
+    let mut b = vec![0x82, 0x86];
+    b.extend(lit(true, ":path", "/one"));
+    b.extend(lit(true, ":authority", "a.test"));
+    b
+}
+
+/// `head` and a `traceparent` literal without indexing.
+fn traced(head: &[u8], tp: &str) -> Vec<u8> {
+    [head, &lit(false, "traceparent", tp)[..]].concat()
+}
+
+/// (stream, path, authority, traceparent) of an exchange.
+type Seen = (u32, Option<String>, Option<String>, Option<String>);
+
+fn seen(stream: u32, path: Option<&str>, tp: Option<&str>) -> Seen {
+    let s = |v: Option<&str>| v.map(str::to_string);
+    (stream, s(path), s(Some("a.test")), s(tp))
+}
+
+/// What a server connection makes of these requests (stream, block), each answered by a
+/// `:status 200` block; no parse error allowed.
+fn requests_seen(requests: &[(u32, Vec<u8>)]) -> Vec<Seen> {
     let mut f = Feeder::new(Role::Server);
-    let block =
-        |stream: u32, b: &[u8]| frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, b);
-    // :method GET, :scheme http, 63 = :path /one, 62 = :authority a.test.
-    let indexed = [0x82, 0x86, 0xbf, 0xbe];
-    let with = |more: &[u8]| [&indexed[..], more].concat();
     let mut c = PREFACE.to_vec();
     c.extend(settings());
-    let mut first = vec![0x82, 0x86];
-    first.extend(lit(true, ":path", "/one"));
-    first.extend(lit(true, ":authority", "a.test"));
-    c.extend(block(1, &first));
-    c.extend(block(3, &indexed));
-    // Remembered at stream 3; streams 5 and 7 start with it.
-    c.extend(block(5, &with(&lit(false, "traceparent", "00-aaa-bbb-01"))));
-    c.extend(block(7, &with(&lit(false, "traceparent", "00-ccc-ddd-01"))));
-    // The rest inserts x-a: 1 at 62: :authority moves to 63, :path to 64.
-    c.extend(block(9, &with(&lit(true, "x-a", "1"))));
-    c.extend(block(11, &[0x82, 0x86, 0xc0, 0xbf]));
-    // The old bytes now read :authority (63) and x-a (62): no path.
-    c.extend(block(
-        13,
-        &with(&lit(false, "traceparent", "00-eee-fff-01")),
-    ));
-    f.feed(IN, &c);
-    let mut s = Vec::new();
-    for stream in [1, 3, 5, 7, 9, 11, 13] {
-        s.extend(block(stream, &[0x88]));
+    for (stream, b) in requests {
+        c.extend(whole(*stream, b));
     }
-    f.feed(OUT, &s);
-    // (stream, path, authority, traceparent)
-    type Got = (u32, Option<String>, Option<String>, Option<String>);
-    let got: Vec<Got> = f
-        .exchanges()
+    f.feed(IN, &c);
+    let answers: Vec<u8> = requests
+        .iter()
+        .flat_map(|(stream, _)| whole(*stream, &[0x88]))
+        .collect();
+    f.feed(OUT, &answers);
+    assert_eq!(f.p.parse_errors(), 0);
+    f.exchanges()
         .into_iter()
         .map(|x| {
             (
@@ -698,28 +703,41 @@ fn a_remembered_block_followed_by_literals_decodes_whole() {
                 x.traceparent,
             )
         })
-        .collect();
-    let want = |s: u32, p: Option<&str>, tp: Option<&str>| {
-        (
-            s,
-            p.map(str::to_string),
-            Some("a.test".to_string()),
-            tp.map(str::to_string),
-        )
-    };
+        .collect()
+}
+
+/// A block made of a remembered block's bytes and more (a request adding its own `traceparent`
+/// to the indexed fields of the ones before it) decodes as a whole: the remembered fields, then
+/// the rest, also when the rest inserts into the table and shifts the entries after it.
+#[test]
+fn a_remembered_block_followed_by_literals_decodes_whole() {
+    // :method GET, :scheme http, 63 = :path /one, 62 = :authority a.test.
+    let indexed = vec![0x82, 0x86, 0xbf, 0xbe];
+    let with = |more: &[u8]| [&indexed[..], more].concat();
+    let got = requests_seen(&[
+        (1, get_one_inserting()),
+        (3, indexed.clone()),
+        // Remembered at stream 3; streams 5 and 7 start with it.
+        (5, traced(&indexed, "00-aaa-bbb-01")),
+        (7, traced(&indexed, "00-ccc-ddd-01")),
+        // The rest inserts x-a: 1 at 62: :authority moves to 63, :path to 64.
+        (9, with(&lit(true, "x-a", "1"))),
+        (11, vec![0x82, 0x86, 0xc0, 0xbf]),
+        // The old bytes now read :authority (63) and x-a (62): no path.
+        (13, traced(&indexed, "00-eee-fff-01")),
+    ]);
     assert_eq!(
         got,
         vec![
-            want(1, Some("/one"), None),
-            want(3, Some("/one"), None),
-            want(5, Some("/one"), Some("00-aaa-bbb-01")),
-            want(7, Some("/one"), Some("00-ccc-ddd-01")),
-            want(9, Some("/one"), None),
-            want(11, Some("/one"), None),
-            want(13, None, Some("00-eee-fff-01")),
+            seen(1, Some("/one"), None),
+            seen(3, Some("/one"), None),
+            seen(5, Some("/one"), Some("00-aaa-bbb-01")),
+            seen(7, Some("/one"), Some("00-ccc-ddd-01")),
+            seen(9, Some("/one"), None),
+            seen(11, Some("/one"), None),
+            seen(13, None, Some("00-eee-fff-01")),
         ]
     );
-    assert_eq!(f.p.parse_errors(), 0);
 }
 
 /// When every request carries its own `traceparent` (as with a client that traces every call)
@@ -727,70 +745,33 @@ fn a_remembered_block_followed_by_literals_decodes_whole() {
 /// and the next request's block decodes as a whole from them and its own literal.
 #[test]
 fn every_request_traced_shares_its_indexed_head() {
-    let mut f = Feeder::new(Role::Server);
-    let block =
-        |stream: u32, b: &[u8]| frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, b);
-    let traced = |head: &[u8], tp: &str| [head, &lit(false, "traceparent", tp)[..]].concat();
-    let mut c = PREFACE.to_vec();
-    c.extend(settings());
-    let mut first = vec![0x82, 0x86];
-    first.extend(lit(true, ":path", "/one"));
-    first.extend(lit(true, ":authority", "a.test"));
-    c.extend(block(1, &traced(&first, "00-a-1-01")));
     // :method GET, :scheme http, 63 = :path /one, 62 = :authority a.test.
     let head = [0x82, 0x86, 0xbf, 0xbe];
-    for (stream, tp) in [(3, "00-b-2-01"), (5, "00-c-3-01"), (7, "00-d-4-01")] {
-        c.extend(block(stream, &traced(&head, tp)));
-    }
-    // Another head: :authority only, then the table changes under the remembered one.
-    c.extend(block(9, &traced(&[0x82, 0x86, 0xbe], "00-e-5-01")));
     let mut shift = vec![0x82, 0x86, 0xbe];
     shift.extend(lit(true, ":path", "/two"));
-    c.extend(block(11, &traced(&shift, "00-f-6-01")));
-    // 62 = :path /two, 63 = :authority a.test now.
-    c.extend(block(13, &traced(&head, "00-g-7-01")));
-    f.feed(IN, &c);
-    let mut s = Vec::new();
-    for stream in [1, 3, 5, 7, 9, 11, 13] {
-        s.extend(block(stream, &[0x88]));
-    }
-    f.feed(OUT, &s);
-    // (stream, path, authority, traceparent)
-    type Got = (u32, Option<String>, Option<String>, Option<String>);
-    let got: Vec<Got> = f
-        .exchanges()
-        .into_iter()
-        .map(|x| {
-            (
-                x.stream_id,
-                x.path.map(|p| p.to_string()),
-                x.authority.map(|a| a.to_string()),
-                x.traceparent,
-            )
-        })
-        .collect();
-    let want = |s: u32, p: Option<&str>, a: &str, tp: &str| {
-        (
-            s,
-            p.map(str::to_string),
-            Some(a.to_string()),
-            Some(tp.to_string()),
-        )
-    };
+    let got = requests_seen(&[
+        (1, traced(&get_one_inserting(), "00-a-1-01")),
+        (3, traced(&head, "00-b-2-01")),
+        (5, traced(&head, "00-c-3-01")),
+        (7, traced(&head, "00-d-4-01")),
+        // Another head: :authority only, then the table changes under the remembered one.
+        (9, traced(&[0x82, 0x86, 0xbe], "00-e-5-01")),
+        (11, traced(&shift, "00-f-6-01")),
+        // 62 = :path /two, 63 = :authority a.test now: both fields, the other way round.
+        (13, traced(&head, "00-g-7-01")),
+    ]);
     assert_eq!(
         got,
         vec![
-            want(1, Some("/one"), "a.test", "00-a-1-01"),
-            want(3, Some("/one"), "a.test", "00-b-2-01"),
-            want(5, Some("/one"), "a.test", "00-c-3-01"),
-            want(7, Some("/one"), "a.test", "00-d-4-01"),
-            want(9, None, "a.test", "00-e-5-01"),
-            want(11, Some("/two"), "a.test", "00-f-6-01"),
-            // 63 is :authority and 62 :path /two: both fields, the other way round.
-            want(13, Some("/two"), "a.test", "00-g-7-01"),
+            seen(1, Some("/one"), Some("00-a-1-01")),
+            seen(3, Some("/one"), Some("00-b-2-01")),
+            seen(5, Some("/one"), Some("00-c-3-01")),
+            seen(7, Some("/one"), Some("00-d-4-01")),
+            seen(9, None, Some("00-e-5-01")),
+            seen(11, Some("/two"), Some("00-f-6-01")),
+            seen(13, Some("/two"), Some("00-g-7-01")),
         ]
     );
-    assert_eq!(f.p.parse_errors(), 0);
 }
 
 /// The same bytes of indexed fields decode to other fields once the table has changed: a block
