@@ -573,29 +573,23 @@ impl Http2Parser {
             let memo = &mut self.memo;
             let dir = &mut self.dirs[d];
             let generation = dir.hpack.generation();
-            // Only the plain case is memoised: every entry trusted (no `since`).
-            let hit = match since {
-                None => dir.blocks.get(generation, block),
+            // Only the plain case is memoised: every entry trusted (no `since`). A remembered
+            // block, the whole of this one or its start: its fields, then the rest decoded as if
+            // the whole block were (the remembered part changes nothing in the table).
+            let remembered = match since {
+                None => dir.blocks.longest(generation, block),
                 Some(_) => None,
             };
-            if let Some((fields, unknown)) = hit {
-                f.clone_from(fields);
-                incomplete = unknown > 0;
-            } else {
-                // A remembered block followed by more fields: its fields, then the rest decoded
-                // as if the whole block were (the remembered part changes nothing in the table).
-                let remembered = match since {
-                    None => dir.blocks.prefix(generation, block),
-                    Some(_) => None,
-                };
-                let (remembered_len, known_unknown) = match remembered {
-                    Some((fields, unknown, len)) => {
-                        f.clone_from(fields);
-                        (len, unknown)
-                    }
-                    None => (0, 0),
-                };
-                let rest = &block[remembered_len..];
+            let (remembered_len, known_unknown) = match remembered {
+                Some((fields, unknown, len)) => {
+                    f.clone_from(fields);
+                    (len, unknown)
+                }
+                None => (0, 0),
+            };
+            incomplete = known_unknown > 0;
+            let rest = &block[remembered_len..];
+            if remembered.is_none() || !rest.is_empty() {
                 let hpack = &mut dir.hpack;
                 match hpack.decode_since(rest, since, |n, v, old| f.add(n, v, old, memo)) {
                     Ok(info) => {

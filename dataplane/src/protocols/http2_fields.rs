@@ -121,8 +121,9 @@ fn number(v: &[u8]) -> Option<u32> {
 ///
 /// A block that starts with a remembered one and goes on (the same indexed fields plus a
 /// `traceparent` literal, new on every call of a tracing client) takes the remembered fields
-/// and decodes only the rest; the indexed head of a block that ends in literals is remembered
-/// alone for that (see [`crate::protocols::hpack::Block::indexed_prefix`]).
+/// and decodes only the rest: [`Blocks::longest`] finds either. The indexed head of a block
+/// that ends in literals is remembered alone for that (see
+/// [`crate::protocols::hpack::Block::indexed_prefix`]).
 ///
 /// All entries share one generation: a new one makes the others useless for good, so they are
 /// dropped. At most [`BLOCK_WAYS`] blocks of at most [`MAX_MEMO_BLOCK`] bytes.
@@ -154,32 +155,31 @@ impl std::fmt::Debug for Blocks {
 }
 
 impl Blocks {
-    /// The fields of `block` (and its count of unknown fields), if decoded at this generation.
-    pub(super) fn get(&self, generation: u64, block: &[u8]) -> Option<(&Fields, u32)> {
+    /// The longest remembered block that `block` starts with, if decoded at this generation: its
+    /// fields, its count of unknown fields and its length. All of `block` is the usual hit; a
+    /// shorter one is a block that goes on past the indexed fields of the ones before it (a
+    /// request adding its own `traceparent`), whose rest starts on a field: the remembered
+    /// bytes are whole fields.
+    #[inline]
+    pub(super) fn longest(&self, generation: u64, block: &[u8]) -> Option<(&Fields, u32, usize)> {
         if self.entries.first()?.generation != generation {
             return None;
         }
-        self.entries
+        // The whole block first: the usual case, where comparing lengths rejects the others.
+        let whole = self
+            .entries
             .iter()
-            .find(|e| e.bytes[..usize::from(e.len)] == *block)
-            .map(|e| (&e.fields, e.unknown))
-    }
-
-    /// The fields of the longest remembered block that `block` starts with and goes beyond (its
-    /// count of unknown fields, its length), if decoded at this generation: a request that adds
-    /// a literal (a `traceparent`, new on every call) to the indexed fields of the ones before
-    /// it. The rest of `block` starts on a field: the remembered bytes are whole fields.
-    pub(super) fn prefix(&self, generation: u64, block: &[u8]) -> Option<(&Fields, u32, usize)> {
-        if self.entries.first()?.generation != generation {
-            return None;
-        }
-        self.entries
-            .iter()
-            .filter(|e| {
-                let n = usize::from(e.len);
-                n < block.len() && block[..n] == e.bytes[..n]
+            .find(|e| e.bytes[..usize::from(e.len)] == *block);
+        whole
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .filter(|e| {
+                        let n = usize::from(e.len);
+                        n < block.len() && block[..n] == e.bytes[..n]
+                    })
+                    .max_by_key(|e| e.len)
             })
-            .max_by_key(|e| e.len)
             .map(|e| (&e.fields, e.unknown, usize::from(e.len)))
     }
 
@@ -396,21 +396,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_block_that_goes_beyond_a_remembered_one_finds_it() {
+    fn the_longest_remembered_block_a_block_starts_with_is_found() {
         let (mut f, mut memo) = (Fields::default(), Memo::default());
         f.add(b":path", b"/one", false, &mut memo);
         let mut b = Blocks::default();
         b.put(7, &[0x82, 0x86, 0xbf], &f, 1);
         let found = |b: &Blocks, gen: u64, block: &[u8]| {
-            b.prefix(gen, block)
+            b.longest(gen, block)
                 .map(|(f, unknown, len)| (f.path.as_deref().map(str::to_string), unknown, len))
         };
         assert_eq!(
             found(&b, 7, &[0x82, 0x86, 0xbf, 0x00, 0x01]),
             Some((Some("/one".to_string()), 1, 3))
         );
-        // Not beyond it (the whole block is `get`'s), not starting with it, another generation.
-        assert_eq!(found(&b, 7, &[0x82, 0x86, 0xbf]), None);
+        // The whole of it; not starting with it; another generation.
+        assert_eq!(
+            found(&b, 7, &[0x82, 0x86, 0xbf]),
+            Some((Some("/one".to_string()), 1, 3))
+        );
         assert_eq!(found(&b, 7, &[0x82, 0x86, 0xbe, 0x00]), None);
         assert_eq!(found(&b, 7, &[0x82]), None);
         assert_eq!(found(&b, 8, &[0x82, 0x86, 0xbf, 0x00]), None);
@@ -423,6 +426,10 @@ mod tests {
         assert_eq!(
             found(&b, 7, &[0x82, 0x86, 0xbf, 0xbd]).map(|x| x.2),
             Some(3)
+        );
+        assert_eq!(
+            found(&b, 7, &[0x82, 0x86, 0xbf, 0xbe]).map(|x| x.2),
+            Some(4)
         );
     }
 
