@@ -52,11 +52,9 @@ fn config_of(run: &Value) -> (Value, Value, Value) {
 
 /// The report of a run from its synthetic runs (every round) and its overhead phase.
 pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Value {
-    let by_shards = |n: u64| {
-        median_run(runs, |r| {
-            r["run"] == "scaling" && r["shards"].as_u64() == Some(n)
-        })
-    };
+    let scaling_run =
+        |n: u64| move |r: &Value| r["run"] == "scaling" && r["shards"].as_u64() == Some(n);
+    let by_shards = |n: u64| median_run(runs, scaling_run(n));
     // Per protocol: its run alone (1 shard), else its share of the mixed run.
     let proto_fig = |p: Proto, key: &str| -> (Option<f64>, Option<&'static str>) {
         let alone = median_run(runs, |r| {
@@ -92,45 +90,29 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
         );
     }
     let one = by_shards(1);
-    // Each round's 2-shard rate over its own 1-shard rate, made minutes apart at most.
-    let scaling_of_round = |round: &Value| {
-        let tx = |n: u64| {
-            runs.iter()
-                .find(|r| {
-                    r["run"] == "scaling" && r["shards"].as_u64() == Some(n) && r["round"] == *round
-                })
-                .and_then(|r| num(r, &["tx_per_s"]))
-        };
-        match (tx(1), tx(2)) {
-            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
-            _ => None,
-        }
-    };
     let mut rounds: Vec<u64> = runs.iter().filter_map(|r| r["round"].as_u64()).collect();
     rounds.sort_unstable();
     rounds.dedup();
-    let scalings: Vec<f64> = rounds
-        .iter()
-        .filter_map(|r| scaling_of_round(&json!(r)))
-        .collect();
-    let scaling = median(scalings.clone());
-    // The same against each round's forwarding run (records on other CPUs' rings).
-    let forwarding_of_round = |round: &Value| {
-        let run = runs
+    // Per round, the rate of the run `of` picks over that round's 1-shard rate (made minutes
+    // apart at most).
+    let over_one_shard = |of: &dyn Fn(&Value) -> bool| -> Vec<f64> {
+        let tx = |round: u64, pick: &dyn Fn(&Value) -> bool| {
+            runs.iter()
+                .find(|r| pick(r) && r["round"].as_u64() == Some(round))
+                .and_then(|r| num(r, &["tx_per_s"]))
+        };
+        rounds
             .iter()
-            .find(|r| r["run"] == "forwarding" && r["round"] == *round)?;
-        let one = runs.iter().find(|r| {
-            r["run"] == "scaling" && r["shards"].as_u64() == Some(1) && r["round"] == *round
-        })?;
-        match (num(one, &["tx_per_s"]), num(run, &["tx_per_s"])) {
-            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
-            _ => None,
-        }
+            .filter_map(|&round| match (tx(round, &scaling_run(1)), tx(round, of)) {
+                (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+                _ => None,
+            })
+            .collect()
     };
-    let forwarding_scalings: Vec<f64> = rounds
-        .iter()
-        .filter_map(|r| forwarding_of_round(&json!(r)))
-        .collect();
+    let scalings = over_one_shard(&scaling_run(2));
+    let scaling = median(scalings.clone());
+    // The same with records on other CPUs' rings, forwarded.
+    let forwarding_scalings = over_one_shard(&|r| r["run"] == "forwarding");
     let forwarding = median_run(runs, |r| r["run"] == "forwarding");
     let per_core = one.and_then(|r| num(r, &["tx_per_s_per_core"]));
     // The run each configuration's figures come from, marked for the table; every round
