@@ -773,3 +773,7 @@ mod hidden_tests;
 #[cfg(test)]
 #[path = "http2_tentative_tests.rs"]
 mod tentative_tests;
+
+#[cfg(test)]
+#[path = "http2_memo_tests.rs"]
+mod memo_tests;
