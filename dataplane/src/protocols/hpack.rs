@@ -67,14 +67,34 @@ pub struct Block {
     /// Fields that could not be decoded (reference to an entry from before the decoder joined,
     /// or a string too long to keep). Their names are unknown too: any header may be missing.
     pub unknown: u32,
-    /// Fields sent as literals (with or without indexing). A block without any is decoded from
-    /// the table alone: the same bytes decode to the same fields while
-    /// [`Decoder::generation`] stays.
-    pub literals: u32,
-    /// Bytes at the start of the block that are indexed fields only (the whole block when it
-    /// has nothing else): they decode to the same fields while the generation stays, whatever
-    /// follows them.
-    pub indexed_prefix: usize,
+}
+
+/// Most fields a [`Head`] holds.
+pub const HEAD_FIELDS: usize = 12;
+
+/// The indexed fields a header block starts with, each named by a reference that insertions do
+/// not change: its static index (1 to 61), or 64 plus the insertion number of the dynamic-table
+/// entry it refers to. While [`Decoder::epoch`] stays, entries change only by insertion at the
+/// front and eviction at the back, so two heads with the same references decode to the same
+/// fields, whatever was inserted between them (a `grpc-timeout` of a new value on every call
+/// shifts every dynamic index by one but refers to the same entries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Head {
+    pub refs: [u64; HEAD_FIELDS],
+    /// Bytes of the block up to the end of each field.
+    pub ends: [u16; HEAD_FIELDS],
+    /// Fields in the head.
+    pub len: usize,
+}
+
+impl Head {
+    /// Bytes of the block its first `n` fields take.
+    pub fn bytes(&self, n: usize) -> usize {
+        match n {
+            0 => 0,
+            n => usize::from(self.ends[n - 1]),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -111,8 +131,9 @@ pub struct Decoder {
     complete: bool,
     /// Insertions seen since joining (only grows).
     inserted: u64,
-    /// Bumped by every change of the table or of what is known of it.
-    generation: u64,
+    /// Bumped by every change of the table or of what is known of it but an insertion (and
+    /// the evictions it makes room by).
+    epoch: u64,
     scratch: Vec<u8>,
 }
 
@@ -131,7 +152,7 @@ impl Decoder {
             max_size: DEFAULT_TABLE_SIZE,
             complete: false,
             inserted: 0,
-            generation: 0,
+            epoch: 0,
             scratch: Vec::new(),
         }
     }
@@ -146,7 +167,7 @@ impl Decoder {
 
     /// Forget the table: state was lost (a header block not captured, malformed input).
     pub fn reset_unknown(&mut self) {
-        self.generation += 1;
+        self.epoch += 1;
         self.entries.clear();
         self.size = 0;
         self.complete = false;
@@ -179,10 +200,35 @@ impl Decoder {
         crate::prefetch::slice(newest);
     }
 
-    /// Changes whenever the table, its size or what is trusted of it changes (never goes back):
-    /// while it stays, a block of indexed fields only decodes to the same fields.
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// Changes whenever the table changes other than by an insertion, or what is trusted of it
+    /// changes (never goes back): while it stays, the entry inserted n-th, while held, is the
+    /// same entry (see [`Head`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The head of `block`: its first indexed fields (at most [`HEAD_FIELDS`]) whose entries
+    /// are static or held, up to the first field that is anything else.
+    pub fn head(&self, block: &[u8], head: &mut Head) {
+        head.len = 0;
+        let mut pos = 0;
+        while head.len < HEAD_FIELDS && block.get(pos).is_some_and(|b| b & 0x80 != 0) {
+            let Ok(idx) = integer(block, &mut pos, 7) else {
+                return;
+            };
+            let r = match idx {
+                1..=61 => idx,
+                // Entry `i` is the `inserted - 1 - i`th insertion (counting from 0).
+                62.. if idx - 62 < self.entries.len() as u64 => 64 + self.inserted - 1 - (idx - 62),
+                _ => return,
+            };
+            let Ok(end) = u16::try_from(pos) else {
+                return;
+            };
+            head.refs[head.len] = r;
+            head.ends[head.len] = end;
+            head.len += 1;
+        }
     }
 
     /// Entries currently held (trustworthy dynamic indices are 62..62+len).
@@ -235,7 +281,7 @@ impl Decoder {
     /// Forget every entry inserted before [`Decoder::inserted`] was `since`: the older part of
     /// the table may have been changed out of our sight, the newer part is still exact.
     pub fn forget_before(&mut self, since: u64) {
-        self.generation += 1;
+        self.epoch += 1;
         let keep = usize::try_from(self.inserted.saturating_sub(since)).unwrap_or(usize::MAX);
         while self.entries.len() > keep {
             if let Some(e) = self.entries.pop_back() {
@@ -254,7 +300,7 @@ impl Decoder {
 
     /// What was decoded since a `since` is confirmed: every entry is trusted as it stands.
     pub fn trust_all(&mut self) {
-        self.generation += 1;
+        self.epoch += 1;
         for e in &mut self.entries {
             e.old_name = false;
         }
@@ -280,14 +326,9 @@ impl Decoder {
     ) -> Result<Block, HpackError> {
         let mut info = Block::default();
         let mut pos = 0;
-        let mut indexed_so_far = true;
         while pos < block.len() {
             let b = block[pos];
             self.scratch.clear();
-            if indexed_so_far && b & 0x80 == 0 {
-                indexed_so_far = false;
-                info.indexed_prefix = pos;
-            }
             if b & 0x80 != 0 {
                 let idx = integer(block, &mut pos, 7)?;
                 let (name, value) = (self.name_of(idx)?, self.value_of(idx)?);
@@ -297,7 +338,6 @@ impl Decoder {
                 let size = integer(block, &mut pos, 5)?;
                 self.size_update(size);
             } else {
-                info.literals += 1;
                 let (prefix, index) = if b & 0xc0 == 0x40 {
                     (6, true)
                 } else {
@@ -316,9 +356,6 @@ impl Decoder {
                     self.insert(block, name, value, old);
                 }
             }
-        }
-        if indexed_so_far {
-            info.indexed_prefix = block.len();
         }
         Ok(info)
     }
@@ -415,7 +452,7 @@ impl Decoder {
     }
 
     fn size_update(&mut self, size: u64) {
-        self.generation += 1;
+        self.epoch += 1;
         if size > MAX_TABLE_SIZE as u64 {
             // We will keep less than the encoder: references past what we keep become unknown
             // (instead of impossible, which a complete table would call malformed).
@@ -434,7 +471,6 @@ impl Decoder {
     }
 
     fn insert(&mut self, block: &[u8], name: Str, value: Str, old_name: bool) {
-        self.generation += 1;
         let n = self.resolve(block, name).map(Box::<[u8]>::from);
         let v = self.resolve(block, value).map(Box::<[u8]>::from);
         // An unknown name's length is unknown: count what is known (see the module invariants).
@@ -446,6 +482,7 @@ impl Decoder {
         self.inserted += 1;
         if size > self.max_size {
             // RFC 7541 4.4: an entry larger than the table empties it and is not added.
+            self.epoch += 1;
             self.entries.clear();
             self.size = 0;
             return;

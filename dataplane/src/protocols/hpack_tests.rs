@@ -32,9 +32,8 @@ fn rfc7541_c3_requests_without_huffman() {
         &mut d,
         &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"),
     );
-    assert_eq!(r.map(|b| b.unknown), Ok(0));
     // :method, :scheme and :path indexed; :authority a literal with indexing.
-    assert_eq!(r.map(|b| b.literals), Ok(1));
+    assert_eq!(r.map(|b| b.unknown), Ok(0));
     assert_eq!(
         f,
         pairs(&[
@@ -232,20 +231,41 @@ fn entries_older_than_since_are_told_apart_and_forgotten() {
     assert!(got[0].2);
 }
 
-/// The indexed fields a block starts with, in bytes: up to the first literal or size update.
+/// The indexed fields a block starts with: up to the first literal, size update or entry not
+/// held, each named by its static index or its entry's insertion number.
 #[test]
-fn indexed_prefix_ends_at_the_first_field_that_is_not_indexed() {
-    let prefix = |block: &[u8]| {
-        let mut d = Decoder::new_complete();
-        fields(&mut d, block).1.map(|b| b.indexed_prefix)
+fn a_head_ends_at_the_first_field_that_is_not_an_indexed_known_entry() {
+    let head = |d: &Decoder, block: &[u8]| {
+        let mut h = Head::default();
+        d.head(block, &mut h);
+        (h.refs[..h.len].to_vec(), h.bytes(h.len))
     };
+    let mut d = Decoder::new_complete();
     // :method GET, :scheme http: all of it.
-    assert_eq!(prefix(&[0x82, 0x86]), Ok(2));
+    assert_eq!(head(&d, &[0x82, 0x86]), (vec![2, 6], 2));
     // Then a literal without indexing (name index 4, :path), then an indexed field.
-    assert_eq!(prefix(&[0x82, 0x86, 0x04, 0x02, b'/', b'a', 0x84]), Ok(2));
-    // A literal first.
-    assert_eq!(prefix(&[0x04, 0x02, b'/', b'a', 0x82]), Ok(0));
-    // A size update after an indexed field ends it too (it changes the table).
-    assert_eq!(prefix(&[0x82, 0x3f, 0xe1, 0x1f, 0x86]), Ok(1));
-    assert_eq!(prefix(&[]), Ok(0));
+    assert_eq!(
+        head(&d, &[0x82, 0x86, 0x04, 0x02, b'/', b'a', 0x84]),
+        (vec![2, 6], 2)
+    );
+    // A literal first; a size update; an index past the table; nothing.
+    assert_eq!(head(&d, &[0x04, 0x02, b'/', b'a', 0x82]), (vec![], 0));
+    assert_eq!(head(&d, &[0x82, 0x3f, 0xe1, 0x1f, 0x86]), (vec![2], 1));
+    assert_eq!(head(&d, &[0x82, 0xbe]), (vec![2], 1));
+    assert_eq!(head(&d, &[]), (vec![], 0));
+    // Two insertions (x: 1, then y: 2): 62 is the newest (insertion 1), 63 the one before.
+    let lit = |n: u8, v: u8| [0x40, 0x01, n, 0x01, v];
+    fields(&mut d, &lit(b'x', b'1')).1.unwrap();
+    fields(&mut d, &lit(b'y', b'2')).1.unwrap();
+    assert_eq!(head(&d, &[0xbe, 0xbf, 0x82]), (vec![64 + 1, 64, 2], 3));
+    // A third insertion shifts the indices, not the references.
+    let epoch = d.epoch();
+    fields(&mut d, &lit(b'z', b'3')).1.unwrap();
+    assert_eq!(d.epoch(), epoch);
+    assert_eq!(head(&d, &[0xbf, 0xc0, 0x82]), (vec![64 + 1, 64, 2], 3));
+    // A two-byte index: 62 + 65 = 127 is past the 3 entries held.
+    assert_eq!(head(&d, &[0x82, 0xff, 0x00]), (vec![2], 1));
+    // A size update changes the epoch (it may evict anything).
+    fields(&mut d, &[0x3f, 0xe1, 0x1f]).1.unwrap();
+    assert_ne!(d.epoch(), epoch);
 }

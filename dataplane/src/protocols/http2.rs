@@ -39,6 +39,7 @@ use super::{Chunk, Direction, L7Record, Role};
 mod fields;
 #[path = "http2_framing.rs"]
 mod framing;
+use super::hpack::Head;
 use fields::{Fields, Memo, F_ANY, F_METHOD};
 #[path = "http2_hidden.rs"]
 mod hidden;
@@ -572,51 +573,49 @@ impl Http2Parser {
             let since = self.trusted_since(d);
             let memo = &mut self.memo;
             let dir = &mut self.dirs[d];
-            let generation = dir.hpack.generation();
-            // Only the plain case is memoised: every entry trusted (no `since`). A remembered
-            // block, the whole of this one or its start: its fields, then the rest decoded as if
-            // the whole block were (the remembered part changes nothing in the table).
-            let remembered = match since {
-                None => dir.blocks.longest(generation, block),
-                Some(_) => None,
-            };
-            let (remembered_len, known_unknown) = match remembered {
-                Some((fields, unknown, len)) => {
+            let hpack = &mut dir.hpack;
+            // Only the plain case is memoised: every entry trusted (no `since`). The block's
+            // indexed head: the longest part of it remembered takes its fields, the rest of it
+            // is decoded and the whole head remembered; then what follows the head is decoded
+            // (the head changes nothing in the table, so this is the whole block's decoding).
+            let mut done = 0;
+            let mut unknown = 0;
+            let mut failed = false;
+            if since.is_none() {
+                let epoch = hpack.epoch();
+                let mut head = Head::default();
+                hpack.head(block, &mut head);
+                let mut known = 0;
+                if let Some((fields, u, n)) = dir.blocks.longest(epoch, &head) {
                     f.clone_from(fields);
-                    (len, unknown)
+                    (known, unknown) = (n, u);
+                    done = head.bytes(n);
                 }
-                None => (0, 0),
-            };
-            incomplete = known_unknown > 0;
-            let rest = &block[remembered_len..];
-            if remembered.is_none() || !rest.is_empty() {
-                let hpack = &mut dir.hpack;
-                match hpack.decode_since(rest, since, |n, v, old| f.add(n, v, old, memo)) {
-                    Ok(info) => {
-                        incomplete = info.unknown + known_unknown > 0;
-                        let unchanged = since.is_none() && hpack.generation() == generation;
-                        if unchanged && info.literals == 0 {
-                            dir.blocks
-                                .put(generation, block, &f, info.unknown + known_unknown);
-                        } else if unchanged && remembered_len == 0 && info.indexed_prefix > 0 {
-                            // Literals after indexed fields, the table unchanged (a traceparent
-                            // sent without indexing, new on every call): the indexed part is
-                            // remembered alone, for the next block that starts with it.
-                            let head = &block[..info.indexed_prefix];
-                            let mut hf = Fields::default();
-                            let decoded =
-                                hpack.decode_since(head, None, |n, v, old| hf.add(n, v, old, memo));
-                            if let Ok(h) = decoded {
-                                dir.blocks.put(generation, head, &hf, h.unknown);
-                            }
+                if known < head.len {
+                    let end = head.bytes(head.len);
+                    let more = &block[done..end];
+                    match hpack.decode(more, |n, v| f.add(n, v, false, memo)) {
+                        Ok(info) => {
+                            unknown += info.unknown;
+                            dir.blocks.put(epoch, &head.refs[..head.len], &f, unknown);
+                            done = end;
                         }
-                    }
-                    Err(_) => {
-                        self.errors += 1;
-                        f = Fields::default();
-                        incomplete = true;
+                        Err(_) => failed = true,
                     }
                 }
+            }
+            let rest = &block[done..];
+            incomplete = unknown > 0;
+            if !failed && !rest.is_empty() {
+                match hpack.decode_since(rest, since, |n, v, old| f.add(n, v, old, memo)) {
+                    Ok(info) => incomplete = unknown + info.unknown > 0,
+                    Err(_) => failed = true,
+                }
+            }
+            if failed {
+                self.errors += 1;
+                f = Fields::default();
+                incomplete = true;
             }
         }
         if f.bad {

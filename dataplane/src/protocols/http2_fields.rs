@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::{H2Exchange, MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_PATH, MAX_SHORT, MAX_TRACEPARENT};
+use crate::protocols::hpack::{Head, HEAD_FIELDS};
 use crate::protocols::owned_text;
 
 fn set(slot: &mut Option<String>, v: &[u8], cap: usize) -> bool {
@@ -114,19 +115,16 @@ fn number(v: &[u8]) -> Option<u32> {
 }
 
 /// The header blocks a direction repeats, decoded: on a busy connection most blocks are
-/// indexed fields only (the same request for the same method, `:status 200`, an OK trailer), and
-/// while the HPACK table stays (its
-/// [`generation`](crate::protocols::hpack::Decoder::generation)) the same bytes decode to the same
-/// fields. A hit clones the fields (reference counts) instead of decoding them again.
+/// indexed fields only (the same request for the same method, `:status 200`, an OK trailer), or
+/// start with them (the same request fields, then a `grpc-timeout` or a `traceparent` literal of
+/// a new value on every call). A block's indexed start, its [`Head`], names each entry by its
+/// insertion number, so it stays the same while the HPACK table only gains entries (see
+/// [`crate::protocols::hpack::Decoder::epoch`]), and decodes to the same fields. A hit clones
+/// the fields (reference counts) instead of decoding them again, and only the rest of the block
+/// is decoded: [`Blocks::longest`] finds the longest remembered head a block starts with.
 ///
-/// A block that starts with a remembered one and goes on (the same indexed fields plus a
-/// `traceparent` literal, new on every call of a tracing client) takes the remembered fields
-/// and decodes only the rest: [`Blocks::longest`] finds either. The indexed head of a block
-/// that ends in literals is remembered alone for that (see
-/// [`crate::protocols::hpack::Block::indexed_prefix`]).
-///
-/// All entries share one generation: a new one makes the others useless for good, so they are
-/// dropped. At most [`BLOCK_WAYS`] blocks of at most [`MAX_MEMO_BLOCK`] bytes.
+/// All entries share one epoch: a new one makes the others useless for good, so they are
+/// dropped. At most [`BLOCK_WAYS`] heads.
 #[derive(Default)]
 pub(super) struct Blocks {
     entries: Vec<MemoBlock>,
@@ -135,13 +133,11 @@ pub(super) struct Blocks {
 }
 
 const BLOCK_WAYS: usize = 4;
-/// Longest block kept: an indexed field is one or two bytes, so this is tens of fields.
-const MAX_MEMO_BLOCK: usize = 48;
 
 struct MemoBlock {
-    generation: u64,
+    epoch: u64,
     len: u8,
-    bytes: [u8; MAX_MEMO_BLOCK],
+    refs: [u64; HEAD_FIELDS],
     fields: Fields,
     unknown: u32,
 }
@@ -155,56 +151,40 @@ impl std::fmt::Debug for Blocks {
 }
 
 impl Blocks {
-    /// The longest remembered block that `block` starts with, if decoded at this generation: its
-    /// fields, its count of unknown fields and its length. All of `block` is the usual hit; a
-    /// shorter one is a block that goes on past the indexed fields of the ones before it (a
-    /// request adding its own `traceparent`), whose rest starts on a field: the remembered
-    /// bytes are whole fields.
+    /// The longest remembered head that `head` starts with, if remembered at this epoch: its
+    /// fields, its count of unknown fields and its number of fields.
     #[inline]
-    pub(super) fn longest(&self, generation: u64, block: &[u8]) -> Option<(&Fields, u32, usize)> {
-        if self.entries.first()?.generation != generation {
+    pub(super) fn longest(&self, epoch: u64, head: &Head) -> Option<(&Fields, u32, usize)> {
+        if self.entries.first()?.epoch != epoch {
             return None;
         }
-        // The whole block first: the usual case, where comparing lengths rejects the others.
-        let whole = self
-            .entries
+        self.entries
             .iter()
-            .find(|e| e.bytes[..usize::from(e.len)] == *block);
-        whole
-            .or_else(|| {
-                self.entries
-                    .iter()
-                    .filter(|e| {
-                        let n = usize::from(e.len);
-                        n < block.len() && block[..n] == e.bytes[..n]
-                    })
-                    .max_by_key(|e| e.len)
+            .filter(|e| {
+                let n = usize::from(e.len);
+                n <= head.len && e.refs[..n] == head.refs[..n]
             })
+            .max_by_key(|e| e.len)
             .map(|e| (&e.fields, e.unknown, usize::from(e.len)))
     }
 
-    /// Remember what `block`, of indexed fields only, decoded to at `generation`.
-    pub(super) fn put(&mut self, generation: u64, block: &[u8], fields: &Fields, unknown: u32) {
-        if block.len() > MAX_MEMO_BLOCK {
+    /// Remember what the head `refs` decoded to at `epoch`.
+    pub(super) fn put(&mut self, epoch: u64, refs: &[u64], fields: &Fields, unknown: u32) {
+        if refs.is_empty() || refs.len() > HEAD_FIELDS {
             return;
         }
-        if self
-            .entries
-            .first()
-            .is_some_and(|e| e.generation != generation)
-        {
+        if self.entries.first().is_some_and(|e| e.epoch != epoch) {
             self.entries.clear();
             self.next = 0;
         }
-        let mut bytes = [0; MAX_MEMO_BLOCK];
-        bytes[..block.len()].copy_from_slice(block);
-        let e = MemoBlock {
-            generation,
-            len: block.len() as u8,
-            bytes,
+        let mut e = MemoBlock {
+            epoch,
+            len: refs.len() as u8,
+            refs: [0; HEAD_FIELDS],
             fields: fields.clone(),
             unknown,
         };
+        e.refs[..refs.len()].copy_from_slice(refs);
         if self.entries.len() < BLOCK_WAYS {
             self.entries.push(e);
         } else {
@@ -396,41 +376,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_longest_remembered_block_a_block_starts_with_is_found() {
+    fn the_longest_remembered_head_a_head_starts_with_is_found() {
         let (mut f, mut memo) = (Fields::default(), Memo::default());
         f.add(b":path", b"/one", false, &mut memo);
         let mut b = Blocks::default();
-        b.put(7, &[0x82, 0x86, 0xbf], &f, 1);
-        let found = |b: &Blocks, gen: u64, block: &[u8]| {
-            b.longest(gen, block)
-                .map(|(f, unknown, len)| (f.path.as_deref().map(str::to_string), unknown, len))
+        b.put(7, &[2, 6, 64], &f, 1);
+        let found = |b: &Blocks, epoch: u64, refs: &[u64]| {
+            let mut head = Head {
+                len: refs.len(),
+                ..Head::default()
+            };
+            head.refs[..refs.len()].copy_from_slice(refs);
+            b.longest(epoch, &head)
+                .map(|(f, unknown, n)| (f.path.as_deref().map(str::to_string), unknown, n))
         };
-        assert_eq!(
-            found(&b, 7, &[0x82, 0x86, 0xbf, 0x00, 0x01]),
-            Some((Some("/one".to_string()), 1, 3))
-        );
-        // The whole of it; not starting with it; another generation.
-        assert_eq!(
-            found(&b, 7, &[0x82, 0x86, 0xbf]),
-            Some((Some("/one".to_string()), 1, 3))
-        );
-        assert_eq!(found(&b, 7, &[0x82, 0x86, 0xbe, 0x00]), None);
-        assert_eq!(found(&b, 7, &[0x82]), None);
-        assert_eq!(found(&b, 8, &[0x82, 0x86, 0xbf, 0x00]), None);
+        let one = Some((Some("/one".to_string()), 1, 3));
+        // Starting with it; the whole of it; not starting with it; another epoch.
+        assert_eq!(found(&b, 7, &[2, 6, 64, 65]), one);
+        assert_eq!(found(&b, 7, &[2, 6, 64]), one);
+        assert_eq!(found(&b, 7, &[2, 6, 65, 64]), None);
+        assert_eq!(found(&b, 7, &[2]), None);
+        assert_eq!(found(&b, 8, &[2, 6, 64, 65]), None);
         // The longest of several.
-        b.put(7, &[0x82, 0x86, 0xbf, 0xbe], &Fields::default(), 0);
-        assert_eq!(
-            found(&b, 7, &[0x82, 0x86, 0xbf, 0xbe, 0x00]).map(|x| x.2),
-            Some(4)
-        );
-        assert_eq!(
-            found(&b, 7, &[0x82, 0x86, 0xbf, 0xbd]).map(|x| x.2),
-            Some(3)
-        );
-        assert_eq!(
-            found(&b, 7, &[0x82, 0x86, 0xbf, 0xbe]).map(|x| x.2),
-            Some(4)
-        );
+        b.put(7, &[2, 6, 64, 65], &Fields::default(), 0);
+        assert_eq!(found(&b, 7, &[2, 6, 64, 65, 3]).map(|x| x.2), Some(4));
+        assert_eq!(found(&b, 7, &[2, 6, 64, 66]).map(|x| x.2), Some(3));
+        assert_eq!(found(&b, 7, &[2, 6, 64, 65]).map(|x| x.2), Some(4));
+        // A new epoch drops the others.
+        b.put(9, &[2], &Fields::default(), 0);
+        assert_eq!(found(&b, 7, &[2, 6, 64]), None);
+        assert_eq!(found(&b, 9, &[2, 6, 64]).map(|x| x.2), Some(1));
     }
 
     fn doubt_of(fields: &[(&[u8], &[u8], bool)]) -> u16 {

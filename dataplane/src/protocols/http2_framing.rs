@@ -139,7 +139,7 @@ pub(super) struct Dir {
     pub(super) block: Vec<u8>,
     pub(super) meta: Option<BlockMeta>,
     pub(super) hpack: Decoder,
-    /// Header blocks decoded at the table's current generation (see [`Blocks`]).
+    /// The indexed heads of header blocks, decoded (see [`Blocks`]).
     pub(super) blocks: Blocks,
     /// Framing was lost to uncaptured bytes and HPACK is kept until the first header block
     /// since shows whether they could have held one (see `http2_resync.rs`).

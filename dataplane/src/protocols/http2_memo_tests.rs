@@ -219,3 +219,61 @@ fn repeated_indexed_blocks_follow_the_table() {
     );
     assert_eq!(f.p.parse_errors(), 0);
 }
+
+/// A client with deadlines sends `grpc-timeout` as a literal with incremental indexing whose
+/// value changes on every call, so each call shifts every dynamic index by one. The indexed head
+/// of the next call refers to the same entries under new indices: it is still found in the
+/// memo, and decodes to those entries; the old bytes, which now name other entries, do not.
+#[test]
+fn a_head_is_remembered_across_insertions() {
+    let timeout = |v: &str| lit(true, "grpc-timeout", v);
+    // 62 = :authority a.test, 63 = :path /one; each call then inserts its timeout at 62.
+    let first = [get_one_inserting(), timeout("100m")].concat();
+    let call = |path: u8, authority: u8, v: &str| {
+        [&[0x82, 0x86, path, authority][..], &timeout(v)].concat()
+    };
+    let requests = [
+        (1, first),
+        (3, call(0xc0, 0xbf, "99m")),
+        (5, call(0xc1, 0xc0, "98m")),
+        (7, call(0xc2, 0xc1, "97m")),
+        // The second call's bytes: 64 and 63 are now the timeouts 99m and 98m.
+        (9, call(0xc0, 0xbf, "96m")),
+    ];
+    let mut f = Feeder::new(Role::Server);
+    let mut c = PREFACE.to_vec();
+    c.extend(settings());
+    for (stream, b) in &requests {
+        c.extend(whole(*stream, b));
+    }
+    f.feed(IN, &c);
+    // The next call's head, as the memo would see it: the same entries, known.
+    let d = &f.p.dirs[dir_index(IN)];
+    let mut head = Head::default();
+    d.hpack.head(&[0x82, 0x86, 0xc4, 0xc3], &mut head);
+    assert_eq!(head.len, 4);
+    let hit = d
+        .blocks
+        .longest(d.hpack.epoch(), &head)
+        .map(|(f, _, n)| (f.path.clone(), n));
+    assert_eq!(hit, Some((Some("/one".into()), 4)));
+    let answers: Vec<u8> = requests
+        .iter()
+        .flat_map(|(s, _)| whole(*s, &[0x88]))
+        .collect();
+    f.feed(OUT, &answers);
+    assert_eq!(f.p.parse_errors(), 0);
+    let got: Vec<(u32, Option<String>, Option<String>)> = f
+        .exchanges()
+        .into_iter()
+        .map(|x| {
+            (
+                x.stream_id,
+                x.path.map(|p| p.to_string()),
+                x.authority.map(|a| a.to_string()),
+            )
+        })
+        .collect();
+    let one = |s: u32| (s, Some("/one".to_string()), Some("a.test".to_string()));
+    assert_eq!(got, vec![one(1), one(3), one(5), one(7), (9, None, None)]);
+}
