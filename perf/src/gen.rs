@@ -5,7 +5,9 @@
 //! carries the preface, SETTINGS and a WINDOW_UPDATE, its first server record the server's
 //! SETTINGS and the ACK; then each round sends, in one client record, the HEADERS (HPACK from
 //! [`crate::h2enc`]: literals with incremental indexing on the first call, dynamic-table
-//! references after) and DATA (END_STREAM) of two new calls, and in one server record the
+//! references after, then a `grpc-timeout` of a new value inserted into the table on every call,
+//! as a client with deadlines sends it) and DATA (END_STREAM) of two new calls, and in one
+//! server record the
 //! responses of the two calls opened in the previous round (HEADERS of both, DATA in reverse
 //! order, then trailers with `grpc-status` and END_STREAM; errors carry `grpc-message` and no
 //! DATA), so four streams are open at once. [`Generator::finish`] answers the calls still open.

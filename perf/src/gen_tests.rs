@@ -1,5 +1,6 @@
 use super::*;
 use crate::h2enc;
+use telegen_dataplane::protocols::hpack::{Decoder, Head};
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
 use telegen_dataplane::signal::{AttrValue, ExportMsg};
 
@@ -222,21 +223,50 @@ fn grpc_connections_start_with_the_preface_and_reuse_the_hpack_table() {
     let h0: Vec<_> = f0.iter().filter(|f| f.0 == h2enc::HEADERS).collect();
     assert_eq!(h0.len(), 2);
     assert!(h0[0].3.iter().any(|&b| b & 0xc0 == 0x40));
-    // Later rounds: every field is a one-byte table index, except a :path the connection
-    // has not used yet (a literal with incremental indexing, name = static index 4).
+    // Later rounds: every field but the last is a one-byte table index, except a :path the
+    // connection has not used yet (a literal with incremental indexing, name = static index 4);
+    // the last is a grpc-timeout of a new value, inserted (a literal with incremental indexing
+    // named after an earlier grpc-timeout entry). Decoded in order, every block reads as sent.
     let mut all_indexed = 0;
+    let mut dec = Decoder::new_complete();
+    for h in frames(&first[24..])
+        .iter()
+        .filter(|f| f.0 == h2enc::HEADERS)
+    {
+        dec.decode(&h.3, |_, _| {}).unwrap();
+    }
     for (_, p) in recs.iter().step_by(2).skip(1) {
         for h in frames(p).iter().filter(|f| f.0 == h2enc::HEADERS) {
             let b = &h.3;
             assert_eq!(&b[..2], &[0x83, 0x86], "{b:x?}");
-            assert!(b[b.len() - 5..].iter().all(|&x| x & 0x80 != 0), "{b:x?}");
-            if b.len() == 8 {
+            let mut head = Head::default();
+            dec.head(b, &mut head);
+            if head.len == 7 {
                 all_indexed += 1;
-                assert!(b.iter().all(|&x| x & 0x80 != 0), "{b:x?}");
+                assert_eq!(head.bytes(7), 7, "{b:x?}");
             } else {
-                assert_eq!(b[2], 0x44, "{b:x?}");
-                assert_eq!(b.len(), 8 + 1 + b[3] as usize, "{b:x?}");
+                assert_eq!((head.len, b[2]), (2, 0x44), "{b:x?}");
             }
+            let at = head.bytes(head.len);
+            assert!(b[at] & 0xc0 == 0x40 && b[at] & 0x3f != 0, "{b:x?}");
+            let inserted = dec.inserted();
+            let mut fields = Vec::new();
+            dec.decode(b, |n, v| fields.push((n.to_vec(), v.to_vec())))
+                .unwrap();
+            let (n, v) = fields.last().unwrap();
+            assert_eq!(n, b"grpc-timeout");
+            assert!(
+                v.len() == 8 && v.starts_with(b"499") && v.ends_with(b"u"),
+                "{v:?}"
+            );
+            assert!(dec.inserted() > inserted);
+            assert_eq!(fields.len(), 8);
+            assert_eq!(
+                fields[3],
+                (b":authority".to_vec(), b"users.internal:50051".to_vec())
+            );
+            assert!(GRPC_METHODS.iter().any(|m| fields[2].1 == m.0.as_bytes()));
+            assert_eq!(fields[6], (b"te".to_vec(), b"trailers".to_vec()));
         }
     }
     assert!(all_indexed > 0);

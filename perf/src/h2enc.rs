@@ -3,8 +3,9 @@
 //! The encoder behaves like real gRPC clients and servers: a header field already in the
 //! dynamic table (or the static table) is sent as an index; a new value is sent as a literal
 //! with incremental indexing (so the next call on the connection references it), with the name
-//! as a static-table index when the name is there; values that change on every call
-//! (`traceparent`, `grpc-message`) are sent as literals without indexing. No Huffman coding
+//! as a table index when the name is there (a `grpc-timeout` of a new value on every call is
+//! inserted so, as grpc clients send it); `traceparent` and `grpc-message` are sent as literals
+//! without indexing. No Huffman coding
 //! (plain literals are valid HPACK and what several clients send). The dynamic table keeps the
 //! RFC's size accounting and evicts the oldest entries past the default 4096 bytes.
 
@@ -59,9 +60,13 @@ pub struct Encoder {
     size: usize,
     /// Entries ever inserted: the table changes only when this does.
     inserted: u64,
-    /// Encoded field lists by caller's key, with the `inserted` they were encoded at.
-    blocks: Vec<(usize, u64, Vec<u8>)>,
+    /// Field lists encoded to indices only, by caller's key: the `inserted` they were encoded
+    /// at, and each field's index (dynamic or not).
+    blocks: Vec<(usize, u64, Vec<Indexed>)>,
 }
+
+/// A field encoded as a table index, and whether that index is a dynamic-table one.
+type Indexed = (usize, bool);
 
 impl Encoder {
     fn find(&self, name: &[u8], value: &[u8]) -> (Option<usize>, Option<usize>) {
@@ -101,27 +106,36 @@ impl Encoder {
 
     /// Encode a list of fields (with [`Encoder::field`]) that the caller sends again and
     /// again under `key`. Encoding is a function of the table, and the table changes only by
-    /// insertion, so when a list encoded to indices only (no insertion) and nothing was
-    /// inserted since, its bytes are copied instead of searched for again: the generator must
+    /// insertion at the front (and eviction at the back), so a list that encoded to indices
+    /// only is encoded again from those indices, each dynamic one moved by the insertions
+    /// since, while its entry is still held, instead of searched for again: the generator must
     /// cost the harness far less than the data plane it feeds.
     pub fn fields(&mut self, out: &mut Vec<u8>, key: usize, fields: &[(&[u8], &[u8])]) {
-        if let Some((_, _, bytes)) = self
-            .blocks
-            .iter()
-            .find(|(k, at, _)| *k == key && *at == self.inserted)
-        {
-            out.extend_from_slice(bytes);
-            return;
+        if let Some((_, at, idx)) = self.blocks.iter().find(|(k, _, _)| *k == key) {
+            let shift = (self.inserted - at) as usize;
+            let held = STATIC_LEN + self.table.len();
+            if idx
+                .iter()
+                .all(|&(i, dynamic)| !dynamic || i + shift <= held)
+            {
+                for &(i, dynamic) in idx {
+                    int(out, 0x80, 7, if dynamic { i + shift } else { i });
+                }
+                return;
+            }
         }
-        let (start, before) = (out.len(), self.inserted);
+        let before = self.inserted;
+        let mut idx = Vec::with_capacity(fields.len());
         for (name, value) in fields {
+            if let (Some(i), _) = self.find(name, value) {
+                idx.push((i, i > STATIC_LEN));
+            }
             self.field(out, name, value);
         }
         if self.inserted == before {
-            let bytes = out[start..].to_vec();
             match self.blocks.iter_mut().find(|(k, _, _)| *k == key) {
-                Some(b) => *b = (key, before, bytes),
-                None => self.blocks.push((key, before, bytes)),
+                Some(b) => *b = (key, before, idx),
+                None => self.blocks.push((key, before, idx)),
             }
         }
     }
