@@ -30,6 +30,8 @@ const TRAILERS: usize = 1;
 /// harness little next to what the data plane spends on it.
 #[derive(Debug)]
 pub(super) struct Bufs {
+    /// The texts of every connection's HPACK tables.
+    texts: h2enc::Texts,
     block: Vec<u8>,
     done: Vec<GrpcCall>,
     /// Per method: the request's and the response's DATA payload (a length-prefixed message).
@@ -51,6 +53,7 @@ impl Default for Bufs {
             data
         };
         Bufs {
+            texts: h2enc::Texts::default(),
             block: Vec::with_capacity(256),
             done: Vec::with_capacity(2 * GRPC_CALLS_PER_ROUND as usize),
             requests: GRPC_METHODS.iter().map(|m| message(m.1, b'a')).collect(),
@@ -209,16 +212,23 @@ impl Generator {
                 (b"user-agent", b"grpc-go/1.64.0"),
                 (b"te", b"trailers"),
             ];
-            e.fields(block, call.method, &fields);
+            let t = &mut bufs.texts;
+            e.fields(t, block, call.method, &fields);
             // What is left of a 5-second deadline, in microseconds: a new value on nearly
             // every call, inserted into the table (as grpc clients send it), which moves every
             // dynamic index by one for the next call.
             let mut timeout = [0u8; 8];
-            e.field(block, b"grpc-timeout", deadline_left(&mut timeout, ids[i]));
+            e.field(
+                t,
+                block,
+                b"grpc-timeout",
+                deadline_left(&mut timeout, ids[i]),
+            );
             if traced[i] {
                 let mut tp = [0u8; 55];
                 let (id, hi, lo) = (ids[i], ids[i].rotate_left(17), ids[i].rotate_left(31) | 1);
-                e.field_no_index(block, b"traceparent", traceparent(&mut tp, id, hi, lo));
+                let tp = traceparent(&mut tp, id, hi, lo);
+                e.field_no_index(t, block, b"traceparent", tp);
             }
             h2enc::frame(
                 &mut p,
@@ -310,7 +320,8 @@ impl Generator {
             block.clear();
             let fields: [(&[u8], &[u8]); 2] =
                 [(b":status", b"200"), (b"content-type", b"application/grpc")];
-            c.resp_hpack.fields(block, RESPONSE_HEADERS, &fields);
+            c.resp_hpack
+                .fields(&mut bufs.texts, block, RESPONSE_HEADERS, &fields);
             h2enc::frame(
                 &mut p,
                 h2enc::HEADERS,
@@ -335,9 +346,12 @@ impl Generator {
                 other => unreachable!("status {other} is not generated"),
             };
             let key = TRAILERS + call.status as usize;
-            c.resp_hpack.fields(block, key, &[(b"grpc-status", status)]);
+            let t = &mut bufs.texts;
+            c.resp_hpack
+                .fields(t, block, key, &[(b"grpc-status", status)]);
             if call.status != 0 {
                 c.resp_hpack.field_no_index(
+                    t,
                     block,
                     b"grpc-message",
                     if call.status == GRPC_NOT_FOUND {

@@ -64,15 +64,54 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// One direction's HPACK encoder state (one per connection and direction).
+/// The (name, value) pairs the encoders of one generator have inserted, each kept once: a
+/// table entry is a 4-byte id, so a thousand connections' tables (about 70 `grpc-timeout`
+/// entries each) stay in cache, as the data plane they feed must not be starved of it. The
+/// workload's distinct fields are bounded (10,000 timeouts, a few paths and statuses).
+#[derive(Debug, Default)]
+pub struct Texts {
+    fields: Vec<Field>,
+    /// Ids by the field's [`hash`] (a field whose hash collides gets a new id).
+    ids: FxHashMap<u64, u32>,
+}
+
+/// A field's name and value.
+type Field = (Box<[u8]>, Box<[u8]>);
+
+impl Texts {
+    fn get(&self, name: &[u8], value: &[u8]) -> Option<u32> {
+        let id = *self.ids.get(&hash(name, value))?;
+        let (n, v) = &self.fields[id as usize];
+        (**n == *name && **v == *value).then_some(id)
+    }
+
+    fn intern(&mut self, name: &[u8], value: &[u8]) -> u32 {
+        if let Some(id) = self.get(name, value) {
+            return id;
+        }
+        let id = self.fields.len() as u32;
+        self.fields.push((name.into(), value.into()));
+        self.ids.insert(hash(name, value), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &[u8] {
+        &self.fields[id as usize].0
+    }
+
+    /// RFC 7541 size of the entry.
+    fn size(&self, id: u32) -> usize {
+        let (n, v) = &self.fields[id as usize];
+        n.len() + v.len() + 32
+    }
+}
+
+/// One direction's HPACK encoder state (one per connection and direction); the field texts
+/// are in the generator's [`Texts`], passed to every call.
 #[derive(Debug, Clone, Default)]
 pub struct Encoder {
-    /// Newest first.
-    table: VecDeque<(Vec<u8>, Vec<u8>)>,
-    /// The newest insertion held of each (name, value), by the field's [`hash`]: a field is
-    /// found without comparing it with every entry (a table full of `grpc-timeout` values holds
-    /// about 70), and the entry found is compared to tell a collision.
-    exact: FxHashMap<u64, u64>,
+    /// [`Texts`] ids, newest first.
+    table: VecDeque<u32>,
     size: usize,
     /// Entries ever inserted: the table changes only when this does.
     inserted: u64,
@@ -90,7 +129,7 @@ type Indexed = (usize, bool);
 impl Encoder {
     /// The index of (`name`, `value`) if the tables hold it, and the index of an entry named
     /// `name` (static first, else the newest).
-    fn find(&self, name: &[u8], value: &[u8]) -> Found {
+    fn find(&self, t: &Texts, name: &[u8], value: &[u8]) -> Found {
         let mut name_idx = None;
         for &(i, n, v) in STATIC {
             if n == name {
@@ -100,42 +139,32 @@ impl Encoder {
                 name_idx.get_or_insert(i);
             }
         }
-        if let Some(&at) = self.exact.get(&hash(name, value)) {
-            let pos = (self.inserted - 1 - at) as usize;
-            let (n, v) = &self.table[pos];
-            if n.as_slice() == name && v.as_slice() == value {
-                let i = STATIC_LEN + 1 + pos;
-                return (Some(i), Some(i));
-            }
+        let id = t.get(name, value);
+        if let Some(pos) = id.and_then(|id| self.table.iter().position(|&x| x == id)) {
+            let i = STATIC_LEN + 1 + pos;
+            return (Some(i), Some(i));
         }
         if name_idx.is_none() {
             name_idx = self
                 .table
                 .iter()
-                .position(|(n, _)| n.as_slice() == name)
+                .position(|&x| t.name(x) == name)
                 .map(|pos| STATIC_LEN + 1 + pos);
         }
         (None, name_idx)
     }
 
-    fn insert(&mut self, name: &[u8], value: &[u8]) {
-        let sz = name.len() + value.len() + 32;
+    fn insert(&mut self, t: &mut Texts, name: &[u8], value: &[u8]) {
+        let id = t.intern(name, value);
+        let sz = t.size(id);
         while self.size + sz > DEFAULT_TABLE_SIZE {
-            let oldest = self.inserted - self.table.len() as u64;
             match self.table.pop_back() {
-                Some((n, v)) => {
-                    self.size -= n.len() + v.len() + 32;
-                    let h = hash(&n, &v);
-                    if self.exact.get(&h) == Some(&oldest) {
-                        self.exact.remove(&h);
-                    }
-                }
+                Some(old) => self.size -= t.size(old),
                 None => return,
             }
         }
         self.size += sz;
-        self.table.push_front((name.to_vec(), value.to_vec()));
-        self.exact.insert(hash(name, value), self.inserted);
+        self.table.push_front(id);
         self.inserted += 1;
     }
 
@@ -145,7 +174,13 @@ impl Encoder {
     /// only is encoded again from those indices, each dynamic one moved by the insertions
     /// since, while its entry is still held, instead of searched for again: the generator must
     /// cost the harness far less than the data plane it feeds.
-    pub fn fields(&mut self, out: &mut Vec<u8>, key: usize, fields: &[(&[u8], &[u8])]) {
+    pub fn fields(
+        &mut self,
+        t: &mut Texts,
+        out: &mut Vec<u8>,
+        key: usize,
+        fields: &[(&[u8], &[u8])],
+    ) {
         if let Some((_, at, idx)) = self.blocks.iter().find(|(k, _, _)| *k == key) {
             let shift = (self.inserted - at) as usize;
             let held = STATIC_LEN + self.table.len();
@@ -162,11 +197,11 @@ impl Encoder {
         let before = self.inserted;
         let mut idx = Vec::with_capacity(fields.len());
         for (name, value) in fields {
-            let found = self.find(name, value);
+            let found = self.find(t, name, value);
             if let (Some(i), _) = found {
                 idx.push((i, i > STATIC_LEN));
             }
-            self.emit(out, name, value, found);
+            self.emit(t, out, name, value, found);
         }
         if self.inserted == before {
             match self.blocks.iter_mut().find(|(k, _, _)| *k == key) {
@@ -178,32 +213,32 @@ impl Encoder {
 
     /// Encode one field: indexed when the table has it, else a literal with incremental
     /// indexing (the table learns it).
-    pub fn field(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-        let found = self.find(name, value);
-        self.emit(out, name, value, found);
+    pub fn field(&mut self, t: &mut Texts, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        let found = self.find(t, name, value);
+        self.emit(t, out, name, value, found);
     }
 
     /// [`Encoder::field`] with what [`Encoder::find`] found.
-    fn emit(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8], found: Found) {
-        match found {
+    fn emit(&mut self, t: &mut Texts, out: &mut Vec<u8>, name: &[u8], value: &[u8], f: Found) {
+        match f {
             (Some(i), _) => int(out, 0x80, 7, i),
             (None, Some(ni)) => {
                 int(out, 0x40, 6, ni);
                 string(out, value);
-                self.insert(name, value);
+                self.insert(t, name, value);
             }
             (None, None) => {
                 out.push(0x40);
                 string(out, name);
                 string(out, value);
-                self.insert(name, value);
+                self.insert(t, name, value);
             }
         }
     }
 
     /// Encode one field as a literal without indexing (values that change on every message).
-    pub fn field_no_index(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-        match self.find(name, value).1 {
+    pub fn field_no_index(&self, t: &Texts, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        match self.find(t, name, value).1 {
             Some(ni) => int(out, 0x00, 4, ni),
             None => {
                 out.push(0x00);
@@ -281,6 +316,7 @@ mod tests {
         ];
         let list_b: [(&[u8], &[u8]); 2] = [(b":path", b"/a.S/B"), (b"te", b"trailers")];
         let (mut cached, mut plain) = (Encoder::default(), Encoder::default());
+        let mut t = Texts::default();
         for round in [
             &list_a[..],
             &list_a,
@@ -292,9 +328,9 @@ mod tests {
         ] {
             let key = round.len();
             let (mut x, mut y) = (Vec::new(), Vec::new());
-            cached.fields(&mut x, key, round);
+            cached.fields(&mut t, &mut x, key, round);
             for (n, v) in round {
-                plain.field(&mut y, n, v);
+                plain.field(&mut t, &mut y, n, v);
             }
             assert_eq!(x, y);
         }
@@ -303,18 +339,19 @@ mod tests {
     #[test]
     fn second_block_references_the_dynamic_table() {
         let mut e = Encoder::default();
+        let mut t = Texts::default();
         let mut a = Vec::new();
-        e.field(&mut a, b":method", b"POST");
-        e.field(&mut a, b":path", b"/pkg.Svc/Call");
-        e.field(&mut a, b"te", b"trailers");
+        e.field(&mut t, &mut a, b":method", b"POST");
+        e.field(&mut t, &mut a, b":path", b"/pkg.Svc/Call");
+        e.field(&mut t, &mut a, b"te", b"trailers");
         // Static exact match, then two literals with incremental indexing.
         assert_eq!(a[0], 0x83);
         assert_eq!(a[1], 0x44, "literal, incremental indexing, name = static 4");
         assert_eq!(e.entries(), 2);
         let mut b = Vec::new();
-        e.field(&mut b, b":method", b"POST");
-        e.field(&mut b, b":path", b"/pkg.Svc/Call");
-        e.field(&mut b, b"te", b"trailers");
+        e.field(&mut t, &mut b, b":method", b"POST");
+        e.field(&mut t, &mut b, b":path", b"/pkg.Svc/Call");
+        e.field(&mut t, &mut b, b"te", b"trailers");
         // te was inserted last (index 62), the path before it (63).
         assert_eq!(b, [0x83, 0x80 | 63, 0x80 | 62]);
     }
@@ -326,6 +363,7 @@ mod tests {
     fn a_decoder_reads_back_every_block_through_evictions() {
         use telegen_dataplane::protocols::hpack::Decoder;
         let mut e = Encoder::default();
+        let mut t = Texts::default();
         let mut d = Decoder::new_complete();
         let paths = ["/a.S/A", "/a.S/Bbbbbbbbbbbbbbbbbbbbbbb", "/a.S/C"];
         for call in 0..600usize {
@@ -348,8 +386,8 @@ mod tests {
                 list.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
             want.push((b"grpc-timeout".to_vec(), timeout.clone().into_bytes()));
             let mut block = Vec::new();
-            e.fields(&mut block, call % 3, &list);
-            e.field(&mut block, b"grpc-timeout", timeout.as_bytes());
+            e.fields(&mut t, &mut block, call % 3, &list);
+            e.field(&mut t, &mut block, b"grpc-timeout", timeout.as_bytes());
             let mut got = Vec::new();
             d.decode(&block, |n, v| got.push((n.to_vec(), v.to_vec())))
                 .unwrap();
@@ -361,9 +399,10 @@ mod tests {
     #[test]
     fn the_table_evicts_past_its_size() {
         let mut e = Encoder::default();
+        let mut t = Texts::default();
         let mut o = Vec::new();
         for i in 0..200 {
-            e.field(&mut o, b"x-key", format!("value-{i:04}").as_bytes());
+            e.field(&mut t, &mut o, b"x-key", format!("value-{i:04}").as_bytes());
         }
         assert!(e.size <= DEFAULT_TABLE_SIZE);
         assert_eq!(e.entries(), DEFAULT_TABLE_SIZE / (5 + 10 + 32));
