@@ -64,7 +64,6 @@ impl Default for Bufs {
     }
 }
 
-/// `00-<trace id>-<span id>-01` from three numbers, in lowercase hex.
 /// `4990000u` to `4999999u`, drawn from `id`.
 fn deadline_left(out: &mut [u8; 8], id: u64) -> &[u8] {
     let mut v = 4_990_000 + id % 10_000;
@@ -76,6 +75,7 @@ fn deadline_left(out: &mut [u8; 8], id: u64) -> &[u8] {
     out
 }
 
+/// `00-<trace id>-<span id>-01` from three numbers, in lowercase hex.
 fn traceparent(out: &mut [u8; 55], trace_hi: u64, trace_lo: u64, span: u64) -> &[u8] {
     fn hex(dst: &mut [u8], v: u64) {
         for (i, d) in dst.iter_mut().enumerate() {

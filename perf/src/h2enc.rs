@@ -34,7 +34,7 @@ const STATIC_LEN: usize = 61;
 /// SETTINGS_HEADER_TABLE_SIZE default.
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
-/// The key of a field in [`Encoder::exact`].
+/// The key of a field in [`Texts`].
 fn hash(name: &[u8], value: &[u8]) -> u64 {
     let mut h = FxBuildHasher.build_hasher();
     h.write(name);
@@ -203,7 +203,9 @@ impl Encoder {
             }
             self.emit(t, out, name, value, found);
         }
-        if self.inserted == before {
+        // Kept only when every field went as an index and nothing was inserted (an entry
+        // larger than the table is sent as a literal, empties the table and is not inserted).
+        if self.inserted == before && idx.len() == fields.len() {
             match self.blocks.iter_mut().find(|(k, _, _)| *k == key) {
                 Some(b) => *b = (key, before, idx),
                 None => self.blocks.push((key, before, idx)),
@@ -394,6 +396,26 @@ mod tests {
             assert_eq!(got, want, "call {call}: {block:x?}");
         }
         assert!(e.inserted > 400, "{}", e.inserted);
+    }
+
+    /// A field larger than the table goes as a literal every time, also in a remembered list.
+    #[test]
+    fn a_field_larger_than_the_table_is_never_dropped_from_a_list() {
+        use telegen_dataplane::protocols::hpack::Decoder;
+        let (mut e, mut t, mut d) = (
+            Encoder::default(),
+            Texts::default(),
+            Decoder::new_complete(),
+        );
+        let big = vec![b'x'; DEFAULT_TABLE_SIZE];
+        let list: [(&[u8], &[u8]); 2] = [(b":method", b"POST"), (b"x-big", &big)];
+        for _ in 0..3 {
+            let mut block = Vec::new();
+            e.fields(&mut t, &mut block, 0, &list);
+            let mut n = 0;
+            d.decode(&block, |_, _| n += 1).unwrap();
+            assert_eq!(n, 2);
+        }
     }
 
     #[test]
