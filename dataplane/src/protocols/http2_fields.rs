@@ -136,10 +136,25 @@ const BLOCK_WAYS: usize = 4;
 
 struct MemoBlock {
     epoch: u64,
+    /// The decoder's insertions when the head was remembered: a dynamic reference is kept as
+    /// the entry's index then (64 plus its position), which fits 16 bits as the table holds at
+    /// most 2,048 entries, and made back into the insertion number with this.
+    at: u64,
     len: u8,
-    refs: [u64; HEAD_FIELDS],
+    refs: [u16; HEAD_FIELDS],
     fields: Fields,
     unknown: u32,
+}
+
+impl MemoBlock {
+    /// Reference `i` of the head (see [`Head`]).
+    fn reference(&self, i: usize) -> u64 {
+        match u64::from(self.refs[i]) {
+            r @ 0..62 => r,
+            // Index 62 + p was the entry inserted `at - 1 - p`th.
+            index => 64 + (self.at + 61).wrapping_sub(index),
+        }
+    }
 }
 
 impl std::fmt::Debug for Blocks {
@@ -162,29 +177,48 @@ impl Blocks {
             .iter()
             .filter(|e| {
                 let n = usize::from(e.len);
-                n <= head.len && e.refs[..n] == head.refs[..n]
+                n <= head.len && (0..n).all(|i| e.reference(i) == head.refs[i])
             })
             .max_by_key(|e| e.len)
             .map(|e| (&e.fields, e.unknown, usize::from(e.len)))
     }
 
-    /// Remember what the head `refs` decoded to at `epoch`.
-    pub(super) fn put(&mut self, epoch: u64, refs: &[u64], fields: &Fields, unknown: u32) {
+    /// Remember what the head `refs` decoded to at `epoch`, after `inserted` insertions.
+    pub(super) fn put(
+        &mut self,
+        epoch: u64,
+        inserted: u64,
+        refs: &[u64],
+        fields: &Fields,
+        unknown: u32,
+    ) {
         if refs.is_empty() || refs.len() > HEAD_FIELDS {
             return;
+        }
+        let mut kept = [0u16; HEAD_FIELDS];
+        for (k, &r) in kept.iter_mut().zip(refs) {
+            let index = match r {
+                0..64 => r,
+                // The entry inserted `r - 64`th is at index 62 + (inserted - 1 - (r - 64)).
+                _ => (inserted + 61).wrapping_sub(r - 64),
+            };
+            match u16::try_from(index) {
+                Ok(i) => *k = i,
+                Err(_) => return,
+            }
         }
         if self.entries.first().is_some_and(|e| e.epoch != epoch) {
             self.entries.clear();
             self.next = 0;
         }
-        let mut e = MemoBlock {
+        let e = MemoBlock {
             epoch,
+            at: inserted,
             len: refs.len() as u8,
-            refs: [0; HEAD_FIELDS],
+            refs: kept,
             fields: fields.clone(),
             unknown,
         };
-        e.refs[..refs.len()].copy_from_slice(refs);
         if self.entries.len() < BLOCK_WAYS {
             self.entries.push(e);
         } else {
@@ -380,7 +414,7 @@ mod tests {
         let (mut f, mut memo) = (Fields::default(), Memo::default());
         f.add(b":path", b"/one", false, &mut memo);
         let mut b = Blocks::default();
-        b.put(7, &[2, 6, 64], &f, 1);
+        b.put(7, 100, &[2, 6, 64], &f, 1);
         let found = |b: &Blocks, epoch: u64, refs: &[u64]| {
             let mut head = Head {
                 len: refs.len(),
@@ -398,12 +432,12 @@ mod tests {
         assert_eq!(found(&b, 7, &[2]), None);
         assert_eq!(found(&b, 8, &[2, 6, 64, 65]), None);
         // The longest of several.
-        b.put(7, &[2, 6, 64, 65], &Fields::default(), 0);
+        b.put(7, 100, &[2, 6, 64, 65], &Fields::default(), 0);
         assert_eq!(found(&b, 7, &[2, 6, 64, 65, 3]).map(|x| x.2), Some(4));
         assert_eq!(found(&b, 7, &[2, 6, 64, 66]).map(|x| x.2), Some(3));
         assert_eq!(found(&b, 7, &[2, 6, 64, 65]).map(|x| x.2), Some(4));
         // A new epoch drops the others.
-        b.put(9, &[2], &Fields::default(), 0);
+        b.put(9, 100, &[2], &Fields::default(), 0);
         assert_eq!(found(&b, 7, &[2, 6, 64]), None);
         assert_eq!(found(&b, 9, &[2, 6, 64]).map(|x| x.2), Some(1));
     }
