@@ -72,22 +72,39 @@ pub struct Block {
 /// Most fields a [`Head`] holds.
 pub const HEAD_FIELDS: usize = 12;
 
-/// The indexed fields a header block starts with, each named by a reference that insertions do
-/// not change: its static index (1 to 61), or 64 plus the insertion number of the dynamic-table
-/// entry it refers to. While [`Decoder::epoch`] stays, entries change only by insertion at the
-/// front and eviction at the back, so two heads with the same references decode to the same
-/// fields, whatever was inserted between them (a `grpc-timeout` of a new value on every call
-/// shifts every dynamic index by one but refers to the same entries).
+/// The indexed fields a header block starts with: their indices, and the decoder's insertions
+/// then. Each field is named by a [`reference`] that insertions do not change. While
+/// [`Decoder::epoch`] stays, entries change only by insertion at the front and eviction at the
+/// back, so two heads with the same references decode to the same fields, whatever was inserted
+/// between them (a `grpc-timeout` of a new value on every call shifts every dynamic index by
+/// one but refers to the same entries).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Head {
-    pub refs: [u64; HEAD_FIELDS],
+    pub index: [u16; HEAD_FIELDS],
     /// Bytes of the block up to the end of each field.
     pub ends: [u16; HEAD_FIELDS],
     /// Fields in the head.
     pub len: usize,
+    /// [`Decoder::inserted`] when the head was read.
+    pub inserted: u64,
+}
+
+/// What index `index` names after `inserted` insertions, whatever is inserted later: the static
+/// index itself (1 to 61), or 64 plus the insertion number (from 0) of the dynamic entry.
+pub fn reference(index: u16, inserted: u64) -> u64 {
+    match u64::from(index) {
+        i @ 0..=61 => i,
+        // Index 62 + p is the `inserted - 1 - p`th insertion.
+        i => 64 + (inserted + 61).wrapping_sub(i),
+    }
 }
 
 impl Head {
+    /// The [`reference`] of field `i`.
+    pub fn reference(&self, i: usize) -> u64 {
+        reference(self.index[i], self.inserted)
+    }
+
     /// Bytes of the block its first `n` fields take.
     pub fn bytes(&self, n: usize) -> usize {
         match n {
@@ -211,21 +228,21 @@ impl Decoder {
     /// are static or held, up to the first field that is anything else.
     pub fn head(&self, block: &[u8], head: &mut Head) {
         head.len = 0;
+        head.inserted = self.inserted;
         let mut pos = 0;
         while head.len < HEAD_FIELDS && block.get(pos).is_some_and(|b| b & 0x80 != 0) {
             let Ok(idx) = integer(block, &mut pos, 7) else {
                 return;
             };
-            let r = match idx {
-                1..=61 => idx,
-                // Entry `i` is the `inserted - 1 - i`th insertion (counting from 0).
-                62.. if idx - 62 < self.entries.len() as u64 => 64 + self.inserted - 1 - (idx - 62),
-                _ => return,
+            let known = match idx {
+                1..=61 => true,
+                62.. => idx - 62 < self.entries.len() as u64,
+                0 => false,
             };
-            let Ok(end) = u16::try_from(pos) else {
+            let (Ok(index), Ok(end), true) = (u16::try_from(idx), u16::try_from(pos), known) else {
                 return;
             };
-            head.refs[head.len] = r;
+            head.index[head.len] = index;
             head.ends[head.len] = end;
             head.len += 1;
         }

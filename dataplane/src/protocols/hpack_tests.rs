@@ -238,7 +238,8 @@ fn a_head_ends_at_the_first_field_that_is_not_an_indexed_known_entry() {
     let head = |d: &Decoder, block: &[u8]| {
         let mut h = Head::default();
         d.head(block, &mut h);
-        (h.refs[..h.len].to_vec(), h.bytes(h.len))
+        let refs: Vec<u64> = (0..h.len).map(|i| h.reference(i)).collect();
+        (refs, h.bytes(h.len))
     };
     let mut d = Decoder::new_complete();
     // :method GET, :scheme http: all of it.

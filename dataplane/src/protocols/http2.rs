@@ -597,13 +597,7 @@ impl Http2Parser {
                     match hpack.decode(more, |n, v| f.add(n, v, false, memo)) {
                         Ok(info) => {
                             unknown += info.unknown;
-                            dir.blocks.put(
-                                epoch,
-                                hpack.inserted(),
-                                &head.refs[..head.len],
-                                &f,
-                                unknown,
-                            );
+                            dir.blocks.put(epoch, &head, &f, unknown);
                             done = end;
                         }
                         Err(_) => failed = true,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::{H2Exchange, MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_PATH, MAX_SHORT, MAX_TRACEPARENT};
-use crate::protocols::hpack::{Head, HEAD_FIELDS};
+use crate::protocols::hpack::{reference, Head, HEAD_FIELDS};
 use crate::protocols::owned_text;
 
 fn set(slot: &mut Option<String>, v: &[u8], cap: usize) -> bool {
@@ -136,25 +136,12 @@ const BLOCK_WAYS: usize = 4;
 
 struct MemoBlock {
     epoch: u64,
-    /// The decoder's insertions when the head was remembered: a dynamic reference is kept as
-    /// the entry's index then (64 plus its position), which fits 16 bits as the table holds at
-    /// most 2,048 entries, and made back into the insertion number with this.
-    at: u64,
+    /// The head's indices, and the decoder's insertions when it was read (see [`reference`]).
+    inserted: u64,
     len: u8,
-    refs: [u16; HEAD_FIELDS],
+    index: [u16; HEAD_FIELDS],
     fields: Fields,
     unknown: u32,
-}
-
-impl MemoBlock {
-    /// Reference `i` of the head (see [`Head`]).
-    fn reference(&self, i: usize) -> u64 {
-        match u64::from(self.refs[i]) {
-            r @ 0..62 => r,
-            // Index 62 + p was the entry inserted `at - 1 - p`th.
-            index => 64 + (self.at + 61).wrapping_sub(index),
-        }
-    }
 }
 
 impl std::fmt::Debug for Blocks {
@@ -177,35 +164,17 @@ impl Blocks {
             .iter()
             .filter(|e| {
                 let n = usize::from(e.len);
-                n <= head.len && (0..n).all(|i| e.reference(i) == head.refs[i])
+                n <= head.len
+                    && (0..n).all(|i| reference(e.index[i], e.inserted) == head.reference(i))
             })
             .max_by_key(|e| e.len)
             .map(|e| (&e.fields, e.unknown, usize::from(e.len)))
     }
 
-    /// Remember what the head `refs` decoded to at `epoch`, after `inserted` insertions.
-    pub(super) fn put(
-        &mut self,
-        epoch: u64,
-        inserted: u64,
-        refs: &[u64],
-        fields: &Fields,
-        unknown: u32,
-    ) {
-        if refs.is_empty() || refs.len() > HEAD_FIELDS {
+    /// Remember what `head` decoded to at `epoch`.
+    pub(super) fn put(&mut self, epoch: u64, head: &Head, fields: &Fields, unknown: u32) {
+        if head.len == 0 {
             return;
-        }
-        let mut kept = [0u16; HEAD_FIELDS];
-        for (k, &r) in kept.iter_mut().zip(refs) {
-            let index = match r {
-                0..64 => r,
-                // The entry inserted `r - 64`th is at index 62 + (inserted - 1 - (r - 64)).
-                _ => (inserted + 61).wrapping_sub(r - 64),
-            };
-            match u16::try_from(index) {
-                Ok(i) => *k = i,
-                Err(_) => return,
-            }
         }
         if self.entries.first().is_some_and(|e| e.epoch != epoch) {
             self.entries.clear();
@@ -213,9 +182,9 @@ impl Blocks {
         }
         let e = MemoBlock {
             epoch,
-            at: inserted,
-            len: refs.len() as u8,
-            refs: kept,
+            inserted: head.inserted,
+            len: head.len as u8,
+            index: head.index,
             fields: fields.clone(),
             unknown,
         };
@@ -413,33 +382,51 @@ mod tests {
     fn the_longest_remembered_head_a_head_starts_with_is_found() {
         let (mut f, mut memo) = (Fields::default(), Memo::default());
         f.add(b":path", b"/one", false, &mut memo);
-        let mut b = Blocks::default();
-        b.put(7, 100, &[2, 6, 64], &f, 1);
-        let found = |b: &Blocks, epoch: u64, refs: &[u64]| {
-            let mut head = Head {
-                len: refs.len(),
+        // Heads of indices read after `inserted` insertions.
+        let head = |inserted: u64, index: &[u16]| {
+            let mut h = Head {
+                len: index.len(),
+                inserted,
                 ..Head::default()
             };
-            head.refs[..refs.len()].copy_from_slice(refs);
-            b.longest(epoch, &head)
+            h.index[..index.len()].copy_from_slice(index);
+            h
+        };
+        let mut b = Blocks::default();
+        // 62 after 100 insertions: the entry inserted 99th (from 0).
+        b.put(7, &head(100, &[2, 6, 62]), &f, 1);
+        let found = |b: &Blocks, epoch: u64, h: Head| {
+            b.longest(epoch, &h)
                 .map(|(f, unknown, n)| (f.path.as_deref().map(str::to_string), unknown, n))
         };
         let one = Some((Some("/one".to_string()), 1, 3));
-        // Starting with it; the whole of it; not starting with it; another epoch.
-        assert_eq!(found(&b, 7, &[2, 6, 64, 65]), one);
-        assert_eq!(found(&b, 7, &[2, 6, 64]), one);
-        assert_eq!(found(&b, 7, &[2, 6, 65, 64]), None);
-        assert_eq!(found(&b, 7, &[2]), None);
-        assert_eq!(found(&b, 8, &[2, 6, 64, 65]), None);
+        // Starting with it; the whole of it; the same after an insertion; not starting with it;
+        // another epoch.
+        assert_eq!(found(&b, 7, head(100, &[2, 6, 62, 63])), one);
+        assert_eq!(found(&b, 7, head(100, &[2, 6, 62])), one);
+        assert_eq!(found(&b, 7, head(101, &[2, 6, 63])), one);
+        assert_eq!(found(&b, 7, head(101, &[2, 6, 62])), None);
+        assert_eq!(found(&b, 7, head(100, &[2, 6, 63, 62])), None);
+        assert_eq!(found(&b, 7, head(100, &[2])), None);
+        assert_eq!(found(&b, 8, head(100, &[2, 6, 62, 63])), None);
         // The longest of several.
-        b.put(7, 100, &[2, 6, 64, 65], &Fields::default(), 0);
-        assert_eq!(found(&b, 7, &[2, 6, 64, 65, 3]).map(|x| x.2), Some(4));
-        assert_eq!(found(&b, 7, &[2, 6, 64, 66]).map(|x| x.2), Some(3));
-        assert_eq!(found(&b, 7, &[2, 6, 64, 65]).map(|x| x.2), Some(4));
+        b.put(7, &head(100, &[2, 6, 62, 63]), &Fields::default(), 0);
+        assert_eq!(
+            found(&b, 7, head(100, &[2, 6, 62, 63, 3])).map(|x| x.2),
+            Some(4)
+        );
+        assert_eq!(
+            found(&b, 7, head(100, &[2, 6, 62, 64])).map(|x| x.2),
+            Some(3)
+        );
+        assert_eq!(
+            found(&b, 7, head(100, &[2, 6, 62, 63])).map(|x| x.2),
+            Some(4)
+        );
         // A new epoch drops the others.
-        b.put(9, 100, &[2], &Fields::default(), 0);
-        assert_eq!(found(&b, 7, &[2, 6, 64]), None);
-        assert_eq!(found(&b, 9, &[2, 6, 64]).map(|x| x.2), Some(1));
+        b.put(9, &head(100, &[2]), &Fields::default(), 0);
+        assert_eq!(found(&b, 7, head(100, &[2, 6, 62])), None);
+        assert_eq!(found(&b, 9, head(100, &[2, 6, 62])).map(|x| x.2), Some(1));
     }
 
     fn doubt_of(fields: &[(&[u8], &[u8], bool)]) -> u16 {
