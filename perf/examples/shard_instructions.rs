@@ -20,8 +20,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use telegen_dataplane::export::otlp::{self, Gzipper};
 use telegen_dataplane::export::pb;
 use telegen_dataplane::shard::{ShardConfig, ShardCore, ShardIo, ShardMsg};
-use telegen_dataplane::signal::AttrValue;
-use telegen_dataplane::signal::{ExportMsg, SpanChunk, SpanRecord};
+use telegen_dataplane::signal::{AttrValue, ExportMsg, SpanChunk, SpanRecord};
 use telegen_perf::gen::{Generator, Mix, Proto, WorkloadConfig};
 
 #[global_allocator]
