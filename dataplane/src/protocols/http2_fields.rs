@@ -160,12 +160,15 @@ impl Blocks {
         if self.entries.first()?.epoch != epoch {
             return None;
         }
+        let mut refs = [0u64; HEAD_FIELDS];
+        for (i, r) in refs.iter_mut().enumerate().take(head.len) {
+            *r = head.reference(i);
+        }
         self.entries
             .iter()
             .filter(|e| {
                 let n = usize::from(e.len);
-                n <= head.len
-                    && (0..n).all(|i| reference(e.index[i], e.inserted) == head.reference(i))
+                n <= head.len && (0..n).all(|i| reference(e.index[i], e.inserted) == refs[i])
             })
             .max_by_key(|e| e.len)
             .map(|e| (&e.fields, e.unknown, usize::from(e.len)))
