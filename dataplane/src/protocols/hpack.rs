@@ -73,7 +73,7 @@ pub struct Block {
 pub const HEAD_FIELDS: usize = 12;
 
 /// The indexed fields a header block starts with: their indices, and the decoder's insertions
-/// then. Each field is named by a [`reference`] that insertions do not change. While
+/// then. Each field is named by a [`reference()`] that insertions do not change. While
 /// [`Decoder::epoch`] stays, entries change only by insertion at the front and eviction at the
 /// back, so two heads with the same references decode to the same fields, whatever was inserted
 /// between them (a `grpc-timeout` of a new value on every call shifts every dynamic index by
@@ -100,7 +100,7 @@ pub fn reference(index: u16, inserted: u64) -> u64 {
 }
 
 impl Head {
-    /// The [`reference`] of field `i`.
+    /// The [`reference()`] of field `i`.
     pub fn reference(&self, i: usize) -> u64 {
         reference(self.index[i], self.inserted)
     }

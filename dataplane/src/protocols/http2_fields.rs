@@ -136,7 +136,7 @@ const BLOCK_WAYS: usize = 4;
 
 struct MemoBlock {
     epoch: u64,
-    /// The head's indices, and the decoder's insertions when it was read (see [`reference`]).
+    /// The head's indices, and the decoder's insertions when it was read (see [`reference()`]).
     inserted: u64,
     len: u8,
     index: [u16; HEAD_FIELDS],
