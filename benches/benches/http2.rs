@@ -1,29 +1,15 @@
-//! HTTP/2 + gRPC parsing: Telegen's parser on a mix of gRPC unary calls on one connection (the
-//! request HEADERS + DATA, the response HEADERS + DATA and trailers fed as kernel chunks, one
-//! exchange emitted per call, HPACK with dynamic-table references as real clients send them),
-//! against a baseline that only walks the same bytes' frame headers (no HPACK, no streams).
+//! HTTP/2 + gRPC parsing: Telegen's parser on gRPC unary calls on one connection (the request
+//! HEADERS + DATA, the response HEADERS + DATA and trailers fed as kernel chunks, one exchange
+//! emitted per call), against a baseline that only walks the same bytes' frame headers (no
+//! HPACK, no streams). The header blocks are those of a client with deadlines, encoded by the
+//! perf harness's HPACK encoder (`telegen_perf::h2enc`): the usual fields as table indices, a
+//! `traceparent` literal, and a `grpc-timeout` of a new value on every call inserted into the
+//! dynamic table, so every call moves the indices of the entries before it.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use telegen_dataplane::protocols::http2::{
-    FrameHeader, Http2Parser, DATA, FLAG_END_HEADERS, FLAG_END_STREAM, HEADERS, PREFACE, SETTINGS,
-};
+use telegen_dataplane::protocols::http2::{FrameHeader, Http2Parser, PREFACE};
 use telegen_dataplane::protocols::{Chunk, Direction, L7Record, Role};
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    f.extend([kind, flags]);
-    f.extend(stream.to_be_bytes());
-    f.extend(payload);
-    f
-}
-
-fn lit(index: bool, name: &str, value: &str) -> Vec<u8> {
-    let mut b = vec![if index { 0x40 } else { 0x00 }, name.len() as u8];
-    b.extend(name.as_bytes());
-    b.push(value.len() as u8);
-    b.extend(value.as_bytes());
-    b
-}
+use telegen_perf::h2enc::{self, Encoder, Texts};
 
 const METHODS: [&str; 4] = [
     "/shop.v1.Orders/Get",
@@ -32,66 +18,74 @@ const METHODS: [&str; 4] = [
     "/shop.v1.Cart/Add",
 ];
 
-/// The first call's blocks insert what later calls refer to (grpc-go / grpcio do the same).
-fn warmup() -> (Vec<u8>, Vec<u8>) {
-    let mut req = vec![0x83, 0x86];
-    for m in METHODS.iter().rev() {
-        req.extend(lit(true, ":path", m));
-    }
-    req.extend(lit(
-        true,
-        ":authority",
-        "orders.shop.svc.cluster.local:50051",
-    ));
-    req.extend(lit(true, "content-type", "application/grpc"));
-    req.extend(lit(true, "te", "trailers"));
-    req.extend(lit(true, "user-agent", "grpc-go/1.64.0"));
-    req.extend(lit(true, "grpc-timeout", "1S"));
-    let mut c = PREFACE.to_vec();
-    c.extend(frame(SETTINGS, 0, 0, &[]));
-    c.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &req));
-    c.extend(frame(DATA, FLAG_END_STREAM, 1, &[0; 5]));
-    let mut resp = vec![0x88];
-    resp.extend(lit(true, "content-type", "application/grpc"));
-    let mut s = frame(SETTINGS, 0, 0, &[]);
-    s.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &resp));
-    s.extend(frame(DATA, 0, 1, &[0; 5]));
-    let trailers = lit(true, "grpc-status", "0");
-    s.extend(frame(
-        HEADERS,
-        FLAG_END_HEADERS | FLAG_END_STREAM,
-        1,
-        &trailers,
-    ));
-    (c, s)
-}
+/// Calls on one connection before the bench starts a new one (the HPACK state of a replayed
+/// call must be the one it was encoded against).
+const CALLS: usize = 4096;
 
-/// Call `i` on `stream`: request (one write), response and trailers (one write each).
-fn call(i: usize, stream: u32) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    // Dynamic indices on the client side, newest first: grpc-timeout 62, user-agent 63, te 64,
-    // content-type 65, :authority 66, then the paths (METHODS[0] newest at 67).
-    let mut req = vec![
-        0x83,
-        0x86,
-        0x80 | (67 + (i % 4)) as u8,
-        0xc2,
-        0xc1,
-        0xc0,
-        0xbf,
-        0xbe,
-    ];
-    req.extend(lit(
-        false,
-        "traceparent",
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    ));
-    let mut c = frame(HEADERS, FLAG_END_HEADERS, stream, &req);
-    c.extend(frame(DATA, FLAG_END_STREAM, stream, &[0; 5 + 48]));
-    // Server side: grpc-status 0 is 62, content-type 63.
-    let mut s = frame(HEADERS, FLAG_END_HEADERS, stream, &[0x88, 0xbf]);
-    s.extend(frame(DATA, 0, stream, &[0; 5 + 230]));
-    let t = frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, &[0xbe]);
-    (c, s, t)
+/// One call's three writes: the request, the response, the trailers.
+type Call = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// `CALLS` unary calls on one connection as a gRPC client with a deadline and a server send
+/// them; the first request write starts with the preface and SETTINGS, the first response
+/// write with the server's SETTINGS.
+fn connection() -> Vec<Call> {
+    let mut texts = Texts::default();
+    let (mut client, mut server) = (Encoder::default(), Encoder::default());
+    (0..CALLS)
+        .map(|i| {
+            let stream = 2 * i as u32 + 1;
+            let mut block = Vec::new();
+            let timeout = format!("{}u", 4_990_000 + (i * 7_919) % 10_000);
+            let fields: [(&str, &str); 8] = [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", METHODS[i % 4]),
+                (":authority", "orders.shop.svc.cluster.local:50051"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("user-agent", "grpc-go/1.64.0"),
+                ("grpc-timeout", &timeout),
+            ];
+            for (n, v) in fields {
+                client.field(&mut texts, &mut block, n.as_bytes(), v.as_bytes());
+            }
+            let traceparent =
+                format!("00-0af7651916cd43dd8448eb211c80{i:04x}-b7ad6b716920{i:04x}-01");
+            client.field_no_index(&texts, &mut block, b"traceparent", traceparent.as_bytes());
+            let mut req = Vec::new();
+            let mut resp = Vec::new();
+            if i == 0 {
+                req.extend_from_slice(PREFACE);
+                h2enc::settings(&mut req, &[]);
+                h2enc::settings(&mut resp, &[]);
+            }
+            h2enc::frame(&mut req, h2enc::HEADERS, h2enc::END_HEADERS, stream, &block);
+            h2enc::frame(
+                &mut req,
+                h2enc::DATA,
+                h2enc::END_STREAM,
+                stream,
+                &[0; 5 + 48],
+            );
+            block.clear();
+            server.field(&mut texts, &mut block, b":status", b"200");
+            server.field(&mut texts, &mut block, b"content-type", b"application/grpc");
+            h2enc::frame(
+                &mut resp,
+                h2enc::HEADERS,
+                h2enc::END_HEADERS,
+                stream,
+                &block,
+            );
+            h2enc::frame(&mut resp, h2enc::DATA, 0, stream, &[0; 5 + 230]);
+            block.clear();
+            server.field(&mut texts, &mut block, b"grpc-status", b"0");
+            let mut trailers = Vec::new();
+            let flags = h2enc::END_HEADERS | h2enc::END_STREAM;
+            h2enc::frame(&mut trailers, h2enc::HEADERS, flags, stream, &block);
+            (req, resp, trailers)
+        })
+        .collect()
 }
 
 fn chunk(dir: Direction, data: &[u8], seq: u64) -> Chunk<'_> {
@@ -107,61 +101,44 @@ fn chunk(dir: Direction, data: &[u8], seq: u64) -> Chunk<'_> {
 }
 
 fn bench(c: &mut Criterion) {
-    // Calls are pre-built for a window of stream ids; the parser needs ids to grow.
-    const WINDOW: usize = 1 << 16;
-    let calls: Vec<_> = (0..4).map(|i| call(i, 0)).collect();
+    let calls = connection();
     let mut g = c.benchmark_group("http2_grpc_unary");
     g.throughput(Throughput::Elements(1));
 
     g.bench_function("telegen_exchange", |b| {
-        let (wc, ws) = warmup();
         let mut p = Http2Parser::new(Role::Server);
         let mut out = Vec::with_capacity(4);
-        p.feed(&chunk(Direction::Ingress, &wc, 0), &mut out);
-        p.feed(&chunk(Direction::Egress, &ws, 1), &mut out);
-        assert_eq!(out.len(), 1);
-        out.clear();
-        // One call checked in full: the references resolve and the exchange is complete.
-        let (req, resp, tr) = call(1, 3);
-        p.feed(&chunk(Direction::Ingress, &req, 2), &mut out);
-        p.feed(&chunk(Direction::Egress, &resp, 3), &mut out);
-        p.feed(&chunk(Direction::Egress, &tr, 4), &mut out);
-        match &out[..] {
-            [L7Record::Http2(x)] => {
-                assert_eq!(x.path.as_deref(), Some(METHODS[1]));
-                assert_eq!(x.content_type.as_deref(), Some("application/grpc"));
-                assert_eq!((x.status, x.grpc_status), (Some(200), Some(0)));
-                assert!(x.traceparent.is_some() && !x.headers_incomplete && !x.partial);
-                assert_eq!((x.request_body_bytes, x.response_body_bytes), (53, 235));
+        // Calls checked in full, the first ones and one after many insertions: the references
+        // resolve and the exchange is complete.
+        for (i, (req, resp, tr)) in calls.iter().enumerate() {
+            let seq = 3 * i as u64;
+            p.feed(&chunk(Direction::Ingress, req, seq), &mut out);
+            p.feed(&chunk(Direction::Egress, resp, seq + 1), &mut out);
+            p.feed(&chunk(Direction::Egress, tr, seq + 2), &mut out);
+            match &out[..] {
+                [L7Record::Http2(x)] => {
+                    assert_eq!(x.path.as_deref(), Some(METHODS[i % 4]), "call {i}");
+                    assert_eq!(x.content_type.as_deref(), Some("application/grpc"));
+                    assert_eq!((x.status, x.grpc_status), (Some(200), Some(0)));
+                    assert!(x.traceparent.is_some() && !x.headers_incomplete && !x.partial);
+                    assert_eq!((x.request_body_bytes, x.response_body_bytes), (53, 235));
+                }
+                other => panic!("call {i}: {other:?}"),
             }
-            other => panic!("{other:?}"),
+            out.clear();
         }
-        out.clear();
-        let mut bufs = calls.clone();
         let mut n = 0usize;
-        let mut seq = 2u64;
         b.iter(|| {
-            n += 1;
-            if n % WINDOW == 0 {
-                // Fresh connection state so stream ids can start over (as a new connection).
-                p.close(seq * 1000, &mut out);
+            let i = n % CALLS;
+            if i == 0 {
+                // A new connection: the calls replay from the first, HPACK state and all.
+                p.close(3 * n as u64 * 1000, &mut out);
                 out.clear();
                 p = Http2Parser::new(Role::Server);
-                p.feed(&chunk(Direction::Ingress, &wc, 0), &mut out);
-                p.feed(&chunk(Direction::Egress, &ws, 1), &mut out);
-                out.clear();
             }
-            let stream = (2 * (n % WINDOW) + 1) as u32 + 4;
-            let (req, resp, tr) = &mut bufs[n % 4];
-            // Patch the stream id into every frame (offset 5 of each frame header).
-            for buf in [&mut *req, &mut *resp, &mut *tr] {
-                let mut at = 0;
-                while at + 9 <= buf.len() {
-                    buf[at + 5..at + 9].copy_from_slice(&stream.to_be_bytes());
-                    at += 9 + (usize::from(buf[at + 1]) << 8 | usize::from(buf[at + 2]));
-                }
-            }
-            seq += 3;
+            let (req, resp, tr) = &calls[i];
+            let seq = 3 * n as u64;
+            n += 1;
             p.feed(black_box(&chunk(Direction::Ingress, req, seq)), &mut out);
             p.feed(
                 black_box(&chunk(Direction::Egress, resp, seq + 1)),
@@ -177,7 +154,7 @@ fn bench(c: &mut Criterion) {
         let mut n = 0usize;
         b.iter(|| {
             n += 1;
-            let (req, resp, tr) = &calls[n % 4];
+            let (req, resp, tr) = &calls[n % CALLS];
             let mut total = 0u64;
             for buf in [req, resp, tr] {
                 let mut at = 0;
