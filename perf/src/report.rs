@@ -111,6 +111,36 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
     };
     let scalings = over_one_shard(&scaling_run(2));
     let scaling = median(scalings.clone());
+    // What the machine lets the scaling be, per round. The ceiling: its cores over the CPU the
+    // 1-shard run kept busy (its shard, the export thread, the generator, which share those
+    // cores), the most any number of shards could reach at that run's CPU per transaction with
+    // every core busy. Per shard-CPU-second: the 2-shard run's transactions per CPU-second of
+    // its shards over the 1-shard run's (1.0 when a second shard costs the first nothing).
+    let scaling_of = |n: u64, round: u64| {
+        runs.iter()
+            .find(|r| scaling_run(n)(r) && r["round"].as_u64() == Some(round))
+    };
+    let ceilings: Vec<f64> = rounds
+        .iter()
+        .filter_map(|&round| {
+            let one = scaling_of(1, round)?;
+            scaling_of(2, round)?;
+            let busy = ["shards", "export", "generator"]
+                .iter()
+                .map(|p| num(one, &["cpu_utilisation", p]))
+                .sum::<Option<f64>>()?;
+            let cores = num(one, &["cores_available"])?;
+            (busy > 0.0).then(|| cores / busy)
+        })
+        .collect();
+    let per_shard_cpu: Vec<f64> = rounds
+        .iter()
+        .filter_map(|&round| {
+            let rate = |n| num(scaling_of(n, round)?, &["tx_per_shard_cpu_s"]);
+            let (a, b) = (rate(1)?, rate(2)?);
+            (a > 0.0).then(|| b / a)
+        })
+        .collect();
     // The same with records on other CPUs' rings, forwarded.
     let forwarding_scalings = over_one_shard(&|r| r["run"] == "forwarding");
     let forwarding = median_run(runs, |r| r["run"] == "forwarding");
@@ -240,6 +270,8 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
         "dns_tx_from_run": dns_src,
         "per_protocol": per_protocol,
         "shards_scaling": scaling,
+        "shards_scaling_cpu_ceiling": median(ceilings),
+        "shards_scaling_per_shard_cpu": median(per_shard_cpu),
         "shards_scaling_forwarding": median(forwarding_scalings.clone()),
         "shards_scaling_forwarding_per_round": forwarding_scalings,
         "forwarding_migrate_pct": forwarding.and_then(|r| num(r, &["generator", "migrate_pct"])),
@@ -420,6 +452,16 @@ pub(crate) fn table(r: &Value) -> String {
         rows.push(info(
             "shards_scaling of each round (target row: their median)",
             scalings.join(" / "),
+        ));
+    }
+    if r["shards_scaling_cpu_ceiling"].is_number() {
+        rows.push(info(
+            "shards_scaling ceiling here: cores / CPU busy in the 1-shard run (median of rounds)",
+            fmt_num(num(r, &["shards_scaling_cpu_ceiling"])),
+        ));
+        rows.push(info(
+            "tx per shard-CPU-s, 2 shards / 1 shard (median of rounds)",
+            fmt_num(num(r, &["shards_scaling_per_shard_cpu"])),
         ));
     }
     if r["shards_scaling_forwarding"].is_number() {

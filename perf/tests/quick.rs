@@ -18,6 +18,24 @@ fn f(v: &Value, path: &[&str]) -> f64 {
         .unwrap_or_else(|| panic!("{path:?} missing or not a number in {v}"))
 }
 
+/// What the report says the machine allows the scaling to be, from a round's 1-shard and
+/// 2-shard runs: its cores over the CPU the 1-shard run kept busy, and the 2-shard run's
+/// transactions per shard-CPU-second over the 1-shard run's.
+fn ceiling_and_per_shard_cpu(one: &Value, two: &Value) -> (f64, f64) {
+    let busy: f64 = ["shards", "export", "generator"]
+        .iter()
+        .map(|p| f(one, &["cpu_utilisation", p]))
+        .sum();
+    (
+        f(one, &["cores_available"]) / busy,
+        f(two, &["tx_per_shard_cpu_s"]) / f(one, &["tx_per_shard_cpu_s"]),
+    )
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs()
+}
+
 /// Checks of every synthetic run, whatever the plan.
 fn check_runs(r: &Value) {
     let runs = r["synthetic"]["runs"].as_array().expect("synthetic runs");
@@ -120,6 +138,15 @@ fn check_synthetic(r: &Value) {
     if scaling.len() > 1 {
         let s = f(scaling[1], &["tx_per_s"]) / f(scaling[0], &["tx_per_s"]);
         assert!((f(r, &["shards_scaling"]) - s).abs() < 1e-9);
+        let (ceiling, per_cpu) = ceiling_and_per_shard_cpu(scaling[0], scaling[1]);
+        assert!(
+            close(f(r, &["shards_scaling_cpu_ceiling"]), ceiling),
+            "{ceiling}"
+        );
+        assert!(
+            close(f(r, &["shards_scaling_per_shard_cpu"]), per_cpu),
+            "{per_cpu}"
+        );
         // The default plan adds the 2-shard forwarding run, a quarter of the records forwarded.
         assert_eq!(forwarding.len(), 1, "{runs:?}");
         assert_eq!(forwarding[0]["mix"], "http1=1");
@@ -135,6 +162,8 @@ fn check_synthetic(r: &Value) {
     } else {
         assert!(forwarding.is_empty(), "one core: no forwarding run");
         assert!(r["shards_scaling_forwarding"].is_null());
+        assert!(r["shards_scaling_cpu_ceiling"].is_null());
+        assert!(r["shards_scaling_per_shard_cpu"].is_null());
     }
     // The default plan: gRPC alone, DNS alone and the mix, each at 1 shard.
     let find = |name: &str| {
@@ -277,6 +306,8 @@ fn quick_run_writes_a_complete_consistent_report() {
         "grpc_calls_per_s_per_core",
         "dns_tx_per_s_per_core",
         "shards_scaling",
+        "shards_scaling_cpu_ceiling",
+        "shards_scaling_per_shard_cpu",
         "overhead_ratio_vs_baseline",
         "overhead_ratio_vs_floor",
         "capture_ratio",
@@ -374,7 +405,6 @@ fn synthetic_rounds_report_the_median_run_and_the_median_scaling() {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
         assert_eq!(reported.len(), 3);
         assert!(
             reported.iter().zip(&per_round).all(|(a, b)| close(*a, *b)),
@@ -384,6 +414,26 @@ fn synthetic_rounds_report_the_median_run_and_the_median_scaling() {
         sorted.sort_by(f64::total_cmp);
         assert!(close(f(&r, &["shards_scaling"]), sorted[1]), "{sorted:?}");
         assert!(stdout.contains("shards_scaling of each round"), "{stdout}");
+        // The machine's ceiling and the per-shard-CPU ratio: medians of the rounds' own.
+        let run = |n: u64, k: u64| {
+            runs.iter()
+                .find(|x| x["shards"] == n && x["round"] == k)
+                .unwrap_or_else(|| panic!("{n} shard(s), round {k}"))
+        };
+        let (mut ceilings, mut per_cpu): (Vec<f64>, Vec<f64>) = (1..=3)
+            .map(|k| ceiling_and_per_shard_cpu(run(1, k), run(2, k)))
+            .unzip();
+        ceilings.sort_by(f64::total_cmp);
+        per_cpu.sort_by(f64::total_cmp);
+        assert!(
+            close(f(&r, &["shards_scaling_cpu_ceiling"]), ceilings[1]),
+            "{ceilings:?}"
+        );
+        assert!(
+            close(f(&r, &["shards_scaling_per_shard_cpu"]), per_cpu[1]),
+            "{per_cpu:?}"
+        );
+        assert!(stdout.contains("shards_scaling ceiling here"), "{stdout}");
     }
     assert!(stdout.contains("tx/s of each round"), "{stdout}");
 }
