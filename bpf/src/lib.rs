@@ -11,8 +11,8 @@ pub mod tls;
 pub use floor::{tracer_hooks, Floor};
 pub use libbpf_rs::{MapCore, MapHandle, RingBuffer, RingBufferBuilder};
 pub use loader::{
-    comm_key, loaded_programs, preflight, BpfError, CpuRing, ProcessFilter, StatsReader, Tracer,
-    TracerOptions,
+    comm_key, enable_program_stats, loaded_programs, preflight, BpfError, CpuRing, ProcessFilter,
+    ProgramStats, StatsReader, Tracer, TracerOptions,
 };
 pub use tls::{AttachFailure, AttachedLibrary, Hook, TlsManager, TlsStats};
 

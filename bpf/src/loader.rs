@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::mem::{ManuallyDrop, MaybeUninit};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -530,7 +530,27 @@ impl Tracer {
     pub fn stats_reader(&self) -> Result<StatsReader, BpfError> {
         let map = MapHandle::try_from(&self.skel.maps.tg_stats)
             .map_err(step("sharing the counter map"))?;
-        Ok(StatsReader { map })
+        let mut progs = Vec::new();
+        for prog in self.skel.object().progs() {
+            // Negative for a program left unloaded (the uprobes without TLS): never borrowed.
+            // SAFETY: `prog` is a live program of this object.
+            let raw = unsafe {
+                use libbpf_rs::AsRawLibbpf;
+                libbpf_rs::libbpf_sys::bpf_program__fd(prog.as_libbpf_object().as_ptr())
+            };
+            if raw < 0 {
+                continue;
+            }
+            // SAFETY: a loaded program's fd stays open as long as `self` (borrowed here).
+            let fd = unsafe { BorrowedFd::borrow_raw(raw) }
+                .try_clone_to_owned()
+                .map_err(|e| BpfError::Step {
+                    step: format!("sharing program {}", prog.name().to_string_lossy()),
+                    source: libbpf_rs::Error::from(e),
+                })?;
+            progs.push((prog.name().to_string_lossy().into_owned(), fd));
+        }
+        Ok(StatsReader { map, progs })
     }
 
     /// Bytes of kernel memory held by our maps (approximate: key+value per entry, rings).
@@ -556,16 +576,73 @@ pub(crate) fn is_uprobe_section(section: &str) -> bool {
     section.starts_with("uprobe") || section.starts_with("uretprobe")
 }
 
-/// Reads the per-CPU counters from any thread.
+/// Turn on the kernel's run statistics of every BPF program ([`StatsReader::programs`]) for as
+/// long as the returned fd is open (`BPF_ENABLE_STATS`: closing it turns them off again, even
+/// if the process dies; the sysctl `kernel.bpf_stats_enabled` is another way, left as it is).
+pub fn enable_program_stats() -> Result<OwnedFd, BpfError> {
+    // SAFETY: a plain syscall wrapper; a non-negative result is a new fd we own.
+    let fd = unsafe {
+        libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME)
+    };
+    if fd < 0 {
+        return Err(BpfError::Step {
+            step: "enabling BPF run statistics (BPF_ENABLE_STATS)".into(),
+            source: libbpf_rs::Error::from_raw_os_error(-fd),
+        });
+    }
+    // SAFETY: see above.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// Reads the per-CPU counters, and each program's run statistics, from any thread.
 #[derive(Debug)]
 pub struct StatsReader {
     map: MapHandle,
+    /// Every loaded program, by name (its own fd: it keeps the program, not its link).
+    progs: Vec<(String, OwnedFd)>,
+}
+
+/// The kernel's run statistics of one program: counted only while the sysctl
+/// `kernel.bpf_stats_enabled` is 1 (it costs two clock reads per run, so it is off by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    /// Nanoseconds spent running it, in all.
+    pub run_ns: u64,
+    /// Times it ran.
+    pub runs: u64,
 }
 
 impl StatsReader {
     /// Per-CPU kernel counters, index = CPU.
     pub fn read(&self) -> Vec<Stats> {
         read_stats(&self.map)
+    }
+
+    /// Run statistics of every loaded program (a program whose information cannot be read is
+    /// left out).
+    pub fn programs(&self) -> Vec<ProgramStats> {
+        self.progs
+            .iter()
+            .filter_map(|(name, fd)| {
+                // SAFETY: bpf_prog_info is plain data, zero a valid value; the kernel fills at
+                // most `len` bytes of it.
+                let mut info: libbpf_rs::libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of_val(&info) as u32;
+                let rc = unsafe {
+                    libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+                        fd.as_raw_fd(),
+                        &mut info,
+                        &mut len,
+                    )
+                };
+                (rc == 0).then(|| ProgramStats {
+                    name: name.clone(),
+                    run_ns: info.run_time_ns,
+                    runs: info.run_cnt,
+                })
+            })
+            .collect()
     }
 }
 

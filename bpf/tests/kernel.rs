@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use telegen_bpf::abi::{self};
-use telegen_bpf::{loaded_programs, Tracer, TracerOptions};
+use telegen_bpf::{enable_program_stats, loaded_programs, Tracer, TracerOptions};
 
 use common::*;
 
@@ -421,6 +421,39 @@ fn large_payloads_carry_their_last_bytes() {
     drop(tracer);
     drop(rings);
     assert!(loaded_programs().is_empty());
+}
+
+/// Each program's run statistics, as the agent reports them (`telegen_kernel_program_*`): the
+/// kernel counts a program's runs and time while the statistics are on.
+#[test]
+fn program_run_statistics_count_while_enabled() {
+    if !bpf_or_skip() {
+        return;
+    }
+    let _serial = serial();
+    let opts = TracerOptions {
+        ring_bytes_total: 1 << 20,
+        ..Default::default()
+    };
+    let (tracer, _rings) = Tracer::start(&opts).expect("tracer starts");
+    let reader = tracer.stats_reader().expect("stats reader");
+    let close_stats = || {
+        let all = reader.programs();
+        assert!(all.iter().any(|p| p.name == "tg_exit_read"), "{all:?}");
+        all.into_iter()
+            .find(|p| p.name == "tg_enter_close")
+            .expect("the close program")
+    };
+    let before = close_stats();
+    let on = enable_program_stats().expect("BPF_ENABLE_STATS");
+    // Every close runs the program (this process's own are then left alone by it).
+    for _ in 0..200 {
+        drop(std::fs::File::open("/etc/hostname").unwrap());
+    }
+    let after = close_stats();
+    drop(on);
+    assert!(after.runs >= before.runs + 200, "{before:?} -> {after:?}");
+    assert!(after.run_ns > before.run_ns, "{before:?} -> {after:?}");
 }
 
 #[test]

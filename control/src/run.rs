@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use telegen_bpf::{preflight, ProcessFilter, StatsReader, TlsManager, Tracer, TracerOptions};
 use telegen_dataplane::export::{
-    parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ResourceResolver,
+    parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ProgramRunStats,
+    ResourceResolver,
 };
 use telegen_dataplane::runtime::{self, available_cores, RuntimeConfig};
 use telegen_dataplane::shard::ShardConfig;
@@ -46,6 +47,18 @@ impl KernelStatsSource for KernelStats {
                 truncated: s.truncated,
                 tls_unmapped: s.tls_unmapped,
                 tls_suppressed: s.tls_suppressed,
+            })
+            .collect()
+    }
+
+    fn programs(&mut self) -> Vec<ProgramRunStats> {
+        self.0
+            .programs()
+            .into_iter()
+            .map(|p| ProgramRunStats {
+                program: p.name,
+                run_ns: p.run_ns,
+                runs: p.runs,
             })
             .collect()
     }

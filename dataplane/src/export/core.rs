@@ -743,6 +743,8 @@ impl Core {
         if let Some(k) = self.kstats.as_mut() {
             let stats = k.read();
             self.mon.set_kernel_stats(stats);
+            let programs = k.programs();
+            self.mon.set_program_stats(programs);
         }
     }
 

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 
 use super::otlp;
-use super::CpuKernelStats;
+use super::{CpuKernelStats, ProgramRunStats};
 use crate::signal::ShardStats;
 
 /// Why a span or a data point was dropped.
@@ -123,6 +123,7 @@ pub struct SelfMon {
     pending_batches: AtomicU64,
     shards: Mutex<BTreeMap<u32, ShardStats>>,
     kernel: Mutex<BTreeMap<u32, CpuKernelStats>>,
+    programs: Mutex<Vec<ProgramRunStats>>,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -150,6 +151,7 @@ pub struct Snapshot {
     pub pending_batches: u64,
     pub shards: Vec<ShardStats>,
     pub kernel: Vec<CpuKernelStats>,
+    pub programs: Vec<ProgramRunStats>,
 }
 
 impl Snapshot {
@@ -240,6 +242,13 @@ impl SelfMon {
         }
     }
 
+    /// Keep the latest run statistics of the BPF programs.
+    pub fn set_program_stats(&self, programs: Vec<ProgramRunStats>) {
+        if let Ok(mut m) = self.programs.lock() {
+            *m = programs;
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let arr = |a: &[AtomicU64; NREASONS]| {
             let mut o = [0u64; NREASONS];
@@ -272,6 +281,7 @@ impl SelfMon {
                 .lock()
                 .map(|m| m.values().copied().collect())
                 .unwrap_or_default(),
+            programs: self.programs.lock().map(|m| m.clone()).unwrap_or_default(),
         }
     }
 }
@@ -434,6 +444,30 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
         "Encrypted payloads not sent to user space (the plaintext is), per CPU.",
         |k| k.tls_suppressed,
     ));
+    // Only once the kernel has counted something (`kernel.bpf_stats_enabled` set at some
+    // point): with the sysctl off, as by default, every program's figures stay zero.
+    if s.programs.iter().any(|p| p.runs > 0) {
+        let program = |name, help, f: fn(&ProgramRunStats) -> u64| Family {
+            name,
+            help,
+            kind: Counter,
+            samples: s
+                .programs
+                .iter()
+                .map(|p| (vec![("program", p.program.clone())], f(p)))
+                .collect(),
+        };
+        out.push(program(
+            "telegen_kernel_program_runs_total",
+            "Runs of each BPF program, counted while the sysctl kernel.bpf_stats_enabled is 1.",
+            |p| p.runs,
+        ));
+        out.push(program(
+            "telegen_kernel_program_run_nanoseconds_total",
+            "Nanoseconds each BPF program ran, counted while kernel.bpf_stats_enabled is 1.",
+            |p| p.run_ns,
+        ));
+    }
     type ShardField = (
         &'static str,
         &'static str,
@@ -788,6 +822,42 @@ mod tests {
         assert!(ms.iter().all(|m| !m.name.ends_with("_total")));
         // no kernel source => no kernel family
         assert!(!ms.iter().any(|m| m.name.starts_with("telegen_kernel")));
+    }
+
+    #[test]
+    fn program_figures_appear_once_the_kernel_counted_a_run() {
+        let m = SelfMon::new();
+        let prog = |program: &str, runs, run_ns| ProgramRunStats {
+            program: program.into(),
+            run_ns,
+            runs,
+        };
+        // Statistics off (the default): every figure is zero, and none is shown.
+        m.set_program_stats(vec![
+            prog("tg_exit_read", 0, 0),
+            prog("tg_enter_close", 0, 0),
+        ]);
+        let text = render_prometheus(&families(&m.snapshot()));
+        assert!(!text.contains("telegen_kernel_program"), "{text}");
+        // On: each program's runs and time, the latest reading replacing the one before.
+        m.set_program_stats(vec![
+            prog("tg_exit_read", 3, 450),
+            prog("tg_enter_close", 0, 0),
+        ]);
+        m.set_program_stats(vec![
+            prog("tg_exit_read", 5, 700),
+            prog("tg_enter_close", 2, 90),
+        ]);
+        let text = render_prometheus(&families(&m.snapshot()));
+        for line in [
+            "# TYPE telegen_kernel_program_runs_total counter\n",
+            "telegen_kernel_program_runs_total{program=\"tg_exit_read\"} 5\n",
+            "telegen_kernel_program_runs_total{program=\"tg_enter_close\"} 2\n",
+            "telegen_kernel_program_run_nanoseconds_total{program=\"tg_exit_read\"} 700\n",
+            "telegen_kernel_program_run_nanoseconds_total{program=\"tg_enter_close\"} 90\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]
