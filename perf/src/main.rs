@@ -34,8 +34,9 @@ enum Phase {
 }
 
 /// Telegen's performance harness: data-plane throughput per core (synthetic, no kernel),
-/// overhead of the agent on nginx under wrk (baseline, floor, full agent), capture, CPU and
-/// memory. Prints a table and writes a JSON report. Needs root, BPF, nginx and wrk for the
+/// overhead of the agent on nginx under wrk (baseline, floor, full agent), capture, CPU,
+/// memory, and the BPF programs' cost per request (one more agent run with the kernel's program
+/// statistics on). Prints a table and writes a JSON report. Needs root, BPF, nginx and wrk for the
 /// overhead phase (scripts/perf.sh installs them).
 #[derive(Debug, Parser)]
 #[command(name = "telegen-perf", version)]

@@ -6,6 +6,7 @@
 //! which covers its workers), as a user watching one service would run it; everything else is
 //! the agent's defaults (shards on every core, 16 MiB of rings, 1 KiB captured per syscall).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -275,6 +276,79 @@ impl Sampler {
     }
 }
 
+/// The agent's counters of its BPF programs (`telegen_kernel_program_*` on its Prometheus
+/// endpoint): (runs, nanoseconds) by program.
+fn program_stats(prom_port: u16) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", prom_port))?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut body = String::new();
+    c.read_to_string(&mut body)?;
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for line in body.lines() {
+        let (runs, rest) = if let Some(r) = line.strip_prefix("telegen_kernel_program_runs_total") {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("telegen_kernel_program_run_nanoseconds_total") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let Some((label, value)) = rest.rsplit_once(' ') else {
+            continue;
+        };
+        let Some(name) = label
+            .strip_prefix("{program=\"")
+            .and_then(|l| l.strip_suffix("\"}"))
+        else {
+            continue;
+        };
+        let v: u64 = value.parse()?;
+        let e = out.entry(name.to_string()).or_default();
+        if runs {
+            e.0 = v;
+        } else {
+            e.1 = v;
+        }
+    }
+    Ok(out)
+}
+
+/// Per program, what one request cost between two readings of [`program_stats`]: runs and
+/// nanoseconds per request, nanoseconds per run; the costliest first.
+fn programs_per_request(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+    requests: u64,
+) -> Value {
+    let req = requests.max(1) as f64;
+    let mut rows: Vec<(String, u64, u64)> = after
+        .iter()
+        .map(|(name, &(runs, ns))| {
+            let (r0, n0) = before.get(name).copied().unwrap_or_default();
+            (name.clone(), runs.saturating_sub(r0), ns.saturating_sub(n0))
+        })
+        .filter(|r| r.1 > 0)
+        .collect();
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    let total: u64 = rows.iter().map(|r| r.2).sum();
+    json!({
+        "requests": requests,
+        "ns_per_req": total as f64 / req,
+        "programs": rows.iter().map(|(name, runs, ns)| json!({
+            "program": name,
+            "runs_per_req": *runs as f64 / req,
+            "ns_per_run": *ns as f64 / *runs as f64,
+            "ns_per_req": *ns as f64 / req,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// One run of the full agent under wrk. With `program_costs`, the kernel's run statistics of
+/// every BPF program are on during the load (`BPF_ENABLE_STATS`, off again when the run ends:
+/// they cost each program run two clock reads, so the rounds run without them) and the run
+/// reports what each program cost per request (`bpf_cost`).
+#[allow(clippy::too_many_arguments)]
 fn agent_run(
     cfg: &OverheadConfig,
     nginx_pid: u32,
@@ -282,6 +356,7 @@ fn agent_run(
     secs: u64,
     sample_every: Duration,
     label: &str,
+    program_costs: bool,
     progress: &mut dyn FnMut(String),
 ) -> anyhow::Result<Value> {
     let receiver = Receiver::start()?;
@@ -302,9 +377,23 @@ fn agent_run(
     let pid = agent.pid();
     std::thread::sleep(Duration::from_millis(300));
     let sampler = Sampler::start(pid, sample_every);
+    let stats_on = program_costs
+        .then(telegen_bpf::enable_program_stats)
+        .transpose()?;
+    // The agent reads its programs' figures once a second: wait for a reading made with the
+    // statistics on, then take the one before the load.
+    if stats_on.is_some() {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let programs0 = program_costs.then(|| program_stats(prom)).transpose()?;
     let cpu0 = procfs::process_cpu_s(pid).unwrap_or(0.0);
     let (w, server_cpu) = wrk_on(cfg, secs, url, label, nginx_pid, progress)?;
     let cpu1 = procfs::process_cpu_s(pid).unwrap_or(0.0);
+    if stats_on.is_some() {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let programs1 = program_costs.then(|| program_stats(prom)).transpose()?;
+    drop(stats_on);
     let hwm = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
     let rss = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
     let maps = procfs::bpf_map_bytes(pid).unwrap_or(0);
@@ -327,7 +416,12 @@ fn agent_run(
         .max()
         .unwrap_or(rss.saturating_sub(mapped));
     let max_maps = samples.iter().map(|s| s.2).max().unwrap_or(maps);
+    let bpf_cost = match (&programs0, &programs1) {
+        (Some(a), Some(b)) => programs_per_request(a, b, w.requests),
+        _ => Value::Null,
+    };
     Ok(json!({
+        "bpf_cost": bpf_cost,
         "mode": "agent",
         "req_per_s": w.req_per_s,
         "requests": w.requests,
@@ -434,6 +528,7 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
                     cfg.secs,
                     Duration::from_secs(1),
                     &label,
+                    false,
                     progress,
                 )?,
             };
@@ -480,6 +575,21 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
         "ring_drops": if ring_drops_known { json!(ring_drops) } else { Value::Null },
         "runs": runs,
     });
+    // What the BPF programs cost per request, from one more agent run with the kernel's
+    // program statistics on (a run of its own: counting slows every program run a little).
+    let label = "BPF cost (full agent, program statistics on)";
+    let b = agent_run(
+        cfg,
+        nginx_pid,
+        &url,
+        cfg.secs,
+        Duration::from_secs(1),
+        label,
+        true,
+        progress,
+    )?;
+    out["bpf_cost"] = b["bpf_cost"].clone();
+    out["bpf_cost"]["req_per_s"] = b["req_per_s"].clone();
     if cfg.soak_secs > 0 {
         let label = format!("soak ({} s, full agent)", cfg.soak_secs);
         let s = agent_run(
@@ -489,6 +599,7 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
             cfg.soak_secs,
             Duration::from_secs(cfg.soak_sample_secs.max(1)),
             &label,
+            false,
             progress,
         )?;
         let samples: Vec<(f64, u64, u64)> = s["samples"]

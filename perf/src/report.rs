@@ -250,7 +250,7 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
             soak_growth.map(|g| g <= 0.05),
         ),
     ];
-    json!({
+    let mut report = json!({
         "tool": "telegen-perf",
         "version": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>(),
@@ -295,7 +295,10 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
         "shards_scaling_per_round": scalings,
         "synthetic": {"runs": runs_marked},
         "overhead": overhead,
-    })
+    });
+    // Set apart: one more key in the literal above passes `json!`'s recursion limit.
+    report["bpf_ns_per_req"] = json!(num(ov, &["bpf_cost", "ns_per_req"]));
+    report
 }
 
 fn fmt_num(v: Option<f64>) -> String {
@@ -498,6 +501,31 @@ pub(crate) fn table(r: &Value) -> String {
             "overhead: agent CPU s per million req",
             fmt_num(num(r, &["agent_cpu_s_per_million_req"])),
         ));
+        if let Some(ns) = num(r, &["bpf_ns_per_req"]) {
+            rows.push(info(
+                "overhead: BPF programs, ns per req (one run with their statistics on)",
+                format!("{ns:.0}"),
+            ));
+            // The costliest programs, each with its runs per request.
+            let top: Vec<String> = r["overhead"]["bpf_cost"]["programs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(4)
+                .map(|p| {
+                    format!(
+                        "{} {:.0} ({:.2}/req)",
+                        p["program"].as_str().unwrap_or("?"),
+                        p["ns_per_req"].as_f64().unwrap_or(0.0),
+                        p["runs_per_req"].as_f64().unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            rows.push(info(
+                "overhead: costliest BPF programs, ns per req (runs per req)",
+                top.join(", "),
+            ));
+        }
         rows.push(info(
             "overhead: peak RSS / BPF maps (MiB)",
             format!(

@@ -249,6 +249,33 @@ fn check_overhead(r: &Value) {
         r["ring_drops"].is_u64(),
         "ring drops parsed from the agent's exit summary"
     );
+    // The BPF programs' cost, from the run with their statistics on: the data syscalls nginx
+    // makes for every request ran, and the total is the programs' own figures added up.
+    let cost = &o["bpf_cost"];
+    assert!(f(cost, &["requests"]) > 0.0, "{cost}");
+    let programs = cost["programs"].as_array().expect("programs");
+    let ran = |name: &str| {
+        programs
+            .iter()
+            .find(|p| p["program"] == name)
+            .map_or(0.0, |p| f(p, &["runs_per_req"]))
+    };
+    assert!(
+        ran("tg_exit_recvfrom") + ran("tg_exit_read") >= 0.5,
+        "{cost}"
+    );
+    let sum: f64 = programs.iter().map(|p| f(p, &["ns_per_req"])).sum();
+    assert!(
+        (f(r, &["bpf_ns_per_req"]) - sum).abs() <= 1e-6 * sum,
+        "{cost}"
+    );
+    for p in programs {
+        let per_run = f(p, &["ns_per_req"]) / f(p, &["runs_per_req"]);
+        assert!(
+            (f(p, &["ns_per_run"]) - per_run).abs() <= 1e-6 * per_run,
+            "{p}"
+        );
+    }
 }
 
 /// Run the harness, check it succeeded, and return its report (read from `out`, then removed)
@@ -312,6 +339,7 @@ fn quick_run_writes_a_complete_consistent_report() {
         "overhead_ratio_vs_floor",
         "capture_ratio",
         "agent_cpu_s_per_million_req",
+        "bpf_ns_per_req",
         "peak_rss_bytes",
         "bpf_map_bytes",
         "targets",
