@@ -506,25 +506,22 @@ pub(crate) fn table(r: &Value) -> String {
                 "overhead: BPF programs, ns per req (one run with their statistics on)",
                 format!("{ns:.0}"),
             ));
-            // The costliest programs, each with its runs per request.
-            let top: Vec<String> = r["overhead"]["bpf_cost"]["programs"]
+            // The costliest programs, a row each (with its runs per request).
+            for p in r["overhead"]["bpf_cost"]["programs"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .take(4)
-                .map(|p| {
+            {
+                rows.push(info(
                     format!(
-                        "{} {:.0} ({:.2}/req)",
+                        "overhead: BPF ns per req, {} ({:.2} runs per req)",
                         p["program"].as_str().unwrap_or("?"),
-                        p["ns_per_req"].as_f64().unwrap_or(0.0),
                         p["runs_per_req"].as_f64().unwrap_or(0.0)
-                    )
-                })
-                .collect();
-            rows.push(info(
-                "overhead: costliest BPF programs, ns per req (runs per req)",
-                top.join(", "),
-            ));
+                    ),
+                    format!("{:.0}", p["ns_per_req"].as_f64().unwrap_or(0.0)),
+                ));
+            }
         }
         rows.push(info(
             "overhead: peak RSS / BPF maps (MiB)",
