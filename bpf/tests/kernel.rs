@@ -427,15 +427,9 @@ fn large_payloads_carry_their_last_bytes() {
 /// kernel counts a program's runs and time while the statistics are on.
 #[test]
 fn program_run_statistics_count_while_enabled() {
-    if !bpf_or_skip() {
+    let Some((_serial, tracer, _rings)) = small_tracer() else {
         return;
-    }
-    let _serial = serial();
-    let opts = TracerOptions {
-        ring_bytes_total: 1 << 20,
-        ..Default::default()
     };
-    let (tracer, _rings) = Tracer::start(&opts).expect("tracer starts");
     let reader = tracer.stats_reader().expect("stats reader");
     let close_stats = || {
         let all = reader.programs();
@@ -506,15 +500,9 @@ fn bad_settings_are_refused_before_loading() {
 /// the connection the exit-only connect tracked.
 #[test]
 fn every_ingress_syscall_is_read_at_its_exit() {
-    if !bpf_or_skip() {
+    let Some((_serial, tracer, rings)) = small_tracer() else {
         return;
-    }
-    let _serial = serial();
-    let opts = TracerOptions {
-        ring_bytes_total: 1 << 20,
-        ..Default::default()
     };
-    let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
     for syscall in [
         "read", "readv", "recvfrom", "recvmsg", "recvmmsg", "connect",
     ] {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 use telegen_bpf::abi::Event;
-use telegen_bpf::{preflight, RingBufferBuilder};
+use telegen_bpf::{preflight, CpuRing, RingBufferBuilder, Tracer, TracerOptions};
 
 /// Tests that load the programs run one at a time: each checks what is left in the kernel.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -27,6 +27,22 @@ pub fn bpf_or_skip() -> bool {
             false
         }
     }
+}
+
+/// The tracer with default settings but 1 MiB of rings, loaded while this test holds the
+/// serial lock (the guard comes first: it outlives the tracer); `None` when BPF is missing and
+/// the test is skipped ([`bpf_or_skip`]).
+pub fn small_tracer() -> Option<(MutexGuard<'static, ()>, Tracer, Vec<CpuRing>)> {
+    if !bpf_or_skip() {
+        return None;
+    }
+    let serial = serial();
+    let opts = TracerOptions {
+        ring_bytes_total: 1 << 20,
+        ..Default::default()
+    };
+    let (tracer, rings) = Tracer::start(&opts).expect("tracer starts");
+    Some((serial, tracer, rings))
 }
 
 /// `GET /hello HTTP/1.1\r\nHost: x\r\n\r\n` (32 bytes) and 200 bytes of body.
