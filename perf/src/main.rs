@@ -175,8 +175,8 @@ struct Args {
     #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
     agent_arg: Vec<String>,
 
-    /// After the overhead rounds, run the full agent under load this long, sampling its RSS and
-    /// BPF map memory, to check memory stays flat (0: skip).
+    /// After the overhead rounds and the BPF cost run, run the full agent under load this long,
+    /// sampling its RSS and BPF map memory, to check memory stays flat (0: skip).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     soak_secs: u64,
 

@@ -285,6 +285,11 @@ fn program_stats(prom_port: u16) -> anyhow::Result<BTreeMap<String, (u64, u64)>>
     c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut body = String::new();
     c.read_to_string(&mut body)?;
+    let status = body.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status.split(' ').nth(1) == Some("200"),
+        "the agent's /metrics answered {status:?}"
+    );
     let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for line in body.lines() {
         let (runs, rest) = if let Some(r) = line.strip_prefix("telegen_kernel_program_runs_total") {
@@ -312,6 +317,24 @@ fn program_stats(prom_port: u16) -> anyhow::Result<BTreeMap<String, (u64, u64)>>
         }
     }
     Ok(out)
+}
+
+/// The agent's program counters from a reading it made after this call began. Its export core
+/// reads them about once a second, later while idle (up to 16 drain intervals), so a scrape may
+/// still show the reading before: poll until the counted runs change (a newer reading; after a
+/// load there were runs since the one before), for at most 5 s. Runs unchanged for that long
+/// mean the reading seen first already came after the load.
+fn program_stats_fresh(prom_port: u16) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+    let runs = |m: &BTreeMap<String, (u64, u64)>| m.values().map(|v| v.0).sum::<u64>();
+    let first = program_stats(prom_port)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = program_stats(prom_port)?;
+        if runs(&now) != runs(&first) || Instant::now() >= deadline {
+            return Ok(now);
+        }
+    }
 }
 
 /// Per program, what one request cost between two readings of [`program_stats`]: runs and
@@ -377,22 +400,33 @@ fn agent_run(
     let pid = agent.pid();
     std::thread::sleep(Duration::from_millis(300));
     let sampler = Sampler::start(pid, sample_every);
-    let stats_on = program_costs
-        .then(telegen_bpf::enable_program_stats)
-        .transpose()?;
-    // The agent reads its programs' figures once a second: wait for a reading made with the
-    // statistics on, then take the one before the load.
-    if stats_on.is_some() {
+    // Program statistics on for this run only; a failure (an old kernel, no privilege, an
+    // agent that does not answer) is reported in `bpf_cost` and costs no other figure.
+    let mut bpf_error = None;
+    let stats_on = if program_costs {
+        telegen_bpf::enable_program_stats()
+            .map_err(|e| bpf_error = Some(e.to_string()))
+            .ok()
+    } else {
+        None
+    };
+    // The counters before the load: any reading since the statistics went on (the runs it
+    // missed, if any, are the idle ones before wrk starts).
+    let programs0 = stats_on.as_ref().and_then(|_| {
         std::thread::sleep(Duration::from_millis(1500));
-    }
-    let programs0 = program_costs.then(|| program_stats(prom)).transpose()?;
+        program_stats(prom)
+            .map_err(|e| bpf_error = Some(e.to_string()))
+            .ok()
+    });
     let cpu0 = procfs::process_cpu_s(pid).unwrap_or(0.0);
     let (w, server_cpu) = wrk_on(cfg, secs, url, label, nginx_pid, progress)?;
     let cpu1 = procfs::process_cpu_s(pid).unwrap_or(0.0);
-    if stats_on.is_some() {
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-    let programs1 = program_costs.then(|| program_stats(prom)).transpose()?;
+    // After it: a reading made after the load ended.
+    let programs1 = programs0.as_ref().and_then(|_| {
+        program_stats_fresh(prom)
+            .map_err(|e| bpf_error = Some(e.to_string()))
+            .ok()
+    });
     drop(stats_on);
     let hwm = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
     let rss = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
@@ -416,8 +450,9 @@ fn agent_run(
         .max()
         .unwrap_or(rss.saturating_sub(mapped));
     let max_maps = samples.iter().map(|s| s.2).max().unwrap_or(maps);
-    let bpf_cost = match (&programs0, &programs1) {
-        (Some(a), Some(b)) => programs_per_request(a, b, w.requests),
+    let bpf_cost = match (&programs0, &programs1, bpf_error) {
+        (Some(a), Some(b), None) => programs_per_request(a, b, w.requests),
+        (_, _, Some(e)) => json!({ "error": e }),
         _ => Value::Null,
     };
     Ok(json!({

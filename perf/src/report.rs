@@ -501,6 +501,9 @@ pub(crate) fn table(r: &Value) -> String {
             "overhead: agent CPU s per million req",
             fmt_num(num(r, &["agent_cpu_s_per_million_req"])),
         ));
+        if let Some(e) = r["overhead"]["bpf_cost"]["error"].as_str() {
+            rows.push(info("overhead: BPF cost run failed", e.to_string()));
+        }
         if let Some(ns) = num(r, &["bpf_ns_per_req"]) {
             rows.push(info(
                 "overhead: BPF programs, ns per req (one run with their statistics on)",
