@@ -602,9 +602,10 @@ pub struct StatsReader {
     progs: Vec<(String, OwnedFd)>,
 }
 
-/// The kernel's run statistics of one program: counted only while the sysctl
-/// `kernel.bpf_stats_enabled` is 1 (it costs two clock reads per run, so it is off by default).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The kernel's run statistics of one program: counted only while BPF statistics are on (the
+/// sysctl `kernel.bpf_stats_enabled`, or [`enable_program_stats`]; it costs two clock reads per
+/// run, so it is off by default), and standing still while they are off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProgramStats {
     pub name: String,
     /// Nanoseconds spent running it, in all.

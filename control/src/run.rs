@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use telegen_bpf::{preflight, ProcessFilter, StatsReader, TlsManager, Tracer, TracerOptions};
+use telegen_bpf::{
+    preflight, ProcessFilter, ProgramStats, StatsReader, TlsManager, Tracer, TracerOptions,
+};
 use telegen_dataplane::export::{
-    parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ProgramRunStats,
-    ResourceResolver,
+    parse_otlp_headers, CpuKernelStats, ExportConfig, KernelStatsSource, ResourceResolver,
 };
 use telegen_dataplane::runtime::{self, available_cores, RuntimeConfig};
 use telegen_dataplane::shard::ShardConfig;
@@ -51,16 +52,8 @@ impl KernelStatsSource for KernelStats {
             .collect()
     }
 
-    fn programs(&mut self) -> Vec<ProgramRunStats> {
-        self.0
-            .programs()
-            .into_iter()
-            .map(|p| ProgramRunStats {
-                program: p.name,
-                run_ns: p.run_ns,
-                runs: p.runs,
-            })
-            .collect()
+    fn programs(&mut self) -> Vec<ProgramStats> {
+        self.0.programs()
     }
 }
 

@@ -188,23 +188,12 @@ pub struct CpuKernelStats {
     pub tls_suppressed: u64,
 }
 
-/// One BPF program's run statistics, as the kernel keeps them while the sysctl
-/// `kernel.bpf_stats_enabled` is 1 (both stay put while it is 0).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProgramRunStats {
-    pub program: String,
-    /// Nanoseconds spent running it, in all.
-    pub run_ns: u64,
-    /// Times it ran.
-    pub runs: u64,
-}
-
 /// Source of kernel counters; the export core calls `read` and `programs` once per second.
 pub trait KernelStatsSource: Send {
     fn read(&mut self) -> Vec<CpuKernelStats>;
 
     /// Run statistics of the tracer's programs (none by default).
-    fn programs(&mut self) -> Vec<ProgramRunStats> {
+    fn programs(&mut self) -> Vec<telegen_bpf::ProgramStats> {
         Vec::new()
     }
 }

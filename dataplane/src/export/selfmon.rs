@@ -17,8 +17,9 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 
 use super::otlp;
-use super::{CpuKernelStats, ProgramRunStats};
+use super::CpuKernelStats;
 use crate::signal::ShardStats;
+use telegen_bpf::ProgramStats;
 
 /// Why a span or a data point was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +124,7 @@ pub struct SelfMon {
     pending_batches: AtomicU64,
     shards: Mutex<BTreeMap<u32, ShardStats>>,
     kernel: Mutex<BTreeMap<u32, CpuKernelStats>>,
-    programs: Mutex<Vec<ProgramRunStats>>,
+    programs: Mutex<Vec<ProgramStats>>,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -151,7 +152,7 @@ pub struct Snapshot {
     pub pending_batches: u64,
     pub shards: Vec<ShardStats>,
     pub kernel: Vec<CpuKernelStats>,
-    pub programs: Vec<ProgramRunStats>,
+    pub programs: Vec<ProgramStats>,
 }
 
 impl Snapshot {
@@ -243,7 +244,7 @@ impl SelfMon {
     }
 
     /// Keep the latest run statistics of the BPF programs.
-    pub fn set_program_stats(&self, programs: Vec<ProgramRunStats>) {
+    pub fn set_program_stats(&self, programs: Vec<ProgramStats>) {
         if let Ok(mut m) = self.programs.lock() {
             *m = programs;
         }
@@ -447,14 +448,14 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
     // Only once the kernel has counted something (`kernel.bpf_stats_enabled` set at some
     // point): with the sysctl off, as by default, every program's figures stay zero.
     if s.programs.iter().any(|p| p.runs > 0) {
-        let program = |name, help, f: fn(&ProgramRunStats) -> u64| Family {
+        let program = |name, help, f: fn(&ProgramStats) -> u64| Family {
             name,
             help,
             kind: Counter,
             samples: s
                 .programs
                 .iter()
-                .map(|p| (vec![("program", p.program.clone())], f(p)))
+                .map(|p| (vec![("program", p.name.clone())], f(p)))
                 .collect(),
         };
         out.push(program(
@@ -827,8 +828,8 @@ mod tests {
     #[test]
     fn program_figures_appear_once_the_kernel_counted_a_run() {
         let m = SelfMon::new();
-        let prog = |program: &str, runs, run_ns| ProgramRunStats {
-            program: program.into(),
+        let prog = |name: &str, runs, run_ns| ProgramStats {
+            name: name.into(),
             run_ns,
             runs,
         };
