@@ -93,38 +93,35 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
     let mut rounds: Vec<u64> = runs.iter().filter_map(|r| r["round"].as_u64()).collect();
     rounds.sort_unstable();
     rounds.dedup();
-    // Per round, the rate of the run `of` picks over that round's 1-shard rate (made minutes
-    // apart at most).
-    let over_one_shard = |of: &dyn Fn(&Value) -> bool| -> Vec<f64> {
-        let tx = |round: u64, pick: &dyn Fn(&Value) -> bool| {
-            runs.iter()
-                .find(|r| pick(r) && r["round"].as_u64() == Some(round))
-                .and_then(|r| num(r, &["tx_per_s"]))
-        };
+    // The run of `round` that `pick` selects.
+    let run_in = |round: u64, pick: &dyn Fn(&Value) -> bool| {
+        runs.iter()
+            .find(|r| pick(r) && r["round"].as_u64() == Some(round))
+    };
+    // Per round, the figure `key` of the run `of` picks over that of the round's 1-shard run
+    // (made minutes apart at most).
+    let over_one_shard = |of: &dyn Fn(&Value) -> bool, key: &str| -> Vec<f64> {
         rounds
             .iter()
-            .filter_map(|&round| match (tx(round, &scaling_run(1)), tx(round, of)) {
-                (Some(a), Some(b)) if a > 0.0 => Some(b / a),
-                _ => None,
+            .filter_map(|&round| {
+                let a = num(run_in(round, &scaling_run(1))?, &[key])?;
+                let b = num(run_in(round, of)?, &[key])?;
+                (a > 0.0).then(|| b / a)
             })
             .collect()
     };
-    let scalings = over_one_shard(&scaling_run(2));
+    let scalings = over_one_shard(&scaling_run(2), "tx_per_s");
     let scaling = median(scalings.clone());
     // What the machine lets the scaling be, per round. The ceiling: its cores over the CPU the
     // 1-shard run kept busy (its shard, the export thread, the generator, which share those
     // cores), the most any number of shards could reach at that run's CPU per transaction with
     // every core busy. Per shard-CPU-second: the 2-shard run's transactions per CPU-second of
     // its shards over the 1-shard run's (1.0 when a second shard costs the first nothing).
-    let scaling_of = |n: u64, round: u64| {
-        runs.iter()
-            .find(|r| scaling_run(n)(r) && r["round"].as_u64() == Some(round))
-    };
     let ceilings: Vec<f64> = rounds
         .iter()
         .filter_map(|&round| {
-            let one = scaling_of(1, round)?;
-            scaling_of(2, round)?;
+            let one = run_in(round, &scaling_run(1))?;
+            run_in(round, &scaling_run(2))?;
             let busy = ["shards", "export", "generator"]
                 .iter()
                 .map(|p| num(one, &["cpu_utilisation", p]))
@@ -133,16 +130,9 @@ pub(crate) fn build_report(quick: bool, runs: &[Value], overhead: Value) -> Valu
             (busy > 0.0).then(|| cores / busy)
         })
         .collect();
-    let per_shard_cpu: Vec<f64> = rounds
-        .iter()
-        .filter_map(|&round| {
-            let rate = |n| num(scaling_of(n, round)?, &["tx_per_shard_cpu_s"]);
-            let (a, b) = (rate(1)?, rate(2)?);
-            (a > 0.0).then(|| b / a)
-        })
-        .collect();
+    let per_shard_cpu = over_one_shard(&scaling_run(2), "tx_per_shard_cpu_s");
     // The same with records on other CPUs' rings, forwarded.
-    let forwarding_scalings = over_one_shard(&|r| r["run"] == "forwarding");
+    let forwarding_scalings = over_one_shard(&|r| r["run"] == "forwarding", "tx_per_s");
     let forwarding = median_run(runs, |r| r["run"] == "forwarding");
     let per_core = one.and_then(|r| num(r, &["tx_per_s_per_core"]));
     // The run each configuration's figures come from, marked for the table; every round
