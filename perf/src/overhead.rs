@@ -279,12 +279,7 @@ impl Sampler {
 /// The agent's counters of its BPF programs (`telegen_kernel_program_*` on its Prometheus
 /// endpoint): (runs, nanoseconds) by program.
 fn program_stats(prom_port: u16) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", prom_port))?;
-    c.set_read_timeout(Some(Duration::from_secs(10)))?;
-    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut body = String::new();
-    c.read_to_string(&mut body)?;
+    let body = telegen_tests::agent::try_scrape_prometheus(prom_port)?;
     let status = body.lines().next().unwrap_or_default();
     anyhow::ensure!(
         status.split(' ').nth(1) == Some("200"),

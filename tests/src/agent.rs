@@ -401,18 +401,25 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The body of `GET /metrics` from the agent's Prometheus endpoint on 127.0.0.1:port.
+/// The answer to `GET /metrics` (status line and headers, then the body) from the agent's
+/// Prometheus endpoint on 127.0.0.1:port.
 pub fn scrape_prometheus(port: u16) -> String {
+    try_scrape_prometheus(port).expect("prometheus endpoint")
+}
+
+/// The whole answer (status line, headers, body) to `GET /metrics` on 127.0.0.1:port, or why
+/// there was none (for callers that must go on without it, such as the perf harness).
+pub fn try_scrape_prometheus(port: u16) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("prometheus endpoint");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     write!(
         s,
         "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
+    )?;
     let mut body = String::new();
-    s.read_to_string(&mut body).expect("read");
-    body
+    s.read_to_string(&mut body)?;
+    Ok(body)
 }
 
 /// Sum of every sample of the metric family `name` (all label sets) in a Prometheus body.
