@@ -8,12 +8,13 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Build: clang compiles the BPF programs, libelf/zlib/pkg-config for libbpf.
+# Build: clang compiles the BPF programs, libelf/zlib/pkg-config for libbpf, libisal-dev for
+# the export core's gzip (ISA-L's igzip; its libisal2 is then a runtime library of the agent).
 # Tests: nginx and curl (HTTP/1.1 and HTTP/2 peers; TLS with an openssl-made certificate),
 # wrk (load for the perf harness), python3, redis-server, golang-go, default-jdk-headless (real processes for runtime and database
 # discovery), dnsmasq-base and dnsutils (dig) as DNS peers; nghttp2-client (nghttp, an HTTP/2
 # client for the HTTP/2 fixture capture, dataplane/tests/fixtures/http2/capture.py).
-PKGS=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc curl openssl nginx-light wrk python3 redis-server golang-go default-jdk-headless dnsmasq-base dnsutils nghttp2-client)
+PKGS=(clang llvm libelf-dev zlib1g-dev libisal-dev pkg-config make gcc curl openssl nginx-light wrk python3 redis-server golang-go default-jdk-headless dnsmasq-base dnsutils nghttp2-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

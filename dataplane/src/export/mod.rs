@@ -5,6 +5,7 @@
 //! the kernel-stats source trait and `OTEL_EXPORTER_OTLP_HEADERS` parsing.
 
 mod core;
+pub mod gzip;
 pub mod otlp;
 pub mod pb;
 pub mod resource;

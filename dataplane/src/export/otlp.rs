@@ -355,48 +355,7 @@ pub fn encode_metrics(req: &ExportMetricsServiceRequest) -> Vec<u8> {
     req.encode_to_vec()
 }
 
-/// Gzip `data` (fast compression level: the export core is one thread).
-pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    Gzipper::default().gzip(data)
-}
-
-/// A gzip compressor kept across batches: its deflate state (about 300 KiB of window and hash
-/// tables) is reset, not allocated, zeroed and freed again for every request body. The gzip
-/// header, CRC-32 and trailer are zlib's own: it folds the CRC into the copy of each input block
-/// into its window, where a separate CRC pass read every body a second time.
-pub struct Gzipper {
-    deflate: flate2::Compress,
-}
-
-impl Default for Gzipper {
-    fn default() -> Self {
-        Self {
-            deflate: flate2::Compress::new_gzip(flate2::Compression::fast(), 15),
-        }
-    }
-}
-
-impl Gzipper {
-    /// One gzip member (RFC 1952) holding `data`, compressed at the fastest level.
-    pub fn gzip(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
-        self.deflate.reset();
-        let mut out = Vec::with_capacity(data.len() / 4 + 64);
-        let start_in = self.deflate.total_in();
-        loop {
-            let consumed = (self.deflate.total_in() - start_in) as usize;
-            if out.len() == out.capacity() {
-                out.reserve(out.capacity() / 2 + 64);
-            }
-            let status = self
-                .deflate
-                .compress_vec(&data[consumed..], &mut out, flate2::FlushCompress::Finish)
-                .map_err(std::io::Error::other)?;
-            if status == flate2::Status::StreamEnd {
-                return Ok(out);
-            }
-        }
-    }
-}
+pub use super::gzip::{gzip, Gzipper};
 
 #[cfg(test)]
 mod tests {
@@ -517,35 +476,6 @@ mod tests {
                 );
             }
             other => panic!("not a sum: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_reused_gzipper_gives_valid_members_of_any_size() {
-        let mut g = Gzipper::default();
-        // Empty, tiny, repetitive, and incompressible (bigger than the first output guess).
-        let mut noise = vec![0u8; 300_000];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for b in noise.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-        let inputs: Vec<Vec<u8>> = vec![
-            Vec::new(),
-            b"a".to_vec(),
-            b"spans ".repeat(50_000),
-            noise,
-            b"again".to_vec(),
-        ];
-        for input in inputs {
-            let gz = g.gzip(&input).unwrap();
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(gz.as_slice())
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, input, "round trip of {} bytes", input.len());
         }
     }
 
