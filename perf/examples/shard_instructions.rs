@@ -69,13 +69,18 @@ impl Sink {
     fn gzip_batch(&mut self) {
         if !self.buf.is_empty() {
             self.encoded_bytes += self.buf.len();
-            // Wrapped in a request, as the export core does (one process).
-            pb::traces_body_into(
+            // Wrapped in a request and gzipped from its pieces, as the export core does (one
+            // process).
+            let parts = pb::traces_body_parts(
                 [(&self.resource, self.buf.as_slice())],
                 &self.scope,
                 &mut self.body,
             );
-            self.gzipped_bytes += self.gz.gzip(&self.body).map_or(0, |z| z.len());
+            let pieces: Vec<&[u8]> = parts
+                .iter()
+                .flat_map(|(head, spans)| [&self.body[head.clone()], *spans])
+                .collect();
+            self.gzipped_bytes += self.gz.gzip_parts(&pieces).map_or(0, |z| z.len());
             self.buf.clear();
         }
     }

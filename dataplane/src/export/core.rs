@@ -581,38 +581,66 @@ impl Core {
             .iter()
             .map(|&pid| otlp::resource(&self.resource_for(pid)))
             .collect();
-        let mut body = std::mem::take(&mut self.body_buf);
-        pb::traces_body_into(
-            resources
+        let delivered = self.queue.is_some() || self.cfg.discard.is_some();
+        if delivered && self.cfg.gzip && self.jsonl.is_none() {
+            // Gzipped, the body is only the compressor's input: it reads the groups' heads and
+            // span buffers in place instead of a copy of them all in one buffer.
+            let mut heads = std::mem::take(&mut self.body_buf);
+            let parts = pb::traces_body_parts(
+                resources
+                    .iter()
+                    .zip(self.spans.values())
+                    .map(|(r, s)| (r, s.as_slice())),
+                &otlp::scope(),
+                &mut heads,
+            );
+            let pieces: Vec<&[u8]> = parts
                 .iter()
-                .zip(self.spans.values())
-                .map(|(r, s)| (r, s.as_slice())),
-            &otlp::scope(),
-            &mut body,
-        );
+                .flat_map(|(head, spans)| [&heads[head.clone()], *spans])
+                .collect();
+            let encoded_bytes = pieces.iter().map(|p| p.len()).sum();
+            let gz = self.gzipper.gzip_parts(&pieces);
+            drop(pieces);
+            drop(parts);
+            let ends = std::mem::take(&mut self.span_ends);
+            self.deliver_gzipped(SignalKind::Traces, gz, encoded_bytes, items, &ends);
+            self.span_ends = ends;
+            self.span_ends.clear();
+            self.body_buf = heads;
+        } else {
+            let mut body = std::mem::take(&mut self.body_buf);
+            pb::traces_body_into(
+                resources
+                    .iter()
+                    .zip(self.spans.values())
+                    .map(|(r, s)| (r, s.as_slice())),
+                &otlp::scope(),
+                &mut body,
+            );
+            if self.jsonl.is_some() {
+                // JSON lines are the no-collector path: decode our own bytes into the message the
+                // JSON mapping is defined on (they are valid by construction; tested in `pb`).
+                match ExportTraceServiceRequest::decode(body.as_slice()) {
+                    Ok(req) => self.write_jsonl(&req),
+                    Err(e) => log::warn!("export core: span batch did not decode: {e}"),
+                }
+            }
+            if delivered {
+                let mut ends = std::mem::take(&mut self.span_ends);
+                let cap = body.capacity();
+                // Sent uncompressed, the buffer itself becomes the request body: the next batch
+                // takes a new one of the same size.
+                body = self
+                    .enqueue(SignalKind::Traces, body, items, &ends)
+                    .unwrap_or_else(|| Vec::with_capacity(cap));
+                ends.clear();
+                self.span_ends = ends;
+            }
+            self.body_buf = body;
+        }
         for b in self.spans.values_mut() {
             b.clear();
         }
-        if self.jsonl.is_some() {
-            // JSON lines are the no-collector path: decode our own bytes into the message the
-            // JSON mapping is defined on (they are valid by construction; tested in `pb`).
-            match ExportTraceServiceRequest::decode(body.as_slice()) {
-                Ok(req) => self.write_jsonl(&req),
-                Err(e) => log::warn!("export core: span batch did not decode: {e}"),
-            }
-        }
-        if self.queue.is_some() || self.cfg.discard.is_some() {
-            let mut ends = std::mem::take(&mut self.span_ends);
-            let cap = body.capacity();
-            // Sent uncompressed, the buffer itself becomes the request body: the next batch
-            // takes a new one of the same size.
-            body = self
-                .enqueue(SignalKind::Traces, body, items, &ends)
-                .unwrap_or_else(|| Vec::with_capacity(cap));
-            ends.clear();
-            self.span_ends = ends;
-        }
-        self.body_buf = body;
     }
 
     fn export_metrics(&mut self) {
@@ -671,23 +699,50 @@ impl Core {
             return Some(encoded);
         }
         let encoded_bytes = encoded.len();
-        let (body, spare) = if self.cfg.gzip {
-            match self.gzipper.gzip(&encoded) {
-                Ok(b) => (b, Some(encoded)),
-                Err(e) => {
-                    log::warn!("export core: gzip failed: {e}");
-                    self.mon.record(SelfEvent::Dropped {
-                        kind,
-                        items,
-                        reason: DropReason::Encode,
-                        whole_batch: true,
-                    });
-                    return Some(encoded);
-                }
+        if self.cfg.gzip {
+            let gz = self.gzipper.gzip(&encoded);
+            self.deliver_gzipped(kind, gz, encoded_bytes, items, span_ends);
+            // The uncompressed buffer goes back to the caller for reuse.
+            return Some(encoded);
+        }
+        self.deliver(kind, encoded, encoded_bytes, items, span_ends)
+    }
+
+    /// Deliver a gzipped body, or count the batch dropped if gzip failed.
+    fn deliver_gzipped(
+        &mut self,
+        kind: SignalKind,
+        gz: std::io::Result<Vec<u8>>,
+        encoded_bytes: usize,
+        items: u64,
+        span_ends: &[u64],
+    ) {
+        match gz {
+            Ok(body) => {
+                self.deliver(kind, body, encoded_bytes, items, span_ends);
             }
-        } else {
-            (encoded, None)
-        };
+            Err(e) => {
+                log::warn!("export core: gzip failed: {e}");
+                self.mon.record(SelfEvent::Dropped {
+                    kind,
+                    items,
+                    reason: DropReason::Encode,
+                    whole_batch: true,
+                });
+            }
+        }
+    }
+
+    /// Hand `body` (as it goes on the wire) to the discard sink or the send queue. The discard
+    /// sink only reads it, so it comes back for reuse.
+    fn deliver(
+        &mut self,
+        kind: SignalKind,
+        body: Vec<u8>,
+        encoded_bytes: usize,
+        items: u64,
+        span_ends: &[u64],
+    ) -> Option<Vec<u8>> {
         if let Some(d) = &self.cfg.discard {
             d.deliver(&EncodedBatch {
                 kind,
@@ -697,7 +752,7 @@ impl Core {
                 span_end_unix_ns: span_ends,
             });
             self.mon.record(SelfEvent::BatchSent { kind, items });
-            return Some(spare.unwrap_or(body));
+            return Some(body);
         }
         if let Some(q) = self.queue.as_ref() {
             q.push(Batch {
@@ -706,7 +761,7 @@ impl Core {
                 items,
             });
         }
-        spare
+        None
     }
 
     fn write_jsonl<T: JsonRequest>(&mut self, req: &T) {

@@ -21,7 +21,8 @@ struct RawGzip {
 extern "C" {
     fn tg_gzip_state_size() -> usize;
     fn tg_gzip_state_align() -> usize;
-    fn tg_gzip_start(g: *mut RawGzip, input: *const u8, len: u32) -> c_int;
+    fn tg_gzip_start(g: *mut RawGzip);
+    fn tg_gzip_input(g: *mut RawGzip, input: *const u8, len: u32, last: c_int);
     fn tg_gzip_step(g: *mut RawGzip, out: *mut u8, cap: u32, wrote: *mut u32) -> c_int;
 }
 
@@ -73,51 +74,72 @@ impl Gzipper {
     /// One gzip member (RFC 1952) holding `data`. An error (a body over 4 GiB, which ISA-L's
     /// 32-bit counts cannot take, or an ISA-L failure) leaves the compressor usable.
     pub fn gzip(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
-        let len = u32::try_from(data.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "gzip: a body over 4 GiB"))?;
-        // SAFETY: the state is ours; ISA-L reads `data` (alive for this call) until the member
-        // ends, and is restarted before any other input.
-        unsafe { tg_gzip_start(self.state.as_ptr(), data.as_ptr(), len) };
-        let mut out: Vec<u8> = Vec::with_capacity(data.len() / 4 + 64);
-        let mut stalled = 0;
-        loop {
-            if out.len() == out.capacity() {
-                out.reserve(out.capacity() / 2 + 64);
-            }
-            let room = u32::try_from(out.capacity() - out.len()).unwrap_or(u32::MAX);
-            let mut wrote = 0u32;
-            // SAFETY: `room` bytes are writable after `out.len()`; the shim writes at most that
-            // many and reports how many in `wrote`.
-            let rc = unsafe {
-                tg_gzip_step(
-                    self.state.as_ptr(),
-                    out.as_mut_ptr().add(out.len()),
-                    room,
-                    &mut wrote,
-                )
-            };
-            if rc < 0 {
-                return Err(io::Error::other(format!(
-                    "gzip: ISA-L deflate failed ({rc})"
-                )));
-            }
-            let wrote = (wrote as usize).min(room as usize);
-            // SAFETY: the shim initialised `wrote` bytes of the spare capacity.
-            unsafe { out.set_len(out.len() + wrote) };
-            if rc == 1 {
-                return Ok(out);
-            }
-            // ISA-L returns early only when the output is full; guard against a stream that
-            // makes no progress with room left, rather than spin.
-            if wrote == 0 && out.len() < out.capacity() {
-                stalled += 1;
-                if stalled > 2 {
-                    return Err(io::Error::other("gzip: ISA-L deflate made no progress"));
+        self.gzip_parts(&[data])
+    }
+
+    /// One gzip member holding `parts` one after the other, as if they were one buffer: a
+    /// request body compressed from the pieces it is made of, never copied into one.
+    pub fn gzip_parts(&mut self, parts: &[&[u8]]) -> io::Result<Vec<u8>> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if u32::try_from(total).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "gzip: a body over 4 GiB",
+            ));
+        }
+        let g = self.state.as_ptr();
+        // SAFETY: the state is ours, and restarted here before any input.
+        unsafe { tg_gzip_start(g) };
+        let mut out: Vec<u8> = Vec::with_capacity(total / 4 + 64);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts
+            .iter()
+            .copied()
+            .chain(parts.is_empty().then_some(&[][..]))
+            .enumerate()
+        {
+            // SAFETY: ISA-L reads `part` (alive for this call, under 4 GiB as the total is)
+            // until it reports it consumed (2) or the member complete (1); the next input or
+            // the next start replaces it.
+            unsafe { tg_gzip_input(g, part.as_ptr(), part.len() as u32, c_int::from(i == last)) };
+            let mut stalled = 0;
+            loop {
+                if out.len() == out.capacity() {
+                    out.reserve(out.capacity() / 2 + 64);
                 }
-            } else {
-                stalled = 0;
+                let room = u32::try_from(out.capacity() - out.len()).unwrap_or(u32::MAX);
+                let mut wrote = 0u32;
+                // SAFETY: `room` bytes are writable after `out.len()`; the shim writes at
+                // most that many and reports how many in `wrote`.
+                let rc =
+                    unsafe { tg_gzip_step(g, out.as_mut_ptr().add(out.len()), room, &mut wrote) };
+                if rc < 0 {
+                    return Err(io::Error::other(format!(
+                        "gzip: ISA-L deflate failed ({rc})"
+                    )));
+                }
+                let wrote = (wrote as usize).min(room as usize);
+                // SAFETY: the shim initialised `wrote` bytes of the spare capacity.
+                unsafe { out.set_len(out.len() + wrote) };
+                match rc {
+                    1 if i == last => return Ok(out),
+                    1 => return Err(io::Error::other("gzip: ISA-L ended the member early")),
+                    2 => break,
+                    _ => {}
+                }
+                // ISA-L returns early only when the output is full; guard against a stream
+                // that makes no progress with room left, rather than spin.
+                if wrote == 0 && out.len() < out.capacity() {
+                    stalled += 1;
+                    if stalled > 2 {
+                        return Err(io::Error::other("gzip: ISA-L deflate made no progress"));
+                    }
+                } else {
+                    stalled = 0;
+                }
             }
         }
+        Err(io::Error::other("gzip: ISA-L did not end the member"))
     }
 }
 
@@ -152,6 +174,35 @@ mod tests {
                 .read_to_end(&mut back)
                 .unwrap();
             assert_eq!(back, input, "round trip of {} bytes", input.len());
+        }
+    }
+
+    #[test]
+    fn a_member_from_pieces_holds_them_one_after_the_other() {
+        let mut g = Gzipper::default();
+        let text = b"resource spans, scope spans, span ".repeat(4_000);
+        let mut noise = vec![0u8; 70_000];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![],
+            vec![b""],
+            vec![b"", b"head", b"", b"spans", b""],
+            vec![&text[..10], &text[10..], b"tail"],
+            vec![&noise, &text, &noise[..1], &text[..3]],
+        ];
+        for parts in cases {
+            let gz = g.gzip_parts(&parts).unwrap();
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(gz.as_slice())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, parts.concat(), "{} pieces", parts.len());
         }
     }
 

@@ -439,22 +439,55 @@ pub fn traces_body_into<'a>(
     out.clear();
     let scope_bytes = scope.encode_to_vec();
     for (resource, spans) in groups {
-        let res = resource.encode_to_vec();
-        let scope_spans_len = len_field(scope_bytes.len()) + spans.len();
-        let rs_len = len_field(res.len()) + len_field(scope_spans_len);
-        // The heads through the scope, then the spans appended (not zeroed first, then copied).
-        let head = len_field(rs_len) - spans.len();
-        out.reserve(head + spans.len());
-        let mut w = Cursor::append(out, head);
-        w.tag(1, LEN);
-        w.varint(rs_len as u64);
-        w.bytes_field(1, &res);
-        w.tag(2, LEN);
-        w.varint(scope_spans_len as u64);
-        w.bytes_field(1, &scope_bytes);
-        debug_assert_eq!(w.at, head, "group size and group bytes disagree");
+        // The head through the scope, then the spans appended (not zeroed first, then copied).
+        group_head(resource, &scope_bytes, spans.len(), out, true);
         out.extend_from_slice(spans);
     }
+}
+
+/// [`traces_body`] as the pieces it is made of, in order: each group's head (its bytes in
+/// `heads`, cleared first, at the range given), then the group's spans as they are. For a
+/// consumer that takes pieces (gzip), which then never copies the spans into one body.
+pub fn traces_body_parts<'a>(
+    groups: impl IntoIterator<Item = (&'a Resource, &'a [u8])>,
+    scope: &InstrumentationScope,
+    heads: &mut Vec<u8>,
+) -> Vec<(std::ops::Range<usize>, &'a [u8])> {
+    heads.clear();
+    let scope_bytes = scope.encode_to_vec();
+    groups
+        .into_iter()
+        .map(|(resource, spans)| {
+            let at = heads.len();
+            group_head(resource, &scope_bytes, spans.len(), heads, false);
+            (at..heads.len(), spans)
+        })
+        .collect()
+}
+
+/// Append the head of a `ResourceSpans` group whose spans take `spans` bytes to `out`: the
+/// group's tag and length, its resource, and its `ScopeSpans` tag, length and scope. With
+/// `room_for_spans`, `out` also gets the room for the spans that follow.
+fn group_head(
+    resource: &Resource,
+    scope_bytes: &[u8],
+    spans: usize,
+    out: &mut Vec<u8>,
+    room_for_spans: bool,
+) {
+    let res = resource.encode_to_vec();
+    let scope_spans_len = len_field(scope_bytes.len()) + spans;
+    let rs_len = len_field(res.len()) + len_field(scope_spans_len);
+    let head = len_field(rs_len) - spans;
+    out.reserve(head + if room_for_spans { spans } else { 0 });
+    let mut w = Cursor::append(out, head);
+    w.tag(1, LEN);
+    w.varint(rs_len as u64);
+    w.bytes_field(1, &res);
+    w.tag(2, LEN);
+    w.varint(scope_spans_len as u64);
+    w.bytes_field(1, scope_bytes);
+    debug_assert_eq!(w.at, head, "group size and group bytes disagree");
 }
 
 #[cfg(test)]
@@ -603,5 +636,23 @@ mod tests {
         );
         let got = ExportTraceServiceRequest::decode(body.as_slice()).expect("valid protobuf");
         assert_eq!(got, expected);
+        // The same body as pieces (what gzip reads): heads and span buffers, in order.
+        let mut heads = vec![0xAA; 3];
+        let parts = traces_body_parts(
+            resources
+                .iter()
+                .zip(&encoded)
+                .map(|(r, (_, b))| (r, b.as_slice())),
+            &otlp::scope(),
+            &mut heads,
+        );
+        assert_eq!(parts.len(), 3);
+        let joined: Vec<u8> = parts
+            .iter()
+            .flat_map(|(head, spans)| [&heads[head.clone()], *spans])
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(joined, body);
     }
 }
