@@ -582,18 +582,15 @@ impl Core {
             .map(|&pid| otlp::resource(&self.resource_for(pid)))
             .collect();
         let delivered = self.queue.is_some() || self.cfg.discard.is_some();
+        let groups = resources
+            .iter()
+            .zip(self.spans.values())
+            .map(|(r, s)| (r, s.as_slice()));
         if delivered && self.cfg.gzip && self.jsonl.is_none() {
             // Gzipped, the body is only the compressor's input: it reads the groups' heads and
             // span buffers in place instead of a copy of them all in one buffer.
             let mut heads = std::mem::take(&mut self.body_buf);
-            let parts = pb::traces_body_parts(
-                resources
-                    .iter()
-                    .zip(self.spans.values())
-                    .map(|(r, s)| (r, s.as_slice())),
-                &otlp::scope(),
-                &mut heads,
-            );
+            let parts = pb::traces_body_parts(groups, &otlp::scope(), &mut heads);
             let pieces: Vec<&[u8]> = parts
                 .iter()
                 .flat_map(|(head, spans)| [&heads[head.clone()], *spans])
@@ -609,14 +606,7 @@ impl Core {
             self.body_buf = heads;
         } else {
             let mut body = std::mem::take(&mut self.body_buf);
-            pb::traces_body_into(
-                resources
-                    .iter()
-                    .zip(self.spans.values())
-                    .map(|(r, s)| (r, s.as_slice())),
-                &otlp::scope(),
-                &mut body,
-            );
+            pb::traces_body_into(groups, &otlp::scope(), &mut body);
             if self.jsonl.is_some() {
                 // JSON lines are the no-collector path: decode our own bytes into the message the
                 // JSON mapping is defined on (they are valid by construction; tested in `pb`).

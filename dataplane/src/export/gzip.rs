@@ -148,32 +148,41 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// `n` bytes that do not compress (xorshift).
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut back)
+            .unwrap();
+        back
+    }
+
     #[test]
     fn a_reused_gzipper_gives_valid_members_of_any_size() {
         let mut g = Gzipper::default();
         // Empty, tiny, repetitive, and incompressible (bigger than the first output guess).
-        let mut noise = vec![0u8; 300_000];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for b in noise.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
         let inputs: Vec<Vec<u8>> = vec![
             Vec::new(),
             b"a".to_vec(),
             b"spans ".repeat(50_000),
-            noise,
+            noise(300_000),
             b"again".to_vec(),
         ];
         for input in inputs {
             let gz = g.gzip(&input).unwrap();
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(gz.as_slice())
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, input, "round trip of {} bytes", input.len());
+            assert_eq!(gunzip(&gz), input, "round trip of {} bytes", input.len());
         }
     }
 
@@ -181,14 +190,7 @@ mod tests {
     fn a_member_from_pieces_holds_them_one_after_the_other() {
         let mut g = Gzipper::default();
         let text = b"resource spans, scope spans, span ".repeat(4_000);
-        let mut noise = vec![0u8; 70_000];
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        for b in noise.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        let noise = noise(70_000);
         let cases: Vec<Vec<&[u8]>> = vec![
             vec![],
             vec![b""],
@@ -198,11 +200,7 @@ mod tests {
         ];
         for parts in cases {
             let gz = g.gzip_parts(&parts).unwrap();
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(gz.as_slice())
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, parts.concat(), "{} pieces", parts.len());
+            assert_eq!(gunzip(&gz), parts.concat(), "{} pieces", parts.len());
         }
     }
 

@@ -616,13 +616,13 @@ mod tests {
             })
             .collect();
         let resources: Vec<Resource> = encoded.iter().map(|(pid, _)| resource(*pid)).collect();
-        let body = traces_body(
+        let body_groups = || {
             resources
                 .iter()
                 .zip(&encoded)
-                .map(|(r, (_, b))| (r, b.as_slice())),
-            &otlp::scope(),
-        );
+                .map(|(r, (_, b))| (r, b.as_slice()))
+        };
+        let body = traces_body(body_groups(), &otlp::scope());
         let expected = otlp::traces_request(
             groups
                 .into_iter()
@@ -638,14 +638,7 @@ mod tests {
         assert_eq!(got, expected);
         // The same body as pieces (what gzip reads): heads and span buffers, in order.
         let mut heads = vec![0xAA; 3];
-        let parts = traces_body_parts(
-            resources
-                .iter()
-                .zip(&encoded)
-                .map(|(r, (_, b))| (r, b.as_slice())),
-            &otlp::scope(),
-            &mut heads,
-        );
+        let parts = traces_body_parts(body_groups(), &otlp::scope(), &mut heads);
         assert_eq!(parts.len(), 3);
         let joined: Vec<u8> = parts
             .iter()
