@@ -32,7 +32,8 @@ pub fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 /// A gzip compressor kept across batches: its state (ISA-L's stream, history buffer and level-1
-/// hash tables, about 400 KiB) is allocated once and only re-initialised per request body.
+/// hash tables: 356 KiB with Debian's ISA-L 2.30) is allocated once and only re-initialised per
+/// request body.
 pub struct Gzipper {
     state: NonNull<RawGzip>,
     layout: Layout,
