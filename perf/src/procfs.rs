@@ -177,35 +177,40 @@ mod tests {
 
     #[test]
     fn a_tree_counts_its_children() {
-        // A child that spins for a while: the tree's time grows by at least what it ran.
-        let me = std::process::id();
-        let before = tree_cpu_ns(me).unwrap_or(0);
-        let mut child = std::process::Command::new("sh")
+        // A shell whose child spins for a while, then sleeps: the shell's tree holds at least
+        // what the child ran. A tree of its own, not this test process's: other tests' threads
+        // come and go in this process, and an exited thread's time leaves its tree.
+        use std::os::unix::process::CommandExt;
+        let mut shell = std::process::Command::new("sh")
             .args([
                 "-c",
-                "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 5",
+                "sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 5' & wait",
             ])
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("sh: {e}"));
-        let pid = child.id();
-        let mut child_ns = 0;
+        let outer = shell.id();
+        let (mut inner, mut inner_ns) = (None, 0);
         for _ in 0..500 {
             std::thread::sleep(std::time::Duration::from_millis(10));
-            child_ns = tree_cpu_ns(pid).unwrap_or(0);
-            // The spin loop is over once the shell sleeps.
+            let kids = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                .unwrap_or_default();
+            inner = kids.split_whitespace().find_map(|k| k.parse::<u32>().ok());
+            let Some(pid) = inner else { continue };
+            inner_ns = tree_cpu_ns(pid).unwrap_or(0);
+            // The spin loop is over once the child shell sleeps.
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if child_ns > 0 && state.contains(") S ") {
+            if inner_ns > 0 && state.contains(") S ") {
                 break;
             }
         }
-        let after = tree_cpu_ns(me).unwrap_or(0);
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(child_ns > 1_000_000, "the child ran {child_ns} ns");
-        assert!(
-            after >= before + child_ns,
-            "{before} + {child_ns} > {after}"
-        );
+        let tree = tree_cpu_ns(outer).unwrap_or(0);
+        // SAFETY: a signal to the process group the shell leads (both shells).
+        unsafe { libc::kill(-(outer as i32), libc::SIGKILL) };
+        let _ = shell.wait();
+        assert!(inner.is_some(), "the shell started no child");
+        assert!(inner_ns > 1_000_000, "the child ran {inner_ns} ns");
+        assert!(tree >= inner_ns, "tree {tree} < child {inner_ns}");
         assert_eq!(tree_cpu_ns(u32::MAX), None);
     }
 }
