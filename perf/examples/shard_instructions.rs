@@ -74,13 +74,10 @@ impl Sink {
             let parts = pb::traces_body_parts(
                 [(&self.resource, self.buf.as_slice())],
                 &self.scope,
-                &mut self.body,
+                std::mem::take(&mut self.body),
             );
-            let pieces: Vec<&[u8]> = parts
-                .iter()
-                .flat_map(|(head, spans)| [&self.body[head.clone()], *spans])
-                .collect();
-            self.gzipped_bytes += self.gz.gzip_parts(&pieces).map_or(0, |z| z.len());
+            self.gzipped_bytes += self.gz.gzip_parts(&parts.pieces()).map_or(0, |z| z.len());
+            self.body = parts.into_heads();
             self.buf.clear();
         }
     }

@@ -139,7 +139,7 @@ struct Core {
     spans: BTreeMap<u32, Vec<u8>>,
     /// A chunk for one span received unencoded ([`ExportMsg::Span`]), reused.
     one_span: SpanChunk,
-    /// The request body of a span batch, reused.
+    /// The request body of a span batch (gzipped: only its groups' heads), reused.
     body_buf: Vec<u8>,
     gzipper: otlp::Gzipper,
     span_count: usize,
@@ -586,24 +586,18 @@ impl Core {
             .iter()
             .zip(self.spans.values())
             .map(|(r, s)| (r, s.as_slice()));
+        let mut ends = std::mem::take(&mut self.span_ends);
         if delivered && self.cfg.gzip && self.jsonl.is_none() {
             // Gzipped, the body is only the compressor's input: it reads the groups' heads and
             // span buffers in place instead of a copy of them all in one buffer.
-            let mut heads = std::mem::take(&mut self.body_buf);
-            let parts = pb::traces_body_parts(groups, &otlp::scope(), &mut heads);
-            let pieces: Vec<&[u8]> = parts
-                .iter()
-                .flat_map(|(head, spans)| [&heads[head.clone()], *spans])
-                .collect();
+            let parts =
+                pb::traces_body_parts(groups, &otlp::scope(), std::mem::take(&mut self.body_buf));
+            let pieces = parts.pieces();
             let encoded_bytes = pieces.iter().map(|p| p.len()).sum();
             let gz = self.gzipper.gzip_parts(&pieces);
             drop(pieces);
-            drop(parts);
-            let ends = std::mem::take(&mut self.span_ends);
+            self.body_buf = parts.into_heads();
             self.deliver_gzipped(SignalKind::Traces, gz, encoded_bytes, items, &ends);
-            self.span_ends = ends;
-            self.span_ends.clear();
-            self.body_buf = heads;
         } else {
             let mut body = std::mem::take(&mut self.body_buf);
             pb::traces_body_into(groups, &otlp::scope(), &mut body);
@@ -616,18 +610,17 @@ impl Core {
                 }
             }
             if delivered {
-                let mut ends = std::mem::take(&mut self.span_ends);
                 let cap = body.capacity();
                 // Sent uncompressed, the buffer itself becomes the request body: the next batch
                 // takes a new one of the same size.
                 body = self
                     .enqueue(SignalKind::Traces, body, items, &ends)
                     .unwrap_or_else(|| Vec::with_capacity(cap));
-                ends.clear();
-                self.span_ends = ends;
             }
             self.body_buf = body;
         }
+        ends.clear();
+        self.span_ends = ends;
         for b in self.spans.values_mut() {
             b.clear();
         }

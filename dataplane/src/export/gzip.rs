@@ -92,13 +92,10 @@ impl Gzipper {
         // SAFETY: the state is ours, and restarted here before any input.
         unsafe { tg_gzip_start(g) };
         let mut out: Vec<u8> = Vec::with_capacity(total / 4 + 64);
-        let last = parts.len().saturating_sub(1);
-        for (i, part) in parts
-            .iter()
-            .copied()
-            .chain(parts.is_empty().then_some(&[][..]))
-            .enumerate()
-        {
+        // No pieces is one empty piece: the member still needs its end.
+        let parts: &[&[u8]] = if parts.is_empty() { &[&[]] } else { parts };
+        let last = parts.len() - 1;
+        for (i, part) in parts.iter().enumerate() {
             // SAFETY: ISA-L reads `part` (alive for this call, under 4 GiB as the total is)
             // until it reports it consumed (2) or the member complete (1); the next input or
             // the next start replaces it.

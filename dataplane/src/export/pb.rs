@@ -445,24 +445,48 @@ pub fn traces_body_into<'a>(
     }
 }
 
-/// [`traces_body`] as the pieces it is made of, in order: each group's head (its bytes in
-/// `heads`, cleared first, at the range given), then the group's spans as they are. For a
-/// consumer that takes pieces (gzip), which then never copies the spans into one body.
+/// [`traces_body`] as the pieces it is made of: each group's head (written into `heads`, a
+/// buffer reused from batch to batch, cleared first), then the group's spans as they are. For
+/// a consumer that takes pieces (gzip), which then never copies the spans into one body.
 pub fn traces_body_parts<'a>(
     groups: impl IntoIterator<Item = (&'a Resource, &'a [u8])>,
     scope: &InstrumentationScope,
-    heads: &mut Vec<u8>,
-) -> Vec<(std::ops::Range<usize>, &'a [u8])> {
+    mut heads: Vec<u8>,
+) -> BodyParts<'a> {
     heads.clear();
     let scope_bytes = scope.encode_to_vec();
-    groups
+    let groups = groups
         .into_iter()
         .map(|(resource, spans)| {
             let at = heads.len();
-            group_head(resource, &scope_bytes, spans.len(), heads, false);
+            group_head(resource, &scope_bytes, spans.len(), &mut heads, false);
             (at..heads.len(), spans)
         })
-        .collect()
+        .collect();
+    BodyParts { heads, groups }
+}
+
+/// A trace request body in pieces ([`traces_body_parts`]).
+#[derive(Debug)]
+pub struct BodyParts<'a> {
+    heads: Vec<u8>,
+    /// Per group: where its head is in `heads`, and its spans.
+    groups: Vec<(std::ops::Range<usize>, &'a [u8])>,
+}
+
+impl BodyParts<'_> {
+    /// The pieces in body order: a head, its group's spans, the next head...
+    pub fn pieces(&self) -> Vec<&[u8]> {
+        self.groups
+            .iter()
+            .flat_map(|(head, spans)| [&self.heads[head.clone()], *spans])
+            .collect()
+    }
+
+    /// The heads' buffer, for the next batch.
+    pub fn into_heads(self) -> Vec<u8> {
+        self.heads
+    }
 }
 
 /// Append the head of a `ResourceSpans` group whose spans take `spans` bytes to `out`: the
@@ -637,15 +661,13 @@ mod tests {
         let got = ExportTraceServiceRequest::decode(body.as_slice()).expect("valid protobuf");
         assert_eq!(got, expected);
         // The same body as pieces (what gzip reads): heads and span buffers, in order.
-        let mut heads = vec![0xAA; 3];
-        let parts = traces_body_parts(body_groups(), &otlp::scope(), &mut heads);
-        assert_eq!(parts.len(), 3);
-        let joined: Vec<u8> = parts
-            .iter()
-            .flat_map(|(head, spans)| [&heads[head.clone()], *spans])
-            .flatten()
-            .copied()
-            .collect();
-        assert_eq!(joined, body);
+        let parts = traces_body_parts(body_groups(), &otlp::scope(), vec![0xAA; 3]);
+        let pieces = parts.pieces();
+        assert_eq!(
+            pieces.len(),
+            2 * 3,
+            "a head and the spans of each of the 3 groups"
+        );
+        assert_eq!(pieces.concat(), body);
     }
 }
