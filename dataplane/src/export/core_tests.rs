@@ -1,5 +1,8 @@
 use super::*;
+use crate::export::EncodedBatch;
 use crate::signal::SpanRecord;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 
 fn delta(counts: Vec<u64>, min: f64, max: f64) -> HistogramDelta {
     HistogramDelta {
@@ -69,7 +72,6 @@ fn test_span(i: u64) -> SpanRecord {
 
 #[test]
 fn discard_sink_gets_encoded_gzipped_batches_counted_as_sent() {
-    use prost::Message;
     use std::sync::Mutex;
     let (mut p, c) = rtrb::RingBuffer::new(64);
     for i in 0..3u64 {
