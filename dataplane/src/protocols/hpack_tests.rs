@@ -270,3 +270,44 @@ fn a_head_ends_at_the_first_field_that_is_not_an_indexed_known_entry() {
     fields(&mut d, &[0x3f, 0xe1, 0x1f]).1.unwrap();
     assert_ne!(d.epoch(), epoch);
 }
+
+/// RFC 7541 4.4: an entry may be named after the entry its insertion evicts. With a table that
+/// holds one `grpc-timeout` entry, each new value's literal names the entry it evicts: every
+/// value decodes as sent, whatever the lengths.
+#[test]
+fn an_entry_named_after_the_entry_it_evicts() {
+    let mut d = Decoder::new_complete();
+    // Size update to 64 bytes: one entry of 12 + 8 + 32 fits, not two.
+    let mut b = hex("3f 21");
+    b.extend(lit_indexed("grpc-timeout", "1111111u"));
+    let (f, r) = fields(&mut d, &b);
+    assert_eq!(
+        (f, r.is_ok()),
+        (pairs(&[("grpc-timeout", "1111111u")]), true)
+    );
+    for (i, value) in [
+        "2222222u",
+        "3333333u",
+        "44u",
+        "5555555u",
+        "666666666666u",
+        "7777777u",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // Literal with incremental indexing, name of index 62 (the entry about to be evicted).
+        let mut b = vec![0x7e, value.len() as u8];
+        b.extend(value.as_bytes());
+        // Then the new entry itself, indexed.
+        b.push(0xbe);
+        let (f, r) = fields(&mut d, &b);
+        assert!(r.is_ok(), "{i}: {r:?}");
+        assert_eq!(
+            f,
+            pairs(&[("grpc-timeout", value), ("grpc-timeout", value)]),
+            "{i}"
+        );
+        assert_eq!(d.len(), 1, "{i}");
+    }
+}
