@@ -299,6 +299,13 @@ impl Http2Parser {
             St::Header => {
                 let dir = &mut self.dirs[d];
                 let have = usize::from(dir.hdr_len);
+                if have == 0 {
+                    if let Some(h) = FrameHeader::parse(data) {
+                        // The whole header is here (the usual case): read in place, no copy.
+                        self.frame_header(d, c, h, out);
+                        return 9;
+                    }
+                }
                 let take = (9 - have).min(data.len());
                 dir.hdr[have..have + take].copy_from_slice(&data[..take]);
                 dir.hdr_len += take as u8;
