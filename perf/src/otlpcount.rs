@@ -9,19 +9,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 
-/// The body as protobuf bytes (gunzipped when it is gzip).
-pub fn unzip(body: &[u8]) -> anyhow::Result<Vec<u8>> {
-    if body.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
-        Ok(out)
-    } else {
-        Ok(body.to_vec())
-    }
-}
-
-/// `body` gunzipped into `out` (cleared first) when it is gzip; otherwise `body` itself. `out`
-/// keeps its capacity from one body to the next.
+/// The body as protobuf bytes: gunzipped into `out` (cleared first) when it is gzip, otherwise
+/// `body` itself, not copied. `out` keeps its capacity from one body to the next.
 pub fn unzip_into<'a>(body: &'a [u8], out: &'a mut Vec<u8>) -> anyhow::Result<&'a [u8]> {
     if body.starts_with(&[0x1f, 0x8b]) {
         out.clear();
@@ -127,18 +116,21 @@ pub fn count_spans(pb: &[u8]) -> anyhow::Result<(u64, u64)> {
 #[derive(Debug, Default)]
 pub struct HistogramCounter {
     series: HashMap<String, u64>,
-    pub requests: u64,
 }
 
 impl HistogramCounter {
+    /// A metrics request body (gzip or not).
     pub fn add_body(&mut self, body: &[u8], metric: &str) -> anyhow::Result<()> {
-        let req = ExportMetricsServiceRequest::decode(unzip(body)?.as_slice())?;
-        self.add(&req, metric);
+        self.add_pb(unzip_into(body, &mut Vec::new())?, metric)
+    }
+
+    /// A metrics request's protobuf bytes.
+    pub fn add_pb(&mut self, pb: &[u8], metric: &str) -> anyhow::Result<()> {
+        self.add(&ExportMetricsServiceRequest::decode(pb)?, metric);
         Ok(())
     }
 
     pub fn add(&mut self, req: &ExportMetricsServiceRequest, metric: &str) {
-        self.requests += 1;
         for rm in &req.resource_metrics {
             let res = format!("{:?}", rm.resource.as_ref().map(|r| &r.attributes));
             for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
@@ -171,7 +163,7 @@ impl HistogramCounter {
 /// (http.request.method), gRPC (rpc.system = grpc), DNS (dns.question.name), other]`.
 pub fn count_spans_by_protocol(body: &[u8]) -> anyhow::Result<[u64; 4]> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
-    let req = ExportTraceServiceRequest::decode(unzip(body)?.as_slice())?;
+    let req = ExportTraceServiceRequest::decode(unzip_into(body, &mut Vec::new())?)?;
     let mut out = [0u64; 4];
     for s in req
         .resource_spans

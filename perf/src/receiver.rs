@@ -87,27 +87,23 @@ async fn handle(
     let ok = read_body(req.into_body(), &mut b.body).await;
     if let Ok(mut c) = counts.lock() {
         let c = &mut *c;
-        match (kind, ok) {
+        let pb = unzip_into(&b.body, &mut b.unzipped);
+        let counted = match (kind, ok) {
             (Some(true), true) => {
                 c.received.trace_requests += 1;
-                match unzip_into(&b.body, &mut b.unzipped).and_then(count_spans) {
-                    Ok((all, server)) => {
-                        c.received.spans += all;
-                        c.received.server_spans += server;
-                    }
-                    Err(_) => c.received.bad_requests += 1,
-                }
+                pb.and_then(count_spans).map(|(all, server)| {
+                    c.received.spans += all;
+                    c.received.server_spans += server;
+                })
             }
             (Some(false), true) => {
                 c.received.metric_requests += 1;
-                if c.histogram
-                    .add_body(&b.body, "http.server.request.duration")
-                    .is_err()
-                {
-                    c.received.bad_requests += 1;
-                }
+                pb.and_then(|pb| c.histogram.add_pb(pb, "http.server.request.duration"))
             }
-            _ => c.received.bad_requests += 1,
+            _ => Err(anyhow::anyhow!("not an OTLP request, or its body failed")),
+        };
+        if counted.is_err() {
+            c.received.bad_requests += 1;
         }
     }
     if let Ok(mut slot) = bufs.lock() {
