@@ -243,30 +243,65 @@ pub struct Red {
     /// every byte, a map lookup and comparing values. A stale or colliding slot only costs the
     /// full search.
     recent: Box<[u32; RECENT]>,
-    /// Per metric, what the key found at each attribute position was last time (see
-    /// [`KeyHint`]): spans are built with their attributes in a fixed order, so this turns the
-    /// search of every attribute key among the metric's keys into one pointer comparison.
-    hints: Vec<(usize, [KeyHint; MAX_HINTED])>,
+    /// Where each metric's keys sat among the attributes of recent spans (see [`Layout`]):
+    /// spans are built with constant keys in a fixed order, so this turns the search of every
+    /// attribute key among the metric's keys into one pointer comparison per attribute.
+    layouts: Vec<Layout>,
+    /// The next layout a new one replaces once there are [`MAX_LAYOUTS`].
+    layout_next: usize,
 }
 
-/// At one attribute position: the address of the key last seen there (only compared, never
-/// dereferenced), and its index in the metric's keys (`NOT_KEPT` when the metric does not keep
-/// it).
-#[derive(Debug, Clone, Copy)]
-struct KeyHint {
-    key: usize,
+/// A metric's key positions for spans whose attribute keys are exactly `keys` (each by address
+/// and length, only compared, never dereferenced).
+#[derive(Debug, Clone)]
+struct Layout {
+    def: usize,
     len: usize,
-    index: u8,
+    keys: [(usize, usize); MAX_LAID_OUT],
+    /// Per key of the metric, its attribute position ([`ABSENT`] when no attribute has it).
+    pos: [u8; MAX_KEYS],
 }
 
-const NOT_KEPT: u8 = u8::MAX;
-/// Attribute positions hinted (later ones are searched every time).
-const MAX_HINTED: usize = 24;
-const NO_HINT: KeyHint = KeyHint {
-    key: 0,
-    len: 0,
-    index: NOT_KEPT,
-};
+const ABSENT: u8 = u8::MAX;
+/// Most attributes a layout covers (spans with more are searched every time).
+const MAX_LAID_OUT: usize = 24;
+/// Layouts kept: a few per metric (a span with or without a status code, an error...).
+const MAX_LAYOUTS: usize = 16;
+
+impl Layout {
+    fn fits(&self, defp: usize, attrs: &Attrs) -> bool {
+        self.def == defp
+            && self.len == attrs.len()
+            && attrs
+                .iter()
+                .zip(&self.keys)
+                .all(|((k, _), &(p, n))| k.as_ptr() as usize == p && k.len() == n)
+    }
+
+    /// The layout of `attrs` for `def`, found by comparing key bytes; `None` for more
+    /// attributes than a layout covers.
+    fn of(def: &'static MetricDef, attrs: &Attrs) -> Option<Layout> {
+        if attrs.len() > MAX_LAID_OUT {
+            return None;
+        }
+        let mut l = Layout {
+            def: def as *const MetricDef as usize,
+            len: attrs.len(),
+            keys: [(0, 0); MAX_LAID_OUT],
+            pos: [ABSENT; MAX_KEYS],
+        };
+        for (i, (k, _)) in attrs.iter().enumerate() {
+            l.keys[i] = (k.as_ptr() as usize, k.len());
+            if let Some(j) = def.keys.iter().take(MAX_KEYS).position(|d| same_str(d, k)) {
+                // The first attribute with a key counts, as in a search of the attributes.
+                if l.pos[j] == ABSENT {
+                    l.pos[j] = i as u8;
+                }
+            }
+        }
+        Some(l)
+    }
+}
 
 /// Most attribute keys a metric keeps.
 const MAX_KEYS: usize = 12;
@@ -313,7 +348,8 @@ impl Default for Red {
             accs: Vec::new(),
             series: HashMap::default(),
             recent: Box::new([NO_SERIES; RECENT]),
-            hints: Vec::new(),
+            layouts: Vec::new(),
+            layout_next: 0,
         }
     }
 }
@@ -330,34 +366,35 @@ impl Red {
         let mut found: [Option<&AttrValue>; MAX_KEYS] = [None; MAX_KEYS];
         let n = def.keys.len().min(MAX_KEYS);
         let defp = def as *const MetricDef as usize;
-        let h = match self.hints.iter().position(|(d, _)| *d == defp) {
-            Some(h) => h,
-            None => {
-                self.hints.push((defp, [NO_HINT; MAX_HINTED]));
-                self.hints.len() - 1
-            }
-        };
-        let hints = &mut self.hints[h].1;
-        for (pos, (k, v)) in span.attrs.iter().enumerate() {
-            let index = match hints.get_mut(pos) {
-                Some(hint) if hint.key == k.as_ptr() as usize && hint.len == k.len() => hint.index,
-                slot => {
-                    let index = def.keys[..n]
-                        .iter()
-                        .position(|d| same_str(d, k))
-                        .map_or(NOT_KEPT, |i| i as u8);
-                    if let Some(hint) = slot {
-                        *hint = KeyHint {
-                            key: k.as_ptr() as usize,
-                            len: k.len(),
-                            index,
-                        };
-                    }
-                    index
+        let at = match self.layouts.iter().position(|l| l.fits(defp, &span.attrs)) {
+            Some(at) => Some(at),
+            None => Layout::of(def, &span.attrs).map(|l| {
+                if self.layouts.len() < MAX_LAYOUTS {
+                    self.layouts.push(l);
+                    self.layouts.len() - 1
+                } else {
+                    let at = self.layout_next;
+                    self.layouts[at] = l;
+                    self.layout_next = (at + 1) % MAX_LAYOUTS;
+                    at
                 }
-            };
-            if let Some(f) = found.get_mut(usize::from(index)) {
-                *f = Some(v);
+            }),
+        };
+        match at {
+            Some(at) => {
+                let pos = &self.layouts[at].pos;
+                for (f, &p) in found[..n].iter_mut().zip(pos) {
+                    *f = span.attrs.get(usize::from(p)).map(|(_, v)| v);
+                }
+            }
+            None => {
+                for (j, d) in def.keys[..n].iter().enumerate() {
+                    found[j] = span
+                        .attrs
+                        .iter()
+                        .find(|(k, _)| same_str(d, k))
+                        .map(|(_, v)| v);
+                }
             }
         }
         let found = &found[..n];
@@ -617,8 +654,51 @@ mod tests {
     }
 
     #[test]
+    fn more_layouts_than_are_kept_and_spans_too_long_for_one() {
+        // Spans of 40 attribute layouts (more than MAX_LAYOUTS, and past MAX_LAID_OUT
+        // attributes), each seen twice and out of turn: every one counts in the one series of
+        // its values, whether its layout was kept, replaced, or never made.
+        const EXTRA: [&str; 40] = [
+            "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
+            "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25",
+            "x26", "x27", "x28", "x29", "x30", "x31", "x32", "x33", "x34", "x35", "x36", "x37",
+            "x38", "x39",
+        ];
+        let mut r = Red::default();
+        let spans: Vec<SpanRecord> = (0..EXTRA.len())
+            .map(|i| {
+                let mut s = span(SpanKind::Server, 200, 1_000);
+                // The metric's keys after i other attributes, so their positions move.
+                let extra = EXTRA[..i].iter().map(|k| (*k, AttrValue::Int(i as i64)));
+                s.attrs.splice(0..0, extra);
+                s
+            })
+            .collect();
+        for round in 0..2 {
+            for s in spans
+                .iter()
+                .skip(round)
+                .step_by(2)
+                .chain(spans.iter().skip(1 - round).step_by(2))
+            {
+                r.record(&HTTP_SERVER, s);
+            }
+        }
+        let mut out = Vec::new();
+        r.flush(|d| out.push(d));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].count, 80);
+        assert!(out[0]
+            .attrs
+            .contains(&("http.response.status_code", AttrValue::Int(200))));
+        assert!(out[0]
+            .attrs
+            .contains(&("http.route", AttrValue::Str("/".into()))));
+    }
+
+    #[test]
     fn attributes_in_another_order_or_missing_land_in_the_right_series() {
-        // The per-position key hints must never pair a value with the wrong key: the same
+        // The layout cache must never pair a value with the wrong key: the same
         // attributes reordered, one replaced by a key the metric does not keep, and one left out.
         let mut r = Red::default();
         let base = span(SpanKind::Server, 200, 1_000);
