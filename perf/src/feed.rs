@@ -50,14 +50,20 @@ impl FeedWriter {
         if n == 0 {
             return true;
         }
-        let Ok(mut chunk) = self.p.write_chunk(n) else {
+        // Uninitialised slots: `write_chunk` would first fill them with zeros (a memset of
+        // every byte published, 12% of the generator's time in a gRPC run).
+        let Ok(mut chunk) = self.p.write_chunk_uninit(n) else {
             return false;
         };
         let (a, b) = chunk.as_mut_slices();
         let (sa, sb) = self.staged.split_at(a.len());
-        a.copy_from_slice(sa);
-        b.copy_from_slice(sb);
-        chunk.commit_all();
+        for (dst, src) in [(a, sa), (b, sb)] {
+            for (d, s) in dst.iter_mut().zip(src) {
+                d.write(*s);
+            }
+        }
+        // SAFETY: both slices of the chunk (all `n` slots) were written just above.
+        unsafe { chunk.commit_all() };
         self.staged.clear();
         true
     }
