@@ -4,6 +4,6 @@
 # the OTLP data to ./telegen-otlp.jsonl. Extra arguments go to `telegen run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh run
 cargo build --release --locked -p telegen
 exec "${CARGO_TARGET_DIR:-target}/release/telegen" run "$@"

@@ -3,7 +3,7 @@
 # and integration tests, the benches once each (as tests), and the fuzz target's build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh test
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -11,8 +11,8 @@ use crate::discovery::{DiscoverArgs, DiscoveryFlags};
 
 /// Telegen: an eBPF telemetry agent. Traces HTTP/1.1, HTTP/2, gRPC and DNS on every process of
 /// this host from the kernel (syscall tracepoints, OpenSSL uprobes for TLS plaintext; no kprobes,
-/// no change to the applications) and exports spans and RED metrics over OTLP/HTTP, or, with no
-/// collector, shows a live summary and writes the OTLP data as JSON lines.
+/// no change to the applications) and exports spans and RED metrics over OTLP/HTTP (with no
+/// collector, as JSON lines in a file), with a live summary on the terminal.
 #[derive(Debug, Parser)]
 #[command(name = "telegen", version, propagate_version = true)]
 pub struct Cli {
@@ -98,7 +98,7 @@ pub fn parse_ports(s: &str) -> Result<PortList, String> {
 pub struct RunArgs {
     /// OTLP/HTTP collector base URL (spans go to `<URL>/v1/traces`, metrics to `<URL>/v1/metrics`).
     /// Headers from OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2) are sent with every request.
-    /// Without an endpoint, telegen prints a live summary and writes OTLP JSON lines.
+    /// Without an endpoint, telegen writes the OTLP data as JSON lines (see --output).
     #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
@@ -140,7 +140,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = telegen_dataplane::runtime::DEFAULT_DRAIN_INTERVAL_MS, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub drain_interval_ms: u64,
 
-    /// Total kernel ring-buffer memory, split over the CPUs (e.g. 16M).
+    /// Total kernel ring-buffer memory (e.g. 16M), split over the possible CPUs, each ring
+    /// rounded down to a power of two (so 16M on 3 CPUs is 3 rings of 4 MiB).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     pub ring_bytes: u64,
 
@@ -178,7 +179,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 256)]
     pub tail_bytes: u32,
 
-    /// Trace only this process and its children (repeatable).
+    /// Trace only this process and its descendants (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
 
@@ -234,7 +235,8 @@ pub struct RunArgs {
     pub duration: Option<u64>,
 
     /// Benchmark mode for the perf harness's overhead floor: attach a program that returns at
-    /// once to every hook the tracer uses, wait for SIGINT/SIGTERM (or --duration), detach, exit.
+    /// once to every syscall tracepoint the tracer uses (not the TLS uprobes), wait for
+    /// SIGINT/SIGTERM (or --duration), detach, exit.
     /// Nothing is traced or exported.
     #[arg(long, hide = true)]
     pub floor: bool,

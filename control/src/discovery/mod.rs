@@ -66,8 +66,9 @@ pub struct DiscoveryFlags {
     /// Docker's data directory, for container names (config.v2.json).
     #[arg(long, value_name = "PATH", default_value = "/var/lib/docker")]
     pub docker_root: PathBuf,
-    /// A kubeconfig whose current context names the API server (an http:// server such as
-    /// `kubectl proxy`). Without it, the in-cluster service account is used when present.
+    /// A kubeconfig whose current context names the API server: http:// (such as `kubectl
+    /// proxy`) or https:// with its certificate-authority(-data) and a token or token file.
+    /// Without it, the in-cluster service account is used when present.
     #[arg(long, value_name = "PATH", env = "TELEGEN_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// This node's Kubernetes name, to list only its pods (defaults to all pods).
