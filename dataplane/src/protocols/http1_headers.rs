@@ -5,7 +5,7 @@
 //! A head may be *truncated* (capture limit, size bound): then only complete lines are trusted,
 //! except the start line, from which a method and a target prefix are still taken.
 
-use crate::bytes::find;
+use crate::bytes::{eq_lower_name, find};
 
 /// Longest method token accepted at a request start.
 pub(crate) const MAX_METHOD: usize = 16;
@@ -227,7 +227,7 @@ fn headers<'a>(head: &'a [u8], off: usize, mut crlf: bool, complete: bool, h: &m
         // Only four names matter. The first letter rules out most lines at once; then a colon
         // right where the name would end (a name never contains one) and the name itself.
         let is = |name: &[u8]| {
-            line.get(name.len()) == Some(&b':') && line[..name.len()].eq_ignore_ascii_case(name)
+            line.get(name.len()) == Some(&b':') && eq_lower_name(&line[..name.len()], name)
         };
         let value = |n: usize| trim_ows(&line[n + 1..]);
         match first | 0x20 {
@@ -240,7 +240,7 @@ fn headers<'a>(head: &'a [u8], off: usize, mut crlf: bool, complete: bool, h: &m
             b't' if is(b"transfer-encoding") => {
                 let value = value(17);
                 let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
-                h.chunked = trim_ows(last).eq_ignore_ascii_case(b"chunked");
+                h.chunked = eq_lower_name(trim_ows(last), b"chunked");
             }
             b'c' if is(b"content-length") => match parse_length(value(14)) {
                 Some(n) if h.content_length.is_none_or(|old| old == n) => {
