@@ -389,11 +389,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         sum(|s| s.parse_errors),
         sum(|s| s.exchanges_unpaired),
     );
+    // Without a collector the spans go to the JSON-lines file, which "exported" (acknowledged by
+    // a collector) does not count: say what was written there.
+    let jsonl = match (report.export.jsonl_lines, report.export.jsonl_errors) {
+        (0, 0) => String::new(),
+        (lines, errors) => format!("; JSON lines written {lines} (write errors {errors})"),
+    };
     eprintln!(
         "telegen: stopped. kernel events {emitted} (ring drops {ring_drops}); spans {spans} (queue drops {queue_drops}); \
          exported spans {} / points {}; dropped at export: spans {}, points {}; \
          sequence gaps {gaps} (over the reorder budget {budget_gaps}; late events {late}); parse errors {parse_errors}; \
-         exchanges not paired {unpaired}",
+         exchanges not paired {unpaired}{jsonl}",
         report.export.spans_exported, report.export.points_exported, report.export.spans_dropped, report.export.points_dropped
     );
     Ok(())

@@ -155,6 +155,18 @@ fn with_no_collector_it_writes_otlp_json_lines() {
     }
     assert_eq!(spans, 7, "{text}");
     assert!(saw_metric);
+    // The final report says how many lines went to the file, as many as it holds.
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("stopped."))
+        .expect("final report");
+    assert!(
+        last.contains(&format!(
+            "JSON lines written {} (write errors 0)",
+            text.lines().count()
+        )),
+        "{last}"
+    );
     let _ = std::fs::remove_file(&out);
     assert!(
         loaded_programs().is_empty(),
