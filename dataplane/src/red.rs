@@ -265,8 +265,10 @@ struct Layout {
 const ABSENT: u8 = u8::MAX;
 /// Most attributes a layout covers (spans with more are searched every time).
 const MAX_LAID_OUT: usize = 24;
-/// Layouts kept: a few per metric (a span with or without a status code, an error...).
-const MAX_LAYOUTS: usize = 16;
+/// Layouts kept, for all metrics together: a handful per metric (a span with or without a
+/// status code, an error, an original method...) for the five metrics, with room to spare, so
+/// that a shard seeing every protocol does not evict layouts it still uses.
+const MAX_LAYOUTS: usize = 64;
 
 impl Layout {
     fn fits(&self, defp: usize, attrs: &Attrs) -> bool {
@@ -655,25 +657,32 @@ mod tests {
 
     #[test]
     fn more_layouts_than_are_kept_and_spans_too_long_for_one() {
-        // Spans of 40 attribute layouts (more than MAX_LAYOUTS, and past MAX_LAID_OUT
-        // attributes), each seen twice and out of turn: every one counts in the one series of
-        // its values, whether its layout was kept, replaced, or never made.
-        const EXTRA: [&str; 40] = [
+        // Spans of 167 attribute layouts (more than twice MAX_LAYOUTS, and some past
+        // MAX_LAID_OUT attributes), each seen twice and out of turn: every one counts in the one
+        // series of its values, whether its layout was kept, replaced, or never made.
+        const EXTRA: [&str; 48] = [
             "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
             "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25",
             "x26", "x27", "x28", "x29", "x30", "x31", "x32", "x33", "x34", "x35", "x36", "x37",
-            "x38", "x39",
+            "x38", "x39", "x40", "x41", "x42", "x43", "x44", "x45", "x46", "x47",
         ];
         let mut r = Red::default();
-        let spans: Vec<SpanRecord> = (0..EXTRA.len())
-            .map(|i| {
+        // The metric's keys after n other attributes, so their positions move: 0 to 20 of them
+        // in 7 choices each (147 layouts), or 21 to 40 (too long for a layout).
+        let laid_out = (0..=20).flat_map(|n| (0..7).map(move |v| (v..v + n).collect::<Vec<_>>()));
+        let long = (21..=40).map(|n| (0..n).collect::<Vec<usize>>());
+        let spans: Vec<SpanRecord> = laid_out
+            .chain(long)
+            .map(|extra| {
                 let mut s = span(SpanKind::Server, 200, 1_000);
-                // The metric's keys after i other attributes, so their positions move.
-                let extra = EXTRA[..i].iter().map(|k| (*k, AttrValue::Int(i as i64)));
+                let extra = extra
+                    .into_iter()
+                    .map(|i| (EXTRA[i], AttrValue::Int(i as i64)));
                 s.attrs.splice(0..0, extra);
                 s
             })
             .collect();
+        assert_eq!(spans.len(), 167);
         for round in 0..2 {
             for s in spans
                 .iter()
@@ -687,7 +696,7 @@ mod tests {
         let mut out = Vec::new();
         r.flush(|d| out.push(d));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].count, 80);
+        assert_eq!(out[0].count, 334);
         assert!(out[0]
             .attrs
             .contains(&("http.response.status_code", AttrValue::Int(200))));
