@@ -2,10 +2,11 @@
 # Installs what Telegen needs on a fresh Debian machine and mounts tracefs/bpffs when missing.
 # Idempotent; run as root. Usage: scripts/setup.sh [run|perf|test] (default: test).
 #   run   what building and running the agent needs (scripts/run.sh): build tools and libraries;
-#         it leaves every service on the host as it is;
+#         it leaves every service the host runs as it is;
 #   perf  that plus nginx-light and wrk for the harness's overhead phase (scripts/perf.sh);
 #   test  everything the tests start (scripts/test.sh), the Python peers, OpenSSL 1.1, rustfmt and
-#         clippy; and it stops the nginx and redis services Debian starts on installing them.
+#         clippy; and it stops the nginx and redis services (the other modes stop only the
+#         servers they installed themselves, which Debian starts on installing them).
 set -euo pipefail
 
 mode=${1:-test}
@@ -123,11 +124,19 @@ SOURCES
     mv "$tmp/$LIBSSL11_DEB" "$LIBSSL11_DIR/$LIBSSL11_DEB"
     libssl11_ok || { echo "setup: $LIBSSL11_DIR is incomplete after unpacking $LIBSSL11_DEB" >&2; exit 1; }
   fi
-  # Debian starts the packaged servers; the tests start their own on free loopback ports.
-  for svc in nginx redis-server; do
-    if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
-  done
 fi
+# Debian starts the servers it installs; the tests and the harness start their own on free
+# loopback ports. The test mode stops them whatever installed them (a test machine); the other
+# modes stop only those this run installed, and leave a server the host already ran alone.
+stop_service() { # $1: service
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$1" >/dev/null 2>&1 || true; fi
+}
+for pair in nginx-light:nginx redis-server:redis-server; do
+  pkg=${pair%%:*} svc=${pair#*:}
+  if [ "$mode" = test ] || [[ " ${missing[*]} " == *" $pkg "* ]]; then
+    stop_service "$svc"
+  fi
+done
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2

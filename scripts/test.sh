@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine and runs every check: format, lints, docs, unit, property, kernel
-# and integration tests, the benches once each (as tests), and the fuzz target's build.
+# and integration tests, the benches once each (as tests), and a type-check of the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh test

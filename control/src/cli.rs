@@ -235,8 +235,8 @@ pub struct RunArgs {
     pub duration: Option<u64>,
 
     /// Benchmark mode for the perf harness's overhead floor: attach a program that returns at
-    /// once to every syscall tracepoint the tracer uses (not the TLS uprobes), wait for
-    /// SIGINT/SIGTERM (or --duration), detach, exit.
+    /// once to every tracepoint the tracer attaches at start (syscalls and sched; not the TLS
+    /// uprobes), wait for SIGINT/SIGTERM (or --duration), detach, exit.
     /// Nothing is traced or exported.
     #[arg(long, hide = true)]
     pub floor: bool,

@@ -695,7 +695,7 @@ mod tests {
 
     #[test]
     fn numbers_in_the_exit_summary() {
-        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0; sequence gaps 4 (over the reorder budget 3; late events 1); parse errors 7; exchanges not paired 2";
+        let s = "telegen: stopped. kernel events 1200 (ring drops 0); spans 600 (queue drops 3); exported spans 600 / points 9; dropped at export: spans 2, points 0; sequence gaps 4 (over the reorder budget 3; late events 1); parse errors 7; exchanges not paired 2; JSON lines written 5 (write errors 0)";
         assert_eq!(number_after(s, "sequence gaps"), Some(4));
         assert_eq!(number_after(s, "over the reorder budget"), Some(3));
         assert_eq!(number_after(s, "late events"), Some(1));
