@@ -121,11 +121,8 @@ pub struct HistogramCounter {
 impl HistogramCounter {
     /// A metrics request body (gzip or not).
     pub fn add_body(&mut self, body: &[u8], metric: &str) -> anyhow::Result<()> {
-        self.add_pb(unzip_into(body, &mut Vec::new())?, metric)
-    }
-
-    /// A metrics request's protobuf bytes.
-    pub fn add_pb(&mut self, pb: &[u8], metric: &str) -> anyhow::Result<()> {
+        let mut unzipped = Vec::new();
+        let pb = unzip_into(body, &mut unzipped)?;
         self.add(&ExportMetricsServiceRequest::decode(pb)?, metric);
         Ok(())
     }

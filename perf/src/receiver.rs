@@ -14,6 +14,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+
 use crate::otlpcount::{count_spans, unzip_into, HistogramCounter};
 
 /// What arrived so far, counted.
@@ -21,6 +24,13 @@ use crate::otlpcount::{count_spans, unzip_into, HistogramCounter};
 struct Counts {
     received: Received,
     histogram: HistogramCounter,
+}
+
+/// What one request body held.
+enum Got {
+    Spans { all: u64, server: u64 },
+    Metrics(ExportMetricsServiceRequest),
+    Nothing,
 }
 
 /// A connection's buffers, kept from one request to the next: the body, and the body gunzipped.
@@ -85,25 +95,31 @@ async fn handle(
         .map(|mut b| std::mem::take(&mut *b))
         .unwrap_or_default();
     let ok = read_body(req.into_body(), &mut b.body).await;
+    // Gunzipped and counted (or decoded) before the counts are taken: the lock only adds.
+    let got = match (kind, ok) {
+        (Some(true), true) => unzip_into(&b.body, &mut b.unzipped)
+            .and_then(count_spans)
+            .map(|(all, server)| Got::Spans { all, server }),
+        (Some(false), true) => unzip_into(&b.body, &mut b.unzipped)
+            .and_then(|pb| Ok(ExportMetricsServiceRequest::decode(pb)?))
+            .map(Got::Metrics),
+        _ => Ok(Got::Nothing),
+    };
     if let Ok(mut c) = counts.lock() {
         let c = &mut *c;
-        let pb = unzip_into(&b.body, &mut b.unzipped);
-        let counted = match (kind, ok) {
-            (Some(true), true) => {
-                c.received.trace_requests += 1;
-                pb.and_then(count_spans).map(|(all, server)| {
-                    c.received.spans += all;
-                    c.received.server_spans += server;
-                })
+        match (kind, ok) {
+            (Some(true), true) => c.received.trace_requests += 1,
+            (Some(false), true) => c.received.metric_requests += 1,
+            _ => {}
+        }
+        match got {
+            Ok(Got::Spans { all, server }) => {
+                c.received.spans += all;
+                c.received.server_spans += server;
             }
-            (Some(false), true) => {
-                c.received.metric_requests += 1;
-                pb.and_then(|pb| c.histogram.add_pb(pb, "http.server.request.duration"))
-            }
-            _ => Err(anyhow::anyhow!("not an OTLP request, or its body failed")),
-        };
-        if counted.is_err() {
-            c.received.bad_requests += 1;
+            Ok(Got::Metrics(req)) => c.histogram.add(&req, "http.server.request.duration"),
+            // Not an OTLP request, its body failed, or the body is not what it says.
+            Ok(Got::Nothing) | Err(_) => c.received.bad_requests += 1,
         }
     }
     if let Ok(mut slot) = bufs.lock() {
