@@ -128,13 +128,11 @@ fi
 # Debian starts the servers it installs; the tests and the harness start their own on free
 # loopback ports. The test mode stops them whatever installed them (a test machine); the other
 # modes stop only those this run installed, and leave a server the host already ran alone.
-stop_service() { # $1: service
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$1" >/dev/null 2>&1 || true; fi
-}
 for pair in nginx-light:nginx redis-server:redis-server; do
   pkg=${pair%%:*} svc=${pair#*:}
-  if [ "$mode" = test ] || [[ " ${missing[*]} " == *" $pkg "* ]]; then
-    stop_service "$svc"
+  if { [ "$mode" = test ] || [[ " ${missing[*]} " == *" $pkg "* ]]; } &&
+    command -v systemctl >/dev/null 2>&1; then
+    systemctl stop "$svc" >/dev/null 2>&1 || true
   fi
 done
 
