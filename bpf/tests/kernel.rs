@@ -593,3 +593,123 @@ fn every_ingress_syscall_is_read_at_its_exit() {
     drop(tracer);
     drop(rings);
 }
+
+/// A child that moves bytes over a Unix socketpair (never traced), then replaces fds with
+/// `dup2`, which closes the fd it replaces without a `close` syscall: the fd of the Unix
+/// socket `a` becomes a TCP connection, and the fd of a TCP connection `c` becomes the Unix
+/// socket `b`. Then it closes `b` and opens a TCP connection that takes `b`'s fd. It prints
+/// the three fds, and leaves with `os._exit`, whose implicit closes fire no tracepoint either.
+const PY_FD_SWAPS: &str = r#"
+import os, socket, sys
+port = int(sys.argv[1])
+a, b = socket.socketpair()
+for _ in range(2):  # the second exchange finds both ends marked as not traced
+    a.send(b"unix-1"); b.recv(10)
+    b.send(b"unix-1"); a.recv(10)
+keep = os.dup(a.fileno())  # the Unix pair outlives the fd `a` loses
+c = socket.create_connection(("127.0.0.1", port))
+os.dup2(c.fileno(), a.fileno())
+os.write(a.fileno(), b"tcp-via-dup")
+os.dup2(b.fileno(), c.fileno())
+os.write(c.fileno(), b"unix-2")
+bfd = b.fileno()
+b.close()
+d = socket.create_connection(("127.0.0.1", port))
+assert d.fileno() == bfd, (d.fileno(), bfd)
+d.send(b"tcp-2")
+print(a.fileno(), bfd, c.fileno(), flush=True)
+os._exit(0)
+"#;
+
+#[test]
+fn sockets_not_traced_and_fds_replaced_without_a_close() {
+    let Some((_serial, tracer, rings)) = small_tracer() else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PY_FD_SWAPS, &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Accept with a deadline: a child that fails early must fail the test, not hang it.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    for want in [&b"tcp-via-dup"[..], b"tcp-2"] {
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        assert!(status.success(), "the child failed: {status}");
+                    }
+                    assert!(Instant::now() < deadline, "no connection from the child");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = vec![0u8; want.len()];
+        conn.read_exact(&mut buf).unwrap();
+        got.push(buf);
+    }
+    assert_eq!(got, [&b"tcp-via-dup"[..], b"tcp-2"]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let fds: Vec<u32> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let (a_fd, b_fd, c_fd) = (fds[0], fds[1], fds[2]);
+
+    let recs = RefCell::new(Vec::new());
+    drain(&rings, &recs);
+    let mut recs = recs.into_inner();
+    recs.retain(|r| r.ev.pid == child.id());
+    let data = |fd: u32| -> Vec<&[u8]> {
+        recs.iter()
+            .filter(|r| r.ev.kind == abi::EV_DATA && r.ev.fd == fd)
+            .map(|r| r.payload.as_slice())
+            .collect()
+    };
+    let closes = |fd: u32| {
+        recs.iter()
+            .filter(|r| r.ev.kind == abi::EV_CLOSE && r.ev.fd == fd)
+            .count()
+    };
+    // The Unix socket's bytes are never reported, before or after the swaps.
+    assert!(
+        recs.iter()
+            .all(|r| !r.payload.windows(5).any(|w| w == b"unix-")),
+        "{recs:?}"
+    );
+    // `a`'s fd, marked as a socket not traced, turned into a TCP connection: traced from its
+    // first write, and the mark it replaced reports no close.
+    assert_eq!(data(a_fd), [&b"tcp-via-dup"[..]]);
+    let via_dup = recs
+        .iter()
+        .find(|r| r.ev.kind == abi::EV_DATA && r.ev.fd == a_fd)
+        .unwrap();
+    assert_eq!(via_dup.ev.remote.port, port);
+    assert_eq!(via_dup.ev.remote.proto, abi::PROTO_TCP);
+    assert_eq!(closes(a_fd), 0, "{recs:?}");
+    // `c`'s connection, replaced by the Unix socket, is reported closed when its fd is next
+    // used, and the Unix bytes written there are not reported.
+    assert_eq!(closes(c_fd), 1, "{recs:?}");
+    assert!(data(c_fd).is_empty(), "{recs:?}");
+    // Closing the marked socket `b` leaves nothing behind: the connection that takes its fd
+    // is traced, and no close is reported for the mark.
+    assert_eq!(data(b_fd), [&b"tcp-2"[..]]);
+    assert_eq!(closes(b_fd), 0, "{recs:?}");
+    drop(tracer);
+}

@@ -60,7 +60,12 @@ struct conn {
 	 * own cannot match until the next connect() (which tracks the socket anew), skip them early */
 	__u8 udp_quiet;
 	__u8 tls; /* TLS plaintext was emitted: encrypted syscall payloads are no longer */
-	__u8 _pad[4];
+	/* Not a traced connection: the fd is a socket that is not traced (a Unix one, UDP when
+	 * not enabled), or a file that took the fd of a connection whose close went unseen.
+	 * Only `file` is set: the fd's next syscalls skip reading the socket again, and its close
+	 * finds it with the one lookup every close makes (see track and lookup). */
+	__u8 notsock;
+	__u8 _pad[3];
 };
 
 enum tg_op { OP_PLAIN = 1, OP_IOV = 2, OP_SENDFILE = 3, OP_MMSG = 5 };
@@ -123,17 +128,6 @@ struct {
 	__type(key, struct conn_key);
 	__type(value, struct conn);
 } tg_conns SEC(".maps");
-
-/* Sockets found not to be traced (Unix ones, UDP when not enabled), with their file, so that
- * their next syscalls skip reading the socket again. Other files are turned away before it
- * (is_socket in lookup); one lands here only when it took the fd of a connection whose close
- * went unseen, and is never looked up here. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 16);
-	__type(key, struct conn_key);
-	__type(value, __u64);
-} tg_notsock SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -369,16 +363,18 @@ static __always_inline struct conn *track(__u64 id, __u32 fd, __u8 role)
 
 	old = bpf_map_lookup_elem(&tg_conns, &k);
 	if (old) {
-		emit_close(old, id, fd);
+		if (!old->notsock)
+			emit_close(old, id, fd);
 		bpf_map_delete_elem(&tg_conns, &k);
 	}
+	nc.file = (__u64)f;
 	if (sock_info(f, &nc) < 0) {
-		__u64 v = (__u64)f;
-		bpf_map_update_elem(&tg_notsock, &k, &v, BPF_ANY);
+		struct conn mark = { .file = (__u64)f, .notsock = 1 };
+
+		bpf_map_update_elem(&tg_conns, &k, &mark, BPF_ANY);
 		return NULL;
 	}
 	nc.conn_id = new_conn_id() | TG_CONN_ID_PROVISIONAL;
-	nc.file = (__u64)f;
 	nc.role = nc.udp ? TG_ROLE_UNKNOWN : role;
 	bpf_map_update_elem(&tg_conns, &k, &nc, BPF_ANY);
 	st = stats();
@@ -395,20 +391,14 @@ static __always_inline struct conn *lookup(__u64 id, __u32 fd)
 	struct conn_key k = { .tgid = id >> 32, .fd = fd };
 	struct file *f = fd_file(fd);
 	struct conn *c = bpf_map_lookup_elem(&tg_conns, &k);
-	__u64 *neg;
 
 	if (c && c->file == (__u64)f)
-		return c;
-	if (!c) {
-		/* Not a socket: nothing to track and nothing to remember (tg_notsock holds the
-		 * sockets that are not traced, e.g. Unix ones). A file opened, read and closed per
-		 * request used to be looked up twice, inserted here and deleted at its close. */
-		if (!is_socket(f))
-			return NULL;
-		neg = bpf_map_lookup_elem(&tg_notsock, &k);
-		if (neg && *neg == (__u64)f)
-			return NULL;
-	}
+		return c->notsock ? NULL : c;
+	/* Not a socket: nothing to track and nothing to remember (a socket that is not traced,
+	 * e.g. a Unix one, is marked in tg_conns). A file opened, read and closed per request
+	 * costs one lookup per syscall. */
+	if (!c && !is_socket(f))
+		return NULL;
 	return track(id, fd, TG_ROLE_UNKNOWN);
 }
 
@@ -639,6 +629,11 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	struct call_args a;
 	struct conn *c;
 
+	/* The filter first: a process it leaves out never saved arguments, and its cached
+	 * answer costs less than asking for the thread's storage (on a host traced with --pid
+	 * or --exe, most writes are of such processes). */
+	if (skip_tgid(id >> 32))
+		return 0;
 	ts = take_args(&a);
 	if (!ts || ret <= 0)
 		return 0;
@@ -756,14 +751,14 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 
 	if (skip_tgid(k.tgid))
 		return 0;
-	/* Most closed fds were never marked (files, pipes and sockets alike): a lookup misses
-	 * without the bucket lock an LRU delete takes every time. */
-	if (bpf_map_lookup_elem(&tg_notsock, &k))
-		bpf_map_delete_elem(&tg_notsock, &k);
+	/* Most closed fds are files or pipes, never in the table: one lookup that misses (a
+	 * delete would take the bucket lock every time). A socket marked as not traced is in the
+	 * same table, so a close never looks twice. */
 	c = bpf_map_lookup_elem(&tg_conns, &k);
 	if (!c)
 		return 0;
-	emit_close(c, id, k.fd);
+	if (!c->notsock)
+		emit_close(c, id, k.fd);
 	bpf_map_delete_elem(&tg_conns, &k);
 	return 0;
 }
