@@ -138,7 +138,9 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     overhead_secs: Option<u64>,
 
-    /// Rounds of (baseline, floor, agent); medians are reported [default: 2; --quick: 1].
+    /// Rounds of (baseline, floor, agent), in an order rotated each round; the overhead ratios
+    /// are the medians of the rounds' own ratios, req/s the median of each mode [default: 3;
+    /// --quick: 1].
     #[arg(long, value_name = "N")]
     rounds: Option<u32>,
 
@@ -285,7 +287,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
         };
         let cfg = overhead::OverheadConfig {
             secs: args.overhead_secs.unwrap_or(if q { 2 } else { 10 }),
-            rounds: args.rounds.unwrap_or(if q { 1 } else { 2 }),
+            rounds: args.rounds.unwrap_or(if q { 1 } else { 3 }),
             wrk_threads: args.wrk_threads,
             wrk_conns: args.wrk_connections,
             nginx_workers: args.nginx_workers,

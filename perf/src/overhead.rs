@@ -2,7 +2,7 @@
 //! by `wrk` with keep-alive, with the same duration, threads and connections in three modes on
 //! the same machine: no agent; the floor (`telegen run --floor`: do-nothing programs on the
 //! tracer's hooks); the full agent exporting to a local OTLP receiver. The modes alternate per
-//! round and the median of each is reported. The agent traces only nginx (`--pid <master>`,
+//! round, in an order rotated each round; each ratio is the median of the rounds' own ratios. The agent traces only nginx (`--pid <master>`,
 //! which covers its workers), as a user watching one service would run it; everything else is
 //! the agent's defaults (shards on every core, 16 MiB of rings, 1 KiB captured per syscall).
 
@@ -503,6 +503,35 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The order of the three modes in round `round` (from 1): rotated each round, so that a
+/// machine whose speed drifts during a round does not always favour the same mode, and no mode
+/// always runs right after another's agent or floor has exited.
+fn round_order(round: u32) -> [&'static str; 3] {
+    let modes = ["baseline", "floor", "agent"];
+    let k = (round.max(1) - 1) as usize % 3;
+    [modes[k], modes[(k + 1) % 3], modes[(k + 2) % 3]]
+}
+
+/// req/s of mode `a` over mode `b` in each round that ran both: each round's ratio compares
+/// runs made minutes apart at most, so the drift of a shared machine over the whole phase
+/// cancels in it, where a ratio of medians taken over all rounds would keep it.
+fn round_ratios(runs: &[Value], a: &str, b: &str) -> Vec<f64> {
+    let rounds: std::collections::BTreeSet<u64> =
+        runs.iter().filter_map(|r| r["round"].as_u64()).collect();
+    let rate = |round: u64, mode: &str| {
+        runs.iter()
+            .find(|r| r["round"].as_u64() == Some(round) && r["mode"] == mode)
+            .map(|r| f(r, "req_per_s"))
+    };
+    rounds
+        .into_iter()
+        .filter_map(|round| match (rate(round, a), rate(round, b)) {
+            (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+            _ => None,
+        })
+        .collect()
+}
+
 fn f(v: &Value, k: &str) -> f64 {
     v.get(k).and_then(Value::as_f64).unwrap_or(0.0)
 }
@@ -532,7 +561,7 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
 
     let mut runs = Vec::new();
     for round in 1..=cfg.rounds.max(1) {
-        for mode in ["baseline", "floor", "agent"] {
+        for mode in round_order(round) {
             let label = format!("overhead round {round}/{}: {mode}", cfg.rounds.max(1));
             let mut v = match mode {
                 "baseline" => {
@@ -576,6 +605,9 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
     let base = med("baseline", "req_per_s");
     let floor = med("floor", "req_per_s");
     let agent = med("agent", "req_per_s");
+    let vs_base = round_ratios(&runs, "agent", "baseline");
+    let vs_floor = round_ratios(&runs, "agent", "floor");
+    let floor_vs_base = round_ratios(&runs, "floor", "baseline");
     let agents = of("agent");
     let sum = |k: &str| agents.iter().map(|r| f(r, k)).sum::<f64>();
     let requests = sum("requests").max(1.0);
@@ -588,9 +620,10 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
             if cfg.agent_args.is_empty() { "" } else { " " }, cfg.agent_args.join(" ")),
         "rounds": cfg.rounds.max(1),
         "req_per_s": {"baseline": base, "floor": floor, "agent": agent},
-        "overhead_ratio_vs_baseline": if base > 0.0 { agent / base } else { 0.0 },
-        "overhead_ratio_vs_floor": if floor > 0.0 { agent / floor } else { 0.0 },
-        "floor_ratio_vs_baseline": if base > 0.0 { floor / base } else { 0.0 },
+        "overhead_ratio_vs_baseline": median(vs_base.clone()),
+        "overhead_ratio_vs_floor": median(vs_floor.clone()),
+        "floor_ratio_vs_baseline": median(floor_vs_base.clone()),
+        "ratio_rounds": {"vs_baseline": vs_base, "vs_floor": vs_floor, "floor_vs_baseline": floor_vs_base},
         "agent_cpu_s_per_million_req": sum("agent_cpu_s") / requests * 1e6,
         "server_cpu_us_per_req": {"baseline": med_known("baseline", "server_cpu_us_per_req"),
                                   "floor": med_known("floor", "server_cpu_us_per_req"),
@@ -681,6 +714,35 @@ pub fn run(cfg: &OverheadConfig, progress: &mut dyn FnMut(String)) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_rotate_the_modes_and_ratios_pair_runs_of_one_round() {
+        // Each mode runs once per round, and first, second and last in turn.
+        let orders: Vec<[&str; 3]> = (1..=4).map(round_order).collect();
+        assert_eq!(orders[0], ["baseline", "floor", "agent"]);
+        assert_eq!(orders[1], ["floor", "agent", "baseline"]);
+        assert_eq!(orders[2], ["agent", "baseline", "floor"]);
+        assert_eq!(orders[3], orders[0]);
+        // The machine slows down by half from round 1 to round 2: each round's own ratio holds,
+        // and a round missing a run gives no ratio.
+        let run = |round: u64, mode: &str, rate: f64| json!({"round": round, "mode": mode, "req_per_s": rate});
+        let runs = vec![
+            run(1, "baseline", 100.0),
+            run(1, "agent", 80.0),
+            run(1, "floor", 90.0),
+            run(2, "floor", 45.0),
+            run(2, "agent", 40.0),
+            run(2, "baseline", 50.0),
+            run(3, "baseline", 70.0),
+        ];
+        assert_eq!(round_ratios(&runs, "agent", "baseline"), [0.8, 0.8]);
+        let vs_floor = round_ratios(&runs, "agent", "floor");
+        assert!(
+            (vs_floor[0] - 80.0 / 90.0).abs() < 1e-12 && (vs_floor[1] - 40.0 / 45.0).abs() < 1e-12
+        );
+        // The ratio of the medians over all rounds would say 60 / 70 = 0.857.
+        assert_eq!(median(round_ratios(&runs, "agent", "baseline")), 0.8);
+    }
 
     #[test]
     fn parses_wrk_output() {

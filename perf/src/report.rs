@@ -476,6 +476,21 @@ pub(crate) fn table(r: &Value) -> String {
                 fmt_num(rps.get("agent").and_then(Value::as_f64))
             ),
         ));
+        // Each round's own ratios, whose medians the targets take: their spread is this
+        // machine's noise.
+        let per_round = |k: &str| -> Option<String> {
+            let v = r["overhead"]["ratio_rounds"][k].as_array()?;
+            (v.len() > 1).then(|| {
+                v.iter()
+                    .map(|x| x.as_f64().map_or("-".into(), |x| format!("{x:.3}")))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            })
+        };
+        if let (Some(a), Some(b)) = (per_round("vs_baseline"), per_round("vs_floor")) {
+            rows.push(info("overhead: agent / baseline, each round", a));
+            rows.push(info("overhead: agent / floor, each round", b));
+        }
         if let Some(cpu) = r["server_cpu_us_per_req"].as_object() {
             let us = |k: &str| {
                 cpu.get(k)
@@ -564,4 +579,35 @@ pub(crate) fn table(r: &Value) -> String {
         out.push_str(&format!("{a:<w0$}  {b:>w1$}  {c:<w2$}  {d}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_each_rounds_overhead_ratios() {
+        let r = json!({
+            "req_per_s": {"baseline": 100.0, "floor": 90.0, "agent": 80.0},
+            "overhead": {"ratio_rounds": {
+                "vs_baseline": [0.8, 0.75, 0.9],
+                "vs_floor": [0.85, 0.8, 0.95],
+            }},
+        });
+        let t = table(&r);
+        let row = |name: &str| {
+            t.lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no row {name:?} in\n{t}"))
+                .to_string()
+        };
+        assert!(row("agent / baseline, each round").contains("0.800 / 0.750 / 0.900"));
+        assert!(row("agent / floor, each round").contains("0.850 / 0.800 / 0.950"));
+        // One round: its ratio is the target's own value, no row of its own.
+        let one = json!({
+            "req_per_s": {"baseline": 100.0, "floor": 90.0, "agent": 80.0},
+            "overhead": {"ratio_rounds": {"vs_baseline": [0.8], "vs_floor": [0.85]}},
+        });
+        assert!(!table(&one).contains("each round"));
+    }
 }
