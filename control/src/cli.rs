@@ -158,8 +158,9 @@ pub struct RunArgs {
 
     /// Entries of the kernel's connection table (an LRU hash, about 150 bytes of kernel memory
     /// each, allocated up front): the traced processes' sockets, traced or found not to be
-    /// (Unix ones; UDP ones under `--dns-ports ''`). Raise it for hosts with more open sockets
-    /// than this; a socket evicted from a full table is found again on its next read or write.
+    /// (Unix, netlink and other non-TCP ones; UDP ones under `--dns-ports ''`). Raise it for
+    /// hosts with more open sockets than this; a socket evicted from a full table is found again
+    /// on its next read or write.
     #[arg(long, value_name = "N", default_value_t = 1 << 18)]
     pub conn_table_entries: u32,
 

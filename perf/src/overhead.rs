@@ -2,7 +2,8 @@
 //! by `wrk` with keep-alive, with the same duration, threads and connections in three modes on
 //! the same machine: no agent; the floor (`telegen run --floor`: do-nothing programs on the
 //! tracer's hooks); the full agent exporting to a local OTLP receiver. The modes alternate per
-//! round, in an order rotated each round; each ratio is the median of the rounds' own ratios. The agent traces only nginx (`--pid <master>`,
+//! round, in an order rotated each round; each ratio is the median of the rounds' own
+//! ratios. The agent traces only nginx (`--pid <master>`,
 //! which covers its workers), as a user watching one service would run it; everything else is
 //! the agent's defaults (shards on every core, 16 MiB of rings, 1 KiB captured per syscall).
 
