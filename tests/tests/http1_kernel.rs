@@ -343,18 +343,29 @@ fn nginx_workers_can_be_pinned_one_per_cpu() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(workers.len(), 2, "nginx workers: {workers:?}");
-    let cpus: Vec<String> = workers
-        .iter()
-        .map(|w| {
-            let status = std::fs::read_to_string(format!("/proc/{w}/status")).unwrap();
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .unwrap()
-                .trim()
-                .to_string()
-        })
-        .collect();
+    let allowed = || -> Vec<String> {
+        workers
+            .iter()
+            .map(|w| {
+                let status = std::fs::read_to_string(format!("/proc/{w}/status")).unwrap();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    };
+    // A worker pins itself as it starts, a moment after the fork that made it a child: wait
+    // for it (a CI run once read both workers before either had, "0-1" each).
+    let cpus = loop {
+        let cpus = allowed();
+        if cpus.iter().all(|c| c.parse::<u32>().is_ok()) || Instant::now() > deadline {
+            break cpus;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         cpus.iter().all(|c| c.parse::<u32>().is_ok()),
         "one CPU each: {cpus:?}"
