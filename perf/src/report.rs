@@ -300,6 +300,18 @@ fn fmt_num(v: Option<f64>) -> String {
     }
 }
 
+/// Each round's figures of a JSON array, " / " between them; `None` for fewer than two (one
+/// round's figure is the reported one).
+fn each_round(v: &Value) -> Option<String> {
+    let v = v.as_array()?;
+    (v.len() > 1).then(|| {
+        v.iter()
+            .map(|x| fmt_num(x.as_f64()))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    })
+}
+
 /// A whole percentage.
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |x| format!("{x:.0}"))
@@ -435,16 +447,10 @@ pub(crate) fn table(r: &Value) -> String {
             String::new(),
         ));
     }
-    let scalings: Vec<String> = r["shards_scaling_per_round"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| fmt_num(v.as_f64()))
-        .collect();
-    if scalings.len() > 1 {
+    if let Some(scalings) = each_round(&r["shards_scaling_per_round"]) {
         rows.push(info(
             "shards_scaling of each round (target row: their median)",
-            scalings.join(" / "),
+            scalings,
         ));
     }
     if r["shards_scaling_cpu_ceiling"].is_number() {
@@ -478,15 +484,7 @@ pub(crate) fn table(r: &Value) -> String {
         ));
         // Each round's own ratios, whose medians the targets take: their spread is this
         // machine's noise.
-        let per_round = |k: &str| -> Option<String> {
-            let v = r["overhead"]["ratio_rounds"][k].as_array()?;
-            (v.len() > 1).then(|| {
-                v.iter()
-                    .map(|x| x.as_f64().map_or("-".into(), |x| format!("{x:.3}")))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            })
-        };
+        let per_round = |k: &str| each_round(&r["overhead"]["ratio_rounds"][k]);
         if let (Some(a), Some(b)) = (per_round("vs_baseline"), per_round("vs_floor")) {
             rows.push(info("overhead: agent / baseline, each round", a));
             rows.push(info("overhead: agent / floor, each round", b));
