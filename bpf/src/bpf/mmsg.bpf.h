@@ -48,10 +48,7 @@ int tg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 	struct call_args a;
 	struct conn *c;
 
-	/* The filter first, as in exit_io. */
-	if (skip_tgid(id >> 32))
-		return 0;
-	ts = take_args(&a);
+	ts = take_args(id, &a);
 	if (!ts || a.op != OP_MMSG || ctx->ret <= 0)
 		return 0;
 	c = egress_conn(id, ts, &a);

@@ -595,10 +595,17 @@ static __always_inline void emit_data(struct conn *c, __u64 id, struct task_stat
 }
 
 /* Take (copy and remove) the arguments this thread's entry program saved. Returns the thread's
- * state (the exit program's only fetch of it), or NULL if there are none. */
-static __always_inline struct task_state *take_args(struct call_args *a)
+ * state (the exit program's only fetch of it), or NULL if there are none. The filter comes
+ * first: a process it leaves out (`id`'s tgid) never saved arguments, and its cached answer
+ * costs less than asking for the thread's storage (on a host traced with --pid or --exe, most
+ * writes are of such processes). */
+static __always_inline struct task_state *take_args(__u64 id, struct call_args *a)
 {
-	struct task_state *ts = task_state(0);
+	struct task_state *ts;
+
+	if (skip_tgid(id >> 32))
+		return NULL;
+	ts = task_state(0);
 
 	if (!ts || !ts->args.op)
 		return NULL;
@@ -636,12 +643,7 @@ static __always_inline int exit_io(long ret, __u8 dir)
 	struct call_args a;
 	struct conn *c;
 
-	/* The filter first: a process it leaves out never saved arguments, and its cached
-	 * answer costs less than asking for the thread's storage (on a host traced with --pid
-	 * or --exe, most writes are of such processes). */
-	if (skip_tgid(id >> 32))
-		return 0;
-	ts = take_args(&a);
+	ts = take_args(id, &a);
 	if (!ts || ret <= 0)
 		return 0;
 	c = egress_conn(id, ts, &a);
