@@ -118,15 +118,15 @@ pub struct HistogramCounter {
     series: HashMap<String, u64>,
 }
 
-impl HistogramCounter {
-    /// A metrics request body (gzip or not).
-    pub fn add_body(&mut self, body: &[u8], metric: &str) -> anyhow::Result<()> {
-        let mut unzipped = Vec::new();
-        let pb = unzip_into(body, &mut unzipped)?;
-        self.add(&ExportMetricsServiceRequest::decode(pb)?, metric);
-        Ok(())
-    }
+/// A metrics request body (gzip or not), decoded; `buf` holds the gunzipped bytes.
+pub fn decode_metrics(
+    body: &[u8],
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<ExportMetricsServiceRequest> {
+    Ok(ExportMetricsServiceRequest::decode(unzip_into(body, buf)?)?)
+}
 
+impl HistogramCounter {
     pub fn add(&mut self, req: &ExportMetricsServiceRequest, metric: &str) {
         for rm in &req.resource_metrics {
             let res = format!("{:?}", rm.resource.as_ref().map(|r| &r.attributes));

@@ -15,9 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use prost::Message;
 
-use crate::otlpcount::{count_spans, unzip_into, HistogramCounter};
+use crate::otlpcount::{count_spans, decode_metrics, unzip_into, HistogramCounter};
 
 /// What arrived so far, counted.
 #[derive(Default)]
@@ -100,9 +99,7 @@ async fn handle(
         (Some(true), true) => unzip_into(&b.body, &mut b.unzipped)
             .and_then(count_spans)
             .map(|(all, server)| Got::Spans { all, server }),
-        (Some(false), true) => unzip_into(&b.body, &mut b.unzipped)
-            .and_then(|pb| Ok(ExportMetricsServiceRequest::decode(pb)?))
-            .map(Got::Metrics),
+        (Some(false), true) => decode_metrics(&b.body, &mut b.unzipped).map(Got::Metrics),
         _ => Ok(Got::Nothing),
     };
     if let Ok(mut c) = counts.lock() {

@@ -24,7 +24,7 @@ use telegen_dataplane::signal::{AttrValue, Attrs, ShardStats};
 use telegen_dataplane::spans::monotonic_now_ns;
 
 use crate::feed;
-use crate::otlpcount::HistogramCounter;
+use crate::otlpcount::{decode_metrics, HistogramCounter};
 use crate::procfs;
 pub use telegen_perf::gen::Mix;
 use telegen_perf::gen::{GenCounts, Generator, Proto, WorkloadConfig, PROTOS};
@@ -427,9 +427,12 @@ pub fn run(cfg: &SyntheticConfig, progress: &mut dyn FnMut(String)) -> anyhow::R
         .lock()
         .map(|m| m.clone())
         .unwrap_or_default();
+    let mut buf = Vec::new();
     for b in &bodies {
+        // Decoded once, counted for each protocol's metric.
+        let req = decode_metrics(b, &mut buf)?;
         for (p, hc) in PROTOS.iter().zip(hcs.iter_mut()) {
-            hc.add_body(b, metric_name(*p))?;
+            hc.add(&req, metric_name(*p));
         }
     }
     let hc = &hcs[Proto::Http1.idx()];
