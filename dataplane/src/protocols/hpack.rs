@@ -12,7 +12,8 @@
 //!   only makes a later reference unknown);
 //! - memory is bounded: the table holds at most [`MAX_TABLE_SIZE`] accounted bytes (RFC size,
 //!   name + value + 32 each), strings longer than [`MAX_STRING`] are not kept (their entry is
-//!   kept as a placeholder so positions stay exact), and one scratch buffer is reused;
+//!   kept as a placeholder so positions stay exact), the entries' bytes live in one ring of at
+//!   most twice that, and one scratch buffer is reused;
 //! - malformed input returns an error and resets the table to unknown: nothing after it is trusted.
 
 use std::collections::VecDeque;
@@ -26,6 +27,12 @@ pub const MAX_TABLE_SIZE: usize = 64 * 1024;
 /// Longest name or value decoded and kept; longer ones are skipped (and reported unknown).
 pub const MAX_STRING: usize = 8 * 1024;
 const ENTRY_OVERHEAD: usize = 32;
+/// Smallest ring of entry bytes (see [`Decoder::ring`]).
+const RING_MIN: usize = 256;
+/// Bytes before the end of the newest entry prefetched with the decoder's state.
+const RING_PREFETCH: usize = 192;
+/// Longest entry (name and value) staged on the stack on its way into the ring.
+const STAGED_ON_STACK: usize = 128;
 
 /// RFC 7541 Appendix A.
 #[rustfmt::skip]
@@ -116,27 +123,25 @@ impl Head {
 
 #[derive(Debug)]
 struct Entry {
-    /// The name's bytes then the value's, in one allocation: an insertion allocates once and an
-    /// eviction frees once (a gRPC client inserts a `grpc-timeout` of a new value on every call).
-    bytes: Box<[u8]>,
-    /// Where the value starts in `bytes`.
-    split: u32,
+    /// Where its bytes (the name's, then the value's) start in the decoder's ring, as a
+    /// position in the ring's bytes written so far (see [`Decoder::head`]).
+    start: u32,
+    /// A name or value kept is at most [`MAX_STRING`] bytes.
+    name_len: u16,
+    value_len: u16,
+    /// Accounted size (RFC 7541 section 4.1), at most [`MAX_TABLE_SIZE`].
+    size: u32,
     /// Whether the name and the value are known (an unknown one has no bytes).
     name_known: bool,
     value_known: bool,
-    size: usize,
     /// Its name was taken from an entry older than the `since` of the decoding that inserted
     /// it (see [`Decoder::decode_since`]).
     old_name: bool,
 }
 
 impl Entry {
-    fn name(&self) -> Option<&[u8]> {
-        self.name_known.then(|| &self.bytes[..self.split as usize])
-    }
-
-    fn value(&self) -> Option<&[u8]> {
-        self.value_known.then(|| &self.bytes[self.split as usize..])
+    fn len(&self) -> usize {
+        usize::from(self.name_len) + usize::from(self.value_len)
     }
 }
 
@@ -157,6 +162,17 @@ enum Str {
 pub struct Decoder {
     /// Newest first: index 62 is `entries[0]`.
     entries: VecDeque<Entry>,
+    /// The entries' bytes, oldest to newest, in one buffer used as a ring (its length a power
+    /// of two, or 0): entries are inserted at one end and evicted at the other, so an insertion
+    /// writes after the newest entry and an eviction frees nothing. A gRPC client inserts a
+    /// `grpc-timeout` of a new value on every call; one allocation per entry cost an allocation
+    /// and a free per call, and left each entry's bytes on a line of their own, out of cache
+    /// when a later call names the entry. An entry never wraps around the ring's end (the bytes
+    /// before the end are skipped instead), so each is one slice.
+    ring: Box<[u8]>,
+    /// Where the next entry's bytes go, counted in bytes since the ring was last laid out,
+    /// modulo 2^32 (the index in `ring` is this modulo its length, which divides 2^32).
+    head: u32,
     size: usize,
     max_size: usize,
     /// Every entry the encoder could refer to is in `entries` (saw the connection start, or a
@@ -181,6 +197,8 @@ impl Decoder {
     pub fn new_unknown() -> Self {
         Self {
             entries: VecDeque::new(),
+            ring: Box::default(),
+            head: 0,
             size: 0,
             max_size: DEFAULT_TABLE_SIZE,
             complete: false,
@@ -225,12 +243,18 @@ impl Decoder {
         self.inserted
     }
 
-    /// Start loading the newest entries (see [`crate::prefetch`]).
+    /// Start loading the newest entries and their bytes (see [`crate::prefetch`]): the bytes
+    /// of the newest entries end where the newest one's do.
     #[inline]
     pub(crate) fn prefetch(&self) {
         let newest = self.entries.as_slices().0;
         let newest = &newest[..newest.len().min(8)];
         crate::prefetch::slice(newest);
+        if let Some(e) = newest.first() {
+            let end = self.at(e.start) + e.len();
+            let from = end.saturating_sub(RING_PREFETCH);
+            crate::prefetch::slice(&self.ring[from..end]);
+        }
     }
 
     /// Changes whenever the table changes other than by an insertion, or what is trusted of it
@@ -278,9 +302,12 @@ impl Decoder {
         self.size
     }
 
-    /// Heap bytes held; bounded by [`MAX_TABLE_SIZE`] plus the scratch buffer.
+    /// Heap bytes held: the ring (at most twice [`MAX_TABLE_SIZE`]), the entries' records (at
+    /// most one per 32 bytes of it) and the scratch buffer.
     pub fn buffered_bytes(&self) -> usize {
-        self.size + self.scratch.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.ring.len()
+            + self.scratch.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
     }
 
     /// Decode one complete header block, calling `field(name, value)` for each field that is
@@ -318,7 +345,7 @@ impl Decoder {
         let keep = usize::try_from(self.inserted.saturating_sub(since)).unwrap_or(usize::MAX);
         while self.entries.len() > keep {
             if let Some(e) = self.entries.pop_back() {
-                self.size -= e.size;
+                self.size -= e.size as usize;
             }
         }
         for e in &mut self.entries {
@@ -400,11 +427,13 @@ impl Decoder {
             Str::Static(s) => Some(s.as_bytes()),
             Str::Entry(i, name) => {
                 let e = &self.entries[i];
-                if name {
-                    e.name()
+                let (known, skip, len) = if name {
+                    (e.name_known, 0, e.name_len)
                 } else {
-                    e.value()
-                }
+                    (e.value_known, e.name_len, e.value_len)
+                };
+                let at = self.at(e.start) + usize::from(skip);
+                known.then(|| &self.ring[at..at + usize::from(len)])
             }
             Str::Skipped(_) | Str::Unknown => None,
         }
@@ -506,9 +535,19 @@ impl Decoder {
     fn insert(&mut self, block: &[u8], name: Str, value: Str, old_name: bool) {
         let (n, v) = (self.resolve(block, name), self.resolve(block, value));
         let (n_len, v_len) = (n.map_or(0, <[u8]>::len), v.map_or(0, <[u8]>::len));
-        let mut bytes = Vec::with_capacity(n_len + v_len);
-        bytes.extend_from_slice(n.unwrap_or_default());
-        bytes.extend_from_slice(v.unwrap_or_default());
+        // Staged first: the name may be an entry's, which making room could evict or move. On
+        // the stack when short (the usual case), else on the heap.
+        let mut short = [0u8; STAGED_ON_STACK];
+        let mut long = Vec::new();
+        let bytes: &mut [u8] = match short.get_mut(..n_len + v_len) {
+            Some(b) => b,
+            None => {
+                long.resize(n_len + v_len, 0);
+                &mut long
+            }
+        };
+        bytes[..n_len].copy_from_slice(n.unwrap_or_default());
+        bytes[n_len..].copy_from_slice(v.unwrap_or_default());
         let (name_known, value_known) = (n.is_some(), v.is_some());
         // An unknown name's length is unknown: count what is known (see the module invariants).
         let len = |s: Str, known: usize| match s {
@@ -526,22 +565,76 @@ impl Decoder {
         }
         self.evict(size);
         self.size += size;
+        let start = self.place(bytes.len());
+        let at = self.at(start);
+        self.ring[at..at + bytes.len()].copy_from_slice(bytes);
         self.entries.push_front(Entry {
-            bytes: bytes.into_boxed_slice(),
-            // A name is at most MAX_STRING bytes.
-            split: n_len as u32,
+            start,
+            // Strings longer than MAX_STRING are skipped (no bytes), and an entry larger than
+            // the table (at most MAX_TABLE_SIZE) is not inserted.
+            name_len: n_len as u16,
+            value_len: v_len as u16,
+            size: size as u32,
             name_known,
             value_known,
-            size,
             old_name,
         });
+    }
+
+    /// Index in the ring of the position `pos` (see [`Decoder::head`]).
+    #[inline]
+    fn at(&self, pos: u32) -> usize {
+        (pos as usize) & self.ring.len().wrapping_sub(1)
+    }
+
+    /// Room for an entry of `len` bytes after the newest: its position. The bytes up to the
+    /// ring's end are skipped when it does not fit before it; the ring is laid out again when
+    /// the entries would not fit in it.
+    fn place(&mut self, len: usize) -> u32 {
+        let cap = self.ring.len();
+        let oldest = self.entries.back().map_or(self.head, |e| e.start);
+        let mut start = self.head;
+        if cap != 0 {
+            let at = self.at(start);
+            if at + len > cap {
+                start = start.wrapping_add((cap - at) as u32);
+            }
+        }
+        if cap == 0 || start.wrapping_sub(oldest) as usize + len > cap {
+            self.lay_out(len);
+            start = self.head;
+        }
+        // `len` is at most twice MAX_STRING.
+        self.head = start.wrapping_add(len as u32);
+        start
+    }
+
+    /// Copy the entries, oldest first, to the start of a new ring with room for them and `len`
+    /// bytes more, twice over: the entries fit in [`MAX_TABLE_SIZE`], so the ring in twice
+    /// that, and a new layout leaves at least as much room free as the entries take (so the
+    /// copy is rare).
+    fn lay_out(&mut self, len: usize) {
+        let live: usize = self.entries.iter().map(Entry::len).sum();
+        let cap = (2 * (live + len)).next_power_of_two().max(RING_MIN);
+        let mut ring = vec![0u8; cap].into_boxed_slice();
+        let mut pos = 0;
+        let mask = self.ring.len().wrapping_sub(1);
+        for e in self.entries.iter_mut().rev() {
+            let (from, n) = ((e.start as usize) & mask, e.len());
+            ring[pos..pos + n].copy_from_slice(&self.ring[from..from + n]);
+            // At most twice MAX_TABLE_SIZE.
+            e.start = pos as u32;
+            pos += n;
+        }
+        self.ring = ring;
+        self.head = pos as u32;
     }
 
     /// Evict oldest entries until `extra` more bytes fit.
     fn evict(&mut self, extra: usize) {
         while self.size + extra > self.max_size {
             match self.entries.pop_back() {
-                Some(e) => self.size -= e.size,
+                Some(e) => self.size -= e.size as usize,
                 None => break,
             }
         }

@@ -169,7 +169,10 @@ fn memory_stays_bounded() {
     assert!(d.table_size() <= MAX_TABLE_SIZE);
     // The encoder's table is larger than ours: entries we dropped are unknown, not malformed.
     assert!(!d.is_complete());
-    assert!(d.buffered_bytes() <= 2 * MAX_TABLE_SIZE + 2 * MAX_STRING);
+    // The ring of entry bytes, the entries' records (a VecDeque may hold twice the entries it
+    // has: at most one per 32 accounted bytes) and the scratch buffer.
+    let records = 2 * (MAX_TABLE_SIZE / ENTRY_OVERHEAD) * std::mem::size_of::<Entry>();
+    assert!(d.buffered_bytes() <= 2 * MAX_TABLE_SIZE + records + 2 * MAX_STRING);
     // The newest (the placeholder) is unknown, the one before is exact.
     let (f, r) = fields(&mut d, &hex("be bf ff 81 0f"));
     assert_eq!(r.map(|b| b.unknown), Ok(2));
@@ -309,5 +312,151 @@ fn an_entry_named_after_the_entry_it_evicts() {
             "{i}"
         );
         assert_eq!(d.len(), 1, "{i}");
+    }
+}
+
+/// An HPACK integer with an `n`-bit prefix whose other bits are `flags`.
+fn put_int(out: &mut Vec<u8>, flags: u8, n: u8, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(flags | v as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    v -= max;
+    while v >= 0x80 {
+        out.push((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    put_int(out, 0, 7, s.len());
+    out.extend_from_slice(s);
+}
+
+/// What an encoder does to its table, drawn by the property test below.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A literal with incremental indexing: a new name (of this length), or the name of the
+    /// dynamic entry at this position (modulo the entries held); a value of this length.
+    Insert {
+        name: Result<usize, usize>,
+        value: usize,
+    },
+    /// A reference to the dynamic entry at this position (modulo the entries held).
+    Indexed(usize),
+    /// A literal without indexing, named after the dynamic entry at this position.
+    NotIndexed(usize, usize),
+    /// A dynamic table size update.
+    Resize(usize),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (prop_oneof![(0usize..40).prop_map(Ok), any::<usize>().prop_map(Err)], 0usize..300)
+            .prop_map(|(name, value)| Op::Insert { name, value }),
+        3 => any::<usize>().prop_map(Op::Indexed),
+        1 => (any::<usize>(), 0usize..50).prop_map(|(i, v)| Op::NotIndexed(i, v)),
+        1 => prop::sample::select(vec![0usize, 60, 200, 700, 4096, 9000]).prop_map(Op::Resize),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever an encoder inserts, references, evicts and resizes (entries of many sizes, so
+    /// that the ring of entry bytes wraps, skips its end and is laid out again), the decoder
+    /// reports what the encoder meant and accounts its table as the encoder does.
+    #[test]
+    fn the_table_follows_any_encoder(ops in proptest::collection::vec(op(), 1..300)) {
+        // The encoder's table: newest first, and its size limit.
+        let mut table: VecDeque<(Vec<u8>, Vec<u8>)> = VecDeque::new();
+        let mut max = DEFAULT_TABLE_SIZE;
+        let size = |t: &VecDeque<(Vec<u8>, Vec<u8>)>| -> usize {
+            t.iter().map(|(n, v)| n.len() + v.len() + ENTRY_OVERHEAD).sum()
+        };
+        let mut d = Decoder::new_complete();
+        for (k, op) in ops.into_iter().enumerate() {
+            let mut block = Vec::new();
+            let mut want = Vec::new();
+            let filler = |len: usize, seed: usize| -> Vec<u8> {
+                (0..len).map(|i| b'a' + ((i * 7 + seed * 13) % 26) as u8).collect()
+            };
+            match op {
+                Op::Insert { name, value } => {
+                    let v = filler(value, k);
+                    let n = match name {
+                        Ok(len) => {
+                            let n = filler(len + 1, k + 1);
+                            block.push(0x40);
+                            put_str(&mut block, &n);
+                            n
+                        }
+                        Err(_) if table.is_empty() => continue,
+                        Err(i) => {
+                            let i = i % table.len();
+                            put_int(&mut block, 0x40, 6, 62 + i);
+                            table[i].0.clone()
+                        }
+                    };
+                    put_str(&mut block, &v);
+                    want.push((n.clone(), v.clone()));
+                    let s = n.len() + v.len() + ENTRY_OVERHEAD;
+                    if s > max {
+                        table.clear();
+                    } else {
+                        while size(&table) + s > max {
+                            table.pop_back();
+                        }
+                        table.push_front((n, v));
+                    }
+                }
+                Op::Indexed(_) if table.is_empty() => continue,
+                Op::Indexed(i) => {
+                    let i = i % table.len();
+                    put_int(&mut block, 0x80, 7, 62 + i);
+                    want.push(table[i].clone());
+                }
+                Op::NotIndexed(_, _) if table.is_empty() => continue,
+                Op::NotIndexed(i, value) => {
+                    let i = i % table.len();
+                    let v = filler(value, k);
+                    put_int(&mut block, 0x00, 4, 62 + i);
+                    put_str(&mut block, &v);
+                    want.push((table[i].0.clone(), v));
+                }
+                Op::Resize(m) => {
+                    max = m;
+                    put_int(&mut block, 0x20, 5, m);
+                    while size(&table) > max {
+                        table.pop_back();
+                    }
+                }
+            }
+            let mut got = Vec::new();
+            let r = d.decode(&block, |n, v| got.push((n.to_vec(), v.to_vec())));
+            proptest::prop_assert_eq!(r.map(|b| b.unknown), Ok(0), "op {}", k);
+            proptest::prop_assert_eq!(got, want, "op {}", k);
+            proptest::prop_assert_eq!((d.len(), d.table_size()), (table.len(), size(&table)));
+            proptest::prop_assert!(d.is_complete());
+            // Every entry still reads as the encoder has it.
+            let mut all = Vec::new();
+            for i in 0..table.len() {
+                put_int(&mut all, 0x80, 7, 62 + i);
+            }
+            let mut got = Vec::new();
+            d.decode(&all, |n, v| got.push((n.to_vec(), v.to_vec()))).unwrap();
+            proptest::prop_assert_eq!(&got[..], table.make_contiguous());
+            // Ring positions count modulo 2^32: now and then, move them all by a multiple of
+            // the ring's length to just short of the wrap (or past it), where they go on.
+            if k % 5 == 0 && !d.ring.is_empty() {
+                let by = 0u32.wrapping_sub(d.ring.len() as u32);
+                d.head = d.head.wrapping_add(by);
+                for e in &mut d.entries {
+                    e.start = e.start.wrapping_add(by);
+                }
+            }
+        }
     }
 }
