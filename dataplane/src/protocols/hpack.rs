@@ -641,6 +641,24 @@ impl Decoder {
     }
 }
 
+/// Write `v` as an RFC 7541 5.1 integer with an `n`-bit prefix, the first byte's other bits
+/// being `first`'s: what [`integer`] reads. For encoders of HPACK blocks outside the agent (the
+/// perf harness's synthetic gRPC workload, tests).
+pub fn put_integer(out: &mut Vec<u8>, first: u8, n: u8, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 0x80 {
+        out.push((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// RFC 7541 5.1 integer with an `n`-bit prefix starting at `block[*pos]`.
 fn integer(block: &[u8], pos: &mut usize, n: u8) -> Result<u64, HpackError> {
     let max = (1u64 << n) - 1;

@@ -315,24 +315,32 @@ fn an_entry_named_after_the_entry_it_evicts() {
     }
 }
 
-/// An HPACK integer with an `n`-bit prefix whose other bits are `flags`.
-fn put_int(out: &mut Vec<u8>, flags: u8, n: u8, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(flags | v as u8);
-        return;
+#[test]
+fn integers_are_written_as_in_rfc7541_examples() {
+    // C.1.1: 10 with a 5-bit prefix; C.1.2: 1337 with a 5-bit prefix.
+    let mut o = Vec::new();
+    put_integer(&mut o, 0, 5, 10);
+    assert_eq!(o, [10]);
+    o.clear();
+    put_integer(&mut o, 0, 5, 1337);
+    assert_eq!(o, [31, 154, 10]);
+}
+
+proptest::proptest! {
+    /// What `put_integer` writes, `integer` reads back, whatever the prefix and the other bits.
+    #[test]
+    fn integers_read_back_as_written(v in 0usize..(1 << 28), n in 1u8..=8, first in 0u8..=255) {
+        let first = first & !(((1u16 << n) - 1) as u8);
+        let mut b = vec![0xaa];
+        put_integer(&mut b, first, n, v);
+        let mut pos = 1;
+        proptest::prop_assert_eq!(integer(&b, &mut pos, n), Ok(v as u64));
+        proptest::prop_assert_eq!((pos, b[1] & first), (b.len(), first));
     }
-    out.push(flags | max as u8);
-    v -= max;
-    while v >= 0x80 {
-        out.push((v & 0x7f) as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    put_int(out, 0, 7, s.len());
+    put_integer(out, 0, 7, s.len());
     out.extend_from_slice(s);
 }
 
@@ -396,7 +404,7 @@ proptest::proptest! {
                         Err(_) if table.is_empty() => continue,
                         Err(i) => {
                             let i = i % table.len();
-                            put_int(&mut block, 0x40, 6, 62 + i);
+                            put_integer(&mut block, 0x40, 6, 62 + i);
                             table[i].0.clone()
                         }
                     };
@@ -415,20 +423,20 @@ proptest::proptest! {
                 Op::Indexed(_) if table.is_empty() => continue,
                 Op::Indexed(i) => {
                     let i = i % table.len();
-                    put_int(&mut block, 0x80, 7, 62 + i);
+                    put_integer(&mut block, 0x80, 7, 62 + i);
                     want.push(table[i].clone());
                 }
                 Op::NotIndexed(_, _) if table.is_empty() => continue,
                 Op::NotIndexed(i, value) => {
                     let i = i % table.len();
                     let v = filler(value, k);
-                    put_int(&mut block, 0x00, 4, 62 + i);
+                    put_integer(&mut block, 0x00, 4, 62 + i);
                     put_str(&mut block, &v);
                     want.push((table[i].0.clone(), v));
                 }
                 Op::Resize(m) => {
                     max = m;
-                    put_int(&mut block, 0x20, 5, m);
+                    put_integer(&mut block, 0x20, 5, m);
                     while size(&table) > max {
                         table.pop_back();
                     }
@@ -443,7 +451,7 @@ proptest::proptest! {
             // Every entry still reads as the encoder has it.
             let mut all = Vec::new();
             for i in 0..table.len() {
-                put_int(&mut all, 0x80, 7, 62 + i);
+                put_integer(&mut all, 0x80, 7, 62 + i);
             }
             let mut got = Vec::new();
             d.decode(&all, |n, v| got.push((n.to_vec(), v.to_vec()))).unwrap();
