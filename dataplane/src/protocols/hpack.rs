@@ -642,7 +642,7 @@ impl Decoder {
 }
 
 /// Write `v` as an RFC 7541 5.1 integer with an `n`-bit prefix, the first byte's other bits
-/// being `first`'s: what [`integer`] reads. For encoders of HPACK blocks outside the agent (the
+/// being `first`'s, as the decoder reads it. For encoders of HPACK blocks outside the agent (the
 /// perf harness's synthetic gRPC workload, tests).
 pub fn put_integer(out: &mut Vec<u8>, first: u8, n: u8, mut v: usize) {
     let max = (1usize << n) - 1;
