@@ -336,11 +336,13 @@ static __always_inline struct scratch *scratch_for(struct conn *c, __u64 id, __u
 static __always_inline void emit_close(struct conn *c, __u64 id, __u32 fd)
 {
 	struct scratch *s;
-	struct tg_stats *st = stats();
+	struct tg_stats *st;
 
-	/* A UDP socket user space never heard of (no datagram on a traced port) closes silently. */
-	if (c->udp && c->role == TG_ROLE_UNKNOWN)
+	/* A socket marked as not traced, and a UDP socket user space never heard of (no datagram
+	 * on a traced port), close silently. */
+	if (c->notsock || (c->udp && c->role == TG_ROLE_UNKNOWN))
 		return;
+	st = stats();
 	s = scratch_for(c, id, TG_EV_CLOSE);
 	if (!s)
 		return;
@@ -363,8 +365,7 @@ static __always_inline struct conn *track(__u64 id, __u32 fd, __u8 role)
 
 	old = bpf_map_lookup_elem(&tg_conns, &k);
 	if (old) {
-		if (!old->notsock)
-			emit_close(old, id, fd);
+		emit_close(old, id, fd);
 		bpf_map_delete_elem(&tg_conns, &k);
 	}
 	if (sock_info(f, &nc) < 0) {
@@ -766,8 +767,7 @@ int tg_enter_close(struct trace_event_raw_sys_enter *ctx)
 	c = bpf_map_lookup_elem(&tg_conns, &k);
 	if (!c)
 		return 0;
-	if (!c->notsock)
-		emit_close(c, id, k.fd);
+	emit_close(c, id, k.fd);
 	bpf_map_delete_elem(&tg_conns, &k);
 	return 0;
 }
