@@ -124,7 +124,7 @@ impl Head {
 #[derive(Debug)]
 struct Entry {
     /// Where its bytes (the name's, then the value's) start in the decoder's ring, as a
-    /// position in the ring's bytes written so far (see [`Decoder::head`]).
+    /// position in the ring (see [`Decoder::at`]).
     start: u32,
     /// A name or value kept is at most [`MAX_STRING`] bytes.
     name_len: u16,
@@ -170,9 +170,6 @@ pub struct Decoder {
     /// when a later call names the entry. An entry never wraps around the ring's end (the bytes
     /// before the end are skipped instead), so each is one slice.
     ring: Box<[u8]>,
-    /// Where the next entry's bytes go, counted in bytes since the ring was last laid out,
-    /// modulo 2^32 (the index in `ring` is this modulo its length, which divides 2^32).
-    head: u32,
     size: usize,
     max_size: usize,
     /// Every entry the encoder could refer to is in `entries` (saw the connection start, or a
@@ -198,7 +195,6 @@ impl Decoder {
         Self {
             entries: VecDeque::new(),
             ring: Box::default(),
-            head: 0,
             size: 0,
             max_size: DEFAULT_TABLE_SIZE,
             complete: false,
@@ -581,10 +577,18 @@ impl Decoder {
         });
     }
 
-    /// Index in the ring of the position `pos` (see [`Decoder::head`]).
+    /// Index in the ring of the position `pos`. Positions count the bytes written since the
+    /// ring was last laid out, modulo 2^32 (the ring's length divides it).
     #[inline]
     fn at(&self, pos: u32) -> usize {
         (pos as usize) & self.ring.len().wrapping_sub(1)
+    }
+
+    /// Where the next entry's bytes go: right after the newest entry's.
+    fn next_pos(&self) -> u32 {
+        self.entries
+            .front()
+            .map_or(0, |e| e.start.wrapping_add(e.len() as u32))
     }
 
     /// Room for an entry of `len` bytes after the newest: its position. The bytes up to the
@@ -592,8 +596,9 @@ impl Decoder {
     /// the entries would not fit in it.
     fn place(&mut self, len: usize) -> u32 {
         let cap = self.ring.len();
-        let oldest = self.entries.back().map_or(self.head, |e| e.start);
-        let mut start = self.head;
+        let next = self.next_pos();
+        let oldest = self.entries.back().map_or(next, |e| e.start);
+        let mut start = next;
         if cap != 0 {
             let at = self.at(start);
             if at + len > cap {
@@ -602,10 +607,8 @@ impl Decoder {
         }
         if cap == 0 || start.wrapping_sub(oldest) as usize + len > cap {
             self.lay_out(len);
-            start = self.head;
+            start = self.next_pos();
         }
-        // `len` is at most twice MAX_STRING.
-        self.head = start.wrapping_add(len as u32);
         start
     }
 
@@ -627,7 +630,6 @@ impl Decoder {
             pos += n;
         }
         self.ring = ring;
-        self.head = pos as u32;
     }
 
     /// Evict oldest entries until `extra` more bytes fit.
