@@ -28,29 +28,22 @@ fn varint_len(mut v: u64) -> usize {
     n
 }
 
-fn any_value_len(v: &AttrValue) -> usize {
-    match v {
-        AttrValue::Str(x) => len_field(x.len()),
-        AttrValue::Text(x) => len_field(x.len()),
-        AttrValue::Bool(_) => 2,
-        AttrValue::Int(i) => 1 + varint_len(*i as u64),
-        AttrValue::Double(_) => 9,
-    }
-}
-
 /// Append one span as field 2 (`spans`) of a `ScopeSpans` message.
 ///
-/// One pass sizes the span, the next writes it straight into `out` through a cursor that keeps
-/// its position in a register (a `Vec::push` per byte stores the length back each time, and
-/// writing the body to a scratch buffer first copied every span twice: together about a third
-/// of this function's time).
+/// One pass writes the span straight into `out` through a cursor that keeps its position in a
+/// register (a `Vec::push` per byte stores the length back each time, and writing the body to
+/// a scratch buffer first copied every span twice). A length is only known once what it
+/// measures is written: the cursor leaves it a place of the size it usually takes (one byte
+/// for an attribute and its value, two for the span) and fills it in after, moving the bytes
+/// written since in the rare case the length takes more or fewer bytes. Sizing the span in a
+/// pass of its own first took a third of this function's instructions.
 pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>) {
-    let mut lens = [(0u32, 0u32); LENS_KEPT];
-    let body = span_len(rec, &mut lens);
-    let total = len_field(body);
-    let mut w = Cursor::append(out, total);
-    w.tag(2, LEN);
-    w.varint(body as u64);
+    let start = out.len();
+    // SAFETY: `max_span_bytes` counts every byte this function writes at its most (the
+    // property test below checks the bytes, and the debug build checks each write's bound).
+    let mut w = unsafe { Cursor::append(out, max_span_bytes(rec)) };
+    w.byte(tag_byte(2, LEN));
+    let span = w.open(2);
     w.bytes_field(1, &rec.trace_id);
     w.bytes_field(2, &rec.span_id);
     if rec.parent_span_id != [0u8; 8] {
@@ -70,17 +63,12 @@ pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>) {
         w.tag(8, FIXED64);
         w.put(&end.to_le_bytes());
     }
-    for (i, (k, v)) in rec.attrs.iter().enumerate() {
-        let (kv, vlen) = match lens.get(i) {
-            Some(&(kv, vlen)) => (kv as usize, vlen as usize),
-            None => {
-                let vlen = any_value_len(v);
-                (key_value_len(k, vlen), vlen)
-            }
-        };
-        w.tag_len(9, kv);
+    for (k, v) in &rec.attrs {
+        w.byte(tag_byte(9, LEN));
+        let kv = w.open(1);
         w.bytes_field(1, k.as_bytes());
-        w.tag_len(2, vlen);
+        w.byte(tag_byte(2, LEN));
+        let any = w.open(1);
         match v {
             AttrValue::Str(s) => w.bytes_field(1, s.as_bytes()),
             AttrValue::Text(t) => w.bytes_field(1, t.as_bytes()),
@@ -97,21 +85,64 @@ pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>) {
                 w.put(&d.to_bits().to_le_bytes());
             }
         }
+        w.close(any);
+        w.close(kv);
     }
     // Status (always present, as `span_to_otlp` sets it): message and code ERROR, or empty.
-    w.tag(15, LEN);
+    w.byte(tag_byte(15, LEN));
     match &rec.error {
         Some(msg) => {
-            w.varint(status_len(msg) as u64);
+            let status = w.open(1);
             if !msg.is_empty() {
                 w.bytes_field(2, msg.as_bytes());
             }
             w.tag(3, VARINT);
             w.varint(2);
+            w.close(status);
         }
-        None => w.varint(0),
+        None => w.byte(0),
     }
-    debug_assert_eq!(w.at, total, "span size and span bytes disagree");
+    w.close(span);
+    let n = w.at;
+    out.truncate(start + n);
+}
+
+/// Most bytes [`append_span`] can write for `rec` (before it moves bytes to fill in a length
+/// that did not fit its place, the place's bytes included): every length and number counted at
+/// its widest, which is what keeps the cursor's writes in bounds.
+fn max_span_bytes(rec: &SpanRecord) -> usize {
+    const VARINT_MAX: usize = 10;
+    // A length-delimited field: tag, length, bytes.
+    const FIELD: usize = 1 + VARINT_MAX;
+    let attrs: usize = rec
+        .attrs
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                AttrValue::Str(s) => s.len(),
+                AttrValue::Text(t) => t.len(),
+                _ => 0,
+            };
+            // The `KeyValue`, its key, its `AnyValue` and what that holds (a number at most
+            // a tag and ten bytes).
+            3 * FIELD + k.len() + FIELD + value
+        })
+        .sum();
+    let error = rec.error.as_ref().map_or(0, String::len);
+    // The span; ids; name; kind, times; status (message, code).
+    FIELD
+        + 3 * (FIELD + 16)
+        + FIELD
+        + rec.name.len()
+        + 3 * (1 + VARINT_MAX)
+        + attrs
+        + 3 * FIELD
+        + error
+}
+
+/// The one-byte tag of `field` (below 16).
+const fn tag_byte(field: u8, wire: u8) -> u8 {
+    (field << 3) | wire
 }
 
 fn kind_code(kind: SpanKind) -> u64 {
@@ -126,63 +157,27 @@ fn len_field(n: usize) -> usize {
     1 + varint_len(n as u64) + n
 }
 
-fn key_value_len(key: &str, vlen: usize) -> usize {
-    len_field(key.len()) + len_field(vlen)
+/// A length [`Cursor::open`] left room for.
+#[derive(Clone, Copy)]
+struct Open {
+    at: usize,
+    room: usize,
 }
 
-/// Bytes of the `Status` message of an error span with this message.
-fn status_len(msg: &str) -> usize {
-    if msg.is_empty() {
-        2
-    } else {
-        len_field(msg.len()) + 2
-    }
-}
-
-/// Attributes whose sizes [`span_len`] hands to [`append_span`]'s writing pass, which would
-/// otherwise compute them again (later ones are).
-const LENS_KEPT: usize = 24;
-
-/// Bytes of the `Span` message [`append_span`] writes for `rec` (without its own tag and length),
-/// and in `lens`, per attribute, the sizes of its `KeyValue` and of its `AnyValue`.
-fn span_len(rec: &SpanRecord, lens: &mut [(u32, u32); LENS_KEPT]) -> usize {
-    let mut n = len_field(16) + len_field(8);
-    if rec.parent_span_id != [0u8; 8] {
-        n += len_field(8);
-    }
-    if !rec.name.is_empty() {
-        n += len_field(rec.name.len());
-    }
-    n += 2;
-    if rec.start_unix_ns != 0 {
-        n += 9;
-    }
-    if rec.end_unix_ns.max(rec.start_unix_ns) != 0 {
-        n += 9;
-    }
-    for (i, (k, v)) in rec.attrs.iter().enumerate() {
-        let vlen = any_value_len(v);
-        let kv = key_value_len(k, vlen);
-        if let Some(l) = lens.get_mut(i) {
-            *l = (kv as u32, vlen as u32);
-        }
-        n += len_field(kv);
-    }
-    n + match &rec.error {
-        Some(msg) => len_field(status_len(msg)),
-        None => 2,
-    }
-}
-
-/// Writes into bytes already sized for what is written (a write past the end panics).
+/// Writes into bytes sized beforehand for the most that is written, without checking each
+/// write's bound: a span's writes are a few dozen small pieces, and checking each cost a third
+/// of the span's encoding. Whoever makes a cursor ([`Cursor::append`]) vouches for the size.
 struct Cursor<'a> {
     b: &'a mut [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
-    /// A cursor over `n` new bytes at the end of `out`.
-    fn append(out: &'a mut Vec<u8>, n: usize) -> Self {
+    /// A cursor over `n` new bytes at the end of `out` (zeroed).
+    ///
+    /// # Safety
+    /// At most `n` bytes may be written through it: every write method relies on that.
+    unsafe fn append(out: &'a mut Vec<u8>, n: usize) -> Self {
         let at = out.len();
         out.resize(at + n, 0);
         Cursor {
@@ -191,9 +186,21 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The next `n` bytes, unchecked in a release build.
+    #[inline(always)]
+    fn next(&mut self, n: usize) -> &mut [u8] {
+        debug_assert!(
+            n <= self.b.len() - self.at,
+            "a cursor written past its size"
+        );
+        // SAFETY: the cursor's maker vouched that no more than its size is written
+        // (`Cursor::append`).
+        unsafe { self.b.get_unchecked_mut(self.at..self.at + n) }
+    }
+
     #[inline]
     fn byte(&mut self, x: u8) {
-        self.b[self.at] = x;
+        self.next(1)[0] = x;
         self.at += 1;
     }
 
@@ -202,7 +209,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn put(&mut self, data: &[u8]) {
         let n = data.len();
-        let dst = &mut self.b[self.at..self.at + n];
+        let dst = self.next(n);
         match n {
             0..=3 => {
                 for (d, s) in dst.iter_mut().zip(data) {
@@ -248,12 +255,55 @@ impl<'a> Cursor<'a> {
         debug_assert!(field < 16);
         let tag = ((field << 3) as u8) | LEN;
         if len < 0x80 {
-            self.b[self.at..self.at + 2].copy_from_slice(&[tag, len as u8]);
+            self.next(2).copy_from_slice(&[tag, len as u8]);
             self.at += 2;
         } else {
             self.byte(tag);
             self.varint(len as u64);
         }
+    }
+
+    /// `n` bytes at `at`, among those written already.
+    #[inline(always)]
+    fn written(&mut self, at: usize, n: usize) -> &mut [u8] {
+        debug_assert!(at + n <= self.at);
+        // SAFETY: below `self.at`, which the cursor's size bounds (`Cursor::append`).
+        unsafe { self.b.get_unchecked_mut(at..at + n) }
+    }
+
+    /// Leave `room` bytes (1 or 2) for a length that [`Cursor::close`] fills in.
+    #[inline]
+    fn open(&mut self, room: usize) -> Open {
+        let o = Open { at: self.at, room };
+        self.next(room);
+        self.at += room;
+        o
+    }
+
+    /// Fill in the length of what was written since `o` was opened.
+    #[inline]
+    fn close(&mut self, o: Open) {
+        let len = self.at - o.at - o.room;
+        match (o.room, len) {
+            (1, 0..0x80) => self.written(o.at, 1)[0] = len as u8,
+            (2, 0x80..0x4000) => self
+                .written(o.at, 2)
+                .copy_from_slice(&[(len as u8) | 0x80, (len >> 7) as u8]),
+            _ => self.close_moving(o, len),
+        }
+    }
+
+    /// [`Cursor::close`] when the length does not take the room left for it: what follows
+    /// moves to make it fit.
+    #[cold]
+    #[inline(never)]
+    fn close_moving(&mut self, o: Open, len: usize) {
+        let need = varint_len(len as u64);
+        let body = o.at + o.room;
+        self.b.copy_within(body..self.at, o.at + need);
+        self.at = o.at;
+        self.varint(len as u64);
+        self.at += len;
     }
 
     #[inline]
@@ -504,7 +554,8 @@ fn group_head(
     let rs_len = len_field(res.len()) + len_field(scope_spans_len);
     let head = len_field(rs_len) - spans;
     out.reserve(head + if room_for_spans { spans } else { 0 });
-    let mut w = Cursor::append(out, head);
+    // SAFETY: `head` is the exact size of what is written (checked below in a debug build).
+    let mut w = unsafe { Cursor::append(out, head) };
     w.tag(1, LEN);
     w.varint(rs_len as u64);
     w.bytes_field(1, &res);
@@ -528,6 +579,61 @@ mod tests {
             for v in [1u64 << shift, (1u64 << shift) - 1, low >> shift, 0, u64::MAX] {
                 proptest::prop_assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v));
             }
+        }
+
+        /// Any span is written byte for byte as prost writes the message `span_to_otlp`
+        /// builds: every length in its fewest bytes, whether it fit the room left for it or
+        /// not (attributes and spans from empty to past 16 KiB, where a length takes three).
+        #[test]
+        fn any_span_is_written_as_prost_writes_it(
+            name in 0usize..200,
+            parent in proptest::bool::ANY,
+            times in (0u64..3, proptest::num::u64::ANY),
+            error in proptest::option::of(0usize..300),
+            attrs in proptest::collection::vec((0usize..4, 0usize..6, proptest::num::u64::ANY), 0..12),
+        ) {
+            const KEYS: [&str; 4] = ["k", "url.path", "http.response.status_code", "a.key.of.forty.bytes.............end"];
+            // Value lengths around each boundary of a one-, two- and three-byte length.
+            const LENS: [usize; 6] = [0, 100, 127, 128, 16_500, 300];
+            let r = SpanRecord {
+                trace_id: [1; 16],
+                span_id: [2; 8],
+                parent_span_id: if parent { [3; 8] } else { [0; 8] },
+                name: Text::Owned("n".repeat(name)),
+                kind: if name % 2 == 0 { SpanKind::Server } else { SpanKind::Client },
+                // None, before the end, or after it (the end then written as the start).
+                start_unix_ns: match times.0 {
+                    0 => 0,
+                    1 => times.1 / 2,
+                    _ => times.1.saturating_add(5),
+                },
+                end_unix_ns: times.1,
+                error: error.map(|n| "e".repeat(n)),
+                attrs: attrs
+                    .iter()
+                    .map(|&(k, v, x)| {
+                        let value = match x % 5 {
+                            0 => AttrValue::Str("s".repeat(LENS[v])),
+                            1 => AttrValue::Text(Text::Owned("t".repeat(LENS[v] / 3))),
+                            2 => AttrValue::Int(x as i64 >> (x % 64)),
+                            3 => AttrValue::Bool(x % 2 == 0),
+                            _ => AttrValue::Double(x as f64),
+                        };
+                        (KEYS[k], value)
+                    })
+                    .collect(),
+                pid: 1,
+                comm: [0; 16],
+            };
+            let mut got = vec![0xEE; 3];
+            append_span(&r, &mut got);
+            let want = opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                spans: vec![otlp::span_to_otlp(r)],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            proptest::prop_assert_eq!(&got[..3], &[0xEE; 3], "what was in the buffer stays");
+            proptest::prop_assert!(got[3..] == want[..]);
         }
     }
 
@@ -612,9 +718,8 @@ mod tests {
 
     #[test]
     fn direct_encoding_decodes_to_the_prost_message() {
-        // More attributes than the sizes kept from the sizing pass (`LENS_KEPT`).
         let mut many = rec(7);
-        for i in 0..2 * LENS_KEPT {
+        for i in 0..48 {
             many.attrs
                 .push(("extra", AttrValue::Str("v".repeat(i * 7))));
         }
@@ -660,6 +765,10 @@ mod tests {
         );
         let got = ExportTraceServiceRequest::decode(body.as_slice()).expect("valid protobuf");
         assert_eq!(got, expected);
+        assert!(
+            body == expected.encode_to_vec(),
+            "byte for byte what prost writes"
+        );
         // The same body as pieces (what gzip reads): heads and span buffers, in order.
         let parts = traces_body_parts(body_groups(), &otlp::scope(), vec![0xAA; 3]);
         let pieces = parts.pieces();
