@@ -212,7 +212,7 @@ impl Blocks {
 }
 
 /// Header fields of one block that matter for an exchange.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub(super) struct Fields {
     pub(super) method: Option<Arc<str>>,
     pub(super) path: Option<Arc<str>>,
@@ -228,6 +228,47 @@ pub(super) struct Fields {
     /// The fields (`F_*` bits) whose value came from a dynamic-table entry that may have been
     /// another (`http2_tentative.rs`); [`F_ANY`] if any field did, whatever its name.
     pub(super) doubt: u16,
+}
+
+impl Clone for Fields {
+    fn clone(&self) -> Self {
+        let mut f = Fields::default();
+        f.clone_from(self);
+        f
+    }
+
+    /// Field by field: a remembered block's fields are cloned into a fresh `Fields` once per
+    /// header block, and the derived version built a whole copy aside, then moved it in (160
+    /// bytes) and dropped what it replaced.
+    fn clone_from(&mut self, src: &Self) {
+        // Every field named, so that a new one cannot be left out.
+        let Fields {
+            method,
+            path,
+            authority,
+            host,
+            scheme,
+            status,
+            content_type,
+            traceparent,
+            grpc_status,
+            grpc_message,
+            bad,
+            doubt,
+        } = src;
+        self.method.clone_from(method);
+        self.path.clone_from(path);
+        self.authority.clone_from(authority);
+        self.host.clone_from(host);
+        self.scheme.clone_from(scheme);
+        self.status = *status;
+        self.content_type.clone_from(content_type);
+        self.traceparent.clone_from(traceparent);
+        self.grpc_status = *grpc_status;
+        self.grpc_message.clone_from(grpc_message);
+        self.bad = *bad;
+        self.doubt = *doubt;
+    }
 }
 
 pub(super) const F_METHOD: u16 = 1 << 0;
