@@ -68,10 +68,15 @@ fn grpc_span_into(
     attrs.clear();
     attrs.reserve(13);
     attrs.push(("rpc.system", AttrValue::Text(Text::Static("grpc"))));
-    if let Some(n) = &names {
-        attrs.push(("rpc.service", AttrValue::Text(n.service.clone())));
-        attrs.push(("rpc.method", AttrValue::Text(n.method.clone())));
-    }
+    // The cache's texts are a copy already: moved into the span, not copied again.
+    let name = match names {
+        Some(n) => {
+            attrs.push(("rpc.service", AttrValue::Text(n.service)));
+            attrs.push(("rpc.method", AttrValue::Text(n.method)));
+            n.name
+        }
+        None => Text::Static("grpc"),
+    };
     let status = grpc::call_status(x);
     if let Some(code) = status {
         attrs.push(("rpc.grpc.status_code", AttrValue::Int(i64::from(code))));
@@ -104,10 +109,6 @@ fn grpc_span_into(
             attrs.push(("error.type", AttrValue::Text(Text::Static("incomplete"))));
             Some("no gRPC status".to_string())
         }
-    };
-    let name = match &names {
-        Some(n) => n.name.clone(),
-        None => Text::Static("grpc"),
     };
     let head = Head {
         name,
