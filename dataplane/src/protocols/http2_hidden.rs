@@ -46,7 +46,7 @@
 //! nothing is kept unless a gap loss already covers it; what such bytes opened is never kept,
 //! and may send header blocks either way at any time ([`HiddenIds::untracked`]).
 
-use super::{BlockMeta, Chunk, H2Exchange, Http2Parser, L7Record, Stream, MAX_STREAMS};
+use super::{BlockMeta, Chunk, Http2Parser, L7Record, Stream, MAX_STREAMS};
 
 /// Ranges of ids kept per connection (see the module comment).
 pub(crate) const MAX_RANGES: usize = MAX_STREAMS;
@@ -329,32 +329,28 @@ impl Http2Parser {
 
     /// A stream of `id` starting at (start_ns, seq), its directions marked as hidden where they
     /// are suspect now.
-    fn new_stream(&self, id: u32, (start_ns, request_seq): (u64, u64)) -> Stream {
-        Stream {
-            x: H2Exchange {
-                stream_id: id,
-                start_ns,
-                request_seq,
-                ..H2Exchange::default()
-            },
+    fn new_stream(&self, id: u32, bound: (u64, u64)) -> NewStream {
+        NewStream {
+            id,
+            bound,
             hidden: self.dirs.each_ref().map(|d| d.suspect.is_some()),
-            ..Stream::default()
+            incomplete: false,
         }
     }
 
     /// The stream of `id`, whose request HEADERS were hidden no earlier than `bound` (start_ns,
     /// seq); `req` is the request direction.
-    fn hidden_stream(&self, req: usize, id: u32, bound: (u64, u64)) -> Stream {
+    fn hidden_stream(&self, req: usize, id: u32, bound: (u64, u64)) -> NewStream {
         let mut s = self.new_stream(id, bound);
         // Nor was anything of its requests since: its END_STREAM may have been hidden.
         s.hidden[req] = true;
         // Its request block was not captured.
-        s.x.headers_incomplete = true;
+        s.incomplete = true;
         s
     }
 
-    /// Start tracking `s`, making room if [`MAX_STREAMS`] are open; returns its index.
-    fn track(&mut self, s: Stream, c: &Chunk<'_>, out: &mut Vec<L7Record>) -> usize {
+    /// Start tracking stream `n`, making room if [`MAX_STREAMS`] are open; returns its index.
+    fn track(&mut self, n: NewStream, c: &Chunk<'_>, out: &mut Vec<L7Record>) -> usize {
         if self.streams.len() >= MAX_STREAMS {
             // Make room: the oldest stream is likely one whose end was not captured.
             self.overflows += 1;
@@ -370,9 +366,27 @@ impl Http2Parser {
             // for four at once, which a connection of one call at a time keeps for its life.
             self.streams.reserve_exact(1);
         }
-        self.streams.push(s);
-        self.streams.len() - 1
+        // Made in its place: a `Stream` built aside was copied in (240 bytes), once per call.
+        self.streams.push(Stream::default());
+        let i = self.streams.len() - 1;
+        let s = &mut self.streams[i];
+        s.x.stream_id = n.id;
+        (s.x.start_ns, s.x.request_seq) = n.bound;
+        s.x.headers_incomplete = n.incomplete;
+        s.hidden = n.hidden;
+        i
     }
+}
+
+/// What a stream starts with: [`Http2Parser::track`] makes the stream from it.
+#[derive(Clone, Copy)]
+struct NewStream {
+    id: u32,
+    /// (start_ns, request_seq).
+    bound: (u64, u64),
+    hidden: [bool; 2],
+    /// Its request block was not captured.
+    incomplete: bool,
 }
 
 #[cfg(test)]
