@@ -35,8 +35,9 @@ fn varint_len(mut v: u64) -> usize {
 /// a scratch buffer first copied every span twice). A length is only known once what it
 /// measures is written: the cursor leaves it a place of the size it usually takes (one byte
 /// for an attribute and its value, two for the span) and fills it in after, moving the bytes
-/// written since in the rare case the length takes more or fewer bytes. Sizing the span in a
-/// pass of its own first took a third of this function's instructions.
+/// written since when the length takes more or fewer bytes: an attribute whose value is about
+/// 125 bytes or more, a span under 128 bytes or of 16 KiB and more. Sizing the span in a pass
+/// of its own first took a third of this function's instructions.
 pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>) {
     let start = out.len();
     // SAFETY: `max_span_bytes` counts every byte this function writes at its most (the
@@ -109,7 +110,9 @@ pub fn append_span(rec: &SpanRecord, out: &mut Vec<u8>) {
 
 /// Most bytes [`append_span`] can write for `rec` (before it moves bytes to fill in a length
 /// that did not fit its place, the place's bytes included): every length and number counted at
-/// its widest, which is what keeps the cursor's writes in bounds.
+/// its widest, which is what keeps the cursor's writes in bounds. Summed without wrapping: a
+/// total past `usize::MAX` (no real span) makes the allocation panic instead of undersizing the
+/// buffer.
 fn max_span_bytes(rec: &SpanRecord) -> usize {
     const VARINT_MAX: usize = 10;
     // A length-delimited field: tag, length, bytes.
@@ -125,19 +128,16 @@ fn max_span_bytes(rec: &SpanRecord) -> usize {
             };
             // The `KeyValue`, its key, its `AnyValue` and what that holds (a number at most
             // a tag and ten bytes).
-            3 * FIELD + k.len() + FIELD + value
+            (4 * FIELD).saturating_add(k.len()).saturating_add(value)
         })
-        .sum();
+        .fold(0, usize::saturating_add);
     let error = rec.error.as_ref().map_or(0, String::len);
     // The span; ids; name; kind, times; status (message, code).
-    FIELD
-        + 3 * (FIELD + 16)
-        + FIELD
-        + rec.name.len()
-        + 3 * (1 + VARINT_MAX)
-        + attrs
-        + 3 * FIELD
-        + error
+    const FIXED: usize = FIELD + 3 * (FIELD + 16) + FIELD + 3 * (1 + VARINT_MAX) + 3 * FIELD;
+    FIXED
+        .saturating_add(rec.name.len())
+        .saturating_add(attrs)
+        .saturating_add(error)
 }
 
 /// The one-byte tag of `field` (below 16).
@@ -179,7 +179,8 @@ impl<'a> Cursor<'a> {
     /// At most `n` bytes may be written through it: every write method relies on that.
     unsafe fn append(out: &'a mut Vec<u8>, n: usize) -> Self {
         let at = out.len();
-        out.resize(at + n, 0);
+        // Checked: a wrapped sum would make the cursor smaller than its maker vouched for.
+        out.resize(at.checked_add(n).expect("a cursor's size overflows"), 0);
         Cursor {
             b: &mut out[at..],
             at: 0,
