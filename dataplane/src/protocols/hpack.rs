@@ -531,6 +531,22 @@ impl Decoder {
     fn insert(&mut self, block: &[u8], name: Str, value: Str, old_name: bool) {
         let (n, v) = (self.resolve(block, name), self.resolve(block, value));
         let (n_len, v_len) = (n.map_or(0, <[u8]>::len), v.map_or(0, <[u8]>::len));
+        let (name_known, value_known) = (n.is_some(), v.is_some());
+        // An unknown name's length is unknown: count what is known (see the module invariants).
+        let len = |s: Str, known: usize| match s {
+            Str::Skipped(n) => n,
+            _ => known,
+        };
+        let size = len(name, n_len) + len(value, v_len) + ENTRY_OVERHEAD;
+        if size > self.max_size {
+            // RFC 7541 4.4: an entry larger than the table empties it and is not added (it
+            // still counts as inserted), so it is not staged.
+            self.inserted += 1;
+            self.epoch += 1;
+            self.entries.clear();
+            self.size = 0;
+            return;
+        }
         // Staged first: the name may be an entry's, which making room could evict or move. On
         // the stack when short (the usual case), else on the heap.
         let mut short = [0u8; STAGED_ON_STACK];
@@ -544,21 +560,7 @@ impl Decoder {
         };
         bytes[..n_len].copy_from_slice(n.unwrap_or_default());
         bytes[n_len..].copy_from_slice(v.unwrap_or_default());
-        let (name_known, value_known) = (n.is_some(), v.is_some());
-        // An unknown name's length is unknown: count what is known (see the module invariants).
-        let len = |s: Str, known: usize| match s {
-            Str::Skipped(n) => n,
-            _ => known,
-        };
-        let size = len(name, n_len) + len(value, v_len) + ENTRY_OVERHEAD;
         self.inserted += 1;
-        if size > self.max_size {
-            // RFC 7541 4.4: an entry larger than the table empties it and is not added.
-            self.epoch += 1;
-            self.entries.clear();
-            self.size = 0;
-            return;
-        }
         self.evict(size);
         self.size += size;
         let start = self.place(bytes.len());

@@ -467,3 +467,23 @@ proptest::proptest! {
         }
     }
 }
+
+/// RFC 7541 4.4: an entry larger than the table empties it and is not added, but the field is
+/// decoded and the insertion counts (it names no entry, and everything older is gone).
+#[test]
+fn an_entry_larger_than_the_table_empties_it_and_still_counts() {
+    let mut d = Decoder::new_complete();
+    // Size update to 64 bytes, then one entry of 1 + 2 + 32 bytes.
+    let mut b = hex("3f 21");
+    b.extend(lit_indexed("k", "v1"));
+    fields(&mut d, &b).1.unwrap();
+    assert_eq!((d.len(), d.inserted()), (1, 1));
+    let epoch = d.epoch();
+    // 1 + 40 + 32 bytes: larger than the table.
+    let big = "x".repeat(40);
+    let (f, r) = fields(&mut d, &lit_indexed("k", &big));
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(f, pairs(&[("k", &big)]));
+    assert_eq!((d.len(), d.table_size(), d.inserted()), (0, 0, 2));
+    assert_ne!(d.epoch(), epoch);
+}
